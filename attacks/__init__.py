@@ -1,0 +1,1 @@
+"""Built-in attacks: exit estimation, strategy stealing, function-only baselines."""

@@ -1,0 +1,1 @@
+"""Built-in defenses against output-strategy stealing."""

@@ -1,0 +1,107 @@
+"""Scikit-learn style component base: ``__init__`` stores keyword params, nothing else.
+
+Victims, attacks and defenses subclass :class:`Component`. Parameters are read back
+from the ``__init__`` signature by :meth:`Component.get_params`, so
+``type(c)(**c.get_params())`` rebuilds an equal component, and parameters are checked
+to be JSON-serialisable because they enter the cell's config hash.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from typing import Any, ClassVar
+
+from harness.errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class Component:
+    """Base class of every pluggable component (victim, attack, defense, estimator)."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "component"
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Keyword parameters of ``__init__`` (sklearn convention: no ``*args``)."""
+        sig = inspect.signature(cls.__init__)
+        names = []
+        for p in sig.parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            names.append(p.name)
+        return names
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {
+            n: sig.parameters[n].default
+            for n in cls.param_names()
+            if sig.parameters[n].default is not inspect.Parameter.empty
+        }
+
+    def get_params(self) -> dict[str, Any]:
+        """Current parameters, read from the attributes ``__init__`` stored."""
+        out = {}
+        for n in self.param_names():
+            if not hasattr(self, n):
+                raise ConfigError(
+                    f"{self.kind} {self.name!r}: __init__ did not store parameter {n!r} as "
+                    f"self.{n}; components must store every keyword parameter unchanged"
+                )
+            out[n] = getattr(self, n)
+        return out
+
+    def set_params(self, **params: Any) -> Component:
+        valid = set(self.param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ConfigError(
+                    f"{self.kind} {self.name!r} has no parameter {key!r}; "
+                    f"valid parameters: {sorted(valid) or 'none'}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def build_component(cls: type[Component], params: dict[str, Any]) -> Component:
+    """Instantiate ``cls`` with ``params`` after checking names and JSON-serialisability."""
+    valid = set(cls.param_names())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ConfigError(
+            f"{cls.kind} {cls.name!r} has no parameter(s) {unknown}; "
+            f"valid parameters: {sorted(valid) or 'none'}"
+        )
+    obj = cls(**params)
+    check_json_params(obj)
+    return obj
+
+
+def check_json_params(obj: Component) -> dict[str, Any]:
+    params = obj.get_params()
+    try:
+        json.dumps(params, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{obj.kind} {obj.name!r}: parameters must be JSON-serialisable "
+            f"(numbers, strings, booleans, lists, dicts, null): {exc}"
+        ) from exc
+    return params
+
+
+def validate_name(name: object, owner: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"{owner}: component name {name!r} is not snake_case "
+            f"(lowercase letters, digits, underscores, starting with a letter)"
+        )
+    return name

@@ -1,0 +1,118 @@
+"""Plugin manager construction and the component registry built from it.
+
+``make_plugin_manager()`` builds and returns a manager (there is no global one):
+hookspecs, entry points of group ``harness`` (allow-list ``HARNESS_LOAD_PLUGINS``,
+block-list ``HARNESS_DISABLE_PLUGINS``, both comma-separated entry-point names), then
+the built-in plugin modules, then ``check_pending()``. A plugin that fails to import is
+skipped with a warning naming it, its distribution and the error, unless ``strict``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from harness import PROJECT_NAME, __version__, hookspecs
+from harness.errors import PluginError
+
+BUILTIN_PLUGINS = (
+    "victims.plugin",
+    "attacks.plugin",
+    "defenses.plugin",
+)
+"""The only place where the framework names the built-in packages."""
+
+DISTRIBUTION = "exitsteal-harness"
+
+
+class HarnessPluginWarning(UserWarning):
+    """A plugin was skipped; the message names it and says why."""
+
+
+class HarnessPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers each plugin's distribution and version."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        self.distributions: dict[str, tuple[str, str]] = {}
+
+    def distribution_of(self, plugin_name: str) -> tuple[str, str]:
+        return self.distributions.get(plugin_name, ("unknown", "unknown"))
+
+
+def _env_list(name: str) -> set[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _load_entry_points(pm: HarnessPluginManager, strict: bool) -> None:
+    allow = _env_list("HARNESS_LOAD_PLUGINS")
+    block = _env_list("HARNESS_DISABLE_PLUGINS") or set()
+    for ep in metadata.entry_points(group=PROJECT_NAME):
+        if ep.name in block or (allow is not None and ep.name not in allow):
+            continue
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("unknown", "unknown")
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
+            msg = (f"plugin {ep.name!r} (distribution {dist[0]} {dist[1]}, entry point "
+                   f"{ep.value!r}) failed to load and was skipped: {type(exc).__name__}: {exc}. "
+                   f"Fix or uninstall it, or set HARNESS_DISABLE_PLUGINS={ep.name}")
+            if strict:
+                raise PluginError(msg) from exc
+            warnings.warn(msg, HarnessPluginWarning, stacklevel=3)
+            continue
+        pm.distributions[ep.name] = dist
+
+
+def make_plugin_manager(*, strict: bool = False, load_entrypoints: bool = True,
+                        extra_plugins: tuple[Any, ...] = ()) -> HarnessPluginManager:
+    """Build a manager with hookspecs, entry-point plugins, built-ins and ``extra_plugins``."""
+    pm = HarnessPluginManager()
+    pm.add_hookspecs(hookspecs)
+    block = _env_list("HARNESS_DISABLE_PLUGINS") or set()
+    if load_entrypoints:
+        _load_entry_points(pm, strict)
+    for module_name in BUILTIN_PLUGINS:
+        if module_name in block:
+            continue
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        pm.distributions[module_name] = (DISTRIBUTION, __version__)
+    for plugin in extra_plugins:
+        name = pm.register(plugin)
+        module = getattr(plugin, "__module__", None) or getattr(plugin, "__name__", "")
+        pm.distributions[name] = (str(module).split(".")[0] or "unknown", "unknown")
+    pm.check_pending()
+    return pm
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+def plugin_infos(pm: HarnessPluginManager) -> list[PluginInfo]:
+    """Name, distribution, version and implemented hooks of every registered plugin."""
+    out = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:
+            continue
+        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
+        dist, version = pm.distribution_of(name)
+        out.append(PluginInfo(name, dist, version, hooks))
+    return out

@@ -1,0 +1,241 @@
+"""Protocol types of the fixed cell flow (DESIGN section 4).
+
+Frozen dataclasses carry data between components; the small ABCs here are what
+plugins subclass: :class:`Victim`, :class:`Defense`, :class:`Attack`, :class:`DatasetSource`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from harness.components import Component
+
+if TYPE_CHECKING:
+    from harness.model import MultiExitNet
+    from harness.oracle import Oracle
+    from harness.strategy import OutputStrategy
+
+OutputMode = Literal["probs", "label"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs (n, *input_shape) float32 in the dataset's input range, labels (n,) int64."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Deterministic disjoint splits; the attacker pool's labels are never given to attacks."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    input_range: tuple[float, float]
+    train: Split
+    val: Split
+    attacker: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class TrainedVictim:
+    """A trained multi-exit victim and its output strategy (server side only)."""
+
+    name: str
+    model: MultiExitNet
+    strategy: OutputStrategy
+    data: DatasetSplits
+    family: str
+    weights_hash: str
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What the attacker sees: outputs (probs (n,C) or labels (n,)) and latency per query.
+
+    ``admitted[i]`` is False when a query monitor refused query ``i``; its output row is
+    NaN (probs) or -1 (label) and its latency NaN. Refused queries are still charged.
+    """
+
+    outputs: np.ndarray
+    latency_s: np.ndarray
+    admitted: np.ndarray
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """What the threat model grants an attack besides the oracle and its data pool."""
+
+    seed: int
+    device: str
+    budget: int
+    output: OutputMode
+    input_shape: tuple[int, ...]
+    num_classes: int
+    input_range: tuple[float, float]
+    num_exits: int | None
+    victim_family: str
+    cache_dir: Path | None = None
+
+    def rng(self, stream: int = 0) -> np.random.Generator:
+        """An independent generator per ``stream`` derived from the cell seed."""
+        return np.random.default_rng([self.seed, stream])
+
+
+@dataclass(frozen=True)
+class StolenModel:
+    """An attack's result: a multi-exit substitute, its stolen strategy, diagnostics.
+
+    ``estimated_exits`` (optional) holds the attack's estimated victim exit for each
+    query it made, in query order, for ``exit_estimation_accuracy``.
+    """
+
+    model: MultiExitNet
+    strategy: OutputStrategy
+    estimated_exits: np.ndarray | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class DatasetSource(Component):
+    """A dataset plugin: loads deterministic splits from a package or ``data_root``."""
+
+    kind: ClassVar[str] = "dataset"
+
+    @abstractmethod
+    def load(self, data_root: Path | None) -> DatasetSplits:
+        """Return the splits; raise :class:`harness.errors.DatasetError` if data is missing."""
+
+
+class Victim(Component):
+    """A victim plugin: trains (or loads from cache) a multi-exit network + strategy."""
+
+    kind: ClassVar[str] = "victim"
+    dataset: ClassVar[str] = ""
+
+    @abstractmethod
+    def prepare(self, data: DatasetSplits, cache_dir: Path, device: str) -> TrainedVictim:
+        """Train or load the victim for ``data``; deterministic for fixed params."""
+
+
+class Defense(Component):
+    """A defense plugin: override any subset of the four stages (identity by default).
+
+    Stages run in this order: ``admit`` -> ``choose_exits`` -> ``perturb_outputs`` ->
+    ``shape_latency``. Stochastic stages use the given generator only.
+    """
+
+    kind: ClassVar[str] = "defense"
+
+    def reset(self) -> None:
+        """Forget per-client state (called once per cell before any query)."""
+
+    def admit(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Boolean mask of queries to answer."""
+        return np.ones(len(x), dtype=bool)
+
+    def choose_exits(self, per_exit_probs: list[np.ndarray], exits: np.ndarray,
+                     strategy: OutputStrategy, rng: np.random.Generator) -> np.ndarray:
+        """Exit that really answers each sample (the victim computes up to it)."""
+        return exits
+
+    def perturb_outputs(self, probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Probability vectors the client receives."""
+        return probs
+
+    def shape_latency(self, latency_s: np.ndarray, exits: np.ndarray,
+                      rng: np.random.Generator) -> np.ndarray:
+        """Latency the client waits (never shorter than the computation)."""
+        return latency_s
+
+    def stages(self) -> tuple[str, ...]:
+        """Names of the stages this defense overrides."""
+        names = ("admit", "choose_exits", "perturb_outputs", "shape_latency")
+        return tuple(n for n in names if getattr(type(self), n) is not getattr(Defense, n))
+
+
+class Attack(Component):
+    """An attack plugin. ``reference`` attacks use privileged information (upper bounds)."""
+
+    kind: ClassVar[str] = "attack"
+    reference: ClassVar[bool] = False
+
+    @abstractmethod
+    def steal(self, oracle: Oracle, attacker_data: np.ndarray, ctx: AttackContext) -> StolenModel:
+        """Query ``oracle`` (within ``ctx.budget``) and return a substitute + strategy."""
+
+
+@dataclass(frozen=True)
+class ExitEstimate:
+    """Exit estimation result for latencies in query order.
+
+    ``boundaries`` are the latency thresholds between consecutive estimated exits
+    (ascending, ``num_exits - 1`` of them); ``exits[i]`` is the estimated exit of query
+    ``i``; ``posterior`` (n, num_exits) is given by estimators that have one.
+    """
+
+    boundaries: np.ndarray
+    exits: np.ndarray
+    num_exits: int
+    posterior: np.ndarray | None = None
+
+
+class ExitEstimator(Component):
+    """Latencies in; an estimated exit per query out. ``reference`` = uses true exits."""
+
+    kind: ClassVar[str] = "exit_estimator"
+    reference: ClassVar[bool] = False
+
+    @abstractmethod
+    def estimate(self, latency_s: np.ndarray, num_exits: int | None,
+                 rng: np.random.Generator) -> ExitEstimate:
+        """Estimate exits; ``num_exits`` None means infer the number of exits."""
+
+
+@dataclass(frozen=True)
+class ServeTrace:
+    """Per-sample serving record: outputs of the answering exit, exits, measured latency."""
+
+    probs: np.ndarray
+    exits: np.ndarray
+    latency_s: np.ndarray
+
+
+class ServedModel(ABC):
+    """A victim loaded into a serving backend (server side)."""
+
+    num_exits: int
+    cost_fraction: tuple[float, ...]
+
+    @abstractmethod
+    def exit_probs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Batched path: softmax probabilities of every exit, K x (n, classes)."""
+
+    @abstractmethod
+    def serve(self, x: np.ndarray, strategy: OutputStrategy | None = None,
+              exits: np.ndarray | None = None, repeats: int = 1) -> ServeTrace:
+        """True per-sample early exit, each sample timed on its own (batch size 1).
+
+        Stops where ``strategy`` fires or, when ``exits`` is given, at that exit
+        (a defense's choice); never computes a block beyond the answering exit.
+        """
+
+
+class ServingBackend(Component):
+    """A serving backend plugin (``torch``, ``onnx``)."""
+
+    kind: ClassVar[str] = "backend"
+
+    @abstractmethod
+    def load(self, victim: TrainedVictim, device: str, cache_dir: Path) -> ServedModel:
+        """Load ``victim`` for serving on ``device`` (``cpu`` or ``cuda``)."""

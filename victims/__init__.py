@@ -1,0 +1,1 @@
+"""Built-in victims: multi-exit architectures, datasets, training, serving backends."""
