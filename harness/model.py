@@ -37,7 +37,7 @@ class MultiExitNet(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
         h = x
-        for block, head in zip(self.blocks, self.heads):
+        for block, head in zip(self.blocks, self.heads, strict=True):
             h = block(h)
             outs.append(head(h))
         return outs

@@ -65,7 +65,7 @@ def _load_entry_points(pm: HarnessPluginManager, strict: bool) -> None:
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
+        except Exception as exc:
             msg = (f"plugin {ep.name!r} (distribution {dist[0]} {dist[1]}, entry point "
                    f"{ep.value!r}) failed to load and was skipped: {type(exc).__name__}: {exc}. "
                    f"Fix or uninstall it, or set HARNESS_DISABLE_PLUGINS={ep.name}")

@@ -1,0 +1,20 @@
+"""Registers the built-in attacks and exit estimators through the public hooks."""
+
+from __future__ import annotations
+
+import harness
+
+
+@harness.hookimpl
+def harness_register_attacks(register):
+    from attacks.knockoff import KnockoffAttack
+
+    register(KnockoffAttack)
+
+
+@harness.hookimpl
+def harness_register_exit_estimators(register):
+    from attacks.exit_estimation import BUILTIN_ESTIMATORS
+
+    for estimator in BUILTIN_ESTIMATORS:
+        register(estimator)

@@ -1,0 +1,99 @@
+"""Shared pieces of stealing attacks: querying the pool, building and distilling substitutes.
+
+Distillation (the *performance loss*) is the SDN-weighted sum over exits of the soft
+cross-entropy ``-sum_c p_victim(c) log softmax(z_k)(c)`` toward the victim's returned
+probabilities, or plain cross-entropy on the returned labels when ``output=label``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from harness.model import MultiExitNet
+from harness.oracle import Oracle
+from harness.protocol import AttackContext
+from victims.architectures import build_small_cnn
+from victims.training import sdn_exit_weights, train_loop
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The admitted queries an attack made: inputs, outputs and latencies, in query order."""
+
+    x: np.ndarray
+    outputs: np.ndarray
+    latency_s: np.ndarray
+    admitted: np.ndarray
+
+
+def query_pool(oracle: Oracle, pool: np.ndarray, n: int, rng: np.random.Generator,
+               batch_size: int = 256) -> Transcript:
+    """Query ``n`` pool inputs drawn without replacement (repeating only if n > pool)."""
+    n = min(n, oracle.budget_left)
+    if n <= 0:
+        raise ValueError("no query budget left")
+    idx = rng.permutation(len(pool))
+    while len(idx) < n:
+        idx = np.concatenate([idx, rng.permutation(len(pool))])
+    x = pool[idx[:n]]
+    outs, lats, adm = [], [], []
+    for start in range(0, n, batch_size):
+        res = oracle.query(x[start:start + batch_size])
+        outs.append(res.outputs)
+        lats.append(res.latency_s)
+        adm.append(res.admitted)
+    return Transcript(x, np.concatenate(outs), np.concatenate(lats), np.concatenate(adm))
+
+
+def build_substitute(ctx: AttackContext, architecture: str | None, num_exits: int,
+                     width: int, seed: int) -> MultiExitNet:
+    """A fresh multi-exit network; ``architecture`` None means the victim's family."""
+    family = architecture or ctx.victim_family
+    if family == "small_cnn":
+        return build_small_cnn(ctx.input_shape, ctx.num_classes, num_exits=num_exits,
+                               width=width, seed=seed)
+    from victims.architectures.cifar import get_architecture
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_architecture(family)(ctx.input_shape, ctx.num_classes, num_exits=num_exits)
+
+
+def performance_loss(output: str, weights: Sequence[float]) -> Callable[..., torch.Tensor]:
+    """Distillation toward probabilities, or cross-entropy on labels."""
+    w = tuple(weights)
+
+    def loss(exit_logits: list[torch.Tensor], target: torch.Tensor, *_: torch.Tensor):
+        if output == "label":
+            return sum(wk * F.cross_entropy(z, target) for wk, z in zip(w, exit_logits, strict=True))
+        return sum(wk * -(target * F.log_softmax(z, dim=1)).sum(1).mean()
+                   for wk, z in zip(w, exit_logits, strict=True))
+
+    return loss
+
+
+def distill(model: MultiExitNet, transcript: Transcript, output: str, *, epochs: int,
+            lr: float, batch_size: int, seed: int, device: str,
+            extra_targets: Sequence[torch.Tensor] = (),
+            extra_loss: Callable[..., torch.Tensor] | None = None) -> None:
+    """Train ``model`` on the admitted queries with the performance loss (+ ``extra_loss``)."""
+    ok = transcript.admitted
+    x = torch.as_tensor(np.ascontiguousarray(transcript.x[ok], dtype=np.float32))
+    if output == "label":
+        target = torch.as_tensor(transcript.outputs[ok].astype(np.int64))
+    else:
+        target = torch.as_tensor(transcript.outputs[ok].astype(np.float32))
+    perf = performance_loss(output, sdn_exit_weights(model.num_exits))
+    extras = [t[torch.as_tensor(ok)] if len(t) == len(ok) else t for t in extra_targets]
+
+    def loss(exit_logits, tgt, *rest):
+        value = perf(exit_logits, tgt)
+        return value + extra_loss(exit_logits, *rest) if extra_loss is not None else value
+
+    train_loop(model, [x, target, *extras], loss, epochs=epochs, lr=lr,
+               batch_size=batch_size, seed=seed, device=device)

@@ -1,0 +1,211 @@
+"""Run one cell: victim -> serve -> defense -> oracle -> attack -> scores (DESIGN section 4).
+
+Random streams are derived from the cell seed, one per consumer, so adding randomness
+in one component never shifts another's: 1 defense, 2 timing, 3 attack (through
+``AttackContext.rng``), 4-6 benign traffic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.components import build_component
+from harness.devices import resolve_device
+from harness.endpoint import Endpoint
+from harness.errors import ComponentFailure, ConfigError, HarnessError
+from harness.grid import CellSpec
+from harness.leakage import bayes_exit_accuracy, leakage_bits
+from harness.model import MultiExitNet
+from harness.oracle import Oracle
+from harness.protocol import AttackContext, Defense, StolenModel, TrainedVictim
+from harness.registry import Registry
+from harness.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
+from harness.strategy import OutputStrategy
+from harness.timing import AnalyticTiming, TimingModel
+
+
+@dataclass(frozen=True)
+class CellEnvironment:
+    """Run-level settings that do not change a cell's result."""
+
+    cache_dir: Path
+    data_root: Path | None
+    profile_path: Path | None = None
+
+
+def _label(registry: Registry, kind: str, name: str) -> str:
+    entry = registry.get(kind, name)
+    return f"{kind} {name!r} (plugin {entry.plugin}, {entry.distribution} {entry.version})"
+
+
+def make_timing(cell: CellSpec, env: CellEnvironment) -> TimingModel | None:
+    params = json.loads(cell.timing_params_json)
+    if cell.timing == "live":
+        return None
+    if cell.timing == "replay":
+        from harness.profiles import LatencyProfile
+        from harness.timing import ReplayTiming
+
+        if env.profile_path is None:
+            raise ConfigError("timing=replay needs profile=PATH")
+        return ReplayTiming(LatencyProfile.load(env.profile_path))
+    try:
+        return AnalyticTiming(**params)
+    except TypeError as exc:
+        raise ConfigError(f"timing=analytic: {exc}; valid timing parameters: base_s, full_s, "
+                          "sigma, tail_prob, tail_alpha, tail_scale") from None
+
+
+def prepare_victim(registry: Registry, cell: CellSpec, env: CellEnvironment,
+                   device: str) -> TrainedVictim:
+    """Load the victim's dataset and train (or load from cache) the victim."""
+    entry = registry.get("victim", cell.victim.name)
+    victim = build_component(entry.cls, cell.victim.params)
+    source = registry.get("dataset", victim.dataset).cls()
+    data = source.load(env.data_root)
+    return victim.prepare(data, env.cache_dir, device)
+
+
+def substitute_exits(stolen: StolenModel, x: np.ndarray, device: str,
+                     batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Exits and labels of the substitute under its stolen strategy (batched)."""
+    model = stolen.model.to(device).eval()
+    per_exit: list[list[np.ndarray]] = [[] for _ in range(model.num_exits)]
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            outs = model(torch.as_tensor(x[i:i + batch], device=device))
+            for k, o in enumerate(outs):
+                per_exit[k].append(torch.softmax(o.double(), dim=1).cpu().numpy())
+    probs = [np.concatenate(p) for p in per_exit]
+    exits = stolen.strategy.exits(probs)
+    labels = np.stack([probs[e][i] for i, e in enumerate(exits)]).argmax(axis=1)
+    return exits, labels
+
+
+def _check_stolen(stolen: Any, registry: Registry, num_classes: int, label: str) -> StolenModel:
+    if not isinstance(stolen, StolenModel):
+        raise ComponentFailure(f"{label}: steal() returned {type(stolen).__name__}, expected "
+                               "harness.protocol.StolenModel")
+    if not isinstance(stolen.model, MultiExitNet):
+        raise ComponentFailure(f"{label}: the substitute must be a harness.model.MultiExitNet")
+    if not isinstance(stolen.strategy, OutputStrategy):
+        raise ComponentFailure(f"{label}: the strategy must be a harness.strategy.OutputStrategy")
+    try:
+        stolen.strategy.validate(stolen.model.num_exits, num_classes, owner=label)
+    except ConfigError as exc:
+        raise ComponentFailure(str(exc)) from None
+    return stolen
+
+
+def _endpoint(victim, served, defense, timing, seed, streams, label, repeats) -> Endpoint:
+    return Endpoint(served, victim.strategy, defense, timing,
+                    np.random.default_rng([seed, streams[0]]),
+                    np.random.default_rng([seed, streams[1]]),
+                    num_classes=victim.model.num_classes, defense_label=label, repeats=repeats)
+
+
+def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[dict, dict]:
+    """Execute one cell; returns (metrics, diagnostics). Component errors are labelled."""
+    device = resolve_device(cell.device)
+    victim = prepare_victim(registry, cell, env, device)
+    backend = registry.get("backend", cell.backend).cls()
+    served = backend.load(victim, device, env.cache_dir)
+    timing = make_timing(cell, env)
+    d_label = _label(registry, "defense", cell.defense.name)
+    a_label = _label(registry, "attack", cell.attack.name)
+    defense = build_component(registry.get("defense", cell.defense.name).cls, cell.defense.params)
+    attack_entry = registry.get("attack", cell.attack.name)
+    attack = build_component(attack_entry.cls, cell.attack.params)
+    data = victim.data
+
+    defense.reset()
+    endpoint = _endpoint(victim, served, defense, timing, cell.seed, (1, 2), d_label, cell.repeats)
+    oracle = Oracle(endpoint, cell.budget, cell.output, data.input_shape, data.input_range,
+                    allow_truth=attack_entry.cls.reference)
+    ctx = AttackContext(seed=cell.seed, device=device, budget=cell.budget, output=cell.output,
+                        input_shape=data.input_shape, num_classes=data.num_classes,
+                        input_range=data.input_range, num_exits=victim.model.num_exits,
+                        victim_family=victim.family, cache_dir=env.cache_dir)
+    try:
+        stolen = attack.steal(oracle, data.attacker.x.copy(), ctx)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise ComponentFailure(f"{a_label} raised {type(exc).__name__}: {exc}") from exc
+    stolen = _check_stolen(stolen, registry, data.num_classes, a_label)
+
+    # Strategy-stealing success against the undefended victim on the test split.
+    test = data.test
+    victim_probs = served.exit_probs(test.x)
+    victim_exits = victim.strategy.exits(victim_probs)
+    victim_labels = np.stack([victim_probs[e][i] for i, e in enumerate(victim_exits)]).argmax(1)
+    sub_exits, sub_labels = substitute_exits(stolen, test.x, device)
+    metrics: dict[str, float | None] = strategy_scores(
+        victim_exits=victim_exits, victim_labels=victim_labels,
+        victim_cost=served.cost_fraction, sub_exits=sub_exits, sub_labels=sub_labels,
+        sub_cost=stolen.model.cost_fraction, y_true=test.y)
+    served_log = oracle.served_exits()
+    try:
+        metrics["exit_estimation_accuracy"] = exit_estimation_accuracy(stolen.estimated_exits,
+                                                                       served_log)
+    except ValueError as exc:
+        raise ComponentFailure(f"{a_label}: {exc}") from None
+    metrics["queries_used"] = float(oracle.queries_used)
+    metrics["queries_refused"] = float(oracle.refused_count)
+
+    # Defense cost and leakage on benign test traffic.
+    defense.reset()
+    defended = _endpoint(victim, served, defense, timing, cell.seed, (4, 5), d_label, cell.repeats)
+    plain = _endpoint(victim, served, Defense(), timing, cell.seed, (6, 5),
+                      "undefended", cell.repeats)
+    r_def, r_undef = defended.respond(test.x), plain.respond(test.x)
+    full = _full_latency(served, timing, len(test), cell.seed, test.x, cell.repeats)
+    labels_def = np.where(r_def.admitted, np.nan_to_num(r_def.probs).argmax(1), -1)
+    metrics.update(defense_costs(
+        labels_def=labels_def, labels_undef=r_undef.probs.argmax(1), y_true=test.y,
+        latency_def=r_def.latency_s, latency_undef=r_undef.latency_s, latency_full=full,
+        cost_def=r_def.cost_fraction, cost_undef=r_undef.cost_fraction))
+    ok = r_def.admitted
+    metrics["leakage_bits"] = leakage_bits(r_def.latency_s[ok], r_def.exits[ok]) if ok.any() else 0.0
+    metrics["bayes_exit_accuracy"] = (bayes_exit_accuracy(r_def.latency_s[ok], r_def.exits[ok],
+                                                          seed=cell.seed) if ok.any() else None)
+    diagnostics = {
+        "victim_thresholds": list(victim.strategy.thresholds),
+        "victim_policy": victim.strategy.policy.name,
+        "victim_exit_histogram": np.bincount(victim_exits, minlength=served.num_exits).tolist(),
+        "substitute_exit_histogram": np.bincount(
+            sub_exits, minlength=stolen.model.num_exits).tolist(),
+        "stolen_strategy": stolen.strategy.to_json(),
+        "victim_cost_fraction": list(served.cost_fraction),
+        "victim_weights_hash": victim.weights_hash,
+        "attack": _jsonable(stolen.diagnostics),
+    }
+    return metrics, diagnostics
+
+
+def _full_latency(served, timing, n, seed, x, repeats) -> np.ndarray:
+    last = np.full(n, served.num_exits - 1, dtype=np.int64)
+    if timing is None:
+        return served.serve(x, exits=last, repeats=repeats).latency_s
+    return timing.latencies(last, served.cost_fraction, np.random.default_rng([seed, 7]))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy containers in diagnostics to JSON-friendly values."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

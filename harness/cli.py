@@ -1,0 +1,67 @@
+"""``harness`` command line: parses arguments and dispatches, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+KIND_ALIASES = {"victims": "victim", "attacks": "attack", "defenses": "defense",
+                "datasets": "dataset", "estimators": "exit_estimator",
+                "policies": "exit_policy", "backends": "backend"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=(
+        "Evaluate output-strategy stealing attacks and defenses on multi-exit networks."))
+    parser.add_argument("--strict-plugins", action="store_true",
+                        help="fail instead of skipping a plugin that does not load")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a grid of cells: KEY=VALUE overrides",
+                         description="Example: harness run attacks=all defenses=all seeds=0,1 "
+                                     "out=results attack.knockoff.epochs=20")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    run.add_argument("--config", type=Path, help="grid TOML file (overrides win)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    lst = sub.add_parser("list", help="list registered components")
+    lst.add_argument("kind", nargs="?", choices=sorted(KIND_ALIASES))
+    plugins = sub.add_parser("plugins", help="list loaded plugins")
+    plugins.add_argument("--json", action="store_true")
+    board = sub.add_parser("leaderboard", help="aggregate results into leaderboard.json")
+    board.add_argument("out", nargs="?", type=Path, default=Path("results"))
+    cal = sub.add_parser("calibrate", help="record a live latency profile: KEY=VALUE")
+    cal.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from harness import commands
+
+        if args.command == "run":
+            return commands.run(args.overrides, args.config, not args.quiet, args.strict_plugins)
+        if args.command == "list":
+            kinds = [KIND_ALIASES[args.kind]] if args.kind else list(KIND_ALIASES.values())
+            return commands.list_components(kinds, args.strict_plugins)
+        if args.command == "plugins":
+            return commands.plugins(args.json, args.strict_plugins)
+        if args.command == "leaderboard":
+            return commands.leaderboard(args.out, args.strict_plugins)
+        if args.command == "calibrate":
+            return commands.calibrate(args.overrides, args.strict_plugins)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

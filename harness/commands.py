@@ -1,0 +1,72 @@
+"""Implementations of the CLI subcommands (the CLI module only parses)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from harness.config import parse_overrides
+from harness.leaderboard import build_leaderboard, format_table
+from harness.plugins import make_plugin_manager, plugin_infos
+from harness.registry import Registry
+from harness.runner import run_grid
+
+
+def _registry(strict: bool) -> tuple[object, Registry]:
+    pm = make_plugin_manager(strict=strict)
+    return pm, Registry.from_manager(pm)
+
+
+def run(overrides: list[str], config: Path | None, progress: bool, strict: bool) -> int:
+    spec = parse_overrides(overrides, config)
+    pm, registry = _registry(strict)
+    summary = run_grid(spec, pm, show_progress=progress)
+    board = build_leaderboard(summary.out, _reference_attacks(registry))
+    print(format_table(board))
+    print(f"\n{summary.total} cells ({summary.reused} reused, {summary.ran} run, "
+          f"{summary.failed} failed)")
+    print(f"cell results: {summary.out / 'cells'}")
+    print(f"leaderboard:  {summary.out / 'leaderboard.json'}")
+    return 1 if summary.failed else 0
+
+
+def _reference_attacks(registry: Registry) -> set[str]:
+    return {e.name for e in registry.entries("attack") if getattr(e.cls, "reference", False)}
+
+
+def list_components(kinds: list[str], strict: bool) -> int:
+    _, registry = _registry(strict)
+    for kind in kinds:
+        print(f"{kind}s:")
+        for entry in registry.entries(kind):
+            doc = (entry.cls.__doc__ or "").strip().splitlines()
+            summary = doc[0] if doc else ""
+            print(f"  {entry.name:24} {entry.plugin} ({entry.distribution})  {summary}")
+    return 0
+
+
+def plugins(as_json: bool, strict: bool) -> int:
+    from harness.cli import print_json
+
+    pm, _ = _registry(strict)
+    infos = plugin_infos(pm)
+    if as_json:
+        print_json([asdict(i) for i in infos])
+    else:
+        for i in infos:
+            print(f"{i.name:24} {i.distribution} {i.version}  hooks: {', '.join(i.hooks)}")
+    return 0
+
+
+def leaderboard(out: Path, strict: bool) -> int:
+    _, registry = _registry(strict)
+    board = build_leaderboard(out, _reference_attacks(registry))
+    print(format_table(board))
+    print(f"leaderboard: {Path(out) / 'leaderboard.json'}")
+    return 0
+
+
+def calibrate(overrides: list[str], strict: bool) -> int:
+    from harness.calibrate_command import calibrate_command
+
+    return calibrate_command(overrides, strict)

@@ -1,0 +1,221 @@
+"""Parse ``KEY=VALUE`` overrides (and ``--config grid.toml``) into a frozen :class:`RunSpec`.
+
+Grammar (DESIGN section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all``,
+``a,b`` or ``[a,b]``; ``seeds=0,1,2``; scalar keys below; per-component parameters as
+``attack.NAME.PARAM=VALUE`` (likewise ``defense.``, ``victim.``) and timing parameters
+as ``timing.PARAM=VALUE``. Values of parameters are parsed as JSON when they are valid
+JSON (numbers, ``[0.9,0.8]``, ``true``, ``null``) and kept as strings otherwise.
+Everything is checked here, before any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+LIST_KEYS = ("victims", "attacks", "defenses")
+CHOICES = {
+    "output": ("probs", "label"),
+    "timing": ("analytic", "replay", "live"),
+    "backend": ("torch", "onnx"),
+    "device": ("cpu", "cuda", "auto"),
+    "executor": ("serial", "process"),
+}
+INT_KEYS = ("budget", "jobs", "repeats")
+FLOAT_KEYS = ("timeout",)
+PATH_KEYS = ("out", "data_root", "cache_dir", "profile")
+SCALAR_KEYS = (*CHOICES, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
+COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defenses"}
+DEFAULTS: dict[str, Any] = {
+    "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
+    "budget": 500, "output": "probs", "timing": "analytic", "backend": "torch",
+    "device": "cpu", "executor": "serial", "jobs": 1, "repeats": 1, "timeout": None,
+    "out": "results", "data_root": None, "cache_dir": None, "profile": None,
+}
+
+
+def _valid_keys_hint() -> str:
+    return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS))}, "
+            "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a grid run needs, parsed and type-checked (names resolved later)."""
+
+    victims: tuple[str, ...]
+    attacks: tuple[str, ...]
+    defenses: tuple[str, ...]
+    seeds: tuple[int, ...]
+    budget: int
+    output: str
+    timing: str
+    backend: str
+    device: str
+    executor: str
+    jobs: int
+    repeats: int
+    timeout: float | None
+    out: Path
+    data_root: Path | None
+    cache_dir: Path
+    profile: Path | None
+    component_params: tuple[tuple[str, str, str, Any], ...] = field(default=())
+    timing_params: tuple[tuple[str, Any], ...] = field(default=())
+
+    def params_for(self, kind: str, name: str) -> dict[str, Any]:
+        """Only this component's own parameters."""
+        return {p: v for k, n, p, v in self.component_params if k == kind and n == name}
+
+
+def parse_name_list(key: str, raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, list | tuple):
+        items = [str(x).strip() for x in raw]
+    else:
+        text = str(raw).strip()
+        if text.startswith("[") != text.endswith("]"):
+            raise ConfigError(f"{key}={raw!r}: unbalanced brackets; write {key}=a,b or {key}=[a,b]")
+        items = [p.strip() for p in text.strip("[]").split(",")]
+    if not items or any(not p for p in items):
+        raise ConfigError(f"{key}={raw!r}: empty name in list; write {key}=all, {key}=a,b "
+                          f"or {key}=[a,b]")
+    if "all" in items and len(items) > 1:
+        raise ConfigError(f"{key}={raw!r}: 'all' cannot be combined with other names")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{key}={raw!r}: a name is listed twice")
+    return tuple(items)
+
+
+def parse_seeds(raw: Any) -> tuple[int, ...]:
+    items = raw if isinstance(raw, list | tuple) else str(raw).strip().strip("[]").split(",")
+    seeds = []
+    for item in items:
+        try:
+            seed = int(str(item).strip())
+        except ValueError:
+            raise ConfigError(f"seeds={raw!r}: {item!r} is not an integer; write seeds=0,1,2") from None
+        if seed < 0:
+            raise ConfigError(f"seeds={raw!r}: seeds must be >= 0")
+        seeds.append(seed)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={raw!r}: give distinct non-negative integers, e.g. seeds=0,1,2")
+    return tuple(seeds)
+
+
+def parse_value(raw: Any) -> Any:
+    """JSON when it parses (numbers, lists, booleans, null), else the raw string."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        if raw.strip().startswith("["):
+            raise ConfigError(f"value {raw!r} looks like a list but is not valid JSON; "
+                              "write e.g. [0.9,0.8,0.7]") from None
+        return raw
+
+
+def _scalar(key: str, raw: Any) -> Any:
+    if key in CHOICES:
+        value = str(raw)
+        if value not in CHOICES[key]:
+            raise ConfigError(f"{key}={raw!r} is not allowed; choose one of {', '.join(CHOICES[key])}")
+        return value
+    if key in INT_KEYS:
+        try:
+            value = int(str(raw))
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not an integer") from None
+        if value <= 0:
+            raise ConfigError(f"{key}={value} must be > 0")
+        return value
+    if key in FLOAT_KEYS:
+        if raw is None or str(raw).lower() in ("none", "null"):
+            return None
+        try:
+            value = float(str(raw))
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not a number of seconds") from None
+        if value <= 0:
+            raise ConfigError(f"{key}={value} must be > 0 seconds")
+        return value
+    return None if raw is None or raw == "" else Path(str(raw)).expanduser()
+
+
+def split_override(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not KEY=VALUE; {_valid_keys_hint()}")
+    return key.strip(), value.strip()
+
+
+def load_toml(path: Path) -> dict[str, str | Any]:
+    """Flatten a grid TOML file into override pairs (tables become dotted keys)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: invalid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                walk(key, v)
+            else:
+                flat[key] = v
+    walk("", data)
+    return flat
+
+
+def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec:
+    """Merge defaults, the TOML file and command-line overrides (last wins)."""
+    pairs: dict[str, Any] = {}
+    if config is not None:
+        pairs.update(load_toml(config))
+    for text in overrides:
+        key, value = split_override(text)
+        pairs[key] = value
+    values = dict(DEFAULTS)
+    component_params: list[tuple[str, str, str, Any]] = []
+    timing_params: list[tuple[str, Any]] = []
+    for key, raw in pairs.items():
+        head, _, rest = key.partition(".")
+        if key in LIST_KEYS:
+            values[key] = parse_name_list(key, raw)
+        elif key == "seeds":
+            values[key] = parse_seeds(raw)
+        elif key in SCALAR_KEYS:
+            values[key] = raw
+        elif head in COMPONENT_PREFIXES and rest.count(".") == 1 and all(rest.split(".")):
+            name, param = rest.split(".")
+            component_params.append((head, name, param, parse_value(raw)))
+        elif head == "timing" and rest and "." not in rest:
+            timing_params.append((rest, parse_value(raw)))
+        else:
+            raise ConfigError(f"unknown key {key!r}; {_valid_keys_hint()}")
+    for key in SCALAR_KEYS:
+        if values[key] is not None:
+            values[key] = _scalar(key, values[key])
+    cache = values["cache_dir"] or Path(os.environ.get("HARNESS_CACHE_DIR", ".cache/harness"))
+    if values["timing"] == "replay" and values["profile"] is None:
+        raise ConfigError("timing=replay needs profile=PATH (a profile written by "
+                          "`harness calibrate`)")
+    return RunSpec(
+        victims=tuple(values["victims"]), attacks=tuple(values["attacks"]),
+        defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]),
+        budget=values["budget"], output=values["output"], timing=values["timing"],
+        backend=values["backend"], device=values["device"], executor=values["executor"],
+        jobs=values["jobs"], repeats=values["repeats"], timeout=values["timeout"],
+        out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
+        profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),
+        timing_params=tuple(sorted(timing_params, key=str)),
+    )

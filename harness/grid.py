@@ -1,0 +1,136 @@
+"""Grid expansion: a :class:`RunSpec` + registry -> validated :class:`CellSpec` list.
+
+Every name and parameter is checked here, before any work: unknown names list what is
+available, parameters are checked against each component's ``__init__``, and
+parameters given for a component outside the grid are an error (likely a typo).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from harness import __version__
+from harness.components import build_component
+from harness.config import RunSpec
+from harness.errors import ConfigError
+from harness.registry import Registry
+
+HASHED_PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "ruptures", "scipy")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A component chosen for a cell: kind, name and its own JSON-serialisable params."""
+
+    kind: str
+    name: str
+    params_json: str = "{}"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return json.loads(self.params_json)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that determines one cell's result (and hence its config hash)."""
+
+    victim: ComponentSpec
+    defense: ComponentSpec
+    attack: ComponentSpec
+    seed: int
+    budget: int
+    output: str
+    timing: str
+    timing_params_json: str
+    profile_hash: str | None
+    backend: str
+    device: str
+    repeats: int
+
+    def to_json(self) -> dict[str, Any]:
+        comp = {k: {"name": getattr(self, k).name, "params": getattr(self, k).params}
+                for k in ("victim", "defense", "attack")}
+        return {**comp, "seed": self.seed, "budget": self.budget, "output": self.output,
+                "timing": {"mode": self.timing, "params": json.loads(self.timing_params_json),
+                           "profile_hash": self.profile_hash},
+                "backend": self.backend, "device": self.device, "repeats": self.repeats}
+
+    @property
+    def label(self) -> str:
+        return f"{self.victim.name} x {self.defense.name} x {self.attack.name} (seed {self.seed})"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"harness": __version__}
+    for pkg in HASHED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def config_hash(cell: CellSpec, registry: Registry) -> str:
+    """sha256 of the canonical JSON of the cell, plugin versions and package versions."""
+    plugins = {k: registry.get(k, getattr(cell, k).name).origin()
+               for k in ("victim", "defense", "attack")}
+    blob = json.dumps({"cell": cell.to_json(), "plugins": plugins,
+                       "packages": package_versions()},
+                      sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _resolve(kind: str, requested: tuple[str, ...], registry: Registry) -> tuple[str, ...]:
+    if requested == ("all",):
+        names = tuple(registry.names(kind))
+        if not names:
+            raise ConfigError(f"no {kind} is registered; check `harness plugins`")
+        return names
+    for name in requested:
+        registry.get(kind, name)  # raises UnknownComponentError listing the available ones
+    return requested
+
+
+def _component(kind: str, name: str, spec: RunSpec, registry: Registry) -> ComponentSpec:
+    params = spec.params_for(kind, name)
+    entry = registry.get(kind, name)
+    try:
+        obj = build_component(entry.cls, params)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a plugin's __init__ rejected the parameters
+        raise ConfigError(f"{kind} {name!r} (plugin {entry.plugin}, {entry.distribution}) "
+                          f"rejected parameters {params}: {type(exc).__name__}: {exc}") from exc
+    full = obj.get_params()
+    return ComponentSpec(kind, name, json.dumps(full, sort_keys=True, allow_nan=False))
+
+
+def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = None,
+                victims: tuple[str, ...] | None = None) -> list[CellSpec]:
+    """All cells victim x defense x attack x seed, in a stable order."""
+    chosen = {
+        "victim": victims if victims is not None else _resolve("victim", spec.victims, registry),
+        "defense": _resolve("defense", spec.defenses, registry),
+        "attack": _resolve("attack", spec.attacks, registry),
+    }
+    for kind, name, param, _ in spec.component_params:
+        if name not in chosen[kind]:
+            registry.get(kind, name)
+            raise ConfigError(f"{kind}.{name}.{param} is set but {kind} {name!r} is not in this "
+                              f"grid ({', '.join(chosen[kind])}); add it or drop the parameter")
+    comps = {kind: [_component(kind, n, spec, registry) for n in names]
+             for kind, names in chosen.items()}
+    timing_json = json.dumps(dict(spec.timing_params), sort_keys=True)
+    return [
+        CellSpec(victim=v, defense=d, attack=a, seed=seed, budget=spec.budget,
+                 output=spec.output, timing=spec.timing, timing_params_json=timing_json,
+                 profile_hash=profile_hash, backend=spec.backend, device=spec.device,
+                 repeats=spec.repeats)
+        for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
+        for seed in spec.seeds
+    ]

@@ -1,0 +1,128 @@
+"""Aggregate cell results into the leaderboard JSON (DESIGN section 7).
+
+Groups are (victim, defense, attack) over seeds: mean and a 95% Student-t interval of
+every metric. Defenses are ranked per victim by their *worst case*: the highest mean
+``exit_agreement`` any real (non-reference) attack reaches against them (lower is a
+better defense), with the defense's costs beside it. Attacks are ranked per victim by
+mean ``exit_agreement`` on the undefended victim (defense ``none``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+from scipy import stats
+
+from harness import __version__
+from harness.results import load_result, write_json_atomic
+from harness.schema import leaderboard_schema
+
+COST_METRICS = ("benign_accuracy_drop", "latency_overhead_p50", "latency_overhead_p99",
+                "compute_overhead", "speedup_retained", "leakage_bits", "bayes_exit_accuracy")
+
+
+def mean_ci(values: list[float]) -> dict[str, Any]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": None, "ci95": [None, None], "n": 0}
+    arr = np.asarray(vals, dtype=np.float64)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return {"mean": mean, "ci95": [mean, mean], "n": 1}
+    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": len(arr)}
+
+
+def load_results(out: Path) -> list[dict[str, Any]]:
+    return [r for p in sorted((Path(out) / "cells").rglob("*.json"))
+            if (r := load_result(p)) is not None]
+
+
+def aggregate(results: list[dict[str, Any]], reference_attacks: set[str]) -> dict[str, Any]:
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in results:
+        key = tuple(r["components"][k]["name"] for k in ("victim", "defense", "attack"))
+        groups[key].append(r)
+    rows = []
+    for (victim, defense, attack), rs in sorted(groups.items()):
+        ok = [r for r in rs if r["status"] == "ok"]
+        names = sorted({m for r in ok for m in r["metrics"]})
+        rows.append({
+            "victim": victim, "defense": defense, "attack": attack,
+            "reference": attack in reference_attacks,
+            "seeds": sorted(r["seed"] for r in ok), "failed": len(rs) - len(ok),
+            "metrics": {m: mean_ci([r["metrics"].get(m) for r in ok]) for m in names},
+        })
+    return {"groups": rows, "defense_ranking": _rank_defenses(rows),
+            "attack_ranking": _rank_attacks(rows),
+            "cells": {"ok": sum(r["status"] == "ok" for r in results),
+                      "failed": sum(r["status"] != "ok" for r in results)}}
+
+
+def _headline(row: dict[str, Any]) -> float | None:
+    return row["metrics"].get("exit_agreement", {}).get("mean")
+
+
+def _rank_defenses(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ranked = []
+    for victim in sorted({r["victim"] for r in rows}):
+        entries = []
+        for defense in sorted({r["defense"] for r in rows if r["victim"] == victim}):
+            real = [r for r in rows if r["victim"] == victim and r["defense"] == defense
+                    and not r["reference"] and _headline(r) is not None]
+            if not real:
+                continue
+            worst = max(real, key=_headline)
+            costs = {m: worst["metrics"][m]["mean"] for m in COST_METRICS if m in worst["metrics"]}
+            entries.append({"victim": victim, "defense": defense, "worst_attack": worst["attack"],
+                            "worst_exit_agreement": _headline(worst), "costs": costs})
+        entries.sort(key=lambda e: (e["worst_exit_agreement"], e["defense"]))
+        ranked += [{"rank": i + 1, **e} for i, e in enumerate(entries)]
+    return ranked
+
+
+def _rank_attacks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ranked = []
+    for victim in sorted({r["victim"] for r in rows}):
+        entries = [{"victim": victim, "attack": r["attack"], "reference": r["reference"],
+                    "exit_agreement": _headline(r),
+                    "exit_kappa": r["metrics"].get("exit_kappa", {}).get("mean"),
+                    "efficiency_gap": r["metrics"].get("efficiency_gap", {}).get("mean"),
+                    "fidelity": r["metrics"].get("fidelity", {}).get("mean")}
+                   for r in rows if r["victim"] == victim and r["defense"] == "none"
+                   and _headline(r) is not None]
+        entries.sort(key=lambda e: (-e["exit_agreement"], e["attack"]))
+        ranked += [{"rank": i + 1, **e} for i, e in enumerate(entries)]
+    return ranked
+
+
+def build_leaderboard(out: Path, reference_attacks: set[str]) -> dict[str, Any]:
+    """Aggregate every result under ``out/cells``, validate, write ``out/leaderboard.json``."""
+    board = {"schema_version": 1, "harness_version": __version__,
+             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+             "headline": "exit_agreement", **aggregate(load_results(out), reference_attacks)}
+    jsonschema.validate(board, leaderboard_schema())
+    write_json_atomic(Path(out) / "leaderboard.json", board)
+    return board
+
+
+def format_table(board: dict[str, Any]) -> str:
+    """A plain-text table of every group's headline metrics."""
+    cols = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
+            "exit_estimation_accuracy")
+    lines = [f"{'victim':14} {'defense':14} {'attack':22} " + " ".join(f"{c[:14]:>14}" for c in cols)]
+    for row in board["groups"]:
+        vals = []
+        for c in cols:
+            m = row["metrics"].get(c, {}).get("mean")
+            vals.append(f"{m:14.3f}" if m is not None else f"{'-':>14}")
+        name = row["attack"] + (" (ref)" if row["reference"] else "")
+        fail = f"  [{row['failed']} failed]" if row["failed"] else ""
+        lines.append(f"{row['victim']:14} {row['defense']:14} {name:22} " + " ".join(vals) + fail)
+    return "\n".join(lines)

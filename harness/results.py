@@ -1,0 +1,85 @@
+"""Cell result files: atomic JSON writes, trusted loads, provenance (machine, git, packages)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from harness.errors import OutputDirError
+from harness.schema import cell_result_schema
+
+SCHEMA_VERSION = 1
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_out_dir(out: Path) -> Path:
+    """Create ``out`` (a folder) or explain why it cannot be used."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"out={out} is a file; give a folder path for results")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise OutputDirError(f"out={out} cannot be created or written ({exc.strerror or exc}); "
+                             "choose a writable folder") from None
+    return out
+
+
+def validate_result(obj: Any) -> None:
+    jsonschema.validate(obj, cell_result_schema())
+
+
+def load_result(path: Path) -> dict[str, Any] | None:
+    """A valid result dict, or None (with a warning) for a corrupt or invalid file."""
+    try:
+        obj = json.loads(Path(path).read_text())
+        validate_result(obj)
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, jsonschema.ValidationError) as exc:
+        reason = getattr(exc, "message", None) or str(exc)
+        warnings.warn(f"result file {path} is corrupt or invalid ({reason[:200]}); the cell "
+                      "will be run again", stacklevel=2)
+        return None
+    return obj
+
+
+def machine_info() -> dict[str, Any]:
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "cpu_count": os.cpu_count() or 0}
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=cwd, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
