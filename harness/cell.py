@@ -172,7 +172,8 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
         latency_def=r_def.latency_s, latency_undef=r_undef.latency_s, latency_full=full,
         cost_def=r_def.cost_fraction, cost_undef=r_undef.cost_fraction))
     ok = r_def.admitted
-    metrics["leakage_bits"] = leakage_bits(r_def.latency_s[ok], r_def.exits[ok]) if ok.any() else 0.0
+    metrics["leakage_bits"] = (leakage_bits(r_def.latency_s[ok], r_def.exits[ok], seed=cell.seed)
+                               if ok.any() else 0.0)
     metrics["bayes_exit_accuracy"] = (bayes_exit_accuracy(r_def.latency_s[ok], r_def.exits[ok],
                                                           seed=cell.seed) if ok.any() else None)
     diagnostics = {

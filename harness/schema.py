@@ -100,7 +100,16 @@ def leaderboard_schema() -> dict[str, Any]:
 
 def combined_schema() -> dict[str, Any]:
     """The file committed as ``leaderboard/schema.json``: both schemas under ``$defs``."""
+    defs = {"cell_result": cell_result_schema(), "leaderboard": leaderboard_schema()}
+    for d in defs.values():
+        d.pop("$schema")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "exitsteal-harness results",
-            "$defs": {"cell_result": cell_result_schema(), "leaderboard": leaderboard_schema()},
+            "title": "exitsteal-harness results (a cell result or a leaderboard)",
+            "$defs": defs,
             "oneOf": [{"$ref": "#/$defs/cell_result"}, {"$ref": "#/$defs/leaderboard"}]}
+
+
+if __name__ == "__main__":  # python -m harness.schema > leaderboard/schema.json
+    import json
+
+    print(json.dumps(combined_schema(), indent=2, sort_keys=True))

@@ -1,0 +1,127 @@
+"""Fixtures for harness core tests: a real third-party plugin installed into a temp dir."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TINY_PLUGIN = textwrap.dedent('''
+    """A tiny third-party plugin used by the tests (installed through an entry point)."""
+    import numpy as np
+
+    import harness
+    from harness.protocol import Attack, Defense, StolenModel, TrainedVictim, Victim
+    from harness.strategy import OutputStrategy
+    from victims.architectures import build_small_cnn
+    from victims.policies import MaxProbPolicy
+
+
+    class TinyVictim(Victim):
+        """Untrained 3-exit CNN with fixed thresholds: fast, deterministic."""
+
+        name = "tiny_victim"
+        dataset = "digits"
+
+        def __init__(self, thresholds=(0.1005, 0.1008)):
+            self.thresholds = thresholds
+
+        def prepare(self, data, cache_dir, device):
+            model = build_small_cnn(data.input_shape, data.num_classes, num_exits=3, width=4,
+                                    seed=0).eval()
+            strategy = OutputStrategy(MaxProbPolicy(), tuple(self.thresholds))
+            return TrainedVictim("tiny_victim", model, strategy, data, "small_cnn", "tiny")
+
+
+    class TinyAttack(Attack):
+        """Queries a few pool inputs and returns an untrained copy with fixed thresholds."""
+
+        name = "tiny_attack"
+
+        def __init__(self, queries=20):
+            self.queries = queries
+
+        def steal(self, oracle, attacker_data, ctx):
+            rng = ctx.rng(0)
+            x = attacker_data[rng.permutation(len(attacker_data))[: self.queries]]
+            res = oracle.query(x)
+            model = build_small_cnn(ctx.input_shape, ctx.num_classes, num_exits=3, width=4,
+                                    seed=ctx.seed)
+            est = (np.argsort(np.argsort(res.latency_s)) * 3 // len(x)).astype(np.int64)
+            return StolenModel(model, OutputStrategy(MaxProbPolicy(), (0.1005, 0.1008)),
+                               estimated_exits=est,
+                               diagnostics={"mean_latency": float(res.latency_s.mean())})
+
+
+    class BoomAttack(Attack):
+        """Always raises (to test failure isolation)."""
+
+        name = "boom"
+
+        def __init__(self):
+            pass
+
+        def steal(self, oracle, attacker_data, ctx):
+            raise RuntimeError("kaboom")
+
+
+    class SlowDefense(Defense):
+        """Pads every latency by a constant."""
+
+        name = "pad_tiny"
+
+        def __init__(self, pad_s=1e-3):
+            self.pad_s = pad_s
+
+        def shape_latency(self, latency_s, exits, rng):
+            return latency_s + self.pad_s
+
+
+    @harness.hookimpl
+    def harness_register_victims(register):
+        register(TinyVictim)
+
+
+    @harness.hookimpl
+    def harness_register_attacks(register):
+        register(TinyAttack)
+        register(BoomAttack)
+
+
+    @harness.hookimpl
+    def harness_register_defenses(register):
+        register(SlowDefense)
+''')
+
+
+def install_plugin(root: Path, dist: str, module: str, source: str, ep_name: str,
+                   version: str = "0.1.0") -> None:
+    """Write ``module.py`` and a ``.dist-info`` with an entry point of group ``harness``."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[harness]\n{ep_name} = {module}\n")
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A directory on sys.path (and PYTHONPATH, for spawned workers) for fake plugins."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    old = [p for p in (sys.path, ) if p]
+    monkeypatch.setenv("PYTHONPATH", str(root) + (":" + str(Path.cwd())))
+    importlib.invalidate_caches()
+    yield root
+    del old
+
+
+@pytest.fixture
+def tiny_plugin(plugin_dir):
+    install_plugin(plugin_dir, "tiny-harness-plugin", "tiny_harness_plugin", TINY_PLUGIN, "tiny")
+    yield "tiny"
+    sys.modules.pop("tiny_harness_plugin", None)

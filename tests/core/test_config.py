@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.config import parse_name_list, parse_overrides, parse_value
+from harness.errors import ConfigError
+
+
+def test_defaults_and_lists():
+    spec = parse_overrides([])
+    assert spec.victims == ("digits_cnn",) and spec.attacks == ("all",) and spec.seeds == (0,)
+    spec = parse_overrides(["attacks=[a,b]", "defenses=x,y", "seeds=0,1,2", "budget=10"])
+    assert spec.attacks == ("a", "b") and spec.defenses == ("x", "y")
+    assert spec.seeds == (0, 1, 2) and spec.budget == 10
+
+
+def test_component_params_parsed_as_json_and_scoped():
+    spec = parse_overrides(["attack.knockoff.epochs=3", "attack.knockoff.architecture=vgg16_bn",
+                            "victim.digits_cnn.thresholds=[0.9,0.8,0.7]", "timing.sigma=0.1"])
+    assert spec.params_for("attack", "knockoff") == {"epochs": 3, "architecture": "vgg16_bn"}
+    assert spec.params_for("victim", "digits_cnn") == {"thresholds": [0.9, 0.8, 0.7]}
+    assert spec.params_for("attack", "other") == {}
+    assert dict(spec.timing_params) == {"sigma": 0.1}
+
+
+@pytest.mark.parametrize("override, message", [
+    (["foo=1"], "unknown key 'foo'; valid keys"),
+    (["budget=0"], "budget=0 must be > 0"),
+    (["budget=-3"], "must be > 0"),
+    (["budget=ten"], "not an integer"),
+    (["seeds=0,a"], "'a' is not an integer"),
+    (["seeds=0,0"], "distinct"),
+    (["attacks=[a,b"], "unbalanced brackets"),
+    (["attacks=a,,b"], "empty name"),
+    (["attacks=all,a"], "'all' cannot be combined"),
+    (["output=logits"], "choose one of probs, label"),
+    (["timing=fast"], "choose one of analytic, replay, live"),
+    (["attack.knockoff=3"], "unknown key"),
+    (["attack.knockoff.thresholds=[0.9,"], "not valid JSON"),
+    (["no_equals_sign"], "is not KEY=VALUE"),
+    (["timing=replay"], "needs profile=PATH"),
+    (["timeout=-1"], "must be > 0 seconds"),
+])
+def test_bad_overrides_have_specific_errors(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        parse_overrides(override)
+
+
+def test_toml_config_and_precedence(tmp_path: Path):
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('attacks = ["knockoff"]\nseeds = [0, 1]\nbudget = 100\n'
+                   '[attack.knockoff]\nepochs = 2\n')
+    spec = parse_overrides(["budget=50"], cfg)
+    assert spec.attacks == ("knockoff",) and spec.seeds == (0, 1) and spec.budget == 50
+    assert spec.params_for("attack", "knockoff") == {"epochs": 2}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("attacks = [")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        parse_overrides([], bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        parse_overrides([], tmp_path / "missing.toml")
+
+
+names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=5,
+                 unique=True).filter(lambda xs: "all" not in xs)
+
+
+@given(names, st.booleans())
+def test_name_list_round_trip(items, bracketed):
+    text = ",".join(items)
+    assert parse_name_list("attacks", f"[{text}]" if bracketed else text) == tuple(items)
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                 st.booleans(), st.lists(st.integers(), max_size=4)))
+def test_parse_value_json(value):
+    import json
+
+    assert parse_value(json.dumps(value)) == value

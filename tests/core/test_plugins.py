@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
+from harness.plugins import HarnessPluginWarning, make_plugin_manager, plugin_infos
+from harness.registry import Registry
+
+from .conftest import install_plugin
+
+
+def test_builtins_register_through_hooks():
+    pm = make_plugin_manager(load_entrypoints=False)
+    reg = Registry.from_manager(pm)
+    assert "digits_cnn" in reg.names("victim")
+    assert "none" in reg.names("defense")
+    assert "knockoff" in reg.names("attack")
+    assert reg.get("attack", "knockoff").distribution == "exitsteal-harness"
+    assert {"max_prob", "entropy"} <= set(reg.names("exit_policy"))
+
+
+def test_third_party_plugin_discovered_via_entry_point(tiny_plugin):
+    pm = make_plugin_manager()
+    reg = Registry.from_manager(pm)
+    entry = reg.get("attack", "tiny_attack")
+    assert entry.plugin == "tiny"
+    assert entry.distribution == "tiny-harness-plugin"
+    assert entry.version == "0.1.0"
+    infos = {i.name: i for i in plugin_infos(pm)}
+    assert "harness_register_attacks" in infos["tiny"].hooks
+
+
+def test_disable_and_allow_lists(tiny_plugin, monkeypatch):
+    monkeypatch.setenv("HARNESS_DISABLE_PLUGINS", "tiny")
+    assert "tiny_attack" not in Registry.from_manager(make_plugin_manager()).names("attack")
+    monkeypatch.delenv("HARNESS_DISABLE_PLUGINS")
+    monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "other")
+    assert "tiny_attack" not in Registry.from_manager(make_plugin_manager()).names("attack")
+    monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "tiny")
+    assert "tiny_attack" in Registry.from_manager(make_plugin_manager()).names("attack")
+
+
+def test_broken_plugin_skipped_with_warning_or_strict_error(plugin_dir):
+    install_plugin(plugin_dir, "broken-plugin", "broken_plugin_mod",
+                   "raise ImportError('missing dependency xyz')\n", "broken")
+    with pytest.warns(HarnessPluginWarning, match=r"'broken'.*broken-plugin.*xyz"):
+        pm = make_plugin_manager()
+    assert pm.get_plugin("broken") is None
+    with pytest.raises(PluginError, match="broken-plugin"):
+        make_plugin_manager(strict=True)
+
+
+def test_duplicate_component_name_names_both_plugins(plugin_dir):
+    src = ("import harness\nfrom defenses.none import NoDefense\n"
+           "class Again(NoDefense):\n    name = 'none'\n"
+           "@harness.hookimpl\ndef harness_register_defenses(register):\n    register(Again)\n")
+    install_plugin(plugin_dir, "dup-plugin", "dup_plugin_mod", src, "dup")
+    with pytest.raises(DuplicateComponentError, match=r"'none' is registered twice") as err:
+        Registry.from_manager(make_plugin_manager())
+    assert "'dup' (dup-plugin)" in str(err.value)
+    assert "'defenses.plugin' (exitsteal-harness)" in str(err.value)
+
+
+def test_invalid_registration_is_reported(plugin_dir):
+    src = ("import harness\nclass NotADefense:\n    name = 'x'\n"
+           "@harness.hookimpl\ndef harness_register_defenses(register):\n    register(NotADefense)\n")
+    install_plugin(plugin_dir, "bad-reg", "bad_reg_mod", src, "badreg")
+    with pytest.raises(PluginError, match=r"'badreg'.*not a subclass"):
+        Registry.from_manager(make_plugin_manager())
+
+
+def test_unknown_component_lists_available():
+    reg = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+    with pytest.raises(UnknownComponentError, match=r"unknown attack 'nope'; available: .*knockoff"):
+        reg.get("attack", "nope")
+
+
+def test_managers_are_independent():
+    a, b = make_plugin_manager(load_entrypoints=False), make_plugin_manager(load_entrypoints=False)
+    assert a is not b
+    a.set_blocked("x")
+    assert not b.is_blocked("x")

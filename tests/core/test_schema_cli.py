@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from harness.cli import main
+from harness.schema import combined_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_schema_matches_code():
+    committed = json.loads((ROOT / "leaderboard" / "schema.json").read_text())
+    assert committed == combined_schema(), "regenerate: python -m harness.schema > leaderboard/schema.json"
+
+
+def test_schema_rejects_broken_results():
+    schema = combined_schema()
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"schema_version": 1}, schema)
+
+
+def test_cli_tiny_grid_end_to_end(tiny_plugin, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", "victims=tiny_victim", "attacks=tiny_attack,boom", "defenses=all",
+                 "seeds=0", f"out={out}", f"cache_dir={tmp_path / 'cache'}", "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 1  # the boom cell failed; the others finished
+    assert "leaderboard:" in printed and "tiny_attack" in printed
+    board = json.loads((out / "leaderboard.json").read_text())
+    jsonschema.validate(board, combined_schema())
+    assert board["cells"]["failed"] == 2 and board["cells"]["ok"] == 2
+    assert {d["defense"] for d in board["defense_ranking"]} == {"none", "pad_tiny"}
+    cells = sorted((out / "cells").rglob("*.json"))
+    assert len(cells) == 4
+    for c in cells:
+        jsonschema.validate(json.loads(c.read_text()), combined_schema())
+    assert main(["leaderboard", str(out)]) == 0
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["run", "attacks=nope", f"out={tmp_path}"]) == 2
+    assert "unknown attack 'nope'; available:" in capsys.readouterr().err
+    assert main(["run", "budget=0"]) == 2
+    assert "budget=0 must be > 0" in capsys.readouterr().err
+
+
+def test_plugins_json_lists_builtins():
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "plugins", "--json"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    infos = {p["name"]: p for p in json.loads(res.stdout)}
+    assert {"victims.plugin", "attacks.plugin", "defenses.plugin"} <= set(infos)
+    assert infos["attacks.plugin"]["distribution"] == "exitsteal-harness"
+    assert "harness_register_attacks" in infos["attacks.plugin"]["hooks"]
+
+
+def test_list_command(capsys):
+    assert main(["list", "attacks"]) == 0
+    assert "knockoff" in capsys.readouterr().out

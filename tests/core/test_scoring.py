@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.leakage import bayes_exit_accuracy, leakage_bits
+from harness.scoring import (
+    cohen_kappa,
+    defense_costs,
+    exit_agreement,
+    exit_distribution_tv,
+    exit_estimation_accuracy,
+    strategy_scores,
+)
+
+
+def test_hand_computed_agreement_kappa_tv():
+    a = np.array([0, 0, 1, 1])
+    b = np.array([0, 1, 1, 1])
+    assert exit_agreement(a, b) == 0.75
+    # p_o = .75; p_e = .5*.25 + .5*.75 = .5 -> kappa = .5
+    assert cohen_kappa(a, b, 2) == pytest.approx(0.5)
+    # histograms (.5,.5) vs (.25,.75) -> TV = .25
+    assert exit_distribution_tv(a, b, 2) == pytest.approx(0.25)
+
+
+def test_kappa_constant_cases():
+    same = np.zeros(5, dtype=int)
+    assert cohen_kappa(same, same, 3) == 1.0
+    assert cohen_kappa(same, np.ones(5, dtype=int), 3) == 0.0
+
+
+def test_strategy_scores_costs():
+    s = strategy_scores(victim_exits=np.array([0, 1]), victim_labels=np.array([3, 4]),
+                        victim_cost=(0.5, 1.0), sub_exits=np.array([1, 1]),
+                        sub_labels=np.array([3, 5]), sub_cost=(0.25, 1.0), y_true=np.array([3, 4]))
+    assert s["exit_agreement"] == 0.5
+    assert s["fidelity"] == 0.5 and s["accuracy"] == 0.5 and s["victim_accuracy"] == 1.0
+    assert s["cost_ratio"] == pytest.approx(1.0 / 0.75)
+    assert s["efficiency_gap"] == pytest.approx(1.0 / 0.75 - 1.0)
+
+
+def test_exit_estimation_accuracy_alignment():
+    served = np.array([0, 1, -1, 2])  # -1: refused query, ignored
+    assert exit_estimation_accuracy(np.array([0, 2, 5, 2]), served) == pytest.approx(2 / 3)
+    assert exit_estimation_accuracy(None, served) is None
+    with pytest.raises(ValueError, match="one estimate per query"):
+        exit_estimation_accuracy(np.array([0, 1]), served)
+
+
+def test_defense_costs_identity_is_zero():
+    lat = np.array([1.0, 2.0, 3.0, 4.0])
+    c = defense_costs(labels_def=np.array([1, 2, 3, 4]), labels_undef=np.array([1, 2, 3, 4]),
+                      y_true=np.array([1, 2, 3, 0]), latency_def=lat, latency_undef=lat,
+                      latency_full=np.full(4, 5.0), cost_def=np.ones(4), cost_undef=np.ones(4))
+    assert c["benign_accuracy_drop"] == 0 and c["latency_overhead_p50"] == 0
+    assert c["compute_overhead"] == 0 and c["speedup_retained"] == pytest.approx(1.0)
+    padded = defense_costs(labels_def=np.array([1, 2, 3, 4]), labels_undef=np.array([1, 2, 3, 4]),
+                           y_true=np.array([1, 2, 3, 0]), latency_def=np.full(4, 5.0),
+                           latency_undef=lat, latency_full=np.full(4, 5.0),
+                           cost_def=np.ones(4), cost_undef=np.ones(4))
+    assert padded["speedup_retained"] == pytest.approx(0.0)
+    assert padded["latency_overhead_p50"] == pytest.approx(5.0 / 2.5 - 1)
+
+
+def test_leakage_separable_vs_independent():
+    rng = np.random.default_rng(0)
+    exits = rng.integers(0, 4, 4000)
+    separable = (exits + 1) * 1e-4 * np.exp(0.01 * rng.standard_normal(4000))
+    noise = rng.lognormal(0, 0.3, 4000) * 1e-4
+    assert leakage_bits(separable, exits) == pytest.approx(2.0, abs=0.1)
+    assert leakage_bits(noise, exits) < 0.05
+    assert bayes_exit_accuracy(separable, exits) > 0.99
+    assert bayes_exit_accuracy(noise, exits) < 0.35
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=50), st.data())
+def test_agreement_kappa_bounds(a, data):
+    b = data.draw(st.lists(st.integers(0, 3), min_size=len(a), max_size=len(a)))
+    a, b = np.array(a), np.array(b)
+    assert 0.0 <= exit_agreement(a, b) <= 1.0
+    assert -1.0 <= cohen_kappa(a, b, 4) <= 1.0
+    assert exit_agreement(a, a) == 1.0 and cohen_kappa(a, a, 4) == 1.0
+    assert 0.0 <= exit_distribution_tv(a, b, 4) <= 1.0

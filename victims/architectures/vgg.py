@@ -1,0 +1,71 @@
+"""Multi-exit VGG-16 with batch norm for CIFAR-sized inputs (as in SDN, Kaya et al. 2019).
+
+Thirteen conv3x3-BN-ReLU units (five of them followed by a 2x2 max-pool, ``ceil_mode``
+so 28x28 inputs work too), then the classifier FC-512, FC-512, FC-classes with dropout.
+Internal exits are placed at even FLOP fractions by :mod:`victims.architectures.exits`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.model import MultiExitNet
+from victims.architectures.exits import assemble, check_common, init_weights, scaled
+
+VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                                       512, 512, 512, "M", 512, 512, 512, "M")
+"""Output channels of each conv; ``"M"`` is a 2x2 max-pool after the previous conv."""
+
+
+def _conv_units(in_channels: int, width_mult: float) -> list[nn.Module]:
+    units: list[nn.Module] = []
+    c_in = in_channels
+    for item in VGG16_CONFIG:
+        if item == "M":
+            units[-1].append(nn.MaxPool2d(2, ceil_mode=True))
+            continue
+        c_out = scaled(int(item), width_mult)
+        units.append(nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+        c_in = c_out
+    return units
+
+
+def _classifier(shape: tuple[int, ...], hidden: int, num_classes: int,
+                dropout: float) -> nn.Module:
+    features = shape[0] * shape[1] * shape[2]
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def build_vgg16_bn(input_shape: Sequence[int], num_classes: int, num_exits: int = 7, *,
+                   width_mult: float = 1.0, dropout: float = 0.5,
+                   exit_fractions: Sequence[float] | None = None, head_pool: int = 4,
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                   seed: int = 0) -> MultiExitNet:
+    """VGG-16-BN with ``num_exits`` exits; ``width_mult`` scales every layer's width.
+
+    Initialisation is deterministic for ``seed`` and leaves the global RNG untouched.
+    """
+    channels, _, _ = check_common(input_shape, num_classes, num_exits, "vgg16_bn")
+    if width_mult <= 0:
+        raise ConfigError(f"vgg16_bn: width_mult must be > 0, got {width_mult}")
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"vgg16_bn: dropout must be in [0, 1), got {dropout}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        units = _conv_units(channels, width_mult)
+        hidden = scaled(512, width_mult)
+        net = assemble(units, lambda shape: _classifier(shape, hidden, num_classes, dropout),
+                       input_shape, num_classes, num_exits, exit_fractions=exit_fractions,
+                       head_pool=head_pool, mean=mean, std=std)
+        init_weights(net)
+    return net
