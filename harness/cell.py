@@ -44,7 +44,8 @@ def _label(registry: Registry, kind: str, name: str) -> str:
     return f"{kind} {name!r} (plugin {entry.plugin}, {entry.distribution} {entry.version})"
 
 
-def make_timing(cell: CellSpec, env: CellEnvironment) -> TimingModel | None:
+def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> TimingModel | None:
+    """The cell's timing model (None = live); a replay profile must fit the victim."""
     params = json.loads(cell.timing_params_json)
     if cell.timing == "live":
         return None
@@ -54,7 +55,9 @@ def make_timing(cell: CellSpec, env: CellEnvironment) -> TimingModel | None:
 
         if env.profile_path is None:
             raise ConfigError("timing=replay needs profile=PATH")
-        return ReplayTiming(LatencyProfile.load(env.profile_path))
+        profile = LatencyProfile.load(env.profile_path)
+        profile.validate_for(victim.name, victim.model.num_exits, victim.weights_hash)
+        return ReplayTiming(profile)
     try:
         return AnalyticTiming(**params)
     except TypeError as exc:
@@ -116,7 +119,7 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
     victim = prepare_victim(registry, cell, env, device)
     backend = registry.get("backend", cell.backend).cls()
     served = backend.load(victim, device, env.cache_dir)
-    timing = make_timing(cell, env)
+    timing = make_timing(cell, env, victim)
     d_label = _label(registry, "defense", cell.defense.name)
     a_label = _label(registry, "attack", cell.attack.name)
     defense = build_component(registry.get("defense", cell.defense.name).cls, cell.defense.params)

@@ -1,0 +1,71 @@
+"""``harness calibrate KEY=VALUE ...``: record a live latency profile of a victim.
+
+Keys: ``victim=`` (default digits_cnn), ``backend=torch|onnx``, ``device=cpu|cuda|auto``,
+``samples=N`` per exit (default 200), ``repeats=R``, ``seed=S``, ``out=PATH`` (default:
+``<cache_dir>/profiles/<victim>-<backend>-<device>-<weights12>.json``), ``cache_dir=``,
+``data_root=``, and ``victim.NAME.PARAM=VALUE`` / ``backend.PARAM=VALUE``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.calibrate import calibrate
+from harness.cell import CellEnvironment, prepare_victim
+from harness.config import parse_value, split_override
+from harness.devices import resolve_device
+from harness.errors import ConfigError
+from harness.grid import expand_grid
+from harness.plugins import make_plugin_manager
+from harness.registry import Registry
+
+KEYS = ("victim", "backend", "device", "samples", "repeats", "seed", "out", "cache_dir",
+        "data_root")
+
+
+def calibrate_command(overrides: list[str], strict: bool) -> int:
+    from harness.components import build_component
+    from harness.config import parse_overrides
+
+    opts: dict[str, str] = {"victim": "digits_cnn", "backend": "torch", "device": "cpu",
+                            "samples": "200", "repeats": "1", "seed": "0"}
+    victim_params: list[str] = []
+    backend_params: dict[str, object] = {}
+    for text in overrides:
+        key, value = split_override(text)
+        if key in KEYS:
+            opts[key] = value
+        elif key.startswith("victim."):
+            victim_params.append(text)
+        elif key.startswith("backend.") and key.count(".") == 1:
+            backend_params[key.split(".", 1)[1]] = parse_value(value)
+        else:
+            raise ConfigError(f"calibrate: unknown key {key!r}; valid keys: {', '.join(KEYS)}, "
+                              "victim.NAME.PARAM, backend.PARAM")
+    for key in ("samples", "repeats", "seed"):
+        if not opts[key].isdigit() or (key != "seed" and int(opts[key]) < 1):
+            raise ConfigError(f"calibrate: {key}={opts[key]!r} must be a positive integer")
+    run_keys = [f"victims={opts['victim']}", "attacks=all", "defenses=all",
+                f"backend={opts['backend']}", f"device={opts['device']}", *victim_params]
+    run_keys += [f"{k}={opts[k]}" for k in ("cache_dir", "data_root") if k in opts]
+    spec = parse_overrides(run_keys)
+    registry = Registry.from_manager(make_plugin_manager(strict=strict))
+    cell = expand_grid(spec, registry)[0]
+    device = resolve_device(spec.device)
+    env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root)
+    victim = prepare_victim(registry, cell, env, device)
+    backend = build_component(registry.get("backend", spec.backend).cls, backend_params)
+    served = backend.load(victim, device, spec.cache_dir)
+    profile = calibrate(served, victim, samples_per_exit=int(opts["samples"]),
+                        repeats=int(opts["repeats"]), seed=int(opts["seed"]),
+                        backend=spec.backend, device=device)
+    default = (spec.cache_dir / "profiles"
+               / f"{victim.name}-{spec.backend}-{device}-{victim.weights_hash[:12]}.json")
+    path = profile.save(Path(os.path.expanduser(opts.get("out", str(default)))))
+    print(f"{'exit':>4} {'p5 us':>10} {'median us':>10} {'p95 us':>10}")
+    for k, (p5, p50, p95) in enumerate(profile.quantiles()):
+        print(f"{k:>4} {p5 * 1e6:10.1f} {p50 * 1e6:10.1f} {p95 * 1e6:10.1f}")
+    print(f"profile {profile.hash[:12]} written to {path}")
+    print(f"replay it with: harness run victims={victim.name} timing=replay profile={path}")
+    return 0
