@@ -40,9 +40,13 @@ def query_pool(oracle: Oracle, pool: np.ndarray, n: int, rng: np.random.Generato
     idx = rng.permutation(len(pool))
     while len(idx) < n:
         idx = np.concatenate([idx, rng.permutation(len(pool))])
-    x = pool[idx[:n]]
+    return query_inputs(oracle, pool[idx[:n]], batch_size)
+
+
+def query_inputs(oracle: Oracle, x: np.ndarray, batch_size: int = 256) -> Transcript:
+    """Query the inputs ``x`` in order (batched); the caller keeps within the budget."""
     outs, lats, adm = [], [], []
-    for start in range(0, n, batch_size):
+    for start in range(0, len(x), batch_size):
         res = oracle.query(x[start:start + batch_size])
         outs.append(res.outputs)
         lats.append(res.latency_s)
@@ -96,4 +100,5 @@ def distill(model: MultiExitNet, transcript: Transcript, output: str, *, epochs:
         return value + extra_loss(exit_logits, *rest) if extra_loss is not None else value
 
     train_loop(model, [x, target, *extras], loss, epochs=epochs, lr=lr,
-               batch_size=batch_size, seed=seed, device=device)
+               batch_size=batch_size, seed=seed, device=device,
+               num_threads=1 if device == "cpu" else None)

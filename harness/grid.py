@@ -16,7 +16,7 @@ from typing import Any
 from harness import __version__
 from harness.components import build_component
 from harness.config import RunSpec
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DatasetError
 from harness.registry import Registry
 
 HASHED_PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "ruptures", "scipy")
@@ -110,11 +110,31 @@ def _component(kind: str, name: str, spec: RunSpec, registry: Registry) -> Compo
     return ComponentSpec(kind, name, json.dumps(full, sort_keys=True, allow_nan=False))
 
 
+def available_victims(spec: RunSpec, registry: Registry) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Victims to run and, for ``victims=all``, those skipped because their data is absent."""
+    names = _resolve("victim", spec.victims, registry)
+    if spec.victims != ("all",):
+        return names, {}
+    keep, skipped = [], {}
+    for name in names:
+        dataset = registry.get("victim", name).cls.dataset
+        try:
+            registry.get("dataset", dataset).cls().check_available(spec.data_root)
+        except DatasetError as exc:
+            skipped[name] = str(exc).split(";")[0]
+            continue
+        keep.append(name)
+    if not keep:
+        raise ConfigError("victims=all: no victim has its dataset present; "
+                          + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return tuple(keep), skipped
+
+
 def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = None,
                 victims: tuple[str, ...] | None = None) -> list[CellSpec]:
     """All cells victim x defense x attack x seed, in a stable order."""
     chosen = {
-        "victim": victims if victims is not None else _resolve("victim", spec.victims, registry),
+        "victim": victims if victims is not None else available_victims(spec, registry)[0],
         "defense": _resolve("defense", spec.defenses, registry),
         "attack": _resolve("attack", spec.attacks, registry),
     }

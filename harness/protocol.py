@@ -116,6 +116,10 @@ class DatasetSource(Component):
     def load(self, data_root: Path | None) -> DatasetSplits:
         """Return the splits; raise :class:`harness.errors.DatasetError` if data is missing."""
 
+    def check_available(self, data_root: Path | None) -> None:
+        """Raise :class:`harness.errors.DatasetError` if the data is absent (cheap if overridden)."""
+        self.load(data_root)
+
 
 class Victim(Component):
     """A victim plugin: trains (or loads from cache) a multi-exit network + strategy."""

@@ -23,7 +23,7 @@ from harness.cell import CellEnvironment, prepare_victim, run_cell
 from harness.config import RunSpec
 from harness.devices import resolve_device
 from harness.errors import ComponentFailure
-from harness.grid import CellSpec, config_hash, expand_grid, package_versions
+from harness.grid import CellSpec, available_victims, config_hash, expand_grid, package_versions
 from harness.plugins import HarnessPluginManager, make_plugin_manager
 from harness.progress import Progress
 from harness.registry import Registry
@@ -157,7 +157,8 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
         from harness.profiles import LatencyProfile
 
         profile_hash = LatencyProfile.load(spec.profile).hash
-    cells = expand_grid(spec, registry, profile_hash=profile_hash)
+    victims, skipped = available_victims(spec, registry)
+    cells = expand_grid(spec, registry, profile_hash=profile_hash, victims=victims)
     out = check_out_dir(spec.out)
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
                           profile_path=spec.profile)
@@ -171,6 +172,8 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
         else:
             todo.append((cell, digest, path))
     progress = Progress(len(todo), enabled=show_progress)
+    for name, reason in skipped.items():
+        progress.note(f"victims=all: skipped {name} ({reason})")
     progress.note(f"{len(planned)} cells: {len(done)} finished earlier (reused), "
                   f"{len(todo)} to run -> {out}")
     results: list[dict[str, Any]] = []

@@ -119,6 +119,10 @@ class TorchvisionDataset(DatasetSource):
                 f"{_NO_DOWNLOAD}")
         return root
 
+    def check_available(self, data_root: Path | None) -> None:
+        """Only look for the expected files (``victims=all`` skips absent datasets)."""
+        self._locate(data_root)
+
     def _missing_hint(self, root: Path) -> str:
         return ""
 

@@ -1,0 +1,228 @@
+"""Shared machinery of the latency-only exit estimators.
+
+Every estimator sees the latencies through :func:`prepare_latencies`:
+
+1. validate (non-empty, finite, strictly positive; ``num_exits`` in ``1..n``);
+2. sort (a stable argsort; everything after this depends only on the sorted values,
+   so estimates never depend on query order);
+3. transform: ``log`` (default) or ``linear``, then standardise with the median and the
+   inter-quartile range. Guarantee: with ``log`` the estimated exits are invariant to
+   positive rescaling ``a * latency`` (and to powers ``latency ** p``, p > 0); with
+   ``linear`` they are invariant to ``a * latency + b`` for ``a > 0``. Equal up to float
+   rounding, i.e. except for exact numerical ties;
+4. trim the sparse right tail (scheduler hiccups, DESIGN section 9): the fit uses the
+   sorted values up to the highest point that has at least ``ceil(tail_density * n)``
+   (at least 3) points within one Silverman bandwidth below it; at most 10% are trimmed.
+   Trimmed points lie above every boundary, so they get the last exit.
+
+A subclass segments the kept standardised values (:meth:`LatencyEstimator._segment`)
+and returns cut indices; the base maps each cut to a latency boundary (the midpoint of
+its two neighbours in the transformed space: the geometric mean for ``log``) and gives
+every query the exit ``searchsorted(boundaries, latency, "right")``, which is monotone
+non-decreasing in latency by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from harness.errors import ConfigError
+from harness.protocol import ExitEstimate, ExitEstimator
+
+TRANSFORMS = ("log", "linear")
+MAX_TRIM_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class PreparedLatencies:
+    """Sorted latencies and their standardised transform; ``values[:kept]`` are fitted."""
+
+    order: np.ndarray
+    sorted_s: np.ndarray
+    values: np.ndarray
+    kept: int
+    transform: str
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """The standardised values the detector segments (right tail trimmed)."""
+        return self.values[: self.kept]
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A detector's answer: cut indices into the fitted values and an optional posterior."""
+
+    cuts: np.ndarray
+    posterior: np.ndarray | None = None
+
+
+def validate_latencies(latency_s: object) -> np.ndarray:
+    """Float64 1-D copy of ``latency_s``; ConfigError unless finite and > 0."""
+    try:
+        x = np.asarray(latency_s, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"exit estimation: latencies must be numeric: {exc}") from exc
+    if x.ndim != 1:
+        raise ConfigError(f"exit estimation: latencies must be 1-D, got shape {x.shape}")
+    if x.size == 0:
+        raise ConfigError("exit estimation: no latencies given (empty array)")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise ConfigError(
+            f"exit estimation: {int(bad.sum())} latencies are NaN or infinite (first at "
+            f"index {int(np.argmax(bad))}); drop refused queries before estimating exits"
+        )
+    if (x <= 0).any():
+        raise ConfigError(
+            f"exit estimation: latencies must be > 0 seconds; found {int((x <= 0).sum())} "
+            f"non-positive values (min {x.min()!r})"
+        )
+    return x
+
+
+def validate_num_exits(num_exits: int | None, n: int) -> int | None:
+    """``num_exits`` as an int in ``1..n`` (or None); ConfigError otherwise."""
+    if num_exits is None:
+        return None
+    if isinstance(num_exits, bool) or not isinstance(num_exits, int | np.integer):
+        raise ConfigError(f"exit estimation: num_exits must be an int or None, got {num_exits!r}")
+    if not 1 <= num_exits <= n:
+        raise ConfigError(
+            f"exit estimation: num_exits={num_exits} is not in 1..{n} (the number of latencies)"
+        )
+    return int(num_exits)
+
+
+def silverman_bandwidth(z: np.ndarray) -> float:
+    """Silverman's rule of thumb ``0.9 min(sd, IQR/1.34) n^-1/5`` (0 for constant data)."""
+    n = len(z)
+    if n < 2:
+        return 0.0
+    q75, q25 = np.percentile(z, [75, 25])
+    spread = min(float(np.std(z)), float(q75 - q25) / 1.34) or float(np.std(z))
+    return 0.9 * spread * n ** -0.2
+
+
+def _standardise(y: np.ndarray) -> np.ndarray:
+    q25, q50, q75 = np.percentile(y, [25, 50, 75])
+    scale = (q75 - q25) / 1.349
+    if not scale > 0:
+        scale = float(np.std(y)) or 1.0
+    return (y - q50) / scale
+
+
+def tail_cut(z: np.ndarray, tail_density: float) -> int:
+    """Number of sorted values kept once the sparse right tail is trimmed."""
+    n = len(z)
+    if tail_density <= 0 or n < 20:
+        return n
+    h = silverman_bandwidth(z)
+    if h <= 0:
+        return n
+    need = max(3, math.ceil(tail_density * n))
+    counts = np.arange(1, n + 1) - np.searchsorted(z, z - h, side="left")
+    dense = np.flatnonzero(counts >= need)
+    if dense.size == 0:
+        return n
+    return max(int(dense[-1]) + 1, n - int(MAX_TRIM_FRACTION * n))
+
+
+def prepare_latencies(latency_s: np.ndarray, transform: str,
+                      tail_density: float) -> PreparedLatencies:
+    """Validate, sort, transform, standardise and tail-trim (see the module docstring)."""
+    if transform not in TRANSFORMS:
+        raise ConfigError(f"exit estimation: transform={transform!r}; choose one of {TRANSFORMS}")
+    if not (isinstance(tail_density, int | float) and 0 <= tail_density < 1):
+        raise ConfigError(f"exit estimation: tail_density={tail_density!r} must be in [0, 1)")
+    x = validate_latencies(latency_s)
+    order = np.argsort(x, kind="stable")
+    sorted_s = x[order]
+    y = np.log(sorted_s) if transform == "log" else sorted_s
+    z = _standardise(y)
+    return PreparedLatencies(order, sorted_s, z, tail_cut(z, tail_density), transform)
+
+
+def boundaries_from_cuts(prep: PreparedLatencies, cuts: np.ndarray) -> np.ndarray:
+    """Latency threshold per cut: midpoint of the neighbours in the transformed space."""
+    cuts = np.asarray(cuts, dtype=np.int64)
+    lo, hi = prep.sorted_s[cuts - 1], prep.sorted_s[cuts]
+    mid = np.sqrt(lo * hi) if prep.transform == "log" else 0.5 * (lo + hi)
+    return np.clip(mid, lo, hi)
+
+
+def distinct_count(values: np.ndarray) -> int:
+    """Number of distinct values in a sorted array."""
+    return 1 + int(np.count_nonzero(np.diff(values) > 0)) if len(values) else 0
+
+
+class LatencyEstimator(ExitEstimator):
+    """Base of the built-in detectors: preparation, mapping back, validation of answers."""
+
+    name: ClassVar[str] = ""
+    default_max_exits: ClassVar[int] = 8
+
+    transform: str
+    tail_density: float
+
+    @abstractmethod
+    def _segment(self, z: np.ndarray, num_exits: int | None,
+                 rng: np.random.Generator) -> Segmentation:
+        """Cut the sorted standardised values ``z`` into ``num_exits`` (or inferred) runs."""
+
+    def estimate(self, latency_s: np.ndarray, num_exits: int | None,
+                 rng: np.random.Generator) -> ExitEstimate:
+        """Estimate one exit per query (see the module docstring for the guarantees)."""
+        prep = prepare_latencies(latency_s, self.transform, self.tail_density)
+        n = len(prep.sorted_s)
+        k = validate_num_exits(num_exits, n)
+        if k is not None and distinct_count(prep.sorted_s) < k:
+            raise ConfigError(
+                f"exit estimator {self.name!r}: num_exits={k} but only "
+                f"{distinct_count(prep.sorted_s)} distinct latencies"
+            )
+        if k == 1 or distinct_count(prep.sorted_s) == 1:
+            return ExitEstimate(np.empty(0), np.zeros(n, dtype=np.int64), 1, np.ones((n, 1)))
+        z = prep.fitted
+        if k is not None and distinct_count(z) < k:  # trimming left too few distinct values
+            prep = PreparedLatencies(prep.order, prep.sorted_s, prep.values, n, prep.transform)
+            z = prep.fitted
+        seg = self._segment(z, k, rng)
+        cuts = np.asarray(seg.cuts, dtype=np.int64)
+        if k is not None and len(cuts) != k - 1:
+            raise RuntimeError(f"{self.name}: detector returned {len(cuts)} cuts, wanted {k - 1}")
+        if cuts.size and (cuts.min() < 1 or cuts.max() > len(z) - 1 or np.any(np.diff(cuts) < 0)):
+            raise RuntimeError(f"{self.name}: detector returned invalid cuts {cuts.tolist()}")
+        boundaries = boundaries_from_cuts(prep, cuts)
+        x = np.asarray(latency_s, dtype=np.float64)
+        exits = np.searchsorted(boundaries, x, side="right").astype(np.int64)
+        posterior = None
+        if seg.posterior is not None:
+            rows = np.minimum(np.arange(n), len(z) - 1)  # trimmed tail: copy the top row
+            sorted_post = seg.posterior[rows]
+            posterior = np.empty_like(sorted_post)
+            posterior[prep.order] = sorted_post
+        return ExitEstimate(boundaries, exits, len(cuts) + 1, posterior)
+
+
+def check_common_params(est: LatencyEstimator) -> None:
+    """ConfigError for bad shared parameters (called by ``_segment`` implementations)."""
+    max_exits = getattr(est, "max_exits", est.default_max_exits)
+    if isinstance(max_exits, bool) or not isinstance(max_exits, int) or max_exits < 1:
+        raise ConfigError(f"exit estimator {est.name!r}: max_exits={max_exits!r} must be an int >= 1")
+
+
+def peak_cuts(score: np.ndarray, count: int, min_gap: int) -> np.ndarray:
+    """Indices of the ``count`` highest scores, greedily at least ``min_gap`` apart."""
+    chosen: list[int] = []
+    for i in np.argsort(-score, kind="stable"):
+        if len(chosen) == count:
+            break
+        if all(abs(int(i) - c) >= min_gap for c in chosen):
+            chosen.append(int(i))
+    return np.sort(np.asarray(chosen, dtype=np.int64))

@@ -1,0 +1,91 @@
+"""A small SDN-style multi-exit CNN for 1x8x8, 1x28x28 and 3x32x32 inputs.
+
+Stage ``k`` is ``convs_per_stage`` conv3x3-BatchNorm-ReLU layers followed, in non-final
+stages while the feature map can still shrink to >= 2x2, by a 2x2 max-pool. Channels
+double after each pool (``width * 2**min(pools so far, 3)``), so every stage adds a conv
+block of similar cost and the exit costs grow clearly. Each exit head is an SDN-style
+internal classifier: adaptive average pooling to ``head_pool x head_pool`` and one linear layer.
+Optional input normalisation lives inside the first block, so inputs stay in the
+dataset's range (e.g. [0, 1]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from harness.model import MultiExitNet
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` with fixed (non-trainable) statistics."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError("normalisation needs one positive std per mean")
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True)]
+
+
+def stage_plan(input_shape: tuple[int, ...], num_exits: int,
+               width: int) -> list[tuple[int, int, bool]]:
+    """``(in_channels, out_channels, pool_after)`` for each stage."""
+    channels, height, wide = input_shape
+    side = min(height, wide)
+    plan = []
+    c_in = channels
+    pools = 0
+    for k in range(num_exits):
+        c_out = width * 2 ** min(pools, 3)
+        pool = k < num_exits - 1 and side // 2 >= 2
+        if pool:
+            side //= 2
+            pools += 1
+        plan.append((c_in, c_out, pool))
+        c_in = c_out
+    return plan
+
+
+def build_small_cnn(input_shape: Sequence[int], num_classes: int, num_exits: int = 4,
+                    width: int = 32, *, convs_per_stage: int = 2, head_pool: int = 2,
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                    seed: int = 0) -> MultiExitNet:
+    """Build the network; initialisation is deterministic for ``seed`` (global RNG untouched).
+
+    ``mean``/``std`` (one value per input channel) enable input normalisation.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
+    if num_exits < 2 or width < 1 or convs_per_stage < 1 or head_pool < 1 or num_classes < 2:
+        raise ValueError("need num_exits >= 2, num_classes >= 2 and positive width, "
+                         "convs_per_stage and head_pool")
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std for input normalisation, or neither")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        blocks, heads = [], []
+        for k, (c_in, c_out, pool) in enumerate(stage_plan(shape, num_exits, width)):
+            layers: list[nn.Module] = []
+            if k == 0 and mean is not None and std is not None:
+                layers.append(Normalize(mean, std))
+            layers += _conv_bn_relu(c_in, c_out)
+            for _ in range(convs_per_stage - 1):
+                layers += _conv_bn_relu(c_out, c_out)
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+            blocks.append(nn.Sequential(*layers))
+            heads.append(nn.Sequential(nn.AdaptiveAvgPool2d(head_pool), nn.Flatten(),
+                                       nn.Linear(c_out * head_pool * head_pool, num_classes)))
+    return MultiExitNet(blocks, heads, shape, num_classes)
