@@ -27,8 +27,9 @@ def harness_register_datasets(register):
 @harness.hookimpl
 def harness_register_victims(register):
     from victims.zoo import BUILTIN_VICTIMS
+    from victims.zoo_cifar import CIFAR_VICTIMS
 
-    for victim in BUILTIN_VICTIMS:
+    for victim in (*BUILTIN_VICTIMS, *CIFAR_VICTIMS):
         register(victim)
 
 
