@@ -22,7 +22,7 @@ from harness import __version__
 from harness.cell import CellEnvironment, prepare_victim, run_cell
 from harness.config import RunSpec
 from harness.devices import resolve_device
-from harness.errors import ComponentFailure
+from harness.errors import ComponentFailure, ConfigError
 from harness.grid import CellSpec, available_victims, config_hash, expand_grid, package_versions
 from harness.plugins import HarnessPluginManager, make_plugin_manager
 from harness.progress import Progress
@@ -156,8 +156,14 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     if spec.profile is not None:
         from harness.profiles import LatencyProfile
 
-        profile_hash = LatencyProfile.load(spec.profile).hash
+        profile = LatencyProfile.load(spec.profile)
+        profile_hash = profile.hash
     victims, skipped = available_victims(spec, registry)
+    if spec.profile is not None and spec.timing == "replay":
+        other = [v for v in victims if v != profile.victim]
+        if other:
+            raise ConfigError(f"profile {spec.profile} was recorded for victim {profile.victim!r} "
+                              f"and cannot replay {', '.join(other)}; run one grid per victim")
     cells = expand_grid(spec, registry, profile_hash=profile_hash, victims=victims)
     out = check_out_dir(spec.out)
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
