@@ -20,7 +20,8 @@ import numpy as np
 from scipy import stats
 
 from harness import __version__
-from harness.results import load_result, write_json_atomic
+from harness.atomic import write_json_atomic
+from harness.results import load_result
 from harness.schema import leaderboard_schema
 
 COST_METRICS = ("benign_accuracy_drop", "latency_overhead_p50", "latency_overhead_p99",

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.atomic import write_json_atomic
 from harness.errors import CacheError, ConfigError
 
 PROFILE_VERSION = 1
@@ -120,19 +120,7 @@ class LatencyProfile:
 
     def save(self, path: str | Path) -> Path:
         """Write the profile atomically as JSON; return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_json_atomic(path, self.to_json(), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyProfile:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.atomic import write_json_atomic
 from harness.cell import CellEnvironment, prepare_victim, run_cell
 from harness.config import RunSpec
 from harness.devices import resolve_device
@@ -33,7 +34,6 @@ from harness.results import (
     git_commit,
     load_result,
     machine_info,
-    write_json_atomic,
 )
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.atomic import atomic_write_bytes
 from harness.errors import CacheError
 
 MAGIC = b"EXITSTEAL-WEIGHTS\n"
@@ -66,17 +65,7 @@ def save_weights(cache_dir: Path, key: str, state_dict: Mapping[str, torch.Tenso
         "format": FORMAT_VERSION, "key": key, "size": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(), "meta": dict(meta or {}),
     }, sort_keys=True).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(MAGIC + header + b"\n" + payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, MAGIC + header + b"\n" + payload)
 
 
 def read_entry(cache_dir: Path, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

@@ -8,12 +8,9 @@ a ``manifest.json`` written last marks a complete export.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.atomic import atomic_write_bytes
 from harness.model import MultiExitNet
 
 MANIFEST = "manifest.json"
@@ -49,22 +47,6 @@ def export_dir(cache_dir: Path, victim_name: str, weights_hash: str) -> Path:
     """Cache folder of one victim's stages: ``<cache_dir>/onnx/<name>-<hash>``."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{victim_name}-{weights_hash}")
     return Path(cache_dir) / "onnx" / safe
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def export_stage_bytes(net: MultiExitNet, k: int, example: torch.Tensor, opset: int) -> bytes:

@@ -1,0 +1,37 @@
+"""Atomic file writes: readers see the old file or the complete new one, never a part.
+
+Data goes to a temporary file in the destination folder, is flushed and fsynced, then
+``os.replace``-d over the destination (atomic on POSIX within one file system). A crash
+or kill mid-write leaves at most a hidden ``.<name>.*.tmp`` file, which nothing reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path | str, obj: Any, indent: int = 2) -> Path:
+    """Canonical JSON (sorted keys, no NaN) written atomically."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, allow_nan=False) + "\n"
+    return atomic_write_bytes(path, text.encode())
