@@ -1,0 +1,126 @@
+"""The exit_steal attack family: budget, repeats, outputs, reference access, params."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from attacks.exit_steal import (
+    EXIT_STEAL_ATTACKS,
+    ExitStealAttack,
+    ExitStealKde,
+    ExitStealOracle,
+    combine_repeats,
+)
+from attacks.substitute import Transcript
+from harness.errors import ConfigError, QueryError
+from harness.protocol import Defense
+from harness.testing import check_attack
+from tests.attacks.conftest import FAST
+
+
+@pytest.fixture
+def run(make_oracle, tiny_victim):
+    """``run(cls, budget, output="probs", truth=None, **params)`` -> (stolen, oracle)."""
+
+    def steal(cls, budget, output="probs", truth=None, **params):
+        oracle, ctx = make_oracle(budget, output, truth=cls.reference if truth is None else truth)
+        stolen = cls(**{**FAST, **params}).steal(oracle, tiny_victim.data.attacker.x.copy(), ctx)
+        return stolen, oracle
+
+    return steal
+
+
+@pytest.mark.parametrize("repeats", [1, 3])
+def test_never_exceeds_budget_and_estimates_every_query(run, repeats):
+    stolen, oracle = run(ExitStealAttack, 61, repeats=repeats)
+    assert oracle.queries_used <= 61
+    assert oracle.queries_used == (61 // repeats) * repeats
+    assert stolen.estimated_exits.shape == (oracle.queries_used,)
+    if repeats > 1:  # every repeat of an input carries that input's estimate
+        per_input = stolen.estimated_exits.reshape(-1, repeats)
+        assert (per_input == per_input[:, :1]).all()
+    stolen.strategy.validate(stolen.model.num_exits, 10)
+    json.dumps(stolen.diagnostics)
+    assert stolen.diagnostics["estimator"] == "bayes"
+
+
+def test_estimates_track_true_exits_and_search_fits(run):
+    stolen, oracle = run(ExitStealAttack, 200)
+    truth = oracle.served_exits()
+    assert np.mean(stolen.estimated_exits == truth) > 0.8
+    assert 0.0 <= stolen.diagnostics["search_agreement"] <= 1.0
+
+
+def test_works_with_label_outputs(run):
+    stolen, oracle = run(ExitStealKde, 80, output="label")
+    assert oracle.queries_used == 80
+    stolen.strategy.validate(3, 10)
+
+
+def test_oracle_variant_reads_true_exits_and_real_attacks_do_not(run):
+    assert ExitStealOracle.reference and not any(
+        c.reference for c in EXIT_STEAL_ATTACKS if c is not ExitStealOracle)
+    stolen, oracle = run(ExitStealOracle, 60)
+    assert np.array_equal(stolen.estimated_exits, oracle.served_exits())
+    with pytest.raises(QueryError, match="reference"):
+        run(ExitStealOracle, 60, truth=False)
+    for cls in EXIT_STEAL_ATTACKS:  # real attacks run without access to the truth
+        if not cls.reference:
+            run(cls, 40, truth=False, finetune_epochs=0, epochs=1)
+    with pytest.raises(ConfigError, match="exit_steal_oracle"):
+        run(ExitStealAttack, 40, estimator="oracle")
+
+
+class RefuseOdd(Defense):
+    """A monitor that refuses every other query."""
+
+    name = "refuse_odd"
+
+    def __init__(self):
+        self.count = 0
+
+    def admit(self, x, rng):
+        mask = (np.arange(self.count, self.count + len(x)) % 2) == 0
+        self.count += len(x)
+        return mask
+
+
+def test_refused_queries_are_dropped(make_oracle, tiny_victim):
+    oracle, ctx = make_oracle(60, defense=RefuseOdd())
+    stolen = ExitStealAttack(**FAST, repeats=2).steal(oracle, tiny_victim.data.attacker.x, ctx)
+    assert stolen.diagnostics["admitted_inputs"] == 30
+    assert stolen.estimated_exits.shape == (60,)
+
+
+def test_combine_repeats_min_median_and_refusals():
+    lat = np.array([3.0, 1.0, 2.0, np.nan, np.nan, np.nan, 5.0, 7.0, 6.0])
+    adm = np.isfinite(lat)
+    probs = np.tile(np.array([[0.2, 0.8]]), (9, 1))
+    probs[~adm] = np.nan
+    raw = Transcript(np.repeat(np.arange(3.0), 3), probs, lat, adm)
+    rows, kept = combine_repeats(raw, np.arange(3.0), 3, "min")
+    assert kept.tolist() == [True, False, True]
+    assert rows.latency_s.tolist() == [1.0, 5.0]
+    assert np.allclose(rows.outputs, [[0.2, 0.8], [0.2, 0.8]])
+    rows, _ = combine_repeats(raw, np.arange(3.0), 3, "median")
+    assert rows.latency_s.tolist() == [2.0, 6.0]
+
+
+def test_params_round_trip_and_validation():
+    for cls in EXIT_STEAL_ATTACKS:
+        attack = cls(**FAST)
+        params = attack.get_params()
+        json.dumps(params)
+        assert cls(**params).get_params() == params
+    with pytest.raises(ConfigError, match="available"):
+        ExitStealAttack(estimator="nope")._check()
+    with pytest.raises(ConfigError, match="repeats"):
+        ExitStealAttack(repeats=0)._check()
+
+
+@pytest.mark.parametrize("cls", [ExitStealAttack, ExitStealOracle])
+def test_conformance_kit(cls):
+    check_attack(cls, params=FAST, budget=48)
