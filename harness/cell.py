@@ -159,6 +159,11 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
                                                                        served_log)
     except ValueError as exc:
         raise ComponentFailure(f"{a_label}: {exc}") from None
+    answered = served_log >= 0
+    query_latency = oracle.served_latencies()[answered]
+    metrics["query_bayes_exit_accuracy"] = (
+        bayes_exit_accuracy(query_latency, served_log[answered], seed=cell.seed)
+        if answered.sum() >= 8 else None)
     metrics["queries_used"] = float(oracle.queries_used)
     metrics["queries_refused"] = float(oracle.refused_count)
 

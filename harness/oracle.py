@@ -30,6 +30,7 @@ class Oracle:
         self._allow_truth = allow_truth
         self._used = 0
         self._exits: list[np.ndarray] = []
+        self._latencies: list[np.ndarray] = []
         self._refused = 0
 
     @property
@@ -73,6 +74,7 @@ class Oracle:
         response = self._endpoint.respond(xs)
         self._used += len(xs)
         self._exits.append(response.exits)
+        self._latencies.append(response.latency_s)
         self._refused += int((~response.admitted).sum())
         if self.output == "label":
             labels = np.where(response.admitted, np.nan_to_num(response.probs).argmax(axis=1), -1)
@@ -90,6 +92,10 @@ class Oracle:
     def served_exits(self) -> np.ndarray:
         """Private log of the exits that answered each query (harness scoring only)."""
         return np.concatenate(self._exits) if self._exits else np.zeros(0, dtype=np.int64)
+
+    def served_latencies(self) -> np.ndarray:
+        """Private log of the latencies of each query (NaN where refused)."""
+        return np.concatenate(self._latencies) if self._latencies else np.zeros(0)
 
     def true_exits_for_reference(self) -> np.ndarray:
         """The true exits of all queries so far; only reference (upper-bound) attacks."""

@@ -85,13 +85,14 @@ def test_out_pointing_at_file_or_unwritable(tiny_plugin, tmp_path):
     f.write_text("x")
     with pytest.raises(OutputDirError, match="is a file"):
         run_grid(parse_overrides([*BASE, f"out={f}"]), make_plugin_manager(), False)
-    if os.geteuid() == 0:
-        pytest.skip("root can write anywhere; unwritable folder cannot be simulated")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
     with pytest.raises(OutputDirError, match="cannot be created or written"):
-        run_grid(parse_overrides([*BASE, f"out={ro / 'sub'}"]), make_plugin_manager(), False)
+        run_grid(parse_overrides([*BASE, f"out={f / 'sub'}"]), make_plugin_manager(), False)
+    if os.geteuid() != 0:  # root may write anywhere; a read-only folder stops others
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        with pytest.raises(OutputDirError, match="cannot be created or written"):
+            run_grid(parse_overrides([*BASE, f"out={ro / 'sub'}"]), make_plugin_manager(), False)
 
 
 def test_unknown_names_and_stray_params_fail_before_work(tiny_plugin, tmp_path):
