@@ -113,7 +113,7 @@ def _failed_by_runner(cell, registry, digest, path, message, wall) -> dict[str, 
     return result
 
 
-def _run_processes(todo, registry, env, jobs, timeout, progress) -> list[dict[str, Any]]:
+def _run_processes(todo, registry, env, jobs, timeout, progress, on_result) -> list[dict[str, Any]]:
     ctx = mp.get_context("spawn")
     pending = list(todo)
     running: dict[Any, tuple] = {}
@@ -143,6 +143,7 @@ def _run_processes(todo, registry, env, jobs, timeout, progress) -> list[dict[st
                                                "before writing its result", elapsed)
                 results.append(result)
             del running[proc]
+            on_result(results[-1])
             progress.step(f"{cell.label}: {results[-1]['status']}")
     return results
 
@@ -192,14 +193,17 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
                 prepare_victim(registry, sample, env, device)
             except Exception:
                 pass
+        def on_result(result: dict[str, Any]) -> None:
+            pm.hook.harness_cell_finished(result=result)
+
         if spec.executor == "process":
-            results = _run_processes(todo, registry, env, spec.jobs, spec.timeout, progress)
+            results = _run_processes(todo, registry, env, spec.jobs, spec.timeout, progress,
+                                     on_result)
         else:
             for cell, digest, path in todo:
                 results.append(execute_cell(cell, registry, env, digest, path))
+                on_result(results[-1])
                 progress.step(f"{cell.label}: {results[-1]['status']}")
-        for result in results:
-            pm.hook.harness_cell_finished(result=result)
     progress.close()
     failed = sum(r["status"] != "ok" for r in results)
     paths = tuple(cell_path(out, c, d) for c, d in planned)

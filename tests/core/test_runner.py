@@ -121,3 +121,22 @@ def test_process_executor_and_timeout(tiny_plugin, tmp_path):
                  False)
     assert t.failed == 2
     assert "timed out" in results(t.result_paths)[0]["error"]["message"]
+
+
+def test_cell_finished_hook_sees_every_new_result(tiny_plugin, tmp_path):
+    import harness
+
+    class Collector:
+        def __init__(self):
+            self.seen = []
+
+        @harness.hookimpl
+        def harness_cell_finished(self, result):
+            self.seen.append((result["components"]["defense"]["name"], result["status"]))
+
+    collector = Collector()
+    pm = make_plugin_manager(extra_plugins=(collector,))
+    run_grid(spec(tmp_path), pm, show_progress=False)
+    assert sorted(collector.seen) == [("none", "ok"), ("pad_tiny", "ok")]
+    run_grid(spec(tmp_path), pm, show_progress=False)  # reused cells are not announced again
+    assert len(collector.seen) == 2
