@@ -148,11 +148,19 @@ class BayesEstimator(LatencyEstimator):
 
     ``min_size`` is the smallest segment as a fraction of the fitted queries;
     ``max_bins`` bounds the compression (exact when ``n <= max_bins``).
+
+    The variance prior (``alpha0=20, beta0=0.2`` on median/IQR-standardised log
+    latencies: prior mean variance ~0.01, worth 20 observations) ties segment variances
+    together. With the weak prior ``alpha0=1, beta0=0.01`` the heteroscedastic model
+    isolated the very tight bulk of a live exit from its right shoulder and merged the
+    shoulder with the next exit: 0.964 accuracy on a live torch trace of digits_cnn whose
+    exits are perfectly separable (bound 0.999); with this prior 0.998, unchanged on
+    synthetic traces.
     """
 
     name: ClassVar[str] = "bayes"
 
-    def __init__(self, *, alpha0: float = 1.0, beta0: float = 0.01, kappa0: float = 0.01,
+    def __init__(self, *, alpha0: float = 20.0, beta0: float = 0.2, kappa0: float = 0.01,
                  mu0: float = 0.0, max_bins: int = 200, refine_bins: int = 2,
                  max_exits: int = 8,
                  min_size: float = 0.02, outlier_weight: float = 0.02,
