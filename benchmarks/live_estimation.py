@@ -48,7 +48,8 @@ def main() -> None:
     parser.add_argument("--victim", default="digits_cnn")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     parser.add_argument("--rounds", type=int, default=2, help="passes over pool + test")
-    parser.add_argument("--out", default="benchmarks/results/live_estimation.json")
+    parser.add_argument("--out", default=None,
+                        help="default: benchmarks/results/live_estimation_<backend>.json")
     args = parser.parse_args()
     start = time.perf_counter()
     latency, exits, k = live_trace(args.victim, args.backend, args.rounds)
@@ -69,7 +70,8 @@ def main() -> None:
     names = [c.name for c in BUILTIN_ESTIMATORS if not c.reference]
     print_table([row], ["victim", "backend", "n", "p50_us", "p99_us", "bayes_optimal",
                         *[x for nm in names for x in (nm, f"{nm}?")]])
-    path = write_json(args.out, {"row": row, "estimator_seconds": timings,
+    out = args.out or f"benchmarks/results/live_estimation_{args.backend}.json"
+    path = write_json(out, {"row": row, "estimator_seconds": timings,
                                  "exit_histogram": np.bincount(exits, minlength=k).tolist(),
                                  "wall_s": time.perf_counter() - start})
     print(f"wrote {path}")
