@@ -4,7 +4,8 @@ For each backend: per-exit latency (median, p5, p95) of true per-sample early ex
 recorded with :func:`harness.calibrate.calibrate`; the ONNX/torch ratio of medians;
 queries per second of the batched path; and the Bayes-optimal exit accuracy of the live
 latencies (how well timing alone separates the exits). Weights need not be trained for
-timing, so the default victim is an untrained digits-sized 4-exit CNN of width 64.
+timing; the default is the registered ``digits_cnn`` (``--victim untrained``: a digits-sized
+4-exit CNN of ``--width``, untrained).
 
     python benchmarks/serving_latency.py [--samples-per-exit 300] [--out PATH]
 """
@@ -233,11 +234,29 @@ def parser(description: str, out: Path) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__.splitlines()[0], DEFAULT_OUT)
-    p.add_argument("--exits", type=int, default=4)
-    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--victim", default="digits_cnn",
+                   help="a registered victim (trained or loaded from the cache), or 'untrained'")
+    p.add_argument("--exits", type=int, default=4, help="with --victim untrained")
+    p.add_argument("--width", type=int, default=64, help="with --victim untrained")
     args = p.parse_args(argv)
+    if args.victim != "untrained":
+        return run(registered_victim(args.victim), args)
     net = build_net((1, 8, 8), 10, args.exits, args.width)
     return run(make_victim("digits_small_cnn", net, digits_splits(args.seed)), args)
+
+
+def registered_victim(name: str) -> TrainedVictim:
+    """The registered victim, prepared exactly as a harness run would (cached weights)."""
+    from harness.cell import CellEnvironment, prepare_victim
+    from harness.config import parse_overrides
+    from harness.grid import expand_grid
+    from harness.plugins import make_plugin_manager
+    from harness.registry import Registry
+
+    spec = parse_overrides([f"victims={name}", "attacks=knockoff", "defenses=none"])
+    registry = Registry.from_manager(make_plugin_manager())
+    cell = expand_grid(spec, registry)[0]
+    return prepare_victim(registry, cell, CellEnvironment(spec.cache_dir, spec.data_root), "cpu")
 
 
 if __name__ == "__main__":
