@@ -51,16 +51,21 @@ from attacks.exit_distill import train_exit_distillation
 from attacks.exit_estimation import BUILTIN_ESTIMATORS, OracleEstimator
 from attacks.strategy_loss import strategy_loss, victim_confidence
 from attacks.strategy_search import search_strategy
-from attacks.substitute import Transcript, build_substitute, distill, query_inputs
+from attacks.substitute import (
+    Transcript,
+    build_substitute,
+    distill,
+    draw_pool_indices,
+    query_inputs,
+)
 from harness.errors import ConfigError
-from harness.model import MultiExitNet
+from harness.model import MultiExitNet, exit_probabilities
 from harness.oracle import Oracle
 from harness.protocol import Attack, AttackContext, ExitEstimate, StolenModel
-from harness.strategy import ExitPolicy, OutputStrategy
-from victims.policies import EntropyPolicy, MaxProbPolicy
+from harness.strategy import OutputStrategy
+from victims.policies import POLICIES
 
 ESTIMATORS = {cls.name: cls for cls in BUILTIN_ESTIMATORS}
-POLICIES: dict[str, type[ExitPolicy]] = {"max_prob": MaxProbPolicy, "entropy": EntropyPolicy}
 COMBINE = ("min", "median")
 PERFORMANCE = ("exit_logits", "soft_ce")
 
@@ -87,24 +92,6 @@ def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
         outputs = outs[np.arange(len(outs)), np.argmax(adm_k, axis=1)]
     rows = Transcript(inputs[kept], outputs, latency, np.ones(int(kept.sum()), dtype=bool))
     return rows, kept
-
-
-@torch.inference_mode()
-def exit_probs64(model: MultiExitNet, x: np.ndarray, device: str,
-                 batch_size: int = 512) -> list[np.ndarray]:
-    """Float64 softmax of every exit, exactly as the harness scores substitutes.
-
-    Float32 softmax saturates to 1.0 for confident rows, and victims' thresholds sit
-    close to 1, so a search on float32 scores would pick thresholds that fire
-    differently when scored.
-    """
-    model = model.to(device).eval()
-    parts: list[list[np.ndarray]] = [[] for _ in range(model.num_exits)]
-    for start in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.ascontiguousarray(x[start:start + batch_size], np.float32))
-        for k, logits in enumerate(model(xb.to(device))):
-            parts[k].append(torch.softmax(logits.double(), dim=1).cpu().numpy())
-    return [np.concatenate(p) for p in parts]
 
 
 def victim_labels(outputs: np.ndarray) -> np.ndarray:
@@ -176,11 +163,7 @@ class ExitStealAttack(Attack):
         if n_inputs < 1:
             raise self._fail(f"budget {oracle.budget_left} is too small for repeats="
                              f"{self.repeats}")
-        rng = ctx.rng(0)
-        idx = rng.permutation(len(pool))
-        while len(idx) < n_inputs:
-            idx = np.concatenate([idx, rng.permutation(len(pool))])
-        inputs = pool[idx[:n_inputs]]
+        inputs = pool[draw_pool_indices(n_inputs, len(pool), ctx.rng(0))]
         raw = query_inputs(oracle, np.repeat(inputs, self.repeats, axis=0))
         rows, kept = combine_repeats(raw, inputs, self.repeats, self.combine)
         return rows, kept, np.repeat(np.arange(n_inputs), self.repeats)
@@ -198,7 +181,7 @@ class ExitStealAttack(Attack):
     # -- stages 2 and 3 ---------------------------------------------------------------
     def _search(self, model: MultiExitNet, rows: Transcript, est: np.ndarray,
                 labels: np.ndarray, ctx: AttackContext):
-        probs = exit_probs64(model, rows.x, ctx.device)
+        probs = exit_probabilities(model, rows.x, ctx.device)
         return search_strategy(probs, est, labels, POLICIES[self.policy](), self.max_sweeps)
 
     def _fit(self, model: MultiExitNet, rows: Transcript, est: np.ndarray, ctx: AttackContext,

@@ -31,16 +31,21 @@ class Transcript:
     admitted: np.ndarray
 
 
+def draw_pool_indices(n: int, pool_size: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` pool indices without replacement, cycling through fresh permutations if n > pool."""
+    idx = rng.permutation(pool_size)
+    while len(idx) < n:
+        idx = np.concatenate([idx, rng.permutation(pool_size)])
+    return idx[:n]
+
+
 def query_pool(oracle: Oracle, pool: np.ndarray, n: int, rng: np.random.Generator,
                batch_size: int = 256) -> Transcript:
     """Query ``n`` pool inputs drawn without replacement (repeating only if n > pool)."""
     n = min(n, oracle.budget_left)
     if n <= 0:
         raise ValueError("no query budget left")
-    idx = rng.permutation(len(pool))
-    while len(idx) < n:
-        idx = np.concatenate([idx, rng.permutation(len(pool))])
-    return query_inputs(oracle, pool[idx[:n]], batch_size)
+    return query_inputs(oracle, pool[draw_pool_indices(n, len(pool), rng)], batch_size)
 
 
 def query_inputs(oracle: Oracle, x: np.ndarray, batch_size: int = 256) -> Transcript:

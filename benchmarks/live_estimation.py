@@ -23,21 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attacks.exit_estimation import BUILTIN_ESTIMATORS, bayes_optimal_exit_accuracy
 from benchmarks._common import print_table, write_json
-from harness.cell import CellEnvironment, prepare_victim
-from harness.config import parse_overrides
-from harness.grid import expand_grid
+from harness.cell import CellEnvironment, prepare_registered_victim
+from harness.config import default_cache_dir
 from harness.plugins import make_plugin_manager
 from harness.registry import Registry
 
 
 def live_trace(victim_name: str, backend: str, rounds: int):
-    spec = parse_overrides([f"victims={victim_name}", "attacks=knockoff", "defenses=none",
-                            f"backend={backend}"])
     registry = Registry.from_manager(make_plugin_manager())
-    cell = expand_grid(spec, registry)[0]
-    env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root)
-    victim = prepare_victim(registry, cell, env, "cpu")
-    served = registry.get("backend", backend).cls().load(victim, "cpu", spec.cache_dir)
+    env = CellEnvironment(cache_dir=default_cache_dir(), data_root=None)
+    victim = prepare_registered_victim(registry, victim_name, {}, env, "cpu")
+    served = registry.get("backend", backend).cls().load(victim, "cpu", env.cache_dir)
     x = np.concatenate([victim.data.attacker.x, victim.data.test.x] * rounds)
     trace = served.serve(x, strategy=victim.strategy)
     return trace.latency_s, trace.exits, victim.model.num_exits

@@ -13,7 +13,6 @@ timing; the default is the registered ``digits_cnn`` (``--victim untrained``: a 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -29,11 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import write_json  # noqa: E402
 from harness.calibrate import calibrate  # noqa: E402
 from harness.devices import resolve_device  # noqa: E402
 from harness.model import MultiExitNet  # noqa: E402
 from harness.protocol import DatasetSplits, Split, TrainedVictim  # noqa: E402
 from harness.strategy import OutputStrategy  # noqa: E402
+from victims.cache import state_dict_hash  # noqa: E402
 from victims.policies import MaxProbPolicy  # noqa: E402
 from victims.serving import OnnxBackend, TorchBackend  # noqa: E402
 
@@ -60,14 +61,6 @@ def build_net(input_shape: tuple[int, ...], num_classes: int, num_exits: int,
     return build_small_cnn(input_shape, num_classes, num_exits=num_exits, width=width).eval()
 
 
-def weights_hash(net: nn.Module) -> str:
-    h = hashlib.sha256()
-    for key, value in sorted(net.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
 def digits_splits(seed: int) -> DatasetSplits:
     """The embedded digits splits, or random 8x8 inputs if they cannot be loaded."""
     try:
@@ -91,7 +84,7 @@ def random_splits(shape: tuple[int, ...], num_classes: int, n: int, seed: int) -
 
 def make_victim(name: str, net: MultiExitNet, data: DatasetSplits) -> TrainedVictim:
     strategy = OutputStrategy(MaxProbPolicy(), (0.9,) * (net.num_exits - 1))
-    return TrainedVictim(name, net, strategy, data, "small_cnn", weights_hash(net))
+    return TrainedVictim(name, net, strategy, data, "small_cnn", state_dict_hash(net.state_dict()))
 
 
 def bayes_accuracy(latency_s: np.ndarray, exits: np.ndarray, seed: int) -> float:
@@ -195,14 +188,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
-
-
 def run(victim: TrainedVictim, args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "cache_dir")}
@@ -211,7 +196,7 @@ def run(victim: TrainedVictim, args: argparse.Namespace) -> dict[str, Any]:
         rows = [measure(victim, b, device, args.samples_per_exit, args.repeats, args.threads,
                         cache, args.seed, args.qps_inputs) for b in args.backends.split(",")]
     result = report(victim, rows, settings)
-    write_json(Path(args.out), result)
+    write_json(args.out, result)
     print(format_table(result))
     print(f"wrote {args.out}")
     return result
@@ -247,17 +232,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def registered_victim(name: str) -> TrainedVictim:
     """The registered victim, prepared exactly as a harness run would (cached weights)."""
-    from harness.cell import CellEnvironment, prepare_victim
-    from harness.config import parse_overrides
-    from harness.grid import expand_grid
+    from harness.cell import CellEnvironment, prepare_registered_victim
+    from harness.config import default_cache_dir
     from harness.plugins import make_plugin_manager
     from harness.registry import Registry
 
-    spec = parse_overrides([f"victims={name}", "attacks=knockoff", "defenses=none"])
     registry = Registry.from_manager(make_plugin_manager())
-    cell = expand_grid(spec, registry)[0]
-    return prepare_victim(registry, cell, CellEnvironment(spec.cache_dir, spec.data_root), "cpu")
-
-
-if __name__ == "__main__":
-    main()
+    env = CellEnvironment(cache_dir=default_cache_dir(), data_root=None)
+    return prepare_registered_victim(registry, name, {}, env, "cpu")

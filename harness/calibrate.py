@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.profiles import LatencyProfile, machine_info, now_utc
+from harness.machine import machine_info
+from harness.profiles import LatencyProfile, now_utc
 from harness.protocol import ServedModel, TrainedVictim
 
 

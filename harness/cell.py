@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from harness.components import build_component
 from harness.devices import resolve_device
@@ -21,12 +20,12 @@ from harness.endpoint import Endpoint
 from harness.errors import ComponentFailure, ConfigError, HarnessError
 from harness.grid import CellSpec
 from harness.leakage import bayes_exit_accuracy, leakage_bits
-from harness.model import MultiExitNet
+from harness.model import MultiExitNet, exit_probabilities
 from harness.oracle import Oracle
 from harness.protocol import AttackContext, Defense, StolenModel, TrainedVictim
 from harness.registry import Registry
 from harness.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
-from harness.strategy import OutputStrategy
+from harness.strategy import OutputStrategy, answering_probs
 from harness.timing import AnalyticTiming, TimingModel
 
 
@@ -67,31 +66,26 @@ def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> 
 
 def prepare_victim(registry: Registry, cell: CellSpec, env: CellEnvironment,
                    device: str) -> TrainedVictim:
-    """Load the victim's dataset and train (or load from cache) the victim."""
-    entry = registry.get("victim", cell.victim.name)
-    victim = build_component(entry.cls, cell.victim.params)
-    source = registry.get("dataset", victim.dataset).cls()
-    data = source.load(env.data_root)
+    """The cell's victim, trained or loaded from the cache."""
+    return prepare_registered_victim(registry, cell.victim.name, cell.victim.params, env, device)
+
+
+def prepare_registered_victim(registry: Registry, name: str, params: dict[str, Any],
+                              env: CellEnvironment, device: str) -> TrainedVictim:
+    """Load a registered victim's dataset and train (or load from cache) the victim."""
+    victim = build_component(registry.get("victim", name).cls, params)
+    data = registry.get("dataset", victim.dataset).cls().load(env.data_root)
     return victim.prepare(data, env.cache_dir, device)
 
 
-def substitute_exits(stolen: StolenModel, x: np.ndarray, device: str,
-                     batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Exits and labels of the substitute under its stolen strategy (batched)."""
-    model = stolen.model.to(device).eval()
-    per_exit: list[list[np.ndarray]] = [[] for _ in range(model.num_exits)]
-    with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            outs = model(torch.as_tensor(x[i:i + batch], device=device))
-            for k, o in enumerate(outs):
-                per_exit[k].append(torch.softmax(o.double(), dim=1).cpu().numpy())
-    probs = [np.concatenate(p) for p in per_exit]
+def substitute_exits(stolen: StolenModel, x: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exits and labels of the substitute under its stolen strategy (float64, as served)."""
+    probs = exit_probabilities(stolen.model, x, device)
     exits = stolen.strategy.exits(probs)
-    labels = np.stack([probs[e][i] for i, e in enumerate(exits)]).argmax(axis=1)
-    return exits, labels
+    return exits, answering_probs(probs, exits).argmax(axis=1)
 
 
-def _check_stolen(stolen: Any, registry: Registry, num_classes: int, label: str) -> StolenModel:
+def _check_stolen(stolen: Any, num_classes: int, label: str) -> StolenModel:
     if not isinstance(stolen, StolenModel):
         raise ComponentFailure(f"{label}: steal() returned {type(stolen).__name__}, expected "
                                "harness.protocol.StolenModel")
@@ -141,13 +135,13 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
         raise
     except Exception as exc:
         raise ComponentFailure(f"{a_label} raised {type(exc).__name__}: {exc}") from exc
-    stolen = _check_stolen(stolen, registry, data.num_classes, a_label)
+    stolen = _check_stolen(stolen, data.num_classes, a_label)
 
     # Strategy-stealing success against the undefended victim on the test split.
     test = data.test
     victim_probs = served.exit_probs(test.x)
     victim_exits = victim.strategy.exits(victim_probs)
-    victim_labels = np.stack([victim_probs[e][i] for i, e in enumerate(victim_exits)]).argmax(1)
+    victim_labels = answering_probs(victim_probs, victim_exits).argmax(1)
     sub_exits, sub_labels = substitute_exits(stolen, test.x, device)
     metrics: dict[str, float | None] = strategy_scores(
         victim_exits=victim_exits, victim_labels=victim_labels,

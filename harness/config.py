@@ -148,6 +148,11 @@ def _scalar(key: str, raw: Any) -> Any:
     return None if raw is None or raw == "" else Path(str(raw)).expanduser()
 
 
+def default_cache_dir() -> Path:
+    """``$HARNESS_CACHE_DIR``, else ``.cache/harness`` under the working directory."""
+    return Path(os.environ.get("HARNESS_CACHE_DIR", ".cache/harness"))
+
+
 def split_override(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -205,7 +210,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     for key in SCALAR_KEYS:
         if values[key] is not None:
             values[key] = _scalar(key, values[key])
-    cache = values["cache_dir"] or Path(os.environ.get("HARNESS_CACHE_DIR", ".cache/harness"))
+    cache = values["cache_dir"] or default_cache_dir()
     if values["timing"] == "replay" and values["profile"] is None:
         raise ConfigError("timing=replay needs profile=PATH (a profile written by "
                           "`harness calibrate`)")

@@ -13,7 +13,7 @@ import numpy as np
 
 from harness.errors import ComponentFailure
 from harness.protocol import Defense, ServedModel
-from harness.strategy import OutputStrategy
+from harness.strategy import OutputStrategy, answering_probs
 from harness.timing import TimingModel
 
 
@@ -71,7 +71,7 @@ class Endpoint:
                 raise self._fail("choose_exits", f"returned invalid exits (shape {chosen.shape}, "
                                  f"values must be in 0..{k - 1})")
             chosen = chosen.astype(np.int64)
-            out = np.stack([per_exit[e][i] for i, e in enumerate(chosen)])
+            out = answering_probs(per_exit, chosen)
             if self.timing is None:
                 trace = (self.served.serve(xa, exits=chosen, repeats=self.repeats)
                          if self._chooses_exits

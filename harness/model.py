@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -69,6 +70,30 @@ class MultiExitNet(nn.Module):
     def cost_fraction(self) -> tuple[float, ...]:
         cost = self.exit_cost
         return tuple(c / cost[-1] for c in cost)
+
+
+def exit_probabilities(model: MultiExitNet, x: np.ndarray, device: str = "cpu",
+                       batch_size: int = 512, dtype: torch.dtype = torch.float64) -> list[np.ndarray]:
+    """Softmax of every exit, K arrays (n, classes), computed in ``dtype`` batch by batch.
+
+    float64 is what the serving backends return and what the harness scores with:
+    float32 softmax rounds confident rows to 1.0, and victims' thresholds sit near 1.
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.to(device).eval()
+    parts: list[list[np.ndarray]] = [[] for _ in range(model.num_exits)]
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                xb = torch.as_tensor(np.ascontiguousarray(x[start:start + batch_size],
+                                                          dtype=np.float32)).to(device)
+                for k, logits in enumerate(model(xb)):
+                    parts[k].append(torch.softmax(logits.to(dtype), dim=1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    empty = np.zeros((0, model.num_classes), dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+    return [np.concatenate(p) if p else empty for p in parts]
 
 
 def _flops(fn, *args) -> int:

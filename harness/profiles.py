@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import platform
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,45 +20,9 @@ import numpy as np
 
 from harness.atomic import write_json_atomic
 from harness.errors import CacheError, ConfigError
+from harness.machine import MachineInfo
 
 PROFILE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class MachineInfo:
-    """Where a profile was measured."""
-
-    platform: str
-    processor: str
-    cpu_count: int
-    python: str
-    torch: str
-    onnxruntime: str
-    gpu: str | None
-
-
-def _cpu_model() -> str:
-    name = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return name or platform.machine()
-
-
-def machine_info(device: str = "cpu") -> MachineInfo:
-    """Describe this machine (and the GPU when ``device`` is cuda)."""
-    import onnxruntime
-    import torch
-
-    from harness.devices import gpu_name
-
-    return MachineInfo(platform=platform.platform(), processor=_cpu_model(),
-                       cpu_count=int(os.cpu_count() or 0), python=platform.python_version(),
-                       torch=str(torch.__version__), onnxruntime=str(onnxruntime.__version__),
-                       gpu=gpu_name(device))
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import tempfile
 import warnings
@@ -51,12 +49,6 @@ def load_result(path: Path) -> dict[str, Any] | None:
                       "will be run again", stacklevel=2)
         return None
     return obj
-
-
-def machine_info() -> dict[str, Any]:
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "cpu_count": os.cpu_count() or 0}
 
 
 def git_commit(cwd: Path | None = None) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from harness.config import RunSpec
 from harness.devices import resolve_device
 from harness.errors import ComponentFailure, ConfigError
 from harness.grid import CellSpec, available_victims, config_hash, expand_grid, package_versions
+from harness.machine import machine_info
 from harness.plugins import HarnessPluginManager, make_plugin_manager
 from harness.progress import Progress
 from harness.registry import Registry
@@ -33,7 +34,6 @@ from harness.results import (
     check_out_dir,
     git_commit,
     load_result,
-    machine_info,
 )
 
 
@@ -66,7 +66,7 @@ def build_result(cell: CellSpec, registry: Registry, digest: str, status: str,
         "schema_version": SCHEMA_VERSION, "harness_version": __version__,
         "config_hash": digest, "cell": cell.to_json(),
         "components": _component_info(registry, cell), "seed": cell.seed, "timing": timing,
-        "device": device, "machine": machine_info(), "packages": package_versions(),
+        "device": device, "machine": asdict(machine_info(device)), "packages": package_versions(),
         "git_commit": git_commit(), "status": status, "error": error,
         "metrics": metrics, "diagnostics": diagnostics, "wall_time_s": round(wall, 4),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

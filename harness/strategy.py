@@ -19,6 +19,12 @@ import numpy as np
 from harness.errors import ConfigError
 
 
+def answering_probs(per_exit_probs: Sequence[np.ndarray], exits: np.ndarray) -> np.ndarray:
+    """Row ``i`` of exit ``exits[i]``'s probabilities: what each sample is answered with."""
+    exits = np.asarray(exits, dtype=np.int64)
+    return np.stack(per_exit_probs)[exits, np.arange(len(exits))]
+
+
 class ExitPolicy(ABC):
     """A vectorised exit rule; subclasses set ``name``, ``higher_is_confident`` and the range."""
 

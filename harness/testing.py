@@ -23,7 +23,7 @@ from torch import nn
 from harness.components import NAME_PATTERN, Component
 from harness.endpoint import Endpoint
 from harness.errors import HarnessError
-from harness.model import MultiExitNet
+from harness.model import MultiExitNet, exit_probabilities
 from harness.oracle import Oracle
 from harness.plugins import make_plugin_manager
 from harness.protocol import (
@@ -107,8 +107,7 @@ class _BatchedServed(ServedModel):
         self.cost_fraction = net.cost_fraction
 
     def exit_probs(self, x: np.ndarray) -> list[np.ndarray]:
-        with torch.inference_mode():
-            return [torch.softmax(z.double(), 1).numpy() for z in self.net(torch.as_tensor(x))]
+        return exit_probabilities(self.net, x)
 
     def serve(self, x, strategy=None, exits=None, repeats=1) -> ServeTrace:
         raise NotImplementedError("the conformance kit uses analytic timing only")

@@ -34,3 +34,7 @@ class EntropyPolicy(ExitPolicy):
 
     def threshold_range(self, num_classes: int) -> tuple[float, float]:
         return (0.0, math.log(num_classes))
+
+
+POLICIES: dict[str, type[ExitPolicy]] = {"max_prob": MaxProbPolicy, "entropy": EntropyPolicy}
+"""The built-in policies by name (what ``policy=`` parameters accept)."""

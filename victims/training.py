@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.model import MultiExitNet
+from harness.model import MultiExitNet, exit_probabilities
 from harness.protocol import Split
 
 LossFn = Callable[..., torch.Tensor]
@@ -143,20 +143,7 @@ def train_multi_exit(model: MultiExitNet, train: Split, *, epochs: int, lr: floa
                       weight_decay=weight_decay, num_threads=num_threads)
 
 
-@torch.no_grad()
 def predict_exit_probs(model: MultiExitNet, x: np.ndarray, device: str = "cpu",
                        batch_size: int = 512) -> list[np.ndarray]:
-    """Softmax probabilities of every exit, ``num_exits`` arrays of shape (n, classes)."""
-    was_training = model.training
-    model.eval()
-    parts: list[list[np.ndarray]] = [[] for _ in range(model.num_exits)]
-    try:
-        for start in range(0, len(x), batch_size):
-            xb = torch.as_tensor(np.ascontiguousarray(x[start:start + batch_size],
-                                                      dtype=np.float32)).to(device)
-            for k, logits in enumerate(model(xb)):
-                parts[k].append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    finally:
-        model.train(was_training)
-    return [np.concatenate(p) if p else np.zeros((0, model.num_classes), np.float32)
-            for p in parts]
+    """Float32 softmax of every exit (calibration works on these)."""
+    return exit_probabilities(model, x, device, batch_size, dtype=torch.float32)

@@ -23,7 +23,7 @@ from harness.strategy import ExitPolicy, OutputStrategy
 from victims import cache
 from victims.architectures import build_small_cnn
 from victims.calibration import calibrate_thresholds
-from victims.policies import EntropyPolicy, MaxProbPolicy
+from victims.policies import POLICIES
 from victims.training import predict_exit_probs, train_multi_exit
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 CODE_VERSION = "small_cnn-train-v1"
 """Bump when architecture or training code changes, to invalidate cached weights."""
 
-POLICIES: dict[str, type[ExitPolicy]] = {"max_prob": MaxProbPolicy, "entropy": EntropyPolicy}
 
 
 def split_fingerprint(x: np.ndarray, y: np.ndarray) -> str:

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attacks.exit_steal import exit_probs64
 from attacks.strategy_search import search_strategy
+from harness.model import exit_probabilities
 from harness.strategy import OutputStrategy
 from victims.policies import EntropyPolicy, MaxProbPolicy
 
@@ -64,7 +64,7 @@ def test_arbitrary_targets_stay_in_range_and_report_true_agreement(seed, num_exi
 
 def test_victim_searched_on_its_own_exits_reaches_agreement_one(tiny_victim):
     x = tiny_victim.data.attacker.x
-    probs = exit_probs64(tiny_victim.model, x, "cpu")
+    probs = exit_probabilities(tiny_victim.model, x, "cpu")
     exits = tiny_victim.strategy.exits(probs)
     assert len(np.unique(exits)) > 1  # the strategy really routes samples
     result = search_strategy(probs, exits, probs[-1].argmax(1), tiny_victim.strategy.policy)

@@ -8,7 +8,8 @@ import pytest
 
 from harness.calibrate import calibrate
 from harness.errors import CacheError, ConfigError
-from harness.profiles import LatencyProfile, machine_info
+from harness.machine import machine_info
+from harness.profiles import LatencyProfile
 from harness.timing import ReplayTiming
 from victims.serving import OnnxBackend, TorchBackend
 
