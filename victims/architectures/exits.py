@@ -138,7 +138,7 @@ def assemble(units: Sequence[nn.Module], final_head: Callable[[tuple[int, ...]],
              exit_fractions: Sequence[float] | None = None, head_pool: int = 4,
              mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
              ) -> MultiExitNet:
-    """Cut ``units`` into blocks at even cost fractions and attach the exit heads.
+    """Cut ``units`` into blocks at even cost fractions, attach the exit heads, initialise.
 
     ``final_head(shape)`` builds the architecture's own classifier for the last unit's
     output shape. ``mean``/``std`` prepend input normalisation to block 0.
@@ -166,7 +166,14 @@ def assemble(units: Sequence[nn.Module], final_head: Callable[[tuple[int, ...]],
             c, hgt, wid = shapes[stop - 1]
             heads.append(InternalClassifier(c, (hgt, wid), num_classes, head_pool))
         start = stop
-    return MultiExitNet(blocks, heads, shape, num_classes)
+    net = MultiExitNet(blocks, heads, shape, num_classes)
+    init_weights(net)
+    return net
+
+
+def pooled_linear_head(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Global average pooling + linear: the final classifier of ResNet and MobileNet."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(shape[0], num_classes))
 
 
 def scaled(channels: int, mult: float) -> int:

@@ -16,7 +16,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common, init_weights, scaled
+from victims.architectures.exits import assemble, check_common, pooled_linear_head, scaled
 
 MOBILENET_CONFIG: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -32,10 +32,6 @@ def separable(c_in: int, c_out: int, stride: int) -> nn.Sequential:
         nn.BatchNorm2d(c_in), nn.ReLU(inplace=True),
         nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
     )
-
-
-def _classifier(shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(shape[0], num_classes))
 
 
 def build_mobilenet(input_shape: Sequence[int], num_classes: int, num_exits: int = 7, *,
@@ -59,8 +55,7 @@ def build_mobilenet(input_shape: Sequence[int], num_classes: int, num_exits: int
             c_out = scaled(c_out, width_mult)
             units.append(separable(c_in, c_out, stride))
             c_in = c_out
-        net = assemble(units, lambda shape: _classifier(shape, num_classes), input_shape,
+        net = assemble(units, lambda shape: pooled_linear_head(shape, num_classes), input_shape,
                        num_classes, num_exits, exit_fractions=exit_fractions,
                        head_pool=head_pool, mean=mean, std=std)
-        init_weights(net)
     return net

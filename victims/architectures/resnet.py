@@ -16,7 +16,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common, init_weights
+from victims.architectures.exits import assemble, check_common, pooled_linear_head
 
 
 class BasicBlock(nn.Module):
@@ -48,10 +48,6 @@ def blocks_per_stage(depth: int, arch: str, offset: int = 2) -> int:
     return (depth - offset) // 6
 
 
-def _classifier(shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(shape[0], num_classes))
-
-
 def build_resnet56(input_shape: Sequence[int], num_classes: int, num_exits: int = 7, *,
                    depth: int = 56, width: int = 16,
                    exit_fractions: Sequence[float] | None = None, head_pool: int = 4,
@@ -76,8 +72,7 @@ def build_resnet56(input_shape: Sequence[int], num_classes: int, num_exits: int 
             for i in range(n):
                 units.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
                 c_in = c_out
-        net = assemble(units, lambda shape: _classifier(shape, num_classes), input_shape,
+        net = assemble(units, lambda shape: pooled_linear_head(shape, num_classes), input_shape,
                        num_classes, num_exits, exit_fractions=exit_fractions,
                        head_pool=head_pool, mean=mean, std=std)
-        init_weights(net)
     return net

@@ -14,7 +14,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common, init_weights, scaled
+from victims.architectures.exits import assemble, check_common, scaled
 
 VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                                        512, 512, 512, "M", 512, 512, 512, "M")
@@ -67,5 +67,4 @@ def build_vgg16_bn(input_shape: Sequence[int], num_classes: int, num_exits: int 
         net = assemble(units, lambda shape: _classifier(shape, hidden, num_classes, dropout),
                        input_shape, num_classes, num_exits, exit_fractions=exit_fractions,
                        head_pool=head_pool, mean=mean, std=std)
-        init_weights(net)
     return net

@@ -17,7 +17,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common, init_weights
+from victims.architectures.exits import assemble, check_common
 from victims.architectures.resnet import blocks_per_stage
 
 
@@ -73,5 +73,4 @@ def build_wide_resnet(input_shape: Sequence[int], num_classes: int, num_exits: i
         net = assemble(units, lambda shape: _classifier(shape, num_classes), input_shape,
                        num_classes, num_exits, exit_fractions=exit_fractions,
                        head_pool=head_pool, mean=mean, std=std)
-        init_weights(net)
     return net
