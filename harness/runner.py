@@ -148,6 +148,19 @@ def _run_processes(todo, registry, env, jobs, timeout, progress, on_result) -> l
     return results
 
 
+def _warm_victim_cache(todo, registry: Registry, env: CellEnvironment, device: str) -> None:
+    """Train each victim once before parallel cells start, so they never race on the cache.
+
+    Errors are left to the cells, which record them.
+    """
+    first_cell = {cell.victim: cell for cell, _, _ in reversed(todo)}
+    for cell in first_cell.values():
+        try:
+            prepare_victim(registry, cell, env, resolve_device(device))
+        except Exception:  # each cell records its own failure
+            continue
+
+
 def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
              show_progress: bool = True) -> GridSummary:
     """Validate everything, then run the grid (reusing finished cells)."""
@@ -185,14 +198,9 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
                   f"{len(todo)} to run -> {out}")
     results: list[dict[str, Any]] = []
     if todo:
-        # Train/cache each victim once up front so parallel cells never race on it.
-        device = resolve_device(spec.device)
-        for victim_spec in {c.victim for c, _, _ in todo}:
-            sample = next(c for c, _, _ in todo if c.victim == victim_spec)
-            try:
-                prepare_victim(registry, sample, env, device)
-            except Exception:
-                pass
+        if spec.executor == "process":
+            _warm_victim_cache(todo, registry, env, spec.device)
+
         def on_result(result: dict[str, Any]) -> None:
             pm.hook.harness_cell_finished(result=result)
 
