@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -57,10 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def print_json(obj: object) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

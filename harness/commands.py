@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -46,12 +47,10 @@ def list_components(kinds: list[str], strict: bool) -> int:
 
 
 def plugins(as_json: bool, strict: bool) -> int:
-    from harness.cli import print_json
-
     pm, _ = _registry(strict)
     infos = plugin_infos(pm)
     if as_json:
-        print_json([asdict(i) for i in infos])
+        print(json.dumps([asdict(i) for i in infos], indent=2, sort_keys=True))
     else:
         for i in infos:
             print(f"{i.name:24} {i.distribution} {i.version}  hooks: {', '.join(i.hooks)}")

@@ -53,9 +53,8 @@ def _env_list(name: str) -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
-def _load_entry_points(pm: HarnessPluginManager, strict: bool) -> None:
+def _load_entry_points(pm: HarnessPluginManager, strict: bool, block: set[str]) -> None:
     allow = _env_list("HARNESS_LOAD_PLUGINS")
-    block = _env_list("HARNESS_DISABLE_PLUGINS") or set()
     for ep in metadata.entry_points(group=PROJECT_NAME):
         if ep.name in block or (allow is not None and ep.name not in allow):
             continue
@@ -83,7 +82,7 @@ def make_plugin_manager(*, strict: bool = False, load_entrypoints: bool = True,
     pm.add_hookspecs(hookspecs)
     block = _env_list("HARNESS_DISABLE_PLUGINS") or set()
     if load_entrypoints:
-        _load_entry_points(pm, strict)
+        _load_entry_points(pm, strict, block)
     for module_name in BUILTIN_PLUGINS:
         if module_name in block:
             continue
