@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attacks.exit_estimation import (
     BUILTIN_ESTIMATORS,
-    bayes_optimal_exit_accuracy,
     bayes_segmentation,
     prepare_latencies,
     staircase_exits,
@@ -34,6 +33,7 @@ from attacks.exit_estimation import (
 from attacks.exit_estimation.base import peak_cuts
 from attacks.exit_estimation.normal_gamma import NormalGammaPrior
 from benchmarks._common import print_table, write_json
+from harness.leakage import bayes_exit_accuracy
 
 COST = (0.15, 0.45, 0.76, 1.0)
 K = 4
@@ -113,7 +113,7 @@ def quality(n: int, seeds: list[int], scenarios: list[tuple[float, float]]) -> l
             rng = np.random.default_rng([seed, int(noise * 1000), int(tail * 1000)])
             exits = staircase_exits(K, n, rng)
             lat = synthetic_latencies(exits, COST, rng, noise=noise, tail_prob=tail)
-            acc.setdefault("bayes_optimal", []).append(bayes_optimal_exit_accuracy(lat, exits))
+            acc.setdefault("bayes_optimal", []).append(bayes_exit_accuracy(lat, exits))
             for cls in detectors:
                 for given in (True, False):
                     key = cls.name if given else f"{cls.name}?"

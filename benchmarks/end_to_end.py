@@ -10,8 +10,6 @@ reports mean +- std per attack of the strategy-stealing scores and writes
 
 ``--quick``: one seed, ``knockoff`` and ``exit_steal`` only. ``--set KEY=VALUE`` passes
 extra harness overrides (e.g. ``attack.exit_steal.strategy_weight=2``).
-The exit_steal attacks are registered through an extra plugin when the built-in
-attack plugin does not register them yet.
 
 Usage: ``python benchmarks/end_to_end.py [--quick] [--set KEY=VALUE ...] [--out PATH]``
 """
@@ -30,14 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import harness
 from benchmarks._common import print_table, write_json
 from harness.config import parse_overrides
 from harness.plugins import make_plugin_manager
 from harness.registry import Registry
 from harness.runner import run_grid
 
-ATTACKS = ("knockoff", "exit_steal", "exit_steal_ruptures", "exit_steal_kde", "exit_steal_oracle")
+ATTACKS = ("knockoff", "exit_steal", "exit_steal_ruptures", "exit_steal_kde",
+           "exit_steal_reference")
 QUICK_ATTACKS = ("knockoff", "exit_steal")
 METRICS = ("exit_agreement", "exit_kappa", "efficiency_gap", "fidelity",
            "exit_estimation_accuracy", "bayes_exit_accuracy")
@@ -46,30 +44,10 @@ GOALS = {"exit_agreement": (">=", 0.85), "exit_kappa": (">=", 0.65),
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "end_to_end.json"
 
 
-class _ExitStealPlugin:
-    """Registers the exit_steal attacks when ``attacks.plugin`` does not (yet)."""
-
-    @harness.hookimpl
-    def harness_register_attacks(self, register):
-        from attacks.exit_steal import EXIT_STEAL_ATTACKS
-
-        for cls in EXIT_STEAL_ATTACKS:
-            register(cls)
-
-
-def plugin_manager():
-    """The standard manager, plus the exit_steal attacks if they are not built in."""
-    pm = make_plugin_manager()
-    if "exit_steal" in Registry.from_manager(pm).names("attack"):
-        return pm
-    return make_plugin_manager(extra_plugins=(_ExitStealPlugin(),))
-
-
 def pool_size() -> int:
     """Size of the digits attacker pool (the budget: every pool input once)."""
-    from victims.datasets.digits import DigitsDataset
-
-    return len(DigitsDataset().load(None).attacker)
+    registry = Registry.from_manager(make_plugin_manager())
+    return len(registry.get("dataset", "digits").cls().load(None).attacker)
 
 
 def aggregate(paths: list[Path]) -> dict[str, dict[str, Any]]:
@@ -124,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "victims=digits_cnn", "defenses=none", f"attacks={','.join(attacks)}",
             f"seeds={seeds}", f"budget={budget}", "output=probs", "executor=serial",
             "device=cpu", f"out={tmp}", *args.set])
-        summary = run_grid(spec, plugin_manager(), show_progress=False)
+        summary = run_grid(spec, make_plugin_manager(), show_progress=False)
         results = aggregate(list(summary.result_paths))
     wall = time.perf_counter() - started
     rows = []

@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attacks.exit_estimation import BUILTIN_ESTIMATORS, bayes_optimal_exit_accuracy
 from benchmarks._common import print_table, write_json
 from harness.cell import CellEnvironment, prepare_registered_victim
 from harness.config import default_cache_dir
+from harness.leakage import bayes_exit_accuracy
 from harness.plugins import make_plugin_manager
 from harness.registry import Registry
 
@@ -52,18 +52,18 @@ def main() -> None:
     rng = np.random.default_rng(0)
     row = {"victim": args.victim, "backend": args.backend, "n": len(latency),
            "p50_us": float(np.median(latency) * 1e6), "p99_us": float(np.quantile(latency, .99) * 1e6),
-           "bayes_optimal": bayes_optimal_exit_accuracy(latency, exits)}
+           "bayes_optimal": bayes_exit_accuracy(latency, exits)}
     timings = {}
-    for cls in BUILTIN_ESTIMATORS:
-        if cls.reference:
-            continue
+    estimators = [e.cls for e in Registry.from_manager(make_plugin_manager()).entries(
+        "exit_estimator") if not e.cls.reference]
+    for cls in estimators:
         for given in (True, False):
             key = cls.name if given else f"{cls.name}?"
             t0 = time.perf_counter()
             est = cls().estimate(latency, k if given else None, rng)
             timings[key] = time.perf_counter() - t0
             row[key] = float(np.mean(est.exits == exits))
-    names = [c.name for c in BUILTIN_ESTIMATORS if not c.reference]
+    names = [c.name for c in estimators]
     print_table([row], ["victim", "backend", "n", "p50_us", "p99_us", "bayes_optimal",
                         *[x for nm in names for x in (nm, f"{nm}?")]])
     out = args.out or f"benchmarks/results/live_estimation_{args.backend}.json"

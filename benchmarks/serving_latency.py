@@ -31,11 +31,11 @@ if str(ROOT) not in sys.path:
 from benchmarks._common import write_json  # noqa: E402
 from harness.calibrate import calibrate  # noqa: E402
 from harness.devices import resolve_device  # noqa: E402
+from harness.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.model import MultiExitNet  # noqa: E402
 from harness.protocol import DatasetSplits, Split, TrainedVictim  # noqa: E402
-from harness.strategy import OutputStrategy  # noqa: E402
+from harness.strategy import MaxProbPolicy, OutputStrategy  # noqa: E402
 from victims.cache import state_dict_hash  # noqa: E402
-from victims.policies import MaxProbPolicy  # noqa: E402
 from victims.serving import OnnxBackend, TorchBackend  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "serving_latency.json"
@@ -87,32 +87,6 @@ def make_victim(name: str, net: MultiExitNet, data: DatasetSplits) -> TrainedVic
     return TrainedVictim(name, net, strategy, data, "small_cnn", state_dict_hash(net.state_dict()))
 
 
-def bayes_accuracy(latency_s: np.ndarray, exits: np.ndarray, seed: int) -> float:
-    """Best timing-only exit accuracy: the project's estimate, else a local histogram one."""
-    try:
-        from attacks.exit_estimation.bounds import bayes_optimal_exit_accuracy
-
-        return float(bayes_optimal_exit_accuracy(latency_s, exits))
-    except ImportError:
-        pass
-    try:
-        from harness.leakage import bayes_exit_accuracy
-
-        return float(bayes_exit_accuracy(latency_s, exits, seed=seed))
-    except ImportError:
-        pass
-    logs = np.log(latency_s)
-    edges = np.quantile(logs, np.linspace(0, 1, 33)[1:-1])
-    bins = np.searchsorted(edges, logs)
-    folds = np.random.default_rng(seed).permutation(len(logs)) % 2
-    correct = 0
-    for f in (0, 1):
-        counts = np.zeros((33, exits.max() + 1))
-        np.add.at(counts, (bins[folds != f], exits[folds != f]), 1)
-        correct += int((counts.argmax(1)[bins[folds == f]] == exits[folds == f]).sum())
-    return correct / len(logs)
-
-
 def batched_qps(served: Any, x: np.ndarray, rounds: int = 3) -> float:
     served.exit_probs(x[:64])
     best = float("inf")
@@ -146,7 +120,7 @@ def measure(victim: TrainedVictim, backend: str, device: str, samples_per_exit: 
         "median_us": [q[1] * 1e6 for q in quant], "p5_us": [q[0] * 1e6 for q in quant],
         "p95_us": [q[2] * 1e6 for q in quant],
         "batched_qps": batched_qps(served, x),
-        "bayes_exit_accuracy": bayes_accuracy(lat, true, seed),
+        "bayes_exit_accuracy": bayes_exit_accuracy(lat, true),
         "load_average_1min": [load_before, os.getloadavg()[0]],
         "profile_hash": profile.hash, "profile": profile,
     }
@@ -240,3 +214,7 @@ def registered_victim(name: str) -> TrainedVictim:
     registry = Registry.from_manager(make_plugin_manager())
     env = CellEnvironment(cache_dir=default_cache_dir(), data_root=None)
     return prepare_registered_victim(registry, name, {}, env, "cpu")
+
+
+if __name__ == "__main__":
+    main()

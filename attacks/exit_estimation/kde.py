@@ -17,24 +17,18 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.fft import dct
-from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import brentq
 from scipy.signal import find_peaks
 
-from attacks.exit_estimation.base import (
-    LatencyEstimator,
-    Segmentation,
-    check_common_params,
-    silverman_bandwidth,
-)
-from harness.errors import ConfigError
+from attacks.exit_estimation.base import COMMON_CONSTRAINTS, LatencyEstimator, Segmentation
+from harness.density import kde_grid, silverman_bandwidth
+from harness.params import Interval, Options
 
 BANDWIDTHS = ("isj", "silverman", "scott")
-GRID = 4096
 
 
 def _isj_fixed_point(t: float, n: int, i_sq: np.ndarray, a2: np.ndarray) -> float:
@@ -70,23 +64,16 @@ def isj_bandwidth(z: np.ndarray, grid: int = 1024) -> float:
     return silverman_bandwidth(z)
 
 
-def kde_grid(z: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
-    """Grid and Gaussian KDE values on it (linear binning, then a Gaussian filter)."""
-    lo, hi = float(z[0]) - 3 * bandwidth, float(z[-1]) + 3 * bandwidth
-    grid = np.linspace(lo, hi, GRID)
-    dx = grid[1] - grid[0]
-    pos = (z - lo) / dx
-    left = np.clip(np.floor(pos).astype(np.int64), 0, GRID - 2)
-    frac = pos - left
-    counts = np.bincount(left, 1 - frac, GRID) + np.bincount(left + 1, frac, GRID)
-    dens = gaussian_filter1d(counts, bandwidth / dx, mode="constant", truncate=5.0)
-    return grid, dens / (len(z) * dx)
-
-
 class KdeEstimator(LatencyEstimator):
     """Valleys of a kernel density estimate of the sorted log latencies."""
 
     name: ClassVar[str] = "kde"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **COMMON_CONSTRAINTS,
+        "bandwidth": [Options(*BANDWIDTHS)],
+        "bandwidth_scale": [Interval("real", 0, None, closed="neither")],
+        "min_prominence": [Interval("real", 0, 1, closed="left")],
+    }
 
     def __init__(self, *, bandwidth: str = "isj", bandwidth_scale: float = 1.0,
                  min_prominence: float = 0.05, max_exits: int = 8, transform: str = "log",
@@ -100,11 +87,7 @@ class KdeEstimator(LatencyEstimator):
 
     def bandwidth_of(self, z: np.ndarray) -> float:
         """The data-driven bandwidth (standardised units) this estimator uses for ``z``."""
-        if self.bandwidth not in BANDWIDTHS:
-            raise ConfigError(f"exit estimator 'kde': bandwidth={self.bandwidth!r}; choose one "
-                              f"of {BANDWIDTHS}")
-        if not self.bandwidth_scale > 0:
-            raise ConfigError("exit estimator 'kde': bandwidth_scale must be > 0")
+        self.validate()
         if self.bandwidth == "isj":
             h = isj_bandwidth(z)
         elif self.bandwidth == "silverman":
@@ -120,9 +103,6 @@ class KdeEstimator(LatencyEstimator):
 
     def _segment(self, z: np.ndarray, num_exits: int | None,
                  rng: np.random.Generator) -> Segmentation:
-        check_common_params(self)
-        if not 0 <= self.min_prominence < 1:
-            raise ConfigError("exit estimator 'kde': min_prominence must be in [0, 1)")
         h = self.bandwidth_of(z)
         grid, dens, modes = self._modes(z, h)
         if num_exits is None:

@@ -84,3 +84,25 @@ def test_agreement_kappa_bounds(a, data):
     assert -1.0 <= cohen_kappa(a, b, 4) <= 1.0
     assert exit_agreement(a, a) == 1.0 and cohen_kappa(a, a, 4) == 1.0
     assert 0.0 <= exit_distribution_tv(a, b, 4) <= 1.0
+
+
+def test_bayes_exit_accuracy_matches_the_analytic_bound():
+    rng = np.random.default_rng(4)
+    exits = rng.integers(0, 2, 2000)
+    lat = np.exp(np.where(exits == 1, 1.0, 0.0) + rng.normal(0, 0.5, 2000))
+    # two equal Gaussians one unit apart, sd 0.5: Bayes accuracy = Phi(1) = 0.841
+    assert abs(bayes_exit_accuracy(lat, exits) - 0.841) < 0.03
+
+
+def test_bayes_exit_accuracy_sees_a_rare_well_separated_exit():
+    rng = np.random.default_rng(1)
+    exits = np.zeros(600, dtype=np.int64)
+    exits[:6] = 1  # 1% of queries, far from the bulk
+    lat = np.where(exits == 1, 4e-4, 1e-4) * np.exp(0.02 * rng.standard_normal(600))
+    assert bayes_exit_accuracy(lat, exits) == pytest.approx(1.0)
+
+
+def test_bayes_exit_accuracy_small_or_single_exit_is_the_majority_rate():
+    assert bayes_exit_accuracy(np.array([1e-4, 2e-4, 3e-4]), np.array([0, 0, 1])) == pytest.approx(2 / 3)
+    assert bayes_exit_accuracy(np.full(50, 1e-4), np.full(50, 2)) == 1.0
+    assert bayes_exit_accuracy(np.zeros(0), np.zeros(0, dtype=np.int64)) == 0.0

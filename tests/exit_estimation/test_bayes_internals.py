@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from attacks.exit_estimation import bayes_optimal_exit_accuracy, bayes_segmentation
+from attacks.exit_estimation import bayes_segmentation
 from attacks.exit_estimation.normal_gamma import (
     NormalGammaPrior,
     bin_sorted,
@@ -58,11 +58,3 @@ def test_k_posterior_is_a_distribution_peaking_at_truth():
     assert fit.num_segments == 4
     assert abs(fit.k_posterior.sum() - 1) < 1e-12 and np.argmax(fit.k_posterior) == 3
     assert np.isfinite(logsumexp(np.log(fit.k_posterior + 1e-300)))
-
-
-def test_bayes_optimal_bound_is_sane():
-    rng = np.random.default_rng(4)
-    exits = rng.integers(0, 2, 2000)
-    lat = np.exp(np.where(exits == 1, 1.0, 0.0) + rng.normal(0, 0.5, 2000))
-    # two equal Gaussians one unit apart, sd 0.5: Bayes accuracy = Phi(1) = 0.841
-    assert abs(bayes_optimal_exit_accuracy(lat, exits) - 0.841) < 0.03
