@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from attacks.substitute import Transcript
 from harness.model import MultiExitNet
-from victims.training import train_loop
+from harness.nn.training import train_loop
 
 
 def exit_logit_loss(other_weight: float = 0.0) -> Callable[..., torch.Tensor]:

@@ -36,36 +36,38 @@ agreement than it saves; epochs and weights are fixed parameters, not tuned per 
 
 ``estimated_exits`` holds one entry per oracle query in query order (each repeat gets
 its input's estimate; refused inputs get 0). Variants differ only in the default
-estimator; ``exit_steal_oracle`` is a *reference* upper bound that reads the true exits
-instead of estimating them.
+estimator; ``exit_steal_reference`` is a *reference* upper bound that reads the true
+exits instead of estimating them.
+
+Components come from the registry through ``ctx``: the estimator (any registered one,
+``estimator_params`` checked against its constraints), the policy (any registered
+policy with a training space, see :class:`harness.strategy.ExitPolicy`) and the
+substitute (``architecture``, by default the victim's family, with
+``architecture_params``).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from attacks.exit_distill import train_exit_distillation
-from attacks.exit_estimation import BUILTIN_ESTIMATORS, OracleEstimator
-from attacks.strategy_loss import strategy_loss, victim_confidence
+from attacks.strategy_loss import strategy_loss
 from attacks.strategy_search import search_strategy
-from attacks.substitute import (
-    Transcript,
-    build_substitute,
-    distill,
-    draw_pool_indices,
-    query_inputs,
-)
+from attacks.substitute import Transcript, distill, draw_pool_indices, query_inputs
+from harness.components import check_nested
 from harness.errors import ConfigError
 from harness.model import MultiExitNet, exit_probabilities
 from harness.oracle import Oracle
+from harness.params import ComponentName, Interval, Options
 from harness.protocol import Attack, AttackContext, ExitEstimate, StolenModel
-from harness.strategy import OutputStrategy
-from victims.policies import POLICIES
+from harness.strategy import ExitPolicy, OutputStrategy
 
-ESTIMATORS = {cls.name: cls for cls in BUILTIN_ESTIMATORS}
+if TYPE_CHECKING:
+    from harness.registry import Registry
+
 COMBINE = ("min", "median")
 PERFORMANCE = ("exit_logits", "soft_ce")
 
@@ -104,11 +106,32 @@ class ExitStealAttack(Attack):
 
     name = "exit_steal"
     default_estimator: ClassVar[str] = "bayes"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "estimator": [ComponentName("exit_estimator"), None],
+        "estimator_params": [dict, None],
+        "repeats": [Interval("int", 1, 1000)],
+        "combine": [Options(*COMBINE)],
+        "epochs": [Interval("int", 0, 100_000)],
+        "finetune_epochs": [Interval("int", 0, 100_000)],
+        "lr": [Interval("real", 0, 1, closed="right")],
+        "finetune_lr": [Interval("real", 0, 1, closed="right")],
+        "batch_size": [Interval("int", 1, 1_000_000)],
+        "architecture": [ComponentName("architecture"), None],
+        "architecture_params": [dict, None],
+        "strategy_weight": [Interval("real", 0, None)],
+        "temperature": [Interval("real", 0, None, closed="neither")],
+        "confidence_weight": [Interval("real", 0, None)],
+        "policy": [ComponentName("exit_policy")],
+        "max_sweeps": [Interval("int", 1, 10_000)],
+        "performance": [Options(*PERFORMANCE)],
+        "other_exit_weight": [Interval("real", 0, None)],
+    }
 
     def __init__(self, estimator: str | None = None, estimator_params: dict | None = None,
                  repeats: int = 1, combine: str = "min", epochs: int = 60,
                  finetune_epochs: int = 20, lr: float = 3e-3, finetune_lr: float = 1e-3,
-                 batch_size: int = 64, width: int = 32, architecture: str | None = None,
+                 batch_size: int = 64, architecture: str | None = None,
+                 architecture_params: dict | None = None,
                  strategy_weight: float = 3.0, temperature: float = 1.0,
                  confidence_weight: float = 0.0,
                  policy: str = "max_prob", max_sweeps: int = 10,
@@ -122,8 +145,8 @@ class ExitStealAttack(Attack):
         self.lr = lr
         self.finetune_lr = finetune_lr
         self.batch_size = batch_size
-        self.width = width
         self.architecture = architecture
+        self.architecture_params = architecture_params
         self.strategy_weight = strategy_weight
         self.temperature = temperature
         self.confidence_weight = confidence_weight
@@ -136,24 +159,32 @@ class ExitStealAttack(Attack):
     def _fail(self, message: str) -> ConfigError:
         return ConfigError(f"attack {self.name!r}: {message}")
 
-    def _check(self) -> str:
-        est = self.estimator or self.default_estimator
-        if est not in ESTIMATORS:
-            raise self._fail(f"unknown estimator {est!r}; available: {sorted(ESTIMATORS)}")
-        if ESTIMATORS[est].reference and not self.reference:
+    def estimator_name(self) -> str:
+        return self.estimator or self.default_estimator
+
+    def validate(self, registry: Registry | None = None) -> None:
+        """Constraints, then the estimator, its parameters and the policy via ``registry``."""
+        super().validate(registry)
+        if registry is None:
+            return
+        est = self.estimator_name()
+        entry = registry.get("exit_estimator", est)
+        if entry.cls.reference and not self.reference:
             raise self._fail(f"estimator {est!r} needs the true exits; only the reference "
-                             "attack 'exit_steal_oracle' may use it")
-        if self.policy not in POLICIES:
-            raise self._fail(f"unknown policy {self.policy!r}; available: {sorted(POLICIES)}")
-        if self.performance not in PERFORMANCE:
-            raise self._fail(f"performance={self.performance!r}; choose one of {PERFORMANCE}")
-        if self.combine not in COMBINE:
-            raise self._fail(f"combine={self.combine!r}; choose one of {COMBINE}")
-        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
-            raise self._fail(f"repeats must be an integer >= 1, got {self.repeats!r}")
-        if not self.strategy_weight >= 0:
-            raise self._fail(f"strategy_weight must be >= 0, got {self.strategy_weight!r}")
-        return est
+                             "attack 'exit_steal_reference' may use it")
+        owner = f"attack {self.name!r}"
+        check_nested(owner, registry, "exit_estimator", est, self.estimator_params,
+                     "estimator_params")
+        if self.architecture is not None:
+            check_nested(owner, registry, "architecture", self.architecture,
+                         self.architecture_params, "architecture_params")
+        policy = registry.policy(self.policy)
+        if self.strategy_weight > 0 and self.finetune_epochs > 0 and not policy.trainable():
+            raise self._fail(policy._not_trainable())
+
+    def _network(self, ctx: AttackContext, num_exits: int) -> MultiExitNet:
+        return ctx.new_network(num_exits, ctx.seed, self.architecture,
+                               **(self.architecture_params or {}))
 
     # -- stage 1 ----------------------------------------------------------------------
     def _query(self, oracle: Oracle, pool: np.ndarray, ctx: AttackContext
@@ -162,7 +193,7 @@ class ExitStealAttack(Attack):
         n_inputs = min(ctx.budget, oracle.budget_left) // self.repeats
         if n_inputs < 1:
             raise self._fail(f"budget {oracle.budget_left} is too small for repeats="
-                             f"{self.repeats}")
+                             f"{self.repeats}; lower repeats or raise budget")
         inputs = pool[draw_pool_indices(n_inputs, len(pool), ctx.rng(0))]
         raw = query_inputs(oracle, np.repeat(inputs, self.repeats, axis=0))
         rows, kept = combine_repeats(raw, inputs, self.repeats, self.combine)
@@ -170,9 +201,9 @@ class ExitStealAttack(Attack):
 
     def _estimate(self, est_name: str, rows: Transcript, kept: np.ndarray, oracle: Oracle,
                   ctx: AttackContext) -> ExitEstimate:
-        estimator = ESTIMATORS[est_name](**(self.estimator_params or {}))
+        estimator = ctx.estimator(est_name, **(self.estimator_params or {}))
         rng = ctx.rng(1)
-        if isinstance(estimator, OracleEstimator):
+        if estimator.reference:
             served = oracle.true_exits_for_reference()[-len(kept) * self.repeats:]
             truth = served.reshape(len(kept), self.repeats).max(axis=1)[kept]
             return estimator.estimate(rows.latency_s, ctx.num_exits, rng, true_exits=truth)
@@ -180,9 +211,9 @@ class ExitStealAttack(Attack):
 
     # -- stages 2 and 3 ---------------------------------------------------------------
     def _search(self, model: MultiExitNet, rows: Transcript, est: np.ndarray,
-                labels: np.ndarray, ctx: AttackContext):
+                labels: np.ndarray, ctx: AttackContext, policy: ExitPolicy):
         probs = exit_probabilities(model, rows.x, ctx.device)
-        return search_strategy(probs, est, labels, POLICIES[self.policy](), self.max_sweeps)
+        return search_strategy(probs, est, labels, policy, self.max_sweeps)
 
     def _fit(self, model: MultiExitNet, rows: Transcript, est: np.ndarray, ctx: AttackContext,
              *, epochs: int, lr: float, seed: int, extra=None, extra_targets=()) -> None:
@@ -198,18 +229,18 @@ class ExitStealAttack(Attack):
                 seed=seed, device=ctx.device, extra_targets=targets if extra else (),
                 extra_loss=extra)
 
-    def _train(self, rows: Transcript, est: np.ndarray, num_exits: int,
-               ctx: AttackContext) -> tuple[MultiExitNet, Any, Any]:
-        model = build_substitute(ctx, self.architecture, num_exits, self.width, ctx.seed)
+    def _train(self, rows: Transcript, est: np.ndarray, num_exits: int, ctx: AttackContext,
+               policy: ExitPolicy) -> tuple[MultiExitNet, Any, Any]:
+        model = self._network(ctx, num_exits)
         labels = victim_labels(rows.outputs)
         self._fit(model, rows, est, ctx, epochs=self.epochs, lr=self.lr, seed=ctx.seed)
-        first = self._search(model, rows, est, labels, ctx)
+        first = self._search(model, rows, est, labels, ctx, policy)
         if self.finetune_epochs > 0 and self.strategy_weight > 0 and num_exits > 1:
-            s_loss = strategy_loss(self.policy, first.strategy.thresholds, self.temperature,
+            s_loss = strategy_loss(policy, first.strategy.thresholds, self.temperature,
                                    self.confidence_weight)
             weight = float(self.strategy_weight)
             if ctx.output == "probs":
-                conf = victim_confidence(self.policy, rows.outputs)
+                conf = policy.confidence_logit_np(rows.outputs)
             else:
                 conf = np.full(len(rows.x), np.nan)
 
@@ -219,17 +250,17 @@ class ExitStealAttack(Attack):
             self._fit(model, rows, est, ctx, epochs=self.finetune_epochs, lr=self.finetune_lr,
                       seed=ctx.seed + 1, extra=extra,
                       extra_targets=[torch.as_tensor(conf, dtype=torch.float32)])
-        final = self._search(model, rows, est, labels, ctx)
+        final = self._search(model, rows, est, labels, ctx, policy)
         return model, first, final
 
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
-        est_name = self._check()
+        est_name = self.estimator_name()
         rows, kept, query_input = self._query(oracle, np.asarray(attacker_data), ctx)
         per_input = np.zeros(len(kept), dtype=np.int64)
-        policy = POLICIES[self.policy]()
+        policy = ctx.policy(self.policy)
         if len(rows.x) < 2:  # everything refused: nothing to learn from
             k = ctx.num_exits or 2
-            model = build_substitute(ctx, self.architecture, k, self.width, ctx.seed).eval()
+            model = self._network(ctx, k).eval()
             lo, hi = policy.threshold_range(ctx.num_classes)
             strict = hi if policy.higher_is_confident else lo
             return StolenModel(model, OutputStrategy(policy, (strict,) * (k - 1)),
@@ -237,10 +268,11 @@ class ExitStealAttack(Attack):
         estimate = self._estimate(est_name, rows, kept, oracle, ctx)
         est = np.asarray(estimate.exits, dtype=np.int64)
         num_exits = ctx.num_exits or estimate.num_exits
-        model, first, final = self._train(rows, est, max(num_exits, 1), ctx)
+        model, first, final = self._train(rows, est, max(num_exits, 1), ctx, policy)
         per_input[kept] = est
         diagnostics = {
             "estimator": est_name,
+            "substitute_architecture": self.architecture or ctx.victim_family,
             "estimated_boundaries_s": np.asarray(estimate.boundaries).tolist(),
             "estimated_num_exits": int(estimate.num_exits),
             "estimated_exit_histogram": np.bincount(est, minlength=num_exits).tolist(),
@@ -277,13 +309,13 @@ class ExitStealBocpd(ExitStealAttack):
     default_estimator = "bocpd"
 
 
-class ExitStealOracle(ExitStealAttack):
+class ExitStealReference(ExitStealAttack):
     """Reference upper bound: the true served exits replace the estimates."""
 
-    name = "exit_steal_oracle"
-    default_estimator = "oracle"
+    name = "exit_steal_reference"
+    default_estimator = "true_exits"
     reference = True
 
 
 EXIT_STEAL_ATTACKS: tuple[type[Attack], ...] = (
-    ExitStealAttack, ExitStealRuptures, ExitStealKde, ExitStealBocpd, ExitStealOracle)
+    ExitStealAttack, ExitStealRuptures, ExitStealKde, ExitStealBocpd, ExitStealReference)

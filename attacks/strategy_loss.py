@@ -8,6 +8,8 @@ carry no target there. The substitute's confidence at exit ``k`` is mapped to a 
 * ``max_prob``: ``g(p) = log p_max - log(1 - p_max)`` (the log-odds of the top class,
   computed stably from the logits), threshold ``tau`` maps to ``log tau - log(1 - tau)``;
 * ``entropy``: ``g(p) = -H(p)`` and ``tau`` maps to ``-tau``;
+* any registered policy that implements the training space of
+  :class:`harness.strategy.ExitPolicy` (``confidence_logit``, ``threshold_logit``);
 
 and the loss is the mean binary cross-entropy over all ``(i, k)`` pairs with a target:
 
@@ -34,45 +36,15 @@ confident the victim was.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
-EPS = 1e-6
+from harness.errors import ConfigError
+from harness.strategy import ExitPolicy
+
 CONF_CLIP = 30.0
-
-
-def max_prob_logit(logits: torch.Tensor) -> torch.Tensor:
-    """``log p_max - log(1 - p_max)`` per row, stable for confident rows."""
-    logp = F.log_softmax(logits, dim=1)
-    top = logp.max(dim=1)
-    rest = logp.scatter(1, top.indices[:, None], float("-inf"))
-    return top.values - torch.logsumexp(rest, dim=1)
-
-
-def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """``-H(softmax(logits))`` in nats."""
-    logp = F.log_softmax(logits, dim=1)
-    return (logp.exp() * logp).sum(dim=1)
-
-
-CONFIDENCE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "max_prob": max_prob_logit,
-    "entropy": neg_entropy,
-}
-
-
-def threshold_logit(policy: str, tau: float) -> float:
-    """The threshold in the loss's confidence space (see the module docstring)."""
-    if policy == "max_prob":
-        t = min(max(float(tau), EPS), 1.0 - EPS)
-        return math.log(t) - math.log1p(-t)
-    if policy == "entropy":
-        return -float(tau)
-    raise ValueError(f"strategy loss: unknown policy {policy!r}; choose one of {sorted(CONFIDENCE)}")
 
 
 def exit_targets(estimated: torch.Tensor, num_exits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,41 +54,24 @@ def exit_targets(estimated: torch.Tensor, num_exits: int) -> tuple[torch.Tensor,
     return (e == k).float(), (k <= e).float()
 
 
-def victim_confidence(policy: str, probs: np.ndarray) -> np.ndarray:
-    """The victim's confidence ``g(p)`` per returned probability row (float64)."""
-    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-300, 1.0)
-    if policy == "max_prob":
-        arg = p.argmax(axis=1)
-        top = p[np.arange(len(p)), arg]
-        others = p.copy()
-        others[np.arange(len(p)), arg] = 0.0
-        rest = np.clip(others.sum(axis=1), 1e-300, None)
-        return np.log(top) - np.log(rest)
-    if policy == "entropy":
-        return (p * np.log(p)).sum(axis=1)
-    raise ValueError(f"strategy loss: unknown policy {policy!r}; choose one of {sorted(CONFIDENCE)}")
-
-
-def strategy_loss(policy: str, thresholds: Sequence[float], temperature: float = 1.0,
+def strategy_loss(policy: ExitPolicy, thresholds: Sequence[float], temperature: float = 1.0,
                   confidence_weight: float = 1.0) -> Callable[..., torch.Tensor]:
     """``loss(exit_logits, estimated_exits, victim_conf)`` (see the module docstring).
 
     ``victim_conf`` holds ``g(p_victim)`` per sample, NaN where unknown.
     """
-    if policy not in CONFIDENCE:
-        raise ValueError(f"strategy loss: unknown policy {policy!r}; choose one of "
-                         f"{sorted(CONFIDENCE)}")
+    if not policy.trainable():
+        raise ConfigError(policy._not_trainable())
     if not temperature > 0:
-        raise ValueError(f"strategy loss: temperature must be > 0, got {temperature!r}")
-    confidence = CONFIDENCE[policy]
-    shift = torch.tensor([threshold_logit(policy, t) for t in thresholds], dtype=torch.float32)
+        raise ConfigError(f"strategy loss: temperature must be > 0, got {temperature!r}")
+    shift = torch.tensor([policy.threshold_logit(t) for t in thresholds], dtype=torch.float32)
 
     def loss(exit_logits: list[torch.Tensor], estimated: torch.Tensor,
              victim_conf: torch.Tensor | None = None) -> torch.Tensor:
         num_exits = len(exit_logits)
         if len(shift) != num_exits - 1:
             raise ValueError(f"strategy loss: {len(shift)} thresholds for {num_exits} exits")
-        conf = torch.stack([confidence(z) for z in exit_logits], dim=1)
+        conf = torch.stack([policy.confidence_logit(z) for z in exit_logits], dim=1)
         est = estimated.long()
         target, mask = exit_targets(est, num_exits)
         z = (conf[:, :-1] - shift.to(conf.device)) / temperature

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.nn.thresholds import distinct_cuts, threshold_for_prefix
 from harness.strategy import ExitPolicy, OutputStrategy
 
 
@@ -67,7 +68,7 @@ def _best_prefix(conf: np.ndarray, fire_ok: np.ndarray, stay_ok: np.ndarray,
     n = len(c)
     m = np.arange(n + 1)
     valid = np.ones(n + 1, dtype=bool)
-    valid[1:n] = c[1:] < c[:-1]  # never split tied scores
+    valid[1:] = distinct_cuts(c)  # never split tied scores (m = n is always a cut)
     valid[0] = zero_ok or n == 0
     key_a = np.where(valid, agree, -1)
     best_a = key_a.max()
@@ -75,17 +76,6 @@ def _best_prefix(conf: np.ndarray, fire_ok: np.ndarray, stay_ok: np.ndarray,
     best_l = labels[cand].max()
     cand = cand[labels[cand] == best_l]
     return order, int(cand.min())
-
-
-def _threshold(policy: ExitPolicy, scores_sorted: np.ndarray, m: int,
-               lo: float, hi: float) -> float:
-    """Threshold firing for exactly the first ``m`` of the confidence-sorted scores."""
-    strict, loose = (hi, lo) if policy.higher_is_confident else (lo, hi)
-    if m == 0:
-        return float(strict)
-    inner = float(scores_sorted[m - 1])
-    outer = float(scores_sorted[m]) if m < len(scores_sorted) else float(loose)
-    return float(np.clip(0.5 * (inner + outer), lo, hi))
 
 
 def _downstream(fired: np.ndarray, k: int) -> np.ndarray:
@@ -128,7 +118,7 @@ class _Problem:
         zero_ok = not self.policy.fires(self.scores[k, idx], strict).any()
         order, m = _best_prefix(self.conf[k, idx], self.est[idx] == k, stay_ok,
                                 self.match[k, idx], stay_lab, zero_ok)
-        return _threshold(self.policy, self.scores[k, idx][order], m, self.lo, self.hi)
+        return threshold_for_prefix(self.policy, self.scores[k, idx][order], m, self.lo, self.hi)
 
 
 def search_strategy(per_exit_probs: Sequence[np.ndarray], estimated_exits: np.ndarray,

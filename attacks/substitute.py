@@ -1,4 +1,7 @@
-"""Shared pieces of stealing attacks: querying the pool, building and distilling substitutes.
+"""Shared pieces of stealing attacks: querying the pool and distilling substitutes.
+
+Substitute networks come from ``ctx.new_network`` (a registered architecture, by default
+the victim's family); this module only queries and trains.
 
 Distillation (the *performance loss*) is the SDN-weighted sum over exits of the soft
 cross-entropy ``-sum_c p_victim(c) log softmax(z_k)(c)`` toward the victim's returned
@@ -15,10 +18,8 @@ import torch
 from torch.nn import functional as F
 
 from harness.model import MultiExitNet
+from harness.nn.training import sdn_exit_weights, train_loop
 from harness.oracle import Oracle
-from harness.protocol import AttackContext
-from victims.architectures import build_small_cnn
-from victims.training import sdn_exit_weights, train_loop
 
 
 @dataclass(frozen=True)
@@ -57,20 +58,6 @@ def query_inputs(oracle: Oracle, x: np.ndarray, batch_size: int = 256) -> Transc
         lats.append(res.latency_s)
         adm.append(res.admitted)
     return Transcript(x, np.concatenate(outs), np.concatenate(lats), np.concatenate(adm))
-
-
-def build_substitute(ctx: AttackContext, architecture: str | None, num_exits: int,
-                     width: int, seed: int) -> MultiExitNet:
-    """A fresh multi-exit network; ``architecture`` None means the victim's family."""
-    family = architecture or ctx.victim_family
-    if family == "small_cnn":
-        return build_small_cnn(ctx.input_shape, ctx.num_classes, num_exits=num_exits,
-                               width=width, seed=seed)
-    from victims.architectures.cifar import get_architecture
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return get_architecture(family)(ctx.input_shape, ctx.num_classes, num_exits=num_exits)
 
 
 def performance_loss(output: str, weights: Sequence[float]) -> Callable[..., torch.Tensor]:

@@ -22,11 +22,12 @@ from harness.grid import CellSpec
 from harness.leakage import bayes_exit_accuracy, leakage_bits
 from harness.model import MultiExitNet, exit_probabilities
 from harness.oracle import Oracle
-from harness.protocol import AttackContext, Defense, StolenModel, TrainedVictim
+from harness.protocol import AttackContext, Defense, StolenModel, TrainedVictim, VictimContext
 from harness.registry import Registry
 from harness.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
 from harness.strategy import OutputStrategy, answering_probs
 from harness.timing import AnalyticTiming, TimingModel
+from harness.toolbox import Toolbox
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def prepare_registered_victim(registry: Registry, name: str, params: dict[str, A
     """Load a registered victim's dataset and train (or load from cache) the victim."""
     victim = build_component(registry.get("victim", name).cls, params)
     data = registry.get("dataset", victim.dataset).cls().load(env.data_root)
-    return victim.prepare(data, env.cache_dir, device)
+    return victim.prepare(data, VictimContext(env.cache_dir, device, Toolbox(registry)))
 
 
 def substitute_exits(stolen: StolenModel, x: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,26 +86,41 @@ def substitute_exits(stolen: StolenModel, x: np.ndarray, device: str) -> tuple[n
     return exits, answering_probs(probs, exits).argmax(axis=1)
 
 
-def _check_stolen(stolen: Any, num_classes: int, label: str) -> StolenModel:
+def _check_stolen(stolen: Any, num_classes: int, label: str, component: str) -> StolenModel:
     if not isinstance(stolen, StolenModel):
         raise ComponentFailure(f"{label}: steal() returned {type(stolen).__name__}, expected "
-                               "harness.protocol.StolenModel")
+                               "harness.protocol.StolenModel", component)
     if not isinstance(stolen.model, MultiExitNet):
-        raise ComponentFailure(f"{label}: the substitute must be a harness.model.MultiExitNet")
+        raise ComponentFailure(f"{label}: the substitute must be a harness.model.MultiExitNet",
+                               component)
     if not isinstance(stolen.strategy, OutputStrategy):
-        raise ComponentFailure(f"{label}: the strategy must be a harness.strategy.OutputStrategy")
+        raise ComponentFailure(f"{label}: the strategy must be a harness.strategy.OutputStrategy",
+                               component)
     try:
         stolen.strategy.validate(stolen.model.num_exits, num_classes, owner=label)
     except ConfigError as exc:
-        raise ComponentFailure(str(exc)) from None
+        raise ComponentFailure(str(exc), component) from None
     return stolen
 
 
-def _endpoint(victim, served, defense, timing, seed, streams, label, repeats) -> Endpoint:
+def _endpoint(victim, served, defense, timing, seed, streams, label, repeats,
+              component=None) -> Endpoint:
     return Endpoint(served, victim.strategy, defense, timing,
                     np.random.default_rng([seed, streams[0]]),
                     np.random.default_rng([seed, streams[1]]),
-                    num_classes=victim.model.num_classes, defense_label=label, repeats=repeats)
+                    num_classes=victim.model.num_classes, defense_label=label, repeats=repeats,
+                    defense_component=component)
+
+
+def _jsonable_diagnostics(stolen: StolenModel, label: str, component: str) -> dict[str, Any]:
+    """The attack's diagnostics as JSON, or the attack's failure."""
+    try:
+        diagnostics = _jsonable(dict(stolen.diagnostics))
+        json.dumps(diagnostics, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ComponentFailure(f"{label}: diagnostics are not JSON-serialisable ({exc}); return "
+                               "numbers, strings, lists and dicts", component) from None
+    return diagnostics
 
 
 def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[dict, dict]:
@@ -121,21 +137,30 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
     attack = build_component(attack_entry.cls, cell.attack.params)
     data = victim.data
 
+    d_comp, a_comp = f"defense:{cell.defense.name}", f"attack:{cell.attack.name}"
     defense.reset()
-    endpoint = _endpoint(victim, served, defense, timing, cell.seed, (1, 2), d_label, cell.repeats)
+    endpoint = _endpoint(victim, served, defense, timing, cell.seed, (1, 2), d_label, cell.repeats,
+                         d_comp)
     oracle = Oracle(endpoint, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=attack_entry.cls.reference)
     ctx = AttackContext(seed=cell.seed, device=device, budget=cell.budget, output=cell.output,
                         input_shape=data.input_shape, num_classes=data.num_classes,
                         input_range=data.input_range, num_exits=victim.model.num_exits,
-                        victim_family=victim.family, cache_dir=env.cache_dir)
+                        victim_family=victim.family, cache_dir=env.cache_dir,
+                        toolbox=Toolbox(registry))
     try:
         stolen = attack.steal(oracle, data.attacker.x.copy(), ctx)
-    except HarnessError:
-        raise
     except Exception as exc:
-        raise ComponentFailure(f"{a_label} raised {type(exc).__name__}: {exc}") from exc
-    stolen = _check_stolen(stolen, data.num_classes, a_label)
+        if endpoint.failure is not None:  # the defense failed while the attack queried
+            raise endpoint.failure from None
+        if isinstance(exc, ComponentFailure) and exc.component is not None:
+            raise
+        reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+        raise ComponentFailure(f"{a_label} raised {reason}", a_comp) from exc
+    if endpoint.failure is not None:  # the attack swallowed the defense's failure
+        raise endpoint.failure
+    stolen = _check_stolen(stolen, data.num_classes, a_label, a_comp)
+    attack_diagnostics = _jsonable_diagnostics(stolen, a_label, a_comp)
 
     # Strategy-stealing success against the undefended victim on the test split.
     test = data.test
@@ -152,18 +177,19 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
         metrics["exit_estimation_accuracy"] = exit_estimation_accuracy(stolen.estimated_exits,
                                                                        served_log)
     except ValueError as exc:
-        raise ComponentFailure(f"{a_label}: {exc}") from None
+        raise ComponentFailure(f"{a_label}: {exc}", a_comp) from None
     answered = served_log >= 0
     query_latency = oracle.served_latencies()[answered]
     metrics["query_bayes_exit_accuracy"] = (
-        bayes_exit_accuracy(query_latency, served_log[answered], seed=cell.seed)
+        bayes_exit_accuracy(query_latency, served_log[answered])
         if answered.sum() >= 8 else None)
     metrics["queries_used"] = float(oracle.queries_used)
     metrics["queries_refused"] = float(oracle.refused_count)
 
     # Defense cost and leakage on benign test traffic.
     defense.reset()
-    defended = _endpoint(victim, served, defense, timing, cell.seed, (4, 5), d_label, cell.repeats)
+    defended = _endpoint(victim, served, defense, timing, cell.seed, (4, 5), d_label, cell.repeats,
+                         d_comp)
     plain = _endpoint(victim, served, Defense(), timing, cell.seed, (6, 5),
                       "undefended", cell.repeats)
     r_def, r_undef = defended.respond(test.x), plain.respond(test.x)
@@ -176,8 +202,8 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
     ok = r_def.admitted
     metrics["leakage_bits"] = (leakage_bits(r_def.latency_s[ok], r_def.exits[ok], seed=cell.seed)
                                if ok.any() else 0.0)
-    metrics["bayes_exit_accuracy"] = (bayes_exit_accuracy(r_def.latency_s[ok], r_def.exits[ok],
-                                                          seed=cell.seed) if ok.any() else None)
+    metrics["bayes_exit_accuracy"] = (bayes_exit_accuracy(r_def.latency_s[ok], r_def.exits[ok])
+                                      if ok.any() else None)
     diagnostics = {
         "victim_thresholds": list(victim.strategy.thresholds),
         "victim_policy": victim.strategy.policy.name,
@@ -187,7 +213,7 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
         "stolen_strategy": stolen.strategy.to_json(),
         "victim_cost_fraction": list(served.cost_fraction),
         "victim_weights_hash": victim.weights_hash,
-        "attack": _jsonable(stolen.diagnostics),
+        "attack": attack_diagnostics,
     }
     return metrics, diagnostics
 

@@ -1,9 +1,12 @@
 """Scikit-learn style component base: ``__init__`` stores keyword params, nothing else.
 
-Victims, attacks and defenses subclass :class:`Component`. Parameters are read back
+Every pluggable component subclasses :class:`Component`. Parameters are read back
 from the ``__init__`` signature by :meth:`Component.get_params`, so
-``type(c)(**c.get_params())`` rebuilds an equal component, and parameters are checked
-to be JSON-serialisable because they enter the cell's config hash.
+``type(c)(**c.get_params())`` rebuilds an equal component; parameters are checked to be
+JSON-serialisable because they enter the cell's config hash. Each class declares its
+parameter constraints once (``_parameter_constraints``, see :mod:`harness.params`) and
+:meth:`Component.validate` checks them, plus any cross-parameter rule a subclass adds
+by overriding it, before any work.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import ConfigError
+from harness.params import check_params
+
+if TYPE_CHECKING:
+    from harness.registry import Registry
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -23,6 +30,8 @@ class Component:
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "component"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    """Accepted alternatives per ``__init__`` parameter (see :mod:`harness.params`)."""
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -56,16 +65,15 @@ class Component:
             out[n] = getattr(self, n)
         return out
 
-    def set_params(self, **params: Any) -> Component:
-        valid = set(self.param_names())
-        for key, value in params.items():
-            if key not in valid:
-                raise ConfigError(
-                    f"{self.kind} {self.name!r} has no parameter {key!r}; "
-                    f"valid parameters: {sorted(valid) or 'none'}"
-                )
-            setattr(self, key, value)
-        return self
+    def validate(self, registry: Registry | None = None) -> None:
+        """Raise :class:`ConfigError` naming this component for any invalid parameter.
+
+        Checks every declared constraint; names of other components (policies,
+        estimators, architectures) are checked against ``registry`` when one is given.
+        Subclasses add cross-parameter rules by overriding this and calling ``super()``.
+        """
+        check_params(f"{self.kind} {self.name!r}", self.get_params(),
+                     type(self)._parameter_constraints, registry)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -105,3 +113,17 @@ def validate_name(name: object, owner: str) -> str:
             f"(lowercase letters, digits, underscores, starting with a letter)"
         )
     return name
+
+
+def check_nested(owner: str, registry: Registry, kind: str, name: str,
+                 params: dict[str, Any] | None, label: str) -> None:
+    """Validate ``params`` meant for another registered component (e.g. ``estimator_params``)."""
+    entry = registry.get(kind, name)
+    try:
+        build_component(entry.cls, dict(params or {})).validate(registry)
+    except ConfigError as exc:
+        raise ConfigError(f"{owner}: {label}={params} do not fit {kind} {name!r}: {exc}") from None
+    except Exception as exc:  # the plugin's own __init__ rejected them
+        raise ConfigError(f"{owner}: {label}={params} were rejected by {kind} {name!r} (plugin "
+                          f"{entry.plugin}, {entry.distribution}): {type(exc).__name__}: "
+                          f"{exc}") from None

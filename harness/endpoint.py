@@ -30,12 +30,19 @@ class EndpointResponse:
 
 
 class Endpoint:
-    """Answers batches of queries; ``timing=None`` means live measured serving."""
+    """Answers batches of queries; ``timing=None`` means live measured serving.
+
+    A defense stage that raises, or returns something malformed, is the defense's
+    failure: the endpoint raises a :class:`ComponentFailure` naming it and remembers it
+    in :attr:`failure`, so the cell records the defense as failed even if the attack
+    caught the error.
+    """
 
     def __init__(self, served: ServedModel, strategy: OutputStrategy, defense: Defense,
                  timing: TimingModel | None, defense_rng: np.random.Generator,
                  timing_rng: np.random.Generator, *, num_classes: int,
-                 defense_label: str = "defense", repeats: int = 1) -> None:
+                 defense_label: str = "defense", repeats: int = 1,
+                 defense_component: str | None = None) -> None:
         self.served = served
         self.num_classes = num_classes
         self.strategy = strategy
@@ -45,15 +52,26 @@ class Endpoint:
         self.timing_rng = timing_rng
         self.defense_label = defense_label
         self.repeats = repeats
+        self.defense_component = defense_component
+        self.failure: ComponentFailure | None = None
         self._chooses_exits = "choose_exits" in defense.stages()
 
     def _fail(self, stage: str, detail: str) -> ComponentFailure:
-        return ComponentFailure(f"{self.defense_label}: stage {stage!r} {detail}")
+        self.failure = ComponentFailure(f"{self.defense_label}: stage {stage!r} {detail}",
+                                        self.defense_component)
+        return self.failure
+
+    def _stage(self, stage: str, dtype: type, *args: object) -> np.ndarray:
+        """Run one defense stage; its exception or unconvertible answer is its failure."""
+        try:
+            return np.asarray(getattr(self.defense, stage)(*args), dtype=dtype)
+        except Exception as exc:
+            raise self._fail(stage, f"raised {type(exc).__name__}: {exc}") from exc
 
     def respond(self, x: np.ndarray) -> EndpointResponse:
         n = len(x)
         k = self.served.num_exits
-        admitted = np.asarray(self.defense.admit(x, self.defense_rng), dtype=bool)
+        admitted = self._stage("admit", bool, x, self.defense_rng)
         if admitted.shape != (n,):
             raise self._fail("admit", f"returned shape {admitted.shape}, expected ({n},)")
         probs = np.full((n, self.num_classes), np.nan)
@@ -65,8 +83,8 @@ class Endpoint:
             xa = x[idx]
             per_exit = self.served.exit_probs(xa)
             chosen_policy = self.strategy.exits(per_exit)
-            chosen = np.asarray(self.defense.choose_exits(per_exit, chosen_policy.copy(),
-                                                          self.strategy, self.defense_rng))
+            chosen = self._stage("choose_exits", np.int64, per_exit, chosen_policy.copy(),
+                                 self.strategy, self.defense_rng)
             if chosen.shape != (len(idx),) or chosen.min() < 0 or chosen.max() >= k:
                 raise self._fail("choose_exits", f"returned invalid exits (shape {chosen.shape}, "
                                  f"values must be in 0..{k - 1})")
@@ -80,15 +98,16 @@ class Endpoint:
             else:
                 raw_latency = self.timing.latencies(chosen, self.served.cost_fraction,
                                                     self.timing_rng)
-            out = np.asarray(self.defense.perturb_outputs(out, self.defense_rng), dtype=np.float64)
+            out = self._stage("perturb_outputs", np.float64, out, self.defense_rng)
             if out.shape != (len(idx), self.num_classes) or not np.isfinite(out).all():
                 raise self._fail("perturb_outputs", "must return finite probabilities of shape "
                                  f"({len(idx)}, {self.num_classes}), got {out.shape}")
-            shaped = np.asarray(self.defense.shape_latency(raw_latency.copy(), chosen,
-                                                           self.defense_rng), dtype=np.float64)
-            if shaped.shape != raw_latency.shape or np.any(shaped < raw_latency * (1 - 1e-9)):
-                raise self._fail("shape_latency", "must return one latency per query, never "
-                                 "shorter than the computation it follows")
+            shaped = self._stage("shape_latency", np.float64, raw_latency.copy(), chosen,
+                                 self.defense_rng)
+            if (shaped.shape != raw_latency.shape or not np.isfinite(shaped).all()
+                    or np.any(shaped < raw_latency * (1 - 1e-9))):
+                raise self._fail("shape_latency", "must return one finite latency per query, "
+                                 "never shorter than the computation it follows")
             probs[idx], exits[idx], policy_exits[idx], latency[idx] = out, chosen, chosen_policy, shaped
         frac = np.asarray(self.served.cost_fraction)
         cost = np.where(exits >= 0, frac[np.clip(exits, 0, k - 1)], 0.0)

@@ -55,4 +55,16 @@ class DatasetError(HarnessError, FileNotFoundError):
 
 
 class ComponentFailure(HarnessError):
-    """A plugin component raised inside a cell; wraps the original error with its name."""
+    """A plugin component raised or misbehaved inside a cell; the message names it.
+
+    ``component`` is ``"<kind>:<name>"`` (e.g. ``"defense:pad"``) or a plugin
+    (``"plugin:<name>"``), recorded in the failed cell's result.
+    """
+
+    def __init__(self, message: str, component: str | None = None) -> None:
+        super().__init__(message)
+        self.component = component
+
+
+class GridInterrupted(HarnessError):
+    """The user pressed Ctrl-C; finished cells are kept and a re-run resumes."""

@@ -1,7 +1,9 @@
 """Grid expansion: a :class:`RunSpec` + registry -> validated :class:`CellSpec` list.
 
 Every name and parameter is checked here, before any work: unknown names list what is
-available, parameters are checked against each component's ``__init__``, and
+available, each component is built with its parameters and ``validate()``-d against
+its declared constraints (names of policies, estimators and architectures against the
+registry), timing parameters are checked, every victim's dataset must be present, and
 parameters given for a component outside the grid are an error (likely a typo).
 """
 
@@ -99,27 +101,59 @@ def _resolve(kind: str, requested: tuple[str, ...], registry: Registry) -> tuple
 def _component(kind: str, name: str, spec: RunSpec, registry: Registry) -> ComponentSpec:
     params = spec.params_for(kind, name)
     entry = registry.get(kind, name)
+    where = f"(plugin {entry.plugin}, {entry.distribution} {entry.version})"
     try:
         obj = build_component(entry.cls, params)
-    except ConfigError:
-        raise
-    except Exception as exc:  # a plugin's __init__ rejected the parameters
-        raise ConfigError(f"{kind} {name!r} (plugin {entry.plugin}, {entry.distribution}) "
-                          f"rejected parameters {params}: {type(exc).__name__}: {exc}") from exc
-    full = obj.get_params()
-    return ComponentSpec(kind, name, json.dumps(full, sort_keys=True, allow_nan=False))
+        obj.validate(registry)
+        full = obj.get_params()
+        params_json = json.dumps(full, sort_keys=True, allow_nan=False)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} {where}") from None
+    except Exception as exc:  # a plugin's __init__ or validate() itself failed
+        raise ConfigError(f"{kind} {name!r} {where} rejected parameters {params}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    return ComponentSpec(kind, name, params_json)
+
+
+def check_timing(spec: RunSpec) -> None:
+    """Build the analytic timing model from ``timing.PARAM`` values (raises ConfigError)."""
+    if spec.timing != "analytic":
+        return
+    from harness.timing import AnalyticTiming
+
+    params = dict(spec.timing_params)
+    valid = sorted(AnalyticTiming.CONSTRAINTS)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown timing parameter(s) {unknown}; valid: "
+                          f"{', '.join(f'timing.{v}' for v in valid)}")
+    AnalyticTiming(**params)
+
+
+def _check_dataset(registry: Registry, victim: str, data_root) -> None:
+    entry = registry.get("victim", victim)
+    dataset = entry.cls.dataset
+    try:
+        source = registry.get("dataset", dataset)
+    except ConfigError as exc:
+        raise ConfigError(f"victim {victim!r} (plugin {entry.plugin}) needs {exc}") from None
+    source.cls().check_available(data_root)
 
 
 def available_victims(spec: RunSpec, registry: Registry) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Victims to run and, for ``victims=all``, those skipped because their data is absent."""
+    """Victims to run and, for ``victims=all``, those skipped because their data is absent.
+
+    A victim named explicitly whose dataset is absent is an error before any work.
+    """
     names = _resolve("victim", spec.victims, registry)
     if spec.victims != ("all",):
+        for name in names:
+            _check_dataset(registry, name, spec.data_root)
         return names, {}
     keep, skipped = [], {}
     for name in names:
-        dataset = registry.get("victim", name).cls.dataset
         try:
-            registry.get("dataset", dataset).cls().check_available(spec.data_root)
+            _check_dataset(registry, name, spec.data_root)
         except DatasetError as exc:
             skipped[name] = str(exc).split(";")[0]
             continue
@@ -143,6 +177,7 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
             registry.get(kind, name)
             raise ConfigError(f"{kind}.{name}.{param} is set but {kind} {name!r} is not in this "
                               f"grid ({', '.join(chosen[kind])}); add it or drop the parameter")
+    check_timing(spec)
     comps = {kind: [_component(kind, n, spec, registry) for n in names]
              for kind, names in chosen.items()}
     timing_json = json.dumps(dict(spec.timing_params), sort_keys=True)

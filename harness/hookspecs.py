@@ -60,5 +60,14 @@ def harness_register_backends(register: Register) -> None:
 
 
 @hookspec
+def harness_register_architectures(register: Register) -> None:
+    """Register :class:`harness.protocol.Architecture` subclasses (multi-exit network families).
+
+    A victim plugin that ships its own family registers it here, so attacks granted the
+    architecture can build substitutes of it (``ctx.new_network``).
+    """
+
+
+@hookspec
 def harness_cell_finished(result: dict[str, Any]) -> None:
     """Called in the runner's process after each cell's result JSON is written."""

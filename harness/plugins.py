@@ -22,6 +22,7 @@ from harness import PROJECT_NAME, __version__, hookspecs
 from harness.errors import PluginError
 
 BUILTIN_PLUGINS = (
+    "harness.builtins",
     "victims.plugin",
     "attacks.plugin",
     "defenses.plugin",
@@ -29,6 +30,8 @@ BUILTIN_PLUGINS = (
 """The only place where the framework names the built-in packages."""
 
 DISTRIBUTION = "exitsteal-harness"
+
+HOOK_NAMES = tuple(sorted(n for n in vars(hookspecs) if n.startswith("harness_")))
 
 
 class HarnessPluginWarning(UserWarning):
@@ -38,8 +41,9 @@ class HarnessPluginWarning(UserWarning):
 class HarnessPluginManager(pluggy.PluginManager):
     """A pluggy manager that remembers each plugin's distribution and version."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = False) -> None:
         super().__init__(PROJECT_NAME)
+        self.strict = strict
         self.distributions: dict[str, tuple[str, str]] = {}
 
     def distribution_of(self, plugin_name: str) -> tuple[str, str]:
@@ -53,7 +57,13 @@ def _env_list(name: str) -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
-def _load_entry_points(pm: HarnessPluginManager, strict: bool, block: set[str]) -> None:
+def _unknown_hooks(pm: HarnessPluginManager, plugin: object) -> list[str]:
+    """Hook implementations of ``plugin`` that match no hookspec (typos, other versions)."""
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or []
+                  if caller.spec is None)
+
+
+def _load_entry_points(pm: HarnessPluginManager, block: set[str]) -> None:
     allow = _env_list("HARNESS_LOAD_PLUGINS")
     for ep in metadata.entry_points(group=PROJECT_NAME):
         if ep.name in block or (allow is not None and ep.name not in allow):
@@ -61,14 +71,24 @@ def _load_entry_points(pm: HarnessPluginManager, strict: bool, block: set[str]) 
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
         dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("unknown", "unknown")
+        where = f"plugin {ep.name!r} (distribution {dist[0]} {dist[1]}, entry point {ep.value!r})"
         try:
+            if ep.value.split(":")[0] in BUILTIN_PLUGINS:
+                raise PluginError("it names a built-in module, which registers itself")
             plugin = ep.load()
+            if pm.is_registered(plugin):
+                raise PluginError(f"its module is already registered as plugin "
+                                  f"{pm.get_name(plugin)!r}")
             pm.register(plugin, name=ep.name)
+            unknown = _unknown_hooks(pm, plugin)
+            if unknown:
+                pm.unregister(plugin)
+                raise PluginError(f"it implements unknown hooks {unknown}; valid hooks: "
+                                  f"{', '.join(HOOK_NAMES)}")
         except Exception as exc:
-            msg = (f"plugin {ep.name!r} (distribution {dist[0]} {dist[1]}, entry point "
-                   f"{ep.value!r}) failed to load and was skipped: {type(exc).__name__}: {exc}. "
+            msg = (f"{where} failed to load and was skipped: {type(exc).__name__}: {exc}. "
                    f"Fix or uninstall it, or set HARNESS_DISABLE_PLUGINS={ep.name}")
-            if strict:
+            if pm.strict:
                 raise PluginError(msg) from exc
             warnings.warn(msg, HarnessPluginWarning, stacklevel=3)
             continue
@@ -78,11 +98,11 @@ def _load_entry_points(pm: HarnessPluginManager, strict: bool, block: set[str]) 
 def make_plugin_manager(*, strict: bool = False, load_entrypoints: bool = True,
                         extra_plugins: tuple[Any, ...] = ()) -> HarnessPluginManager:
     """Build a manager with hookspecs, entry-point plugins, built-ins and ``extra_plugins``."""
-    pm = HarnessPluginManager()
+    pm = HarnessPluginManager(strict=strict)
     pm.add_hookspecs(hookspecs)
     block = _env_list("HARNESS_DISABLE_PLUGINS") or set()
     if load_entrypoints:
-        _load_entry_points(pm, strict, block)
+        _load_entry_points(pm, block)
     for module_name in BUILTIN_PLUGINS:
         if module_name in block:
             continue

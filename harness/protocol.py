@@ -1,7 +1,11 @@
 """Protocol types of the fixed cell flow (DESIGN section 4).
 
 Frozen dataclasses carry data between components; the small ABCs here are what
-plugins subclass: :class:`Victim`, :class:`Defense`, :class:`Attack`, :class:`DatasetSource`.
+plugins subclass: :class:`Victim`, :class:`Defense`, :class:`Attack`,
+:class:`DatasetSource`, :class:`ExitEstimator`, :class:`Architecture`,
+:class:`ServingBackend`. Components never import each other: the contexts a cell hands
+them (:class:`AttackContext`, :class:`VictimContext`) look policies, estimators and
+architectures up by name in the registry.
 """
 
 from __future__ import annotations
@@ -14,11 +18,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from harness.components import Component
+from harness.errors import HarnessError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from harness.model import MultiExitNet
     from harness.oracle import Oracle
-    from harness.strategy import OutputStrategy
+    from harness.strategy import ExitPolicy, OutputStrategy
+    from harness.toolbox import Toolbox
+
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]
+"""Per-channel ``(mean, std)`` an architecture applies to its inputs inside the network."""
 
 OutputMode = Literal["probs", "label"]
 
@@ -73,9 +84,18 @@ class QueryResult:
     admitted: np.ndarray
 
 
+def _no_toolbox(what: str) -> HarnessError:
+    return HarnessError(f"{what}: this context was built without a registry; contexts that "
+                        "cells and harness.testing hand out have one")
+
+
 @dataclass(frozen=True)
 class AttackContext:
-    """What the threat model grants an attack besides the oracle and its data pool."""
+    """What the threat model grants an attack besides the oracle and its data pool.
+
+    ``policy``, ``estimator`` and ``new_network`` reach registered components by name:
+    an attack never imports a victim's code or a private table.
+    """
 
     seed: int
     device: str
@@ -87,10 +107,59 @@ class AttackContext:
     num_exits: int | None
     victim_family: str
     cache_dir: Path | None = None
+    toolbox: Toolbox | None = field(default=None, repr=False, compare=False)
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent generator per ``stream`` derived from the cell seed."""
         return np.random.default_rng([self.seed, stream])
+
+    def _tools(self) -> Toolbox:
+        if self.toolbox is None:
+            raise _no_toolbox("AttackContext")
+        return self.toolbox
+
+    def policy(self, name: str) -> ExitPolicy:
+        """A registered exit policy by name."""
+        return self._tools().policy(name)
+
+    def estimator(self, name: str, **params: Any) -> ExitEstimator:
+        """A registered exit estimator by name, built with ``params`` and validated."""
+        return self._tools().estimator(name, **params)
+
+    def new_network(self, num_exits: int, seed: int, architecture: str | None = None,
+                    **params: Any) -> MultiExitNet:
+        """A freshly initialised multi-exit network for this task's inputs and classes.
+
+        ``architecture`` names a registered architecture; None means the victim's family
+        (granted by the threat model). ``params`` are that architecture's parameters.
+        """
+        return self._tools().new_network(architecture or self.victim_family, self.input_shape,
+                                          self.num_classes, num_exits, seed, **params)
+
+
+@dataclass(frozen=True)
+class VictimContext:
+    """What a cell hands :meth:`Victim.prepare`: where to cache, the device, the registry."""
+
+    cache_dir: Path
+    device: str
+    toolbox: Toolbox | None = field(default=None, repr=False, compare=False)
+
+    def _tools(self) -> Toolbox:
+        if self.toolbox is None:
+            raise _no_toolbox("VictimContext")
+        return self.toolbox
+
+    def policy(self, name: str) -> ExitPolicy:
+        """A registered exit policy by name."""
+        return self._tools().policy(name)
+
+    def new_network(self, architecture: str, input_shape: Sequence[int], num_classes: int,
+                    num_exits: int, seed: int, normalization: Normalization | None = None,
+                    **params: Any) -> MultiExitNet:
+        """A freshly initialised network of a registered architecture."""
+        return self._tools().new_network(architecture, input_shape, num_classes, num_exits,
+                                         seed, normalization=normalization, **params)
 
 
 @dataclass(frozen=True)
@@ -108,9 +177,13 @@ class StolenModel:
 
 
 class DatasetSource(Component):
-    """A dataset plugin: loads deterministic splits from a package or ``data_root``."""
+    """A dataset plugin: loads deterministic splits from a package or ``data_root``.
+
+    ``num_classes`` (optional) lets victims' thresholds be checked before any data load.
+    """
 
     kind: ClassVar[str] = "dataset"
+    num_classes: ClassVar[int | None] = None
 
     @abstractmethod
     def load(self, data_root: Path | None) -> DatasetSplits:
@@ -122,14 +195,19 @@ class DatasetSource(Component):
 
 
 class Victim(Component):
-    """A victim plugin: trains (or loads from cache) a multi-exit network + strategy."""
+    """A victim plugin: trains (or loads from cache) a multi-exit network + strategy.
+
+    ``dataset`` names a registered dataset source; ``family`` the registered
+    architecture of its network (attacks granted the architecture build substitutes of it).
+    """
 
     kind: ClassVar[str] = "victim"
     dataset: ClassVar[str] = ""
+    family: ClassVar[str] = ""
 
     @abstractmethod
-    def prepare(self, data: DatasetSplits, cache_dir: Path, device: str) -> TrainedVictim:
-        """Train or load the victim for ``data``; deterministic for fixed params."""
+    def prepare(self, data: DatasetSplits, ctx: VictimContext) -> TrainedVictim:
+        """Train or load the victim for ``data`` (cache under ``ctx.cache_dir``); deterministic."""
 
 
 class Defense(Component):
@@ -204,6 +282,21 @@ class ExitEstimator(Component):
     def estimate(self, latency_s: np.ndarray, num_exits: int | None,
                  rng: np.random.Generator) -> ExitEstimate:
         """Estimate exits; ``num_exits`` None means infer the number of exits."""
+
+
+class Architecture(Component):
+    """A multi-exit network family: builds fresh networks for victims and substitutes.
+
+    Parameters (``width``, ``depth``, ...) are the family's knobs; :meth:`build` is
+    deterministic for ``seed`` and leaves the global RNG untouched.
+    """
+
+    kind: ClassVar[str] = "architecture"
+
+    @abstractmethod
+    def build(self, input_shape: Sequence[int], num_classes: int, num_exits: int, *,
+              seed: int = 0, normalization: Normalization | None = None) -> MultiExitNet:
+        """A freshly initialised network with ``num_exits`` exits."""
 
 
 @dataclass(frozen=True)

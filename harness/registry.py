@@ -2,17 +2,23 @@
 
 Built from a plugin manager by calling each registration hook once per plugin, so a
 component's plugin and distribution are known (for errors, results and ``harness list``).
+A plugin whose registration hook raises, or that registers something that is not a
+component, is skipped whole (every component it registered is dropped) with a warning
+naming it, unless the manager is strict; a name registered twice is always an error
+naming both plugins.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from harness.components import validate_name
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
-from harness.plugins import HarnessPluginManager
+from harness.plugins import HarnessPluginManager, HarnessPluginWarning
 from harness.protocol import (
+    Architecture,
     Attack,
     DatasetSource,
     Defense,
@@ -30,6 +36,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "exit_estimator": ("harness_register_exit_estimators", ExitEstimator),
     "exit_policy": ("harness_register_exit_policies", ExitPolicy),
     "backend": ("harness_register_backends", ServingBackend),
+    "architecture": ("harness_register_architectures", Architecture),
 }
 
 
@@ -56,33 +63,54 @@ class Registry:
 
     @classmethod
     def from_manager(cls, pm: HarnessPluginManager) -> Registry:
-        entries: dict[str, dict[str, Registered]] = {k: {} for k in KINDS}
+        staged: dict[str, list[Registered]] = {}
+        failed: dict[str, str] = {}
         for kind, (hook_name, base) in KINDS.items():
-            hook = getattr(pm.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                plugin_name = impl.plugin_name
-                dist, version = pm.distribution_of(plugin_name)
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                plugin = impl.plugin_name
+                if plugin in failed:
+                    continue
+                dist, version = pm.distribution_of(plugin)
+                where = f"plugin {plugin!r} (distribution {dist})"
+                found: list[Registered] = []
 
-                def register(component: Any, *, _kind=kind, _base=base, _plugin=plugin_name,
-                             _dist=dist, _version=version) -> None:
-                    where = f"plugin {_plugin!r} (distribution {_dist})"
+                def register(component: Any, *, _kind=kind, _base=base, _where=where,
+                             _plugin=plugin, _dist=dist, _version=version, _found=found) -> None:
                     if not (isinstance(component, type) and issubclass(component, _base)):
                         raise PluginError(
-                            f"{where} registered {component!r} as a {_kind}, but it is not a "
+                            f"{_where} registered {component!r} as a {_kind}, but it is not a "
                             f"subclass of {_base.__module__}.{_base.__qualname__}")
-                    name = validate_name(getattr(component, "name", None), where)
-                    known = entries[_kind].get(name)
-                    if known is not None:
-                        raise DuplicateComponentError(
-                            f"{_kind} name {name!r} is registered twice: by plugin "
-                            f"{known.plugin!r} ({known.distribution}) and by plugin "
-                            f"{_plugin!r} ({_dist}); rename one, or disable a plugin with "
-                            f"HARNESS_DISABLE_PLUGINS")
-                    entries[_kind][name] = Registered(_kind, name, component, _plugin, _dist,
-                                                      _version)
+                    name = validate_name(getattr(component, "name", None), _where)
+                    _found.append(Registered(_kind, name, component, _plugin, _dist, _version))
 
                 kwargs = {"register": register}
-                impl.function(*[kwargs[a] for a in impl.argnames])
+                try:
+                    impl.function(*[kwargs[a] for a in impl.argnames])
+                except PluginError as exc:
+                    failed[plugin] = str(exc)
+                    continue
+                except Exception as exc:
+                    failed[plugin] = f"{where}: {hook_name} raised {type(exc).__name__}: {exc}"
+                    continue
+                staged.setdefault(plugin, []).extend(found)
+        for plugin, reason in failed.items():
+            staged.pop(plugin, None)
+            message = (f"{reason}; the plugin was skipped. Fix or uninstall it, or set "
+                       f"HARNESS_DISABLE_PLUGINS={plugin}")
+            if getattr(pm, "strict", False):
+                raise PluginError(message)
+            warnings.warn(message, HarnessPluginWarning, stacklevel=2)
+        entries: dict[str, dict[str, Registered]] = {k: {} for k in KINDS}
+        for found in staged.values():
+            for item in found:
+                known = entries[item.kind].get(item.name)
+                if known is not None:
+                    raise DuplicateComponentError(
+                        f"{item.kind} name {item.name!r} is registered twice: by plugin "
+                        f"{known.plugin!r} ({known.distribution}) and by plugin "
+                        f"{item.plugin!r} ({item.distribution}); rename one, or disable a "
+                        "plugin with HARNESS_DISABLE_PLUGINS")
+                entries[item.kind][item.name] = item
         return cls(entries)
 
     def names(self, kind: str) -> list[str]:

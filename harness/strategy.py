@@ -4,6 +4,14 @@ A policy turns an exit's probability vectors into a per-sample *score* and fires
 the score passes the threshold in the policy's direction. ``max_prob`` (SDN) fires when
 ``max p >= tau``; ``entropy`` (BranchyNet) fires when ``H(p) <= tau``. The sample exits
 at the first exit that fires; the final exit answers when none does.
+
+Training toward a strategy (an attack's strategy loss) needs the score in a smooth,
+unbounded space: a policy may implement :meth:`ExitPolicy.confidence_logit` (on torch
+logits, differentiable), :meth:`ExitPolicy.confidence_logit_np` (on returned
+probabilities) and :meth:`ExitPolicy.threshold_logit` (a threshold in that space).
+The two built-in policies do; :attr:`ExitPolicy.trainable` says whether a policy does.
+Policies are registered and looked up by name through the registry like every
+component (``harness_register_exit_policies``).
 """
 
 from __future__ import annotations
@@ -15,8 +23,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from harness.errors import ConfigError
+
+LOGIT_EPS = 1e-6
+"""``max_prob`` thresholds are clipped to ``[eps, 1 - eps]`` before their log-odds."""
 
 
 def answering_probs(per_exit_probs: Sequence[np.ndarray], exits: np.ndarray) -> np.ndarray:
@@ -46,6 +59,30 @@ class ExitPolicy(ABC):
     def confidence(self, score: np.ndarray) -> np.ndarray:
         """A monotone transform in which larger always means more confident."""
         return score if self.higher_is_confident else -score
+
+    # -- optional: a smooth confidence space for training losses ----------------------
+    def confidence_logit(self, logits: torch.Tensor) -> torch.Tensor:
+        """Differentiable confidence per row of ``logits`` (larger = more confident)."""
+        raise NotImplementedError(self._not_trainable())
+
+    def confidence_logit_np(self, probs: np.ndarray) -> np.ndarray:
+        """The same confidence from probability rows (float64), e.g. a victim's answers."""
+        raise NotImplementedError(self._not_trainable())
+
+    def threshold_logit(self, tau: float) -> float:
+        """Threshold ``tau`` mapped into the :meth:`confidence_logit` space."""
+        raise NotImplementedError(self._not_trainable())
+
+    @classmethod
+    def trainable(cls) -> bool:
+        """Whether the policy implements the three training-space methods."""
+        names = ("confidence_logit", "confidence_logit_np", "threshold_logit")
+        return all(getattr(cls, n) is not getattr(ExitPolicy, n) for n in names)
+
+    def _not_trainable(self) -> str:
+        return (f"exit policy {self.name!r} has no training-space confidence; implement "
+                "confidence_logit, confidence_logit_np and threshold_logit to train toward it "
+                "(or turn the strategy loss off)")
 
 
 @dataclass(frozen=True)
@@ -105,3 +142,70 @@ class OutputStrategy:
 
     def to_json(self) -> dict[str, Any]:
         return {"policy": self.policy.name, "thresholds": list(self.thresholds)}
+
+
+class MaxProbPolicy(ExitPolicy):
+    """SDN: exit when the top-class probability reaches the threshold.
+
+    Training space: the log-odds of the top class, ``log p_max - log(1 - p_max)``,
+    computed stably from the logits.
+    """
+
+    name = "max_prob"
+    higher_is_confident = True
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        return np.asarray(probs).max(axis=1)
+
+    def threshold_range(self, num_classes: int) -> tuple[float, float]:
+        return (0.0, 1.0)
+
+    def confidence_logit(self, logits: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits, dim=1)
+        top = logp.max(dim=1)
+        rest = logp.scatter(1, top.indices[:, None], float("-inf"))
+        return top.values - torch.logsumexp(rest, dim=1)
+
+    def confidence_logit_np(self, probs: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(probs, dtype=np.float64), 1e-300, 1.0)
+        arg = p.argmax(axis=1)
+        top = p[np.arange(len(p)), arg]
+        others = p.copy()
+        others[np.arange(len(p)), arg] = 0.0
+        rest = np.clip(others.sum(axis=1), 1e-300, None)
+        return np.log(top) - np.log(rest)
+
+    def threshold_logit(self, tau: float) -> float:
+        t = min(max(float(tau), LOGIT_EPS), 1.0 - LOGIT_EPS)
+        return math.log(t) - math.log1p(-t)
+
+
+class EntropyPolicy(ExitPolicy):
+    """BranchyNet: exit when the prediction entropy (nats) falls to the threshold.
+
+    Training space: the negative entropy ``-H(p)``.
+    """
+
+    name = "entropy"
+    higher_is_confident = False
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+        return -(p * np.log(p)).sum(axis=1)
+
+    def threshold_range(self, num_classes: int) -> tuple[float, float]:
+        return (0.0, math.log(num_classes))
+
+    def confidence_logit(self, logits: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits, dim=1)
+        return (logp.exp() * logp).sum(dim=1)
+
+    def confidence_logit_np(self, probs: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(probs, dtype=np.float64), 1e-300, 1.0)
+        return (p * np.log(p)).sum(axis=1)
+
+    def threshold_logit(self, tau: float) -> float:
+        return -float(tau)
+
+
+BUILTIN_POLICIES: tuple[type[ExitPolicy], ...] = (MaxProbPolicy, EntropyPolicy)

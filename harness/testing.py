@@ -22,7 +22,7 @@ from torch import nn
 
 from harness.components import NAME_PATTERN, Component
 from harness.endpoint import Endpoint
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.model import MultiExitNet, exit_probabilities
 from harness.oracle import Oracle
 from harness.plugins import make_plugin_manager
@@ -35,10 +35,12 @@ from harness.protocol import (
     StolenModel,
     TrainedVictim,
     Victim,
+    VictimContext,
 )
 from harness.registry import Registry
 from harness.strategy import OutputStrategy
 from harness.timing import AnalyticTiming
+from harness.toolbox import Toolbox
 
 INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 4
@@ -54,8 +56,18 @@ def _fail(comp: Any, check: str, problem: str, fix: str) -> ConformanceError:
                             f"{check!r}: {problem}. Fix: {fix}")
 
 
-def check_component(cls: type[Component], params: dict[str, Any] | None = None) -> Component:
-    """Name, keyword-only sklearn-style ``__init__``, ``get_params`` round trip, JSON params."""
+def _registry() -> Registry:
+    return Registry.from_manager(make_plugin_manager())
+
+
+def check_component(cls: type[Component], params: dict[str, Any] | None = None,
+                    registry: Registry | None = None) -> Component:
+    """Name, sklearn-style ``__init__``, ``get_params`` round trip, JSON params, constraints.
+
+    Every ``__init__`` parameter must have a declared constraint, the defaults (and
+    ``params``) must pass :meth:`Component.validate`, and a value outside every
+    constraint must be refused.
+    """
     if not NAME_PATTERN.match(getattr(cls, "name", "") or ""):
         raise _fail(cls, "name", f"name {getattr(cls, 'name', None)!r} is not snake_case",
                     "set a class attribute name = 'my_component'")
@@ -81,7 +93,45 @@ def check_component(cls: type[Component], params: dict[str, Any] | None = None) 
     if clone.get_params() != got:
         raise _fail(cls, "get_params_round_trip", "cls(**obj.get_params()) has other params",
                     "store parameters unchanged in __init__")
+    _check_constraints(cls, obj, registry or _registry())
     return obj
+
+
+def _check_constraints(cls: type[Component], obj: Component, registry: Registry) -> None:
+    constraints = getattr(cls, "_parameter_constraints", {})
+    missing = sorted(set(cls.param_names()) - set(constraints))
+    if missing:
+        raise _fail(cls, "parameter_constraints", f"no constraint declared for {missing}",
+                    "declare _parameter_constraints = {name: [Interval(...), ...]} for every "
+                    "__init__ parameter (see harness.params)")
+    unknown = sorted(set(constraints) - set(cls.param_names()))
+    if unknown:
+        raise _fail(cls, "parameter_constraints", f"constraints for unknown parameters {unknown}",
+                    "constrain only __init__ parameters")
+    try:
+        obj.validate(registry)
+    except ConfigError as exc:
+        raise _fail(cls, "validate", f"the given parameters do not validate ({exc})",
+                    "make the defaults satisfy the declared constraints") from None
+    for name in cls.param_names():
+        try:
+            cls(**{**obj.get_params(), name: _NOT_A_VALUE}).validate(registry)
+        except ConfigError:
+            continue
+        except Exception as exc:
+            raise _fail(cls, "validate_refuses", f"validate() raised {type(exc).__name__} instead "
+                        f"of ConfigError for a bad {name!r}", "let validate() (constraints) "
+                        "reject bad values before any code uses them") from None
+        raise _fail(cls, "validate_refuses", f"validate() accepted {name}={_NOT_A_VALUE!r}",
+                    "call super().validate(registry) when overriding validate")
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "<a value no constraint accepts>"
+
+
+_NOT_A_VALUE = _Invalid()
 
 
 def _tiny_net(seed: int) -> MultiExitNet:
@@ -115,8 +165,7 @@ class _BatchedServed(ServedModel):
 
 def tiny_setup(seed: int = 0, pool: int = 96) -> tuple[_BatchedServed, OutputStrategy, np.ndarray]:
     """A tiny 3-exit victim, a strategy spreading its exits, and an attacker pool."""
-    registry = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
-    policy = registry.policy("max_prob")
+    policy = Registry.from_manager(make_plugin_manager(load_entrypoints=False)).policy("max_prob")
     served = _BatchedServed(_tiny_net(seed))
     x = np.random.default_rng(seed).random((pool, *INPUT_SHAPE)).astype(np.float32)
     probs = served.exit_probs(x)
@@ -164,14 +213,15 @@ def check_defense(cls: type[Defense], params: dict[str, Any] | None = None) -> N
 def check_attack(cls: type[Attack], params: dict[str, Any] | None = None, budget: int = 48,
                  output: str = "probs") -> StolenModel:
     """Steals from the kit's tiny victim within ``budget``; returns the stolen model."""
-    attack = check_component(cls, params)
+    registry = _registry()
+    attack = check_component(cls, params, registry)
     served, strategy, pool = tiny_setup()
     oracle = _oracle(served, strategy, Defense(), budget, output, truth=cls.reference)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = AttackContext(seed=0, device="cpu", budget=budget, output=output,
                             input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
                             input_range=(0.0, 1.0), num_exits=3, victim_family="small_cnn",
-                            cache_dir=Path(tmp))
+                            cache_dir=Path(tmp), toolbox=Toolbox(registry))
         try:
             stolen = attack.steal(oracle, pool.copy(), ctx)
         except HarnessError as exc:
@@ -196,13 +246,13 @@ def check_attack(cls: type[Attack], params: dict[str, Any] | None = None, budget
 def check_victim(cls: type[Victim], params: dict[str, Any] | None = None,
                  cache_dir: Path | None = None) -> TrainedVictim:
     """Prepares on its registered dataset; structure, strategy and cache reuse are sound."""
-    victim = check_component(cls, params)
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = _registry()
+    victim = check_component(cls, params, registry)
     data = registry.get("dataset", cls.dataset).cls().load(None)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(cache_dir or tmp)
-        trained = victim.prepare(data, cache, "cpu")
-        again = cls(**(params or {})).prepare(data, cache, "cpu")
+        ctx = VictimContext(Path(cache_dir or tmp), "cpu", Toolbox(registry))
+        trained = victim.prepare(data, ctx)
+        again = cls(**(params or {})).prepare(data, ctx)
     if not isinstance(trained, TrainedVictim) or not isinstance(trained.model, MultiExitNet):
         raise _fail(cls, "returns_trained_victim", f"prepare() returned {type(trained).__name__}",
                     "return TrainedVictim(name, MultiExitNet, OutputStrategy, data, family, hash)")
@@ -221,5 +271,4 @@ def conformance_cases(kind: str) -> list[Any]:
     """``pytest.param(cls, id=name)`` for each registered component of ``kind``."""
     import pytest
 
-    registry = Registry.from_manager(make_plugin_manager())
-    return [pytest.param(e.cls, id=e.name) for e in registry.entries(kind)]
+    return [pytest.param(e.cls, id=e.name) for e in _registry().entries(kind)]

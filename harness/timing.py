@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.params import Interval, check_params
 from harness.profiles import LatencyProfile
 
 TIMING_MODES = ("analytic", "replay", "live")
@@ -56,17 +57,18 @@ class AnalyticTiming(TimingModel):
 
     mode = "analytic"
 
+    CONSTRAINTS: ClassVar[dict[str, list[Any]]] = {
+        "base_s": [Interval("real", 0, 10)],
+        "full_s": [Interval("real", 0, 10, closed="right")],
+        "sigma": [Interval("real", 0, 5)],
+        "tail_prob": [Interval("real", 0, 1, closed="left")],
+        "tail_alpha": [Interval("real", 0, 100, closed="right")],
+        "tail_scale": [Interval("real", 0, 1000)],
+    }
+    """Allowed values (seconds for ``base_s``/``full_s``); checked before any work."""
+
     def __post_init__(self) -> None:
-        checks = {
-            "base_s": self.base_s >= 0, "full_s": self.full_s > 0, "sigma": self.sigma >= 0,
-            "tail_prob": 0 <= self.tail_prob < 1, "tail_alpha": self.tail_alpha > 0,
-            "tail_scale": self.tail_scale >= 0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(
-                f"timing=analytic: invalid parameter(s) {bad} in {asdict(self)}; base_s, "
-                "sigma, tail_scale >= 0, full_s > 0, 0 <= tail_prob < 1, tail_alpha > 0")
+        check_params("timing=analytic", asdict(self), self.CONSTRAINTS)
 
     def latencies(self, exits: np.ndarray, cost_fraction: tuple[float, ...],
                   rng: np.random.Generator) -> np.ndarray:

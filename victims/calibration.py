@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.nn.thresholds import distinct_cuts, threshold_for_prefix
 from harness.strategy import ExitPolicy, OutputStrategy
 
 
@@ -34,20 +35,9 @@ def _prefix_size(conf: np.ndarray, correct_k: np.ndarray, correct_final: np.ndar
     m = np.arange(1, n + 1)
     ok = np.cumsum(correct_k) >= np.cumsum(correct_final) - max_accuracy_drop * m - 1e-9
     ok &= m <= max_take + 1e-9
-    ok[:-1] &= conf[1:] < conf[:-1]  # only cut between distinct scores
+    ok &= distinct_cuts(conf)  # only cut between distinct scores
     feasible = np.flatnonzero(ok)
     return int(feasible[-1] + 1) if len(feasible) else 0
-
-
-def _threshold(policy: ExitPolicy, sorted_scores: np.ndarray, m: int,
-               lo: float, hi: float) -> float:
-    """Threshold that fires for exactly the first ``m`` of ``sorted_scores``."""
-    strict, loose = (hi, lo) if policy.higher_is_confident else (lo, hi)
-    inner = sorted_scores[m - 1] if m > 0 else strict
-    outer = sorted_scores[m] if m < len(sorted_scores) else loose
-    if m == 0:
-        return float(strict)
-    return float(np.clip((float(inner) + float(outer)) / 2.0, lo, hi))
 
 
 def calibrate_thresholds(per_exit_probs: Sequence[np.ndarray], labels: np.ndarray,
@@ -73,7 +63,7 @@ def calibrate_thresholds(per_exit_probs: Sequence[np.ndarray], labels: np.ndarra
         m = _prefix_size(policy.confidence(sorted_scores), correct_k,
                          correct_final[reach][order], max_accuracy_drop,
                          max_exit_share * len(reach))
-        tau = _threshold(policy, sorted_scores, m, lo, hi)
+        tau = threshold_for_prefix(policy, sorted_scores, m, lo, hi)
         thresholds.append(tau)
         undecided[reach] &= ~policy.fires(scores, tau)
     return tuple(thresholds)

@@ -1,4 +1,4 @@
-"""Registers the built-in victims, datasets, exit policies and serving backends.
+"""Registers the built-in victims, datasets, architectures and serving backends.
 
 This module is listed in :data:`harness.plugins.BUILTIN_PLUGINS` and uses exactly the
 hooks a third-party plugin uses.
@@ -7,13 +7,6 @@ hooks a third-party plugin uses.
 from __future__ import annotations
 
 import harness
-from victims.policies import EntropyPolicy, MaxProbPolicy
-
-
-@harness.hookimpl
-def harness_register_exit_policies(register):
-    register(MaxProbPolicy)
-    register(EntropyPolicy)
 
 
 @harness.hookimpl
@@ -31,6 +24,14 @@ def harness_register_victims(register):
 
     for victim in (*BUILTIN_VICTIMS, *CIFAR_VICTIMS):
         register(victim)
+
+
+@harness.hookimpl
+def harness_register_architectures(register):
+    from victims.architectures import BUILTIN_ARCHITECTURES
+
+    for architecture in BUILTIN_ARCHITECTURES:
+        register(architecture)
 
 
 @harness.hookimpl

@@ -9,28 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import numbers
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from harness.errors import CacheError, ConfigError
 from harness.model import MultiExitNet
-from harness.protocol import DatasetSplits, TrainedVictim, Victim
+from harness.nn.training import predict_exit_probs, train_multi_exit
+from harness.params import ComponentName, Interval, ListOf
+from harness.protocol import DatasetSplits, TrainedVictim, Victim, VictimContext
 from harness.strategy import ExitPolicy, OutputStrategy
 from victims import cache
-from victims.architectures import build_small_cnn
 from victims.calibration import calibrate_thresholds
-from victims.policies import POLICIES
-from victims.training import predict_exit_probs, train_multi_exit
+
+if TYPE_CHECKING:
+    from harness.registry import Registry
 
 logger = logging.getLogger(__name__)
 
 CODE_VERSION = "small_cnn-train-v1"
 """Bump when architecture or training code changes, to invalidate cached weights."""
 
+
+MAX_SEED = 2**32 - 1
 
 
 def split_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
@@ -40,14 +43,6 @@ def split_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
         digest.update(f"{arr.dtype}|{arr.shape}|".encode())
         digest.update(arr.tobytes())
     return digest.hexdigest()
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class SmallCNNVictim(Victim):
@@ -63,6 +58,19 @@ class SmallCNNVictim(Victim):
 
     family: ClassVar[str] = "small_cnn"
     default_policy: ClassVar[str] = "max_prob"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "num_exits": [Interval("int", 2, 64)],
+        "width": [Interval("int", 1, 4096)],
+        "epochs": [Interval("int", 1, 100_000)],
+        "lr": [Interval("real", 0, 1, closed="neither")],
+        "batch_size": [Interval("int", 1, 1_000_000)],
+        "train_seed": [Interval("int", 0, MAX_SEED)],
+        "train_threads": [Interval("int", 1, 1024)],
+        "thresholds": [ListOf(Interval("real", None, None), min_len=1), None],
+        "policy": [ComponentName("exit_policy"), None],
+        "max_accuracy_drop": [Interval("real", 0, 1)],
+        "max_exit_share": [Interval("real", 0, 1)],
+    }
 
     def __init__(self, num_exits: int = 4, width: int = 32, epochs: int = 20, lr: float = 3e-3,
                  batch_size: int = 64, train_seed: int = 0, train_threads: int = 1,
@@ -80,42 +88,31 @@ class SmallCNNVictim(Victim):
         self.max_accuracy_drop = max_accuracy_drop
         self.max_exit_share = max_exit_share
 
-    def _fail(self, message: str) -> ConfigError:
-        return ConfigError(f"victim {self.name!r}: {message}")
+    def policy_name(self) -> str:
+        return self.policy or self.default_policy
 
-    def check_params(self) -> None:
-        """Raise :class:`ConfigError` naming this victim for invalid parameters."""
-        for key, low in (("num_exits", 2), ("width", 1), ("epochs", 1), ("batch_size", 1),
-                         ("train_threads", 1)):
-            value = getattr(self, key)
-            if not _is_int(value) or value < low:
-                raise self._fail(f"{key} must be an integer >= {low}, got {value!r}")
-        if not _is_int(self.train_seed):
-            raise self._fail(f"train_seed must be an integer, got {self.train_seed!r}")
-        if not _is_real(self.lr) or not 0 < self.lr < 1:
-            raise self._fail(f"lr must be a number in (0, 1), got {self.lr!r}")
-        for key in ("max_accuracy_drop", "max_exit_share"):
-            value = getattr(self, key)
-            if not _is_real(value) or not 0 <= value <= 1:
-                raise self._fail(f"{key} must be a number in [0, 1], got {value!r}")
-        if self.policy is not None and self.policy not in POLICIES:
-            raise self._fail(f"unknown policy {self.policy!r}; available: {sorted(POLICIES)}")
+    def validate(self, registry: Registry | None = None) -> None:
+        """Constraints, then the thresholds against the exits and the policy's range."""
+        super().validate(registry)
+        if self.thresholds is None:
+            return
+        owner = f"victim {self.name!r}"
+        if len(self.thresholds) != self.num_exits - 1:
+            raise ConfigError(f"{owner}: got {len(self.thresholds)} thresholds for a "
+                              f"{self.num_exits}-exit network; give exactly {self.num_exits - 1} "
+                              "(one per non-final exit)")
+        if registry is None:
+            return
+        num_classes = registry.get("dataset", self.dataset).cls.num_classes
+        if num_classes:
+            OutputStrategy(registry.policy(self.policy_name()), tuple(self.thresholds)).validate(
+                self.num_exits, num_classes, owner=owner)
 
-    def exit_policy(self) -> ExitPolicy:
-        return POLICIES[self.policy or self.default_policy]()
-
-    def override_strategy(self, num_classes: int) -> OutputStrategy | None:
+    def override_strategy(self, policy: ExitPolicy, num_classes: int) -> OutputStrategy | None:
         """The strategy given by ``thresholds``, validated; None when calibrating."""
         if self.thresholds is None:
             return None
-        values = self.thresholds
-        if isinstance(values, str | bytes) or not hasattr(values, "__len__") or not all(
-                _is_real(t) for t in values):
-            raise self._fail(f"thresholds must be a list of numbers, got {values!r}")
-        try:
-            strategy = OutputStrategy(self.exit_policy(), tuple(values))
-        except ConfigError as exc:
-            raise self._fail(str(exc)) from exc
+        strategy = OutputStrategy(policy, tuple(self.thresholds))
         strategy.validate(self.num_exits, num_classes, owner=f"victim {self.name!r}")
         return strategy
 
@@ -125,14 +122,19 @@ class SmallCNNVictim(Victim):
             "family": self.family, "dataset": data.name,
             "train_data": split_fingerprint(data.train.x, data.train.y),
             "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-            "num_exits": self.num_exits, "width": self.width, "epochs": self.epochs,
+            "num_exits": self.num_exits, "epochs": self.epochs,
             "lr": self.lr, "batch_size": self.batch_size, "train_seed": self.train_seed,
             "train_threads": self.train_threads, "device_type": torch.device(device).type,
+            **self.architecture_config(),
         }
 
-    def build(self, data: DatasetSplits) -> MultiExitNet:
-        return build_small_cnn(data.input_shape, data.num_classes, self.num_exits, self.width,
-                               seed=self.train_seed)
+    def architecture_config(self) -> dict[str, Any]:
+        """The architecture's knobs as they enter the weight-cache key."""
+        return {"width": self.width}
+
+    def build(self, data: DatasetSplits, ctx: VictimContext) -> MultiExitNet:
+        return ctx.new_network(self.family, data.input_shape, data.num_classes, self.num_exits,
+                               self.train_seed, width=self.width)
 
     def _load_cached(self, model: MultiExitNet, cache_dir: Path, key: str) -> bool:
         try:
@@ -147,25 +149,26 @@ class SmallCNNVictim(Victim):
             return False
         return True
 
-    def prepare(self, data: DatasetSplits, cache_dir: Path, device: str) -> TrainedVictim:
+    def prepare(self, data: DatasetSplits, ctx: VictimContext) -> TrainedVictim:
         """Train or load the network, then calibrate (or take) the output strategy."""
-        self.check_params()
-        strategy = self.override_strategy(data.num_classes)
+        self.validate()
+        cache_dir, device = Path(ctx.cache_dir), ctx.device
+        policy = ctx.policy(self.policy_name())
+        strategy = self.override_strategy(policy, data.num_classes)
         config = self.weights_config(data, device)
         key = cache.config_key(config, CODE_VERSION)
-        model = self.build(data)
-        if not self._load_cached(model, Path(cache_dir), key):
-            model = self.build(data)
+        model = self.build(data, ctx)
+        if not self._load_cached(model, cache_dir, key):
+            model = self.build(data, ctx)
             history = train_multi_exit(model, data.train, epochs=self.epochs, lr=self.lr,
                                        batch_size=self.batch_size, seed=self.train_seed,
                                        device=device, num_threads=self.train_threads)
-            cache.save_weights(Path(cache_dir), key, model.state_dict(),
+            cache.save_weights(cache_dir, key, model.state_dict(),
                                {"victim": self.name, "config": config,
                                 "train_seconds": history.seconds,
                                 "final_loss": history.epoch_losses[-1]})
         model.to(device).eval()
         if strategy is None:
-            policy = self.exit_policy()
             val_probs = predict_exit_probs(model, data.val.x, device)
             strategy = OutputStrategy(policy, calibrate_thresholds(
                 val_probs, data.val.y, policy, max_accuracy_drop=self.max_accuracy_drop,

@@ -1,33 +1,41 @@
 """CIFAR-10/100 and SVHN victims on SDN's four CIFAR architectures.
 
 Each registered victim is ``<dataset>_<architecture>`` (e.g. ``cifar10_resnet56``): the
-multi-exit network of :mod:`victims.architectures.cifar` with SDN's default seven exits,
+multi-exit network of the registered architecture of that name with SDN's default seven exits,
 input normalisation by the training split's per-channel mean/std, SDN-weighted training
 and the same threshold calibration as the digits victims. They run only when their
 dataset is under ``data_root`` (``victims=all`` skips the others and says so). Training
-full-size networks on a CPU takes hours: use ``device=cuda``, or ``dataset``-side
-``max_train`` and ``victim.NAME.arch_params={"width_mult": 0.25}`` style knobs for trials.
+full-size networks on a CPU takes hours: use ``device=cuda``, or
+``victim.NAME.arch_params={"width_mult": 0.25}`` style knobs for trials.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from harness.components import check_nested
 from harness.model import MultiExitNet
-from harness.protocol import DatasetSplits, Victim
-from victims.architectures.cifar import ARCHITECTURES, get_architecture
+from harness.protocol import DatasetSplits, Victim, VictimContext
+from victims.architectures import CIFAR_ARCHITECTURES
 from victims.zoo import SmallCNNVictim
+
+if TYPE_CHECKING:
+    from harness.registry import Registry
 
 CIFAR_DATASETS = ("cifar10", "cifar100", "svhn")
 
 
 class CifarArchVictim(SmallCNNVictim):
-    """A CIFAR-architecture multi-exit victim; ``arch_params`` go to the builder."""
+    """A CIFAR-architecture multi-exit victim; ``arch_params`` are the architecture's parameters."""
 
     family: ClassVar[str] = ""
     default_policy: ClassVar[str] = "max_prob"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **{k: v for k, v in SmallCNNVictim._parameter_constraints.items() if k != "width"},
+        "arch_params": [dict, None],
+    }
 
     def __init__(self, num_exits: int = 7, arch_params: dict[str, Any] | None = None,
                  epochs: int = 30, lr: float = 1e-3, batch_size: int = 128, train_seed: int = 0,
@@ -46,32 +54,23 @@ class CifarArchVictim(SmallCNNVictim):
         self.max_accuracy_drop = max_accuracy_drop
         self.max_exit_share = max_exit_share
 
-    @property
-    def width(self) -> int:  # the base class's checks expect a width; CIFAR nets use arch_params
-        return 1
+    def validate(self, registry: Registry | None = None) -> None:
+        """Also checks ``arch_params`` against the architecture's own constraints."""
+        super().validate(registry)
+        if registry is not None:
+            check_nested(f"victim {self.name!r}", registry, "architecture", self.family,
+                         self.arch_params, "arch_params")
 
-    def check_params(self) -> None:
-        super().check_params()
-        if self.arch_params is not None and not isinstance(self.arch_params, dict):
-            raise self._fail(f"arch_params must be a dict of builder knobs, got {self.arch_params!r}")
+    def architecture_config(self) -> dict[str, Any]:
+        return {"arch_params": dict(sorted((self.arch_params or {}).items()))}
 
-    def weights_config(self, data: DatasetSplits, device: str) -> dict[str, Any]:
-        config = super().weights_config(data, device)
-        config.pop("width")
-        config["arch_params"] = dict(sorted((self.arch_params or {}).items()))
-        return config
-
-    def build(self, data: DatasetSplits) -> MultiExitNet:
+    def build(self, data: DatasetSplits, ctx: VictimContext) -> MultiExitNet:
         x = np.asarray(data.train.x, dtype=np.float64)
-        mean = x.mean(axis=(0, 2, 3)).tolist()
-        std = np.maximum(x.std(axis=(0, 2, 3)), 1e-3).tolist()
-        builder = get_architecture(self.family)
-        try:
-            return builder(data.input_shape, data.num_classes, num_exits=self.num_exits,
-                           mean=mean, std=std, seed=self.train_seed, **(self.arch_params or {}))
-        except TypeError as exc:
-            raise self._fail(f"arch_params {self.arch_params} rejected by the {self.family} "
-                             f"builder ({exc})") from None
+        mean = tuple(x.mean(axis=(0, 2, 3)).tolist())
+        std = tuple(np.maximum(x.std(axis=(0, 2, 3)), 1e-3).tolist())
+        return ctx.new_network(self.family, data.input_shape, data.num_classes, self.num_exits,
+                               self.train_seed, normalization=(mean, std),
+                               **(self.arch_params or {}))
 
 
 def _make(dataset: str, arch: str) -> type[Victim]:
@@ -84,4 +83,5 @@ def _make(dataset: str, arch: str) -> type[Victim]:
 
 
 CIFAR_VICTIMS: tuple[type[Victim], ...] = tuple(
-    _make(dataset, arch) for dataset in CIFAR_DATASETS for arch in sorted(ARCHITECTURES))
+    _make(dataset, arch.name) for dataset in CIFAR_DATASETS
+    for arch in sorted(CIFAR_ARCHITECTURES, key=lambda a: a.name))

@@ -3,8 +3,8 @@
 Built-in estimators (registered names): ``bayes`` (exact Normal-Gamma segmentation),
 ``bocpd`` (online run-length recursion), ``ruptures`` (Dynp), ``ruptures_pelt``,
 ``ruptures_binseg``, ``ruptures_kernel`` (KernelCPD), ``kde`` (density valleys) and the
-reference ``oracle``. :func:`bayes_optimal_exit_accuracy` is the ceiling each is
-compared with; :func:`synthetic_latencies` draws traces with known exits.
+reference ``true_exits``. :func:`harness.leakage.bayes_exit_accuracy` is the ceiling
+each is compared with; :func:`synthetic_latencies` draws traces with known exits.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 from attacks.exit_estimation.base import LatencyEstimator, PreparedLatencies, prepare_latencies
 from attacks.exit_estimation.bayes import BayesEstimator, BayesFit, bayes_segmentation
 from attacks.exit_estimation.bocpd import BocpdEstimator
-from attacks.exit_estimation.bounds import bayes_optimal_exit_accuracy
 from attacks.exit_estimation.kde import KdeEstimator, isj_bandwidth
-from attacks.exit_estimation.oracle import OracleEstimator
 from attacks.exit_estimation.ruptures_estimators import (
     RupturesBinsegEstimator,
     RupturesEstimator,
@@ -22,6 +20,7 @@ from attacks.exit_estimation.ruptures_estimators import (
     RupturesPeltEstimator,
 )
 from attacks.exit_estimation.synthetic import staircase_exits, synthetic_latencies
+from attacks.exit_estimation.true_exits import TrueExitsEstimator
 from harness.protocol import ExitEstimator
 
 BUILTIN_ESTIMATORS: tuple[type[ExitEstimator], ...] = (
@@ -32,7 +31,7 @@ BUILTIN_ESTIMATORS: tuple[type[ExitEstimator], ...] = (
     RupturesBinsegEstimator,
     RupturesKernelEstimator,
     KdeEstimator,
-    OracleEstimator,
+    TrueExitsEstimator,
 )
 
 __all__ = [
@@ -42,13 +41,12 @@ __all__ = [
     "BocpdEstimator",
     "KdeEstimator",
     "LatencyEstimator",
-    "OracleEstimator",
     "PreparedLatencies",
     "RupturesBinsegEstimator",
     "RupturesEstimator",
     "RupturesKernelEstimator",
     "RupturesPeltEstimator",
-    "bayes_optimal_exit_accuracy",
+    "TrueExitsEstimator",
     "bayes_segmentation",
     "isj_bandwidth",
     "prepare_latencies",

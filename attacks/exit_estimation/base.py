@@ -27,11 +27,13 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.density import silverman_bandwidth
 from harness.errors import ConfigError
+from harness.params import Interval, Options
 from harness.protocol import ExitEstimate, ExitEstimator
 
 TRANSFORMS = ("log", "linear")
@@ -99,16 +101,6 @@ def validate_num_exits(num_exits: int | None, n: int) -> int | None:
     return int(num_exits)
 
 
-def silverman_bandwidth(z: np.ndarray) -> float:
-    """Silverman's rule of thumb ``0.9 min(sd, IQR/1.34) n^-1/5`` (0 for constant data)."""
-    n = len(z)
-    if n < 2:
-        return 0.0
-    q75, q25 = np.percentile(z, [75, 25])
-    spread = min(float(np.std(z)), float(q75 - q25) / 1.34) or float(np.std(z))
-    return 0.9 * spread * n ** -0.2
-
-
 def _standardise(y: np.ndarray) -> np.ndarray:
     q25, q50, q75 = np.percentile(y, [25, 50, 75])
     scale = (q75 - q25) / 1.349
@@ -161,11 +153,18 @@ def distinct_count(values: np.ndarray) -> int:
     return 1 + int(np.count_nonzero(np.diff(values) > 0)) if len(values) else 0
 
 
+COMMON_CONSTRAINTS: dict[str, list[Any]] = {
+    "max_exits": [Interval("int", 1, 64)],
+    "transform": [Options(*TRANSFORMS)],
+    "tail_density": [Interval("real", 0, 1, closed="left")],
+}
+"""Constraints of the parameters every latency estimator shares."""
+
+
 class LatencyEstimator(ExitEstimator):
     """Base of the built-in detectors: preparation, mapping back, validation of answers."""
 
     name: ClassVar[str] = ""
-    default_max_exits: ClassVar[int] = 8
 
     transform: str
     tail_density: float
@@ -178,6 +177,7 @@ class LatencyEstimator(ExitEstimator):
     def estimate(self, latency_s: np.ndarray, num_exits: int | None,
                  rng: np.random.Generator) -> ExitEstimate:
         """Estimate one exit per query (see the module docstring for the guarantees)."""
+        self.validate()
         prep = prepare_latencies(latency_s, self.transform, self.tail_density)
         n = len(prep.sorted_s)
         k = validate_num_exits(num_exits, n)
@@ -208,13 +208,6 @@ class LatencyEstimator(ExitEstimator):
             posterior = np.empty_like(sorted_post)
             posterior[prep.order] = sorted_post
         return ExitEstimate(boundaries, exits, len(cuts) + 1, posterior)
-
-
-def check_common_params(est: LatencyEstimator) -> None:
-    """ConfigError for bad shared parameters (called by ``_segment`` implementations)."""
-    max_exits = getattr(est, "max_exits", est.default_max_exits)
-    if isinstance(max_exits, bool) or not isinstance(max_exits, int) or max_exits < 1:
-        raise ConfigError(f"exit estimator {est.name!r}: max_exits={max_exits!r} must be an int >= 1")
 
 
 def peak_cuts(score: np.ndarray, count: int, min_gap: int) -> np.ndarray:

@@ -29,15 +29,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import logsumexp
 
 from attacks.exit_estimation.base import (
+    COMMON_CONSTRAINTS,
     LatencyEstimator,
     Segmentation,
-    check_common_params,
     distinct_count,
 )
 from attacks.exit_estimation.normal_gamma import (
@@ -48,7 +48,7 @@ from attacks.exit_estimation.normal_gamma import (
     segment_scores,
 )
 from attacks.exit_estimation.refine import cut_windows, refine_cuts
-from harness.errors import ConfigError
+from harness.params import Interval
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,18 @@ class BayesEstimator(LatencyEstimator):
     """
 
     name: ClassVar[str] = "bayes"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **COMMON_CONSTRAINTS,
+        "alpha0": [Interval("real", 0, None, closed="neither")],
+        "beta0": [Interval("real", 0, None, closed="neither")],
+        "kappa0": [Interval("real", 0, None, closed="neither")],
+        "mu0": [Interval("real", None, None)],
+        "max_bins": [Interval("int", 2, 100_000)],
+        "refine_bins": [Interval("int", 1, 1000)],
+        "min_size": [Interval("real", 0, 0.5, closed="left")],
+        "outlier_weight": [Interval("real", 0, 1, closed="left")],
+        "posterior": [bool],
+    }
 
     def __init__(self, *, alpha0: float = 20.0, beta0: float = 0.2, kappa0: float = 0.01,
                  mu0: float = 0.0, max_bins: int = 200, refine_bins: int = 2,
@@ -179,23 +191,10 @@ class BayesEstimator(LatencyEstimator):
         self.transform = transform
         self.tail_density = tail_density
 
-    def _check(self) -> NormalGammaPrior:
-        check_common_params(self)
-        if min(self.alpha0, self.beta0, self.kappa0) <= 0:
-            raise ConfigError("exit estimator 'bayes': alpha0, beta0, kappa0 must be > 0")
-        if not isinstance(self.max_bins, int) or self.max_bins < 2:
-            raise ConfigError(f"exit estimator 'bayes': max_bins={self.max_bins!r} must be >= 2")
-        if not isinstance(self.refine_bins, int) or self.refine_bins < 1:
-            raise ConfigError(f"exit estimator 'bayes': refine_bins={self.refine_bins!r} must be "
-                              ">= 1")
-        if not 0 <= self.min_size < 0.5 or not 0 <= self.outlier_weight < 1:
-            raise ConfigError("exit estimator 'bayes': need 0 <= min_size < 0.5 and "
-                              "0 <= outlier_weight < 1")
-        return NormalGammaPrior(self.alpha0, self.beta0, self.kappa0, self.mu0)
-
     def fit_sorted(self, z: np.ndarray, num_exits: int | None) -> BayesFit:
         """The full fit on sorted standardised values (diagnostics: ``k_posterior``)."""
-        prior = self._check()
+        self.validate()
+        prior = NormalGammaPrior(self.alpha0, self.beta0, self.kappa0, self.mu0)
         return bayes_segmentation(
             z, num_exits, prior=prior, max_bins=self.max_bins,
             refine_bins=self.refine_bins, max_segments=self.max_exits,

@@ -15,18 +15,18 @@ Long inputs are first reduced to ``max_points`` evenly spaced order statistics.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import gammaln
 
 from attacks.exit_estimation.base import (
+    COMMON_CONSTRAINTS,
     LatencyEstimator,
     Segmentation,
-    check_common_params,
     peak_cuts,
 )
-from harness.errors import ConfigError
+from harness.params import Interval
 
 
 def _student_t_logpdf(x: float, mu: np.ndarray, kappa: np.ndarray, alpha: np.ndarray,
@@ -77,6 +77,15 @@ class BocpdEstimator(LatencyEstimator):
     """Bayesian online changepoint detection (run-length recursion with pruning)."""
 
     name: ClassVar[str] = "bocpd"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **COMMON_CONSTRAINTS,
+        "lag": [Interval("int", 1, 100_000)],
+        "threshold": [Interval("real", 0, 1)],
+        "expected_exits": [Interval("int", 1, 64)],
+        "min_size": [Interval("real", 0, 0.5, closed="left")],
+        "max_points": [Interval("int", 10, 1_000_000)],
+        "prune": [Interval("real", 0, None, closed="neither")],
+    }
 
     def __init__(self, *, lag: int = 20, threshold: float = 0.5, expected_exits: int = 4,
                  max_exits: int = 8, min_size: float = 0.01, max_points: int = 4000,
@@ -94,12 +103,6 @@ class BocpdEstimator(LatencyEstimator):
 
     def _segment(self, z: np.ndarray, num_exits: int | None,
                  rng: np.random.Generator) -> Segmentation:
-        check_common_params(self)
-        if not isinstance(self.lag, int) or self.lag < 1 or self.max_points < 10:
-            raise ConfigError("exit estimator 'bocpd': need lag >= 1 and max_points >= 10")
-        if not 0 <= self.min_size < 0.5 or self.prune <= 0 or self.expected_exits < 1:
-            raise ConfigError("exit estimator 'bocpd': need 0 <= min_size < 0.5, prune > 0, "
-                              "expected_exits >= 1")
         m = len(z)
         idx = (np.unique(np.round(np.linspace(0, m - 1, self.max_points)).astype(np.int64))
                if m > self.max_points else np.arange(m))

@@ -14,13 +14,14 @@ penalty is BIC-like, ``penalty * log(p) * var`` for ``p`` points of variance ``v
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import ruptures as rpt
 
-from attacks.exit_estimation.base import LatencyEstimator, Segmentation, check_common_params
+from attacks.exit_estimation.base import COMMON_CONSTRAINTS, LatencyEstimator, Segmentation
 from harness.errors import ConfigError
+from harness.params import Interval, Options
 
 MODELS = ("l1", "l2", "normal", "rbf")
 
@@ -30,6 +31,13 @@ class RupturesEstimator(LatencyEstimator):
 
     name: ClassVar[str] = "ruptures"
     algorithm: ClassVar[str] = "dynp"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **COMMON_CONSTRAINTS,
+        "model": [Options(*MODELS)],
+        "max_points": [Interval("int", 10, 1_000_000)],
+        "penalty": [Interval("real", 0, None, closed="neither")],
+        "min_size": [Interval("int", 1, 100_000)],
+    }
 
     def __init__(self, *, model: str = "l2", max_points: int = 200, penalty: float = 3.0,
                  min_size: int = 2, max_exits: int = 8, transform: str = "log",
@@ -52,16 +60,6 @@ class RupturesEstimator(LatencyEstimator):
         kernel = "linear" if self.model == "l2" else self.model
         return rpt.KernelCPD(kernel=kernel, min_size=self.min_size, jump=1)
 
-    def _check(self) -> None:
-        check_common_params(self)
-        allowed = ("l2", "rbf") if self.algorithm == "kernel" else MODELS
-        if self.model not in allowed:
-            raise ConfigError(f"exit estimator {self.name!r}: model={self.model!r}; choose one "
-                              f"of {allowed}")
-        if not isinstance(self.max_points, int) or self.max_points < 10:
-            raise ConfigError(f"exit estimator {self.name!r}: max_points must be an int >= 10")
-        if not isinstance(self.min_size, int) or self.min_size < 1 or self.penalty <= 0:
-            raise ConfigError(f"exit estimator {self.name!r}: need min_size >= 1, penalty > 0")
 
     def _predict(self, signal: np.ndarray, num_exits: int | None) -> list[int]:
         algo = self._detector().fit(signal)
@@ -85,7 +83,6 @@ class RupturesEstimator(LatencyEstimator):
 
     def _segment(self, z: np.ndarray, num_exits: int | None,
                  rng: np.random.Generator) -> Segmentation:
-        self._check()
         m = len(z)
         idx = (np.unique(np.round(np.linspace(0, m - 1, self.max_points)).astype(np.int64))
                if m > self.max_points else np.arange(m))
@@ -152,6 +149,8 @@ class RupturesKernelEstimator(RupturesEstimator):
 
     name: ClassVar[str] = "ruptures_kernel"
     algorithm: ClassVar[str] = "kernel"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **RupturesEstimator._parameter_constraints, "model": [Options("l2", "rbf")]}
 
     def __init__(self, *, model: str = "rbf", max_points: int = 1000, penalty: float = 3.0,
                  min_size: int = 2, max_exits: int = 8, transform: str = "log",

@@ -16,7 +16,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.errors import ConfigError, UnknownComponentError
 from harness.model import MultiExitNet
-from victims.architectures.cifar import ARCHITECTURES, get_architecture
+from harness.plugins import make_plugin_manager
+from harness.registry import Registry
+from harness.toolbox import Toolbox
+from victims.architectures.mobilenet import build_mobilenet
+from victims.architectures.resnet import build_resnet56
+from victims.architectures.vgg import build_vgg16_bn
+from victims.architectures.wide_resnet import build_wide_resnet
+
+BUILDERS = {"vgg16_bn": build_vgg16_bn, "resnet56": build_resnet56,
+            "mobilenet": build_mobilenet, "wide_resnet": build_wide_resnet}
 
 TINY = {
     "vgg16_bn": {"width_mult": 1 / 16},
@@ -28,7 +37,7 @@ SHAPES = [(3, 16, 16), (1, 28, 28)]
 
 
 def _build(name: str, shape=(3, 16, 16), num_exits: int = 4, **extra) -> MultiExitNet:
-    return get_architecture(name)(shape, 5, num_exits, **TINY[name], **extra)
+    return BUILDERS[name](shape, 5, num_exits, **TINY[name], **extra)
 
 
 def _flops(module: torch.nn.Module, h: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -38,10 +47,21 @@ def _flops(module: torch.nn.Module, h: torch.Tensor) -> tuple[int, torch.Tensor]
     return int(counter.get_total_flops()), out
 
 
-def test_registry_has_the_four_sdn_architectures():
-    assert set(ARCHITECTURES) == {"vgg16_bn", "resnet56", "mobilenet", "wide_resnet"}
+def test_registry_has_the_four_sdn_architectures_and_they_build_like_the_builders():
+    registry = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+    assert set(BUILDERS) | {"small_cnn"} == set(registry.names("architecture"))
+    tools = Toolbox(registry)
     with pytest.raises(UnknownComponentError, match="available: mobilenet, resnet56"):
-        get_architecture("vgg19")
+        tools.new_network("vgg19", (3, 16, 16), 5, 4, seed=0)
+    for name in BUILDERS:
+        via_registry = tools.new_network(name, (3, 16, 16), 5, 4, seed=2, **TINY[name])
+        direct = _build(name, seed=2)
+        a, b = via_registry.state_dict(), direct.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match=r"depth must be 2 \+ 6n"):
+        tools.new_network("resnet56", (3, 16, 16), 5, 4, seed=0, depth=21)
+    with pytest.raises(ConfigError, match=r"has no parameter\(s\) \['depht'\]"):
+        tools.new_network("resnet56", (3, 16, 16), 5, 4, seed=0, depht=20)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -79,8 +99,7 @@ def test_exit_costs_increase_at_roughly_even_fractions(name):
 
 
 def test_explicit_exit_fractions_are_followed():
-    net = get_architecture("resnet56")((3, 8, 8), 3, 3, depth=26, width=2,
-                                       exit_fractions=(0.2, 0.5))
+    net = build_resnet56((3, 8, 8), 3, 3, depth=26, width=2, exit_fractions=(0.2, 0.5))
     frac = net.cost_fraction
     assert frac[0] == pytest.approx(0.2, abs=0.05)
     assert frac[1] == pytest.approx(0.5, abs=0.05)
@@ -132,4 +151,4 @@ def test_training_step_reaches_every_exit(name):
 def test_bad_arguments_are_explained(name, kwargs, message):
     params = {"num_exits": 4, **kwargs}
     with pytest.raises(ConfigError, match=message):
-        get_architecture(name)((3, 16, 16), 5, **params)
+        BUILDERS[name]((3, 16, 16), 5, **params)

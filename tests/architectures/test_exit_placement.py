@@ -7,12 +7,8 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
-from victims.architectures.exits import (
-    SDN_FRACTIONS,
-    InternalClassifier,
-    place_exits,
-    profile_units,
-)
+from harness.nn.blocks import InternalClassifier
+from harness.nn.exits import SDN_FRACTIONS, place_exits, profile_units
 
 
 def test_even_units_are_cut_evenly():

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 
 from harness.endpoint import Endpoint
+from harness.nn.training import predict_exit_probs, train_multi_exit
 from harness.oracle import Oracle
+from harness.plugins import make_plugin_manager
 from harness.protocol import AttackContext, Defense, ServedModel, TrainedVictim
-from harness.strategy import OutputStrategy
+from harness.registry import Registry
+from harness.strategy import MaxProbPolicy, OutputStrategy
 from harness.timing import AnalyticTiming
+from harness.toolbox import Toolbox
 from victims.architectures import build_small_cnn
 from victims.datasets.digits import DigitsDataset
-from victims.policies import MaxProbPolicy
 from victims.serving import TorchBackend
-from victims.training import predict_exit_probs, train_multi_exit
 
-FAST = {"epochs": 3, "finetune_epochs": 2, "width": 8, "batch_size": 64}
+FAST = {"epochs": 3, "finetune_epochs": 2, "architecture_params": {"width": 8}, "batch_size": 64}
 """Attack parameters that keep one steal() well under a second or two."""
 
 
@@ -33,6 +35,12 @@ def spread_thresholds(per_exit_probs: list[np.ndarray], policy: MaxProbPolicy) -
         thresholds.append(tau)
         remaining &= ~policy.fires(score, tau)
     return tuple(thresholds)
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    """The built-in components (no entry-point plugins)."""
+    return Registry.from_manager(make_plugin_manager(load_entrypoints=False))
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +61,7 @@ def served(tiny_victim: TrainedVictim, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture
-def make_oracle(tiny_victim: TrainedVictim, served: ServedModel
+def make_oracle(tiny_victim: TrainedVictim, served: ServedModel, registry: Registry
                 ) -> Callable[..., tuple[Oracle, AttackContext]]:
     """``make_oracle(budget, output="probs", truth=False, seed=0)`` -> (oracle, ctx)."""
 
@@ -68,7 +76,8 @@ def make_oracle(tiny_victim: TrainedVictim, served: ServedModel
         ctx = AttackContext(seed=seed, device="cpu", budget=budget, output=output,
                             input_shape=data.input_shape, num_classes=data.num_classes,
                             input_range=data.input_range, num_exits=3,
-                            victim_family="small_cnn", cache_dir=None)
+                            victim_family="small_cnn", cache_dir=None,
+                            toolbox=Toolbox(registry))
         return oracle, ctx
 
     return make

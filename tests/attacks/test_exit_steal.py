@@ -11,7 +11,7 @@ from attacks.exit_steal import (
     EXIT_STEAL_ATTACKS,
     ExitStealAttack,
     ExitStealKde,
-    ExitStealOracle,
+    ExitStealReference,
     combine_repeats,
 )
 from attacks.substitute import Transcript
@@ -60,18 +60,20 @@ def test_works_with_label_outputs(run):
     stolen.strategy.validate(3, 10)
 
 
-def test_oracle_variant_reads_true_exits_and_real_attacks_do_not(run):
-    assert ExitStealOracle.reference and not any(
-        c.reference for c in EXIT_STEAL_ATTACKS if c is not ExitStealOracle)
-    stolen, oracle = run(ExitStealOracle, 60)
+def test_reference_variant_reads_true_exits_and_real_attacks_do_not(run, registry):
+    assert ExitStealReference.reference and not any(
+        c.reference for c in EXIT_STEAL_ATTACKS if c is not ExitStealReference)
+    stolen, oracle = run(ExitStealReference, 60)
     assert np.array_equal(stolen.estimated_exits, oracle.served_exits())
     with pytest.raises(QueryError, match="reference"):
-        run(ExitStealOracle, 60, truth=False)
+        run(ExitStealReference, 60, truth=False)
     for cls in EXIT_STEAL_ATTACKS:  # real attacks run without access to the truth
         if not cls.reference:
             run(cls, 40, truth=False, finetune_epochs=0, epochs=1)
-    with pytest.raises(ConfigError, match="exit_steal_oracle"):
-        run(ExitStealAttack, 40, estimator="oracle")
+    with pytest.raises(ConfigError, match="exit_steal_reference"):
+        ExitStealAttack(estimator="true_exits").validate(registry)
+    with pytest.raises(QueryError, match="reference"):  # and it could not read them anyway
+        run(ExitStealAttack, 40, estimator="true_exits")
 
 
 class RefuseOdd(Defense):
@@ -109,18 +111,25 @@ def test_combine_repeats_min_median_and_refusals():
     assert rows.latency_s.tolist() == [2.0, 6.0]
 
 
-def test_params_round_trip_and_validation():
+def test_params_round_trip_and_validation(registry):
     for cls in EXIT_STEAL_ATTACKS:
         attack = cls(**FAST)
         params = attack.get_params()
         json.dumps(params)
         assert cls(**params).get_params() == params
-    with pytest.raises(ConfigError, match="available"):
-        ExitStealAttack(estimator="nope")._check()
-    with pytest.raises(ConfigError, match="repeats"):
-        ExitStealAttack(repeats=0)._check()
+        attack.validate(registry)
+    with pytest.raises(ConfigError, match=r"estimator='nope'.*registered exit_estimator names: bayes"):
+        ExitStealAttack(estimator="nope").validate(registry)
+    with pytest.raises(ConfigError, match=r"repeats=0 is invalid; allowed: an integer in \[1, 1000\]"):
+        ExitStealAttack(repeats=0).validate()
+    with pytest.raises(ConfigError, match=r"estimator_params=\{'lag': 3\} do not fit .*'bayes'"):
+        ExitStealAttack(estimator_params={"lag": 3}).validate(registry)
+    with pytest.raises(ConfigError, match=r"max_bins=1 is invalid"):
+        ExitStealAttack(estimator_params={"max_bins": 1}).validate(registry)
+    with pytest.raises(ConfigError, match=r"architecture_params=\{'width': 0\}"):
+        ExitStealAttack(architecture="small_cnn", architecture_params={"width": 0}).validate(registry)
 
 
-@pytest.mark.parametrize("cls", [ExitStealAttack, ExitStealOracle])
+@pytest.mark.parametrize("cls", [ExitStealAttack, ExitStealReference])
 def test_conformance_kit(cls):
     check_attack(cls, params=FAST, budget=48)

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from attacks.strategy_search import search_strategy
 from harness.model import exit_probabilities
-from harness.strategy import OutputStrategy
-from victims.policies import EntropyPolicy, MaxProbPolicy
+from harness.strategy import EntropyPolicy, MaxProbPolicy, OutputStrategy
 
 POLICIES = {"max_prob": MaxProbPolicy(), "entropy": EntropyPolicy()}
 

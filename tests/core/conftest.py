@@ -14,10 +14,9 @@ TINY_PLUGIN = textwrap.dedent('''
     import numpy as np
 
     import harness
+    from harness.params import Interval
     from harness.protocol import Attack, Defense, StolenModel, TrainedVictim, Victim
     from harness.strategy import OutputStrategy
-    from victims.architectures import build_small_cnn
-    from victims.policies import MaxProbPolicy
 
 
     class TinyVictim(Victim):
@@ -25,14 +24,15 @@ TINY_PLUGIN = textwrap.dedent('''
 
         name = "tiny_victim"
         dataset = "digits"
+        family = "small_cnn"
 
         def __init__(self, thresholds=(0.1005, 0.1008)):
             self.thresholds = thresholds
 
-        def prepare(self, data, cache_dir, device):
-            model = build_small_cnn(data.input_shape, data.num_classes, num_exits=3, width=4,
-                                    seed=0).eval()
-            strategy = OutputStrategy(MaxProbPolicy(), tuple(self.thresholds))
+        def prepare(self, data, ctx):
+            model = ctx.new_network("small_cnn", data.input_shape, data.num_classes, 3, 0,
+                                    width=4).eval()
+            strategy = OutputStrategy(ctx.policy("max_prob"), tuple(self.thresholds))
             return TrainedVictim("tiny_victim", model, strategy, data, "small_cnn", "tiny")
 
 
@@ -40,6 +40,7 @@ TINY_PLUGIN = textwrap.dedent('''
         """Queries a few pool inputs and returns an untrained copy with fixed thresholds."""
 
         name = "tiny_attack"
+        _parameter_constraints = {"queries": [Interval("int", 1, 10_000)]}
 
         def __init__(self, queries=20):
             self.queries = queries
@@ -48,10 +49,9 @@ TINY_PLUGIN = textwrap.dedent('''
             rng = ctx.rng(0)
             x = attacker_data[rng.permutation(len(attacker_data))[: self.queries]]
             res = oracle.query(x)
-            model = build_small_cnn(ctx.input_shape, ctx.num_classes, num_exits=3, width=4,
-                                    seed=ctx.seed)
+            model = ctx.new_network(3, ctx.seed, width=4)
             est = (np.argsort(np.argsort(res.latency_s)) * 3 // len(x)).astype(np.int64)
-            return StolenModel(model, OutputStrategy(MaxProbPolicy(), (0.1005, 0.1008)),
+            return StolenModel(model, OutputStrategy(ctx.policy("max_prob"), (0.1005, 0.1008)),
                                estimated_exits=est,
                                diagnostics={"mean_latency": float(res.latency_s.mean())})
 
@@ -72,6 +72,8 @@ TINY_PLUGIN = textwrap.dedent('''
         """Pads every latency by a constant."""
 
         name = "pad_tiny"
+
+        _parameter_constraints = {"pad_s": [Interval("real", 0, 1)]}
 
         def __init__(self, pad_s=1e-3):
             self.pad_s = pad_s

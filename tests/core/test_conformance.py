@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,35 @@ def test_kit_names_component_check_and_fix():
         check_defense(Unseeded)
     with pytest.raises(ConformanceError, match="snake_case"):
         check_component(BadName)
+
+
+@pytest.mark.parametrize("kind", ["victim", "attack", "defense", "dataset", "exit_estimator",
+                                  "backend", "architecture"])
+def test_every_builtin_component_declares_and_checks_its_parameters(kind):
+    for param in conformance_cases(kind):
+        check_component(param.values[0])
+
+
+class Unconstrained(Defense):
+    name = "unconstrained"
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+
+class LaxValidate(Defense):
+    name = "lax_validate"
+    _parameter_constraints: ClassVar[dict] = {"scale": [float]}
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def validate(self, registry=None):  # forgets super().validate()
+        pass
+
+
+def test_kit_requires_constraints_and_a_real_validate():
+    with pytest.raises(ConformanceError, match=r"'parameter_constraints'.*\['scale'\]"):
+        check_component(Unconstrained)
+    with pytest.raises(ConformanceError, match=r"'validate_refuses'.*super\(\).validate"):
+        check_component(LaxValidate)

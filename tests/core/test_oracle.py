@@ -7,9 +7,8 @@ from harness.endpoint import Endpoint
 from harness.errors import BudgetExhaustedError, ComponentFailure, InvalidQueryError, QueryError
 from harness.oracle import Oracle
 from harness.protocol import Defense, ServedModel
-from harness.strategy import OutputStrategy
+from harness.strategy import MaxProbPolicy, OutputStrategy
 from harness.timing import AnalyticTiming
-from victims.policies import MaxProbPolicy
 
 SHAPE = (1, 2, 2)
 

@@ -61,12 +61,53 @@ def test_duplicate_component_name_names_both_plugins(plugin_dir):
     assert "'defenses.plugin' (exitsteal-harness)" in str(err.value)
 
 
-def test_invalid_registration_is_reported(plugin_dir):
-    src = ("import harness\nclass NotADefense:\n    name = 'x'\n"
-           "@harness.hookimpl\ndef harness_register_defenses(register):\n    register(NotADefense)\n")
+def test_invalid_registration_skips_the_plugin_with_a_warning(plugin_dir):
+    src = ("import harness\nfrom defenses.none import NoDefense\n"
+           "class Fine(NoDefense):\n    name = 'fine'\n"
+           "class NotADefense:\n    name = 'x'\n"
+           "@harness.hookimpl\ndef harness_register_defenses(register):\n"
+           "    register(Fine)\n    register(NotADefense)\n")
     install_plugin(plugin_dir, "bad-reg", "bad_reg_mod", src, "badreg")
+    with pytest.warns(HarnessPluginWarning, match=r"'badreg'.*not a subclass.*skipped"):
+        reg = Registry.from_manager(make_plugin_manager())
+    assert "fine" not in reg.names("defense")  # the whole plugin is skipped
     with pytest.raises(PluginError, match=r"'badreg'.*not a subclass"):
-        Registry.from_manager(make_plugin_manager())
+        Registry.from_manager(make_plugin_manager(strict=True))
+
+
+def test_registration_hook_that_raises_is_skipped(plugin_dir):
+    src = ("import harness\nfrom defenses.none import NoDefense\n"
+           "class Early(NoDefense):\n    name = 'early'\n"
+           "@harness.hookimpl\ndef harness_register_defenses(register):\n    register(Early)\n"
+           "@harness.hookimpl\ndef harness_register_attacks(register):\n"
+           "    raise RuntimeError('registry server unreachable')\n")
+    install_plugin(plugin_dir, "raising-plugin", "raising_mod", src, "raising")
+    with pytest.warns(HarnessPluginWarning, match=r"'raising'.*raising-plugin.*"
+                                                  r"harness_register_attacks raised RuntimeError"):
+        reg = Registry.from_manager(make_plugin_manager())
+    assert "early" not in reg.names("defense") and "knockoff" in reg.names("attack")
+    with pytest.raises(PluginError, match="registry server unreachable"):
+        Registry.from_manager(make_plugin_manager(strict=True))
+
+
+def test_entry_point_naming_a_builtin_module_is_skipped(plugin_dir):
+    info = plugin_dir / "evil_dist-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-dist\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[harness]\nevil = attacks.plugin\n")
+    with pytest.warns(HarnessPluginWarning, match=r"'evil'.*evil-dist.*built-in module"):
+        pm = make_plugin_manager()
+    reg = Registry.from_manager(pm)
+    assert reg.get("attack", "knockoff").plugin == "attacks.plugin"
+
+
+def test_plugin_with_an_unknown_hook_is_skipped(plugin_dir):
+    src = ("import harness\n@harness.hookimpl\ndef harness_register_defences(register):\n"
+           "    pass\n")
+    install_plugin(plugin_dir, "typo-plugin", "typo_mod", src, "typo")
+    with pytest.warns(HarnessPluginWarning, match=r"unknown hooks \['harness_register_defences'\]"):
+        pm = make_plugin_manager()
+    assert pm.get_plugin("typo") is None
 
 
 def test_unknown_component_lists_available():

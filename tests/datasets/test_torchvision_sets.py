@@ -182,9 +182,9 @@ def test_md5_check_rejects_files_not_from_the_official_release(tmp_path, cls):
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"max_train": 0}, "max_train must be a positive integer"),
-    ({"max_test": 2.5}, "max_test must be a positive integer"),
-    ({"split_seed": "a"}, "split_seed must be an integer"),
+    ({"max_train": 0}, r"max_train=0 is invalid; allowed: an integer in \[1, inf\) or null"),
+    ({"max_test": 2.5}, "max_test=2.5 is invalid"),
+    ({"split_seed": "a"}, "split_seed='a' is invalid"),
     ({"max_train": 2}, "cannot split 2 training samples"),
 ])
 def test_bad_parameters_raise_config_errors(tmp_path, params, message):

@@ -11,13 +11,13 @@ from attacks.exit_estimation import (
     BUILTIN_ESTIMATORS,
     BayesEstimator,
     KdeEstimator,
-    OracleEstimator,
-    bayes_optimal_exit_accuracy,
+    TrueExitsEstimator,
     staircase_exits,
     synthetic_latencies,
 )
 from harness.components import NAME_PATTERN
 from harness.errors import ConfigError
+from harness.leakage import bayes_exit_accuracy
 
 DETECTORS = [cls for cls in BUILTIN_ESTIMATORS if not cls.reference]
 COST = {3: (0.2, 0.6, 1.0), 4: (0.15, 0.45, 0.76, 1.0), 5: (0.1, 0.3, 0.5, 0.75, 1.0)}
@@ -33,7 +33,7 @@ def test_registry_names_unique_snake_case_and_params_round_trip():
     names = [cls.name for cls in BUILTIN_ESTIMATORS]
     assert len(set(names)) == len(names)
     assert all(NAME_PATTERN.match(n) for n in names)
-    assert [cls.name for cls in BUILTIN_ESTIMATORS if cls.reference] == ["oracle"]
+    assert [cls.name for cls in BUILTIN_ESTIMATORS if cls.reference] == ["true_exits"]
     for cls in BUILTIN_ESTIMATORS:
         est = cls()
         assert type(est)(**est.get_params()).get_params() == est.get_params()
@@ -101,7 +101,7 @@ def test_number_of_exits_inferred(cls, k, n):
 
 def test_bayes_heavy_tail_close_to_bayes_optimal():
     exits, lat = trace(4, 3000, seed=11, noise=0.08, tail=0.02)
-    bound = bayes_optimal_exit_accuracy(lat, exits)
+    bound = bayes_exit_accuracy(lat, exits)
     est = BayesEstimator().estimate(lat, 4, np.random.default_rng(0))
     acc = float(np.mean(est.exits == exits))
     assert acc >= bound - 0.03, (acc, bound)
@@ -124,13 +124,13 @@ def test_bad_num_exits_raise(cls, k):
         cls().estimate(lat, k, np.random.default_rng(0))
 
 
-def test_oracle_returns_truth_and_needs_it():
+def test_true_exits_returns_truth_and_needs_it():
     exits, lat = trace(4, 200, seed=5, noise=0.05)
     rng = np.random.default_rng(0)
     with pytest.raises(ConfigError):
-        OracleEstimator().estimate(lat, 4, rng)
-    est = OracleEstimator().estimate(lat, 4, rng, true_exits=exits)
+        TrueExitsEstimator().estimate(lat, 4, rng)
+    est = TrueExitsEstimator().estimate(lat, 4, rng, true_exits=exits)
     np.testing.assert_array_equal(est.exits, exits)
     assert est.num_exits == 4 and np.all(np.diff(est.boundaries) > 0)
     with pytest.raises(ConfigError):
-        OracleEstimator().estimate(lat, 2, rng, true_exits=exits)
+        TrueExitsEstimator().estimate(lat, 2, rng, true_exits=exits)

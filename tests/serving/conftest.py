@@ -9,8 +9,7 @@ from torch import nn
 
 from harness.model import MultiExitNet
 from harness.protocol import DatasetSplits, Split, TrainedVictim
-from harness.strategy import OutputStrategy
-from victims.policies import MaxProbPolicy
+from harness.strategy import MaxProbPolicy, OutputStrategy
 
 NUM_CLASSES = 10
 

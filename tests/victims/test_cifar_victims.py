@@ -8,8 +8,10 @@ from harness.config import parse_overrides
 from harness.errors import ConfigError
 from harness.grid import available_victims
 from harness.plugins import make_plugin_manager
+from harness.protocol import VictimContext
 from harness.registry import Registry
 from harness.testing import check_component
+from harness.toolbox import Toolbox
 from tests.datasets.fake_files import write_cifar
 from victims.datasets.torchvision_sets import CIFAR10Dataset
 from victims.zoo_cifar import CIFAR_VICTIMS
@@ -41,15 +43,19 @@ def test_victims_all_runs_only_victims_with_data(registry, tmp_path):
 
 
 def test_tiny_cifar_victim_trains_and_calibrates(tmp_path):
+    registry = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
     write_cifar(tmp_path / "data")
     data = CIFAR10Dataset(check_md5=False).load(tmp_path / "data")
     cls = next(c for c in CIFAR_VICTIMS if c.name == "cifar10_resnet56")
     victim = cls(num_exits=3, arch_params={"depth": 8, "width": 4}, epochs=1, batch_size=16)
-    trained = victim.prepare(data, tmp_path / "cache", "cpu")
+    trained = victim.prepare(data, VictimContext(tmp_path / "cache", "cpu", Toolbox(registry)))
     assert trained.model.num_exits == 3 and trained.family == "resnet56"
     assert len(trained.strategy.thresholds) == 2
     again = cls(num_exits=3, arch_params={"depth": 8, "width": 4}, epochs=1, batch_size=16)
-    assert again.prepare(data, tmp_path / "cache", "cpu").weights_hash == trained.weights_hash
+    ctx = VictimContext(tmp_path / "cache", "cpu", Toolbox(registry))
+    assert again.prepare(data, ctx).weights_hash == trained.weights_hash
     bad = cls(arch_params={"nonsense": 1}, epochs=1)
-    with pytest.raises(ConfigError, match=r"cifar10_resnet56.*arch_params"):
-        bad.prepare(data, tmp_path / "cache", "cpu")
+    with pytest.raises(ConfigError, match=r"cifar10_resnet56.*arch_params.*nonsense"):
+        bad.validate(registry)
+    with pytest.raises(ConfigError, match=r"resnet56.*nonsense"):
+        bad.prepare(data, VictimContext(tmp_path / "cache", "cpu", Toolbox(registry)))

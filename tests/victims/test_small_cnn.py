@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from harness.model import MultiExitNet
+from harness.nn.blocks import Normalize
 from victims.architectures import build_small_cnn
-from victims.architectures.small_cnn import Normalize, stage_plan
+from victims.architectures.small_cnn import stage_plan
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 

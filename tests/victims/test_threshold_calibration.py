@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.strategy import OutputStrategy
+from harness.strategy import EntropyPolicy, MaxProbPolicy, OutputStrategy
 from victims.calibration import calibrate_thresholds, exit_report
-from victims.policies import EntropyPolicy, MaxProbPolicy
 
 POLICIES = [MaxProbPolicy(), EntropyPolicy()]
 

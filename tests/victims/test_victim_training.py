@@ -7,9 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from harness.protocol import Split
-from victims.architectures import build_small_cnn
-from victims.training import (
+from harness.nn.training import (
     predict_exit_probs,
     sdn_exit_weights,
     torch_threads,
@@ -17,6 +15,8 @@ from victims.training import (
     train_multi_exit,
     weighted_exit_loss,
 )
+from harness.protocol import Split
+from victims.architectures import build_small_cnn
 
 
 @pytest.fixture(scope="module")

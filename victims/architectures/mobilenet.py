@@ -4,7 +4,7 @@ A conv3x3-BN-ReLU stem with 32 channels (stride 1), then thirteen depthwise-sepa
 units (depthwise conv3x3-BN-ReLU, pointwise conv1x1-BN-ReLU) following
 :data:`MOBILENET_CONFIG`, global average pooling and a linear classifier. Every
 channel count is scaled by ``width_mult``. Internal exits go between units at even
-FLOP fractions (:mod:`victims.architectures.exits`).
+FLOP fractions (:mod:`harness.nn.exits`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common, pooled_linear_head, scaled
+from harness.nn.blocks import pooled_linear_head, scaled
+from harness.nn.exits import assemble, check_common
 
 MOBILENET_CONFIG: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),

@@ -4,7 +4,7 @@ A conv3x3-BN-ReLU stem, then three stages of ``n = (depth - 2) / 6`` basic block
 ``width``, ``2 width`` and ``4 width`` channels (stride 2 at the start of stages 2
 and 3, 1x1 conv + BN shortcut when the shape changes), global average pooling and a
 linear classifier. Each basic block is one placement unit, so internal exits land
-between residual blocks at even FLOP fractions (:mod:`victims.architectures.exits`).
+between residual blocks at even FLOP fractions (:mod:`harness.nn.exits`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common, pooled_linear_head
+from harness.nn.blocks import pooled_linear_head
+from harness.nn.exits import assemble, check_common
 
 
 class BasicBlock(nn.Module):

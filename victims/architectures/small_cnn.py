@@ -17,25 +17,7 @@ import torch
 from torch import nn
 
 from harness.model import MultiExitNet
-
-
-class Normalize(nn.Module):
-    """Per-channel ``(x - mean) / std`` with fixed (non-trainable) statistics."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        if len(mean) != len(std) or any(s <= 0 for s in std):
-            raise ValueError("normalisation needs one positive std per mean")
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True)]
+from harness.nn.blocks import Normalize, conv_bn_relu
 
 
 def stage_plan(input_shape: tuple[int, ...], num_exits: int,
@@ -80,9 +62,9 @@ def build_small_cnn(input_shape: Sequence[int], num_classes: int, num_exits: int
             layers: list[nn.Module] = []
             if k == 0 and mean is not None and std is not None:
                 layers.append(Normalize(mean, std))
-            layers += _conv_bn_relu(c_in, c_out)
+            layers += conv_bn_relu(c_in, c_out)
             for _ in range(convs_per_stage - 1):
-                layers += _conv_bn_relu(c_out, c_out)
+                layers += conv_bn_relu(c_out, c_out)
             if pool:
                 layers.append(nn.MaxPool2d(2))
             blocks.append(nn.Sequential(*layers))

@@ -2,7 +2,7 @@
 
 Thirteen conv3x3-BN-ReLU units (five of them followed by a 2x2 max-pool, ``ceil_mode``
 so 28x28 inputs work too), then the classifier FC-512, FC-512, FC-classes with dropout.
-Internal exits are placed at even FLOP fractions by :mod:`victims.architectures.exits`.
+Internal exits are placed at even FLOP fractions by :mod:`harness.nn.exits`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common, scaled
+from harness.nn.blocks import scaled
+from harness.nn.exits import assemble, check_common
 
 VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                                        512, 512, 512, "M", 512, 512, 512, "M")

@@ -5,7 +5,7 @@ pre-activation wide basic blocks (BN-ReLU-conv3x3-dropout-BN-ReLU-conv3x3, 1x1 c
 shortcut when the shape changes) with ``16 widen``, ``32 widen`` and ``64 widen``
 channels, then BN-ReLU, global average pooling and a linear classifier. Depth counts
 as in SDN's WRN-32-4 (5 blocks per stage: 30 convs + stem + classifier). Internal
-exits go between blocks at even FLOP fractions (:mod:`victims.architectures.exits`).
+exits go between blocks at even FLOP fractions (:mod:`harness.nn.exits`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.exits import assemble, check_common
+from harness.nn.exits import assemble, check_common
 from victims.architectures.resnet import blocks_per_stage
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.errors import ConfigError
+from harness.params import Interval
 from harness.protocol import DatasetSource, DatasetSplits
 from victims.datasets.splits import build_dataset_splits
 
@@ -19,6 +20,9 @@ class DigitsDataset(DatasetSource):
     """
 
     name = "digits"
+    num_classes: ClassVar[int] = 10
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "split_seed": [Interval("int", 0, 2**32 - 1)]}
 
     def __init__(self, split_seed: int = 0) -> None:
         self.split_seed = split_seed
@@ -27,12 +31,10 @@ class DigitsDataset(DatasetSource):
         """Load and split; ``data_root`` is ignored (the data ship with scikit-learn)."""
         from sklearn.datasets import load_digits
 
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
-            raise ConfigError(
-                f"dataset 'digits': split_seed must be an integer, got {self.split_seed!r}")
+        self.validate()
         bunch = load_digits()
         x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None, :, :]
         y = np.asarray(bunch.target, dtype=np.int64)
         rng = np.random.default_rng(self.split_seed)
-        return build_dataset_splits(self.name, x, y, num_classes=10, input_range=(0.0, 1.0),
+        return build_dataset_splits(self.name, x, y, num_classes=self.num_classes, input_range=(0.0, 1.0),
                                     rng=rng)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import pickle
 from abc import abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from torchvision import datasets as tvd
@@ -31,6 +31,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import check_md5
 
 from harness.errors import ConfigError, DatasetError
+from harness.params import Interval
 from harness.protocol import DatasetSource, DatasetSplits, Split
 from victims.datasets.splits import DEFAULT_FRACTIONS, stratified_splits
 
@@ -49,6 +50,12 @@ class TorchvisionDataset(DatasetSource):
     files: ClassVar[tuple[str, ...]]
     """Files the source needs, relative to ``data_root``."""
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "split_seed": [Interval("int", 0, 2**32 - 1)],
+        "max_train": [Interval("int", 1, None), None],
+        "max_test": [Interval("int", 1, None), None],
+    }
+
     def __init__(self, split_seed: int = 0, max_train: int | None = None,
                  max_test: int | None = None) -> None:
         self.split_seed = split_seed
@@ -66,7 +73,7 @@ class TorchvisionDataset(DatasetSource):
     # -- loading --------------------------------------------------------------------
     def load(self, data_root: Path | None) -> DatasetSplits:
         """Read, validate and split the local files; see the module docstring."""
-        self._check_params()
+        self.validate()
         root = self._locate(data_root)
         self._verify(root)
         x_train, y_train = self._read(root, train=True)
@@ -89,17 +96,6 @@ class TorchvisionDataset(DatasetSource):
     def expected_layout(self, root: Path | str = "<data_root>") -> str:
         """Human-readable list of the files this source reads."""
         return ", ".join(str(Path(root) / f) for f in self.files)
-
-    def _check_params(self) -> None:
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
-            raise ConfigError(f"dataset {self.name!r}: split_seed must be an integer, "
-                              f"got {self.split_seed!r}")
-        for key in ("max_train", "max_test"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ConfigError(f"dataset {self.name!r}: {key} must be a positive integer "
-                                  f"or None (use every sample), got {value!r}")
 
     def _locate(self, data_root: Path | None) -> Path:
         if data_root is None:
@@ -170,6 +166,9 @@ class _Md5Checked(TorchvisionDataset):
     """Sources whose files torchvision checksums: the check runs once, here, if asked."""
 
     md5: ClassVar[dict[str, str]]
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TorchvisionDataset._parameter_constraints, "check_md5": [bool]}
 
     def __init__(self, split_seed: int = 0, max_train: int | None = None,
                  max_test: int | None = None, check_md5: bool = True) -> None:

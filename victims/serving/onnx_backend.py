@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -21,6 +21,7 @@ import torch
 from harness.devices import resolve_device
 from harness.errors import CacheError, ConfigError
 from harness.model import MultiExitNet
+from harness.params import Interval
 from harness.protocol import ServingBackend, TrainedVictim
 from victims.serving.onnx_export import (
     INPUT_NAME,
@@ -30,7 +31,7 @@ from victims.serving.onnx_export import (
     export_stages,
     stage_file,
 )
-from victims.serving.staged import StagedServedModel, check_serving_params, softmax64
+from victims.serving.staged import SERVING_CONSTRAINTS, StagedServedModel, softmax64
 
 
 class OnnxServedModel(StagedServedModel):
@@ -88,6 +89,15 @@ class OnnxBackend(ServingBackend):
     """
 
     name = "onnx"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **SERVING_CONSTRAINTS,
+        "intra_op_num_threads": [Interval("int", 1, 1024)],
+        "opset": [Interval("int", 9, 100)],
+        "model_dir": [str, None],
+        "verify_samples": [Interval("int", 1, 100_000)],
+        "atol": [Interval("real", 0, 1, closed="right")],
+        "io_binding": [bool, None],
+    }
 
     def __init__(self, intra_op_num_threads: int = 1, warmup: int = 3,
                  aggregate: str = "median", batch_size: int = 512, opset: int = 17,
@@ -105,7 +115,7 @@ class OnnxBackend(ServingBackend):
 
     def load(self, victim: TrainedVictim, device: str, cache_dir: Path) -> OnnxServedModel:
         """Export (or reuse) the victim's stages and open one session per stage."""
-        self._check_params()
+        self.validate()
         device = self._ort_device(resolve_device(device))
         net = copy.deepcopy(victim.model).to("cpu").eval()
         meta = {"victim": victim.name, "weights_hash": victim.weights_hash}
@@ -127,17 +137,6 @@ class OnnxBackend(ServingBackend):
         served = self._open(victim, net, paths, device)
         self._verify(served, victim, net, where=f"a fresh export in {directory}")
         return served
-
-    def _check_params(self) -> None:
-        check_serving_params("backend=onnx", self.warmup, self.aggregate, self.batch_size)
-        ints = {"intra_op_num_threads": (self.intra_op_num_threads, 1),
-                "verify_samples": (self.verify_samples, 1), "opset": (self.opset, 9)}
-        for key, (value, lowest) in ints.items():
-            if not isinstance(value, int) or value < lowest:
-                raise ConfigError(f"backend=onnx: {key}={value!r} must be an integer >= {lowest}")
-        if not isinstance(self.atol, int | float) or not self.atol > 0:
-            raise ConfigError(f"backend=onnx: atol={self.atol!r} must be a number > 0 "
-                              "(largest allowed probability difference to torch)")
 
     @staticmethod
     def _ort_device(device: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError, InvalidQueryError
+from harness.params import Interval, Options
 from harness.protocol import ServedModel, ServeTrace
 from harness.strategy import OutputStrategy
 
@@ -34,17 +35,12 @@ def softmax64(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def check_serving_params(owner: str, warmup: int, aggregate: str, batch_size: int) -> None:
-    """Raise a :class:`ConfigError` for invalid shared backend parameters."""
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ConfigError(f"{owner}: warmup={warmup!r} must be an integer >= 0 (samples "
-                          "served untimed through every exit before timing)")
-    if aggregate not in AGGREGATES:
-        raise ConfigError(f"{owner}: aggregate={aggregate!r} is not supported; choose one of "
-                          f"{list(AGGREGATES)} (how repeated timings of a sample are combined)")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"{owner}: batch_size={batch_size!r} must be an integer >= 1 "
-                          "(chunk size of the batched path)")
+SERVING_CONSTRAINTS: dict[str, list[Any]] = {
+    "warmup": [Interval("int", 0, 100_000)],
+    "aggregate": [Options(*AGGREGATES)],
+    "batch_size": [Interval("int", 1, 1_000_000)],
+}
+"""Constraints of the parameters both built-in backends share."""
 
 
 class StagedServedModel(ServedModel):

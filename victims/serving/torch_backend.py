@@ -14,16 +14,16 @@ import contextlib
 import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from harness.devices import resolve_device
-from harness.errors import ConfigError
 from harness.model import MultiExitNet
+from harness.params import Interval
 from harness.protocol import ServingBackend, TrainedVictim
-from victims.serving.staged import StagedServedModel, check_serving_params
+from victims.serving.staged import SERVING_CONSTRAINTS, StagedServedModel
 
 
 class TorchServedModel(StagedServedModel):
@@ -83,6 +83,11 @@ class TorchBackend(ServingBackend):
     """
 
     name = "torch"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **SERVING_CONSTRAINTS,
+        "num_threads": [Interval("int", 1, 1024), None],
+        "channels_last": [bool],
+    }
 
     def __init__(self, num_threads: int | None = 1, warmup: int = 3,
                  aggregate: str = "median", batch_size: int = 512,
@@ -95,11 +100,7 @@ class TorchBackend(ServingBackend):
 
     def load(self, victim: TrainedVictim, device: str, cache_dir: Path) -> TorchServedModel:
         """Copy the victim's model to ``device`` (``cpu``, ``cuda`` or ``auto``) for serving."""
-        check_serving_params("backend=torch", self.warmup, self.aggregate, self.batch_size)
-        if self.num_threads is not None and (not isinstance(self.num_threads, int)
-                                             or self.num_threads < 1):
-            raise ConfigError(f"backend=torch: num_threads={self.num_threads!r} must be an "
-                              "integer >= 1, or None to keep torch's current setting")
+        self.validate()
         device = resolve_device(device)
         net = copy.deepcopy(victim.model).to(device).eval()
         if self.channels_last and len(net.input_shape) == 3:

@@ -1,28 +1,30 @@
-"""``oracle``: the reference estimator that is handed the true exits (an upper bound).
+"""``true_exits``: the reference estimator that is handed the true exits (an upper bound).
 
-It cannot compute anything from latencies alone: :meth:`OracleEstimator.estimate`
-needs ``true_exits`` (the harness passes the served exits from the oracle's private
-log) and returns them unchanged. Its boundaries are the transformed-space midpoints
+It cannot compute anything from latencies alone: :meth:`TrueExitsEstimator.estimate`
+needs ``true_exits`` (a reference attack passes the served exits it may read) and
+returns them unchanged. Its boundaries are the transformed-space midpoints
 (geometric means for ``log``) between the medians of consecutive non-empty exit groups;
 an empty exit repeats the previous boundary.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from attacks.exit_estimation.base import validate_latencies, validate_num_exits
 from harness.errors import ConfigError
+from harness.params import Options
 from harness.protocol import ExitEstimate, ExitEstimator
 
 
-class OracleEstimator(ExitEstimator):
-    """Returns the true exits; ``reference = True``."""
+class TrueExitsEstimator(ExitEstimator):
+    """Returns the true exits; ``reference = True`` (reference attacks only)."""
 
-    name: ClassVar[str] = "oracle"
+    name: ClassVar[str] = "true_exits"
     reference: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"transform": [Options("log", "linear")]}
 
     def __init__(self, *, transform: str = "log") -> None:
         self.transform = transform
@@ -33,23 +35,21 @@ class OracleEstimator(ExitEstimator):
         """The true exits (required) with boundaries between the exit groups."""
         if true_exits is None:
             raise ConfigError(
-                "exit estimator 'oracle' is a reference that needs the true exits: call "
+                "exit estimator 'true_exits' is a reference that needs the true exits: call "
                 "estimate(latency_s, num_exits, rng, true_exits=...)"
             )
-        if self.transform not in ("log", "linear"):
-            raise ConfigError(f"exit estimator 'oracle': transform={self.transform!r}; "
-                              "choose 'log' or 'linear'")
+        self.validate()
         x = validate_latencies(latency_s)
         exits = np.asarray(true_exits)
         if exits.shape != x.shape or not np.issubdtype(exits.dtype, np.integer):
-            raise ConfigError(f"exit estimator 'oracle': true_exits must be integers of shape "
+            raise ConfigError(f"exit estimator 'true_exits': true_exits must be integers of shape "
                               f"{x.shape}, got {exits.dtype} {exits.shape}")
         if exits.min() < 0:
-            raise ConfigError("exit estimator 'oracle': true exits must be >= 0")
+            raise ConfigError("exit estimator 'true_exits': true exits must be >= 0")
         k = validate_num_exits(num_exits, len(x))
         k = int(exits.max()) + 1 if k is None else k
         if exits.max() >= k:
-            raise ConfigError(f"exit estimator 'oracle': true exit {int(exits.max())} >= "
+            raise ConfigError(f"exit estimator 'true_exits': true exit {int(exits.max())} >= "
                               f"num_exits={k}")
         y = np.log(x) if self.transform == "log" else x
         medians = [float(np.median(y[exits == j])) if (exits == j).any() else None

@@ -1,4 +1,4 @@
-"""SDN-style exit placement shared by the CIFAR multi-exit architectures.
+"""SDN-style exit placement: cut a backbone into blocks and attach exit heads.
 
 A backbone is written as a flat sequence of *units* (a conv layer, a residual block,
 ...). :func:`profile_units` runs one zero sample through the units and measures each
@@ -13,7 +13,6 @@ architecture's own classifier to the end, giving a :class:`harness.model.MultiEx
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -22,34 +21,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
-from victims.architectures.small_cnn import Normalize
+from harness.nn.blocks import InternalClassifier, Normalize, init_weights
 
 SDN_FRACTIONS: tuple[float, ...] = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 """Internal-classifier positions of Kaya et al.'s Shallow-Deep Networks (7 exits)."""
-
-
-class InternalClassifier(nn.Module):
-    """SDN head: mixed max/avg pooling to about ``pool x pool``, then one linear layer.
-
-    The pooling kernel is fixed at build time (``side // pool``) rather than adaptive,
-    so the head exports to ONNX for any feature-map size. The mix weight
-    ``sigmoid(alpha)`` is learned, as in SDN.
-    """
-
-    def __init__(self, channels: int, size: tuple[int, int], num_classes: int,
-                 pool: int = 4) -> None:
-        super().__init__()
-        side = min(size)
-        kernel = max(1, side // max(1, min(pool, side)))
-        self.max_pool = nn.MaxPool2d(kernel, stride=kernel)
-        self.avg_pool = nn.AvgPool2d(kernel, stride=kernel)
-        self.alpha = nn.Parameter(torch.zeros(1))
-        self.linear = nn.Linear(channels * (size[0] // kernel) * (size[1] // kernel), num_classes)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        a = torch.sigmoid(self.alpha)
-        pooled = a * self.max_pool(h) + (1 - a) * self.avg_pool(h)
-        return self.linear(torch.flatten(pooled, 1))
 
 
 def check_common(input_shape: Sequence[int], num_classes: int, num_exits: int,
@@ -118,21 +93,6 @@ def place_exits(unit_flops: Sequence[float], num_exits: int,
     return tuple(cuts)
 
 
-def init_weights(model: nn.Module) -> None:
-    """He init for convs, unit BatchNorm, small-normal linears (uses the current RNG)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
-
-
 def assemble(units: Sequence[nn.Module], final_head: Callable[[tuple[int, ...]], nn.Module],
              input_shape: Sequence[int], num_classes: int, num_exits: int, *,
              exit_fractions: Sequence[float] | None = None, head_pool: int = 4,
@@ -169,13 +129,3 @@ def assemble(units: Sequence[nn.Module], final_head: Callable[[tuple[int, ...]],
     net = MultiExitNet(blocks, heads, shape, num_classes)
     init_weights(net)
     return net
-
-
-def pooled_linear_head(shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Global average pooling + linear: the final classifier of ResNet and MobileNet."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(shape[0], num_classes))
-
-
-def scaled(channels: int, mult: float) -> int:
-    """``channels * mult`` rounded, at least 1."""
-    return max(1, math.floor(channels * mult + 0.5))

@@ -1,0 +1,65 @@
+"""The registry-backed factory a cell hands its components (through their contexts).
+
+Attacks and victims reach other components only through this: policies, exit
+estimators and network architectures are looked up by name in the registry, built
+with their parameters and validated, so a plugin's policy, estimator or architecture
+is usable everywhere a built-in one is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.components import build_component
+from harness.errors import ConfigError
+from harness.model import MultiExitNet
+from harness.protocol import Architecture, ExitEstimator, Normalization
+from harness.registry import Registry
+from harness.strategy import ExitPolicy
+
+
+class Toolbox:
+    """Builds registered components by name (read-only view of a :class:`Registry`)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def names(self, kind: str) -> list[str]:
+        """Registered names of a kind (``exit_policy``, ``exit_estimator``, ``architecture``)."""
+        return self._registry.names(kind)
+
+    def policy(self, name: str) -> ExitPolicy:
+        """A registered exit policy instance."""
+        return self._registry.policy(name)
+
+    def estimator(self, name: str, **params: Any) -> ExitEstimator:
+        """A registered exit estimator built with ``params`` (validated)."""
+        entry = self._registry.get("exit_estimator", name)
+        estimator = build_component(entry.cls, params)
+        estimator.validate(self._registry)
+        return estimator  # type: ignore[return-value]
+
+    def architecture(self, name: str, **params: Any) -> Architecture:
+        """A registered architecture built with ``params`` (validated)."""
+        entry = self._registry.get("architecture", name)
+        arch = build_component(entry.cls, params)
+        arch.validate(self._registry)
+        return arch  # type: ignore[return-value]
+
+    def new_network(self, architecture: str, input_shape: Sequence[int], num_classes: int,
+                    num_exits: int, seed: int, normalization: Normalization | None = None,
+                    **params: Any) -> MultiExitNet:
+        """A fresh network of a registered architecture (deterministic for ``seed``)."""
+        if not architecture:
+            raise ConfigError("no architecture given and the victim's family is unknown; pass "
+                              f"architecture= (registered: {', '.join(self.names('architecture'))})")
+        arch = self.architecture(architecture, **params)
+        net = arch.build(tuple(input_shape), int(num_classes), int(num_exits), seed=int(seed),
+                         normalization=normalization)
+        if not isinstance(net, MultiExitNet):
+            entry = self._registry.get("architecture", architecture)
+            raise ConfigError(f"architecture {architecture!r} (plugin {entry.plugin}, "
+                              f"{entry.distribution}) built {type(net).__name__}, not a "
+                              "harness.model.MultiExitNet")
+        return net
