@@ -15,18 +15,27 @@ from harness.calibrate import calibrate
 from harness.cell import CellEnvironment, prepare_victim
 from harness.config import parse_value, split_override
 from harness.devices import resolve_device
-from harness.errors import ConfigError
+from harness.errors import ConfigError, OutputDirError
 from harness.grid import expand_grid
 from harness.plugins import make_plugin_manager
 from harness.registry import Registry
+from harness.results import check_out_dir
 
 KEYS = ("victim", "backend", "device", "samples", "repeats", "seed", "out", "cache_dir",
         "data_root")
 
 
+def check_profile_path(out: Path) -> None:
+    """Fail before measuring when ``out=`` cannot take the profile file."""
+    if out.is_dir():
+        raise OutputDirError(f"calibrate: out={out} is a directory; give a file path for the "
+                             "profile, e.g. out=profiles/digits.json")
+    check_out_dir(out.parent if str(out.parent) else Path("."), key="the folder of out")
+
+
 def calibrate_command(overrides: list[str], strict: bool) -> int:
     from harness.components import build_component
-    from harness.config import parse_overrides
+    from harness.config import MAX_SEED, parse_overrides
 
     opts: dict[str, str] = {"victim": "digits_cnn", "backend": "torch", "device": "cpu",
                             "samples": "200", "repeats": "1", "seed": "0"}
@@ -43,9 +52,11 @@ def calibrate_command(overrides: list[str], strict: bool) -> int:
         else:
             raise ConfigError(f"calibrate: unknown key {key!r}; valid keys: {', '.join(KEYS)}, "
                               "victim.NAME.PARAM, backend.PARAM")
-    for key in ("samples", "repeats", "seed"):
-        if not opts[key].isdigit() or (key != "seed" and int(opts[key]) < 1):
-            raise ConfigError(f"calibrate: {key}={opts[key]!r} must be a positive integer")
+    limits = {"samples": (1, 100_000), "repeats": (1, 1000), "seed": (0, MAX_SEED)}
+    for key, (low, high) in limits.items():
+        if not opts[key].isdigit() or not low <= int(opts[key]) <= high:
+            raise ConfigError(f"calibrate: {key}={opts[key]!r} must be an integer in "
+                              f"{low}..{high:,}")
     run_keys = [f"victims={opts['victim']}", "attacks=all", "defenses=all",
                 f"backend={opts['backend']}", f"device={opts['device']}", *victim_params]
     run_keys += [f"{k}={opts[k]}" for k in ("cache_dir", "data_root") if k in opts]
@@ -53,16 +64,25 @@ def calibrate_command(overrides: list[str], strict: bool) -> int:
     registry = Registry.from_manager(make_plugin_manager(strict=strict))
     cell = expand_grid(spec, registry)[0]
     device = resolve_device(spec.device)
+    backend = build_component(registry.get("backend", spec.backend).cls, backend_params)
+    backend.validate(registry)
+    out = Path(os.path.expanduser(opts["out"])) if "out" in opts else None
+    if out is not None:
+        check_profile_path(out)
+    check_out_dir(spec.cache_dir, key="cache_dir")
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root)
     victim = prepare_victim(registry, cell, env, device)
-    backend = build_component(registry.get("backend", spec.backend).cls, backend_params)
     served = backend.load(victim, device, spec.cache_dir)
     profile = calibrate(served, victim, samples_per_exit=int(opts["samples"]),
                         repeats=int(opts["repeats"]), seed=int(opts["seed"]),
                         backend=spec.backend, device=device)
     default = (spec.cache_dir / "profiles"
                / f"{victim.name}-{spec.backend}-{device}-{victim.weights_hash[:12]}.json")
-    path = profile.save(Path(os.path.expanduser(opts.get("out", str(default)))))
+    try:
+        path = profile.save(out or default)
+    except OSError as exc:
+        raise OutputDirError(f"calibrate: cannot write the profile to {out or default} "
+                             f"({exc.strerror or exc}); choose a writable out=PATH") from None
     print(f"{'exit':>4} {'p5 us':>10} {'median us':>10} {'p95 us':>10}")
     for k, (p5, p50, p95) in enumerate(profile.quantiles()):
         print(f"{k:>4} {p5 * 1e6:10.1f} {p50 * 1e6:10.1f} {p95 * 1e6:10.1f}")

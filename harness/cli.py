@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import GridInterrupted, HarnessError
 
 KIND_ALIASES = {"victims": "victim", "attacks": "attack", "defenses": "defense",
                 "datasets": "dataset", "estimators": "exit_estimator",
-                "policies": "exit_policy", "backends": "backend"}
+                "policies": "exit_policy", "backends": "backend",
+                "architectures": "architecture"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,19 +26,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     run.add_argument("--config", type=Path, help="grid TOML file (overrides win)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
-    lst = sub.add_parser("list", help="list registered components")
+    lst = sub.add_parser("list", help="list registered components and their parameters")
     lst.add_argument("kind", nargs="?", choices=sorted(KIND_ALIASES))
     plugins = sub.add_parser("plugins", help="list loaded plugins")
     plugins.add_argument("--json", action="store_true")
     board = sub.add_parser("leaderboard", help="aggregate results into leaderboard.json")
-    board.add_argument("out", nargs="?", type=Path, default=Path("results"))
+    board.add_argument("out", nargs="?", type=Path, default=Path("results"),
+                       help="the out= folder of `harness run` (holds cells/)")
     cal = sub.add_parser("calibrate", help="record a live latency profile: KEY=VALUE")
     cal.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if len(overrides) != len(extra) or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if overrides:  # KEY=VALUE after an option, e.g. `run out=x --quiet budget=50`
+        args.overrides = [*args.overrides, *overrides]
     try:
         from harness import commands
 
@@ -52,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             return commands.leaderboard(args.out, args.strict_plugins)
         if args.command == "calibrate":
             return commands.calibrate(args.overrides, args.strict_plugins)
+    except BrokenPipeError:  # output piped into e.g. `head`
+        sys.stderr.close()
+        return 0
+    except GridInterrupted as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return 130
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2

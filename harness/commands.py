@@ -6,8 +6,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from harness.components import Component
 from harness.config import parse_overrides
+from harness.errors import OutputDirError
 from harness.leaderboard import build_leaderboard, format_table
+from harness.params import describe_alternatives
 from harness.plugins import make_plugin_manager, plugin_infos
 from harness.registry import Registry
 from harness.runner import run_grid
@@ -35,15 +38,36 @@ def _reference_attacks(registry: Registry) -> set[str]:
     return {e.name for e in registry.entries("attack") if getattr(e.cls, "reference", False)}
 
 
+PLURALS = {"exit_policy": "exit policies", "exit_estimator": "exit estimators"}
+
+
 def list_components(kinds: list[str], strict: bool) -> int:
+    """Each component: name, plugin, summary, then every parameter with default and constraint."""
     _, registry = _registry(strict)
     for kind in kinds:
-        print(f"{kind}s:")
+        print(f"{PLURALS.get(kind, kind + 's')}:")
         for entry in registry.entries(kind):
             doc = (entry.cls.__doc__ or "").strip().splitlines()
             summary = doc[0] if doc else ""
             print(f"  {entry.name:24} {entry.plugin} ({entry.distribution})  {summary}")
+            for line in parameter_lines(entry.cls):
+                print(f"      {line}")
     return 0
+
+
+def parameter_lines(cls: type) -> list[str]:
+    """``name = default    allowed values`` per ``__init__`` parameter of a component."""
+    if not isinstance(cls, type) or not issubclass(cls, Component):
+        return []
+    defaults = cls.default_params()
+    constraints = getattr(cls, "_parameter_constraints", {})
+    lines = []
+    for name in cls.param_names():
+        default = json.dumps(defaults[name]) if name in defaults else "(required)"
+        allowed = (describe_alternatives(constraints[name]) if name in constraints
+                   else "undeclared")
+        lines.append(f"{name + ' = ' + default:34} {allowed}")
+    return lines
 
 
 def plugins(as_json: bool, strict: bool) -> int:
@@ -58,6 +82,16 @@ def plugins(as_json: bool, strict: bool) -> int:
 
 
 def leaderboard(out: Path, strict: bool) -> int:
+    out = Path(out)
+    if not out.exists():
+        raise OutputDirError(f"leaderboard: {out} does not exist; give the out= folder of a "
+                             "`harness run` (it holds cells/)")
+    if not out.is_dir():
+        raise OutputDirError(f"leaderboard: {out} is a file; give the out= folder of a "
+                             "`harness run` (it holds cells/)")
+    if not (out / "cells").is_dir():
+        raise OutputDirError(f"leaderboard: {out} holds no cells/ folder, so it is not the out= "
+                             "folder of a `harness run`; check the path")
     _, registry = _registry(strict)
     board = build_leaderboard(out, _reference_attacks(registry))
     print(format_table(board))

@@ -11,6 +11,7 @@ Everything is checked here, before any work starts.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -27,7 +28,12 @@ CHOICES = {
     "device": ("cpu", "cuda", "auto"),
     "executor": ("serial", "process"),
 }
-INT_KEYS = ("budget", "jobs", "repeats")
+MAX_BUDGET = 1_000_000
+"""Most queries one attack may make (1 query = 1 input; repeats, synthetic inputs and
+refused queries all count), so a typo cannot allocate without bound."""
+MAX_SEED = 2**32 - 1
+INT_LIMITS = {"budget": MAX_BUDGET, "jobs": 512, "repeats": 1000}
+INT_KEYS = tuple(INT_LIMITS)
 FLOAT_KEYS = ("timeout",)
 PATH_KEYS = ("out", "data_root", "cache_dir", "profile")
 SCALAR_KEYS = (*CHOICES, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
@@ -97,27 +103,49 @@ def parse_seeds(raw: Any) -> tuple[int, ...]:
     seeds = []
     for item in items:
         try:
+            if isinstance(item, bool | float):
+                raise ValueError
             seed = int(str(item).strip())
         except ValueError:
             raise ConfigError(f"seeds={raw!r}: {item!r} is not an integer; write seeds=0,1,2") from None
-        if seed < 0:
-            raise ConfigError(f"seeds={raw!r}: seeds must be >= 0")
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"seeds={raw!r}: seed {seed} is outside 0..{MAX_SEED} (2**32 - 1)")
         seeds.append(seed)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={raw!r}: give distinct non-negative integers, e.g. seeds=0,1,2")
     return tuple(seeds)
 
 
+def _reject_constant(name: str) -> float:
+    raise ConfigError(f"value {name} is not allowed: parameters must be finite numbers")
+
+
+def _check_finite(value: Any, raw: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"value {raw!r} is not a finite number; NaN and infinity are not allowed")
+    if isinstance(value, list | tuple):
+        return [_check_finite(v, raw) for v in value]
+    if isinstance(value, dict):
+        return {k: _check_finite(v, raw) for k, v in value.items()}
+    return value
+
+
 def parse_value(raw: Any) -> Any:
-    """JSON when it parses (numbers, lists, booleans, null), else the raw string."""
+    """JSON when it parses (numbers, lists, booleans, null), else the raw string.
+
+    NaN and infinite numbers are refused (they cannot enter a config hash or a result).
+    """
     if not isinstance(raw, str):
-        return raw
+        return _check_finite(raw, raw)
+    stripped = raw.strip()
+    if stripped.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        _reject_constant(repr(raw))
     try:
-        return json.loads(raw)
+        return _check_finite(json.loads(raw, parse_constant=_reject_constant), raw)
     except json.JSONDecodeError:
-        if raw.strip().startswith("["):
-            raise ConfigError(f"value {raw!r} looks like a list but is not valid JSON; "
-                              "write e.g. [0.9,0.8,0.7]") from None
+        if stripped.startswith(("[", "{")):
+            raise ConfigError(f"value {raw!r} looks like a list or object but is not valid "
+                              "JSON; write e.g. [0.9,0.8,0.7] or {\"width\":8}") from None
         return raw
 
 
@@ -129,21 +157,27 @@ def _scalar(key: str, raw: Any) -> Any:
         return value
     if key in INT_KEYS:
         try:
-            value = int(str(raw))
+            if isinstance(raw, bool | float):
+                raise ValueError
+            value = int(str(raw).strip())
         except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not an integer") from None
-        if value <= 0:
-            raise ConfigError(f"{key}={value} must be > 0")
+            raise ConfigError(f"{key}={raw!r} is not an integer; give a whole number in "
+                              f"1..{INT_LIMITS[key]:,}") from None
+        if not 1 <= value <= INT_LIMITS[key]:
+            raise ConfigError(f"{key}={value} is outside the allowed range 1..{INT_LIMITS[key]:,}")
         return value
     if key in FLOAT_KEYS:
         if raw is None or str(raw).lower() in ("none", "null"):
             return None
         try:
+            if isinstance(raw, bool):
+                raise ValueError
             value = float(str(raw))
         except ValueError:
             raise ConfigError(f"{key}={raw!r} is not a number of seconds") from None
-        if value <= 0:
-            raise ConfigError(f"{key}={value} must be > 0 seconds")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{key}={raw!r} must be a finite number of seconds > 0 "
+                              f"(or {key}=none)")
         return value
     return None if raw is None or raw == "" else Path(str(raw)).expanduser()
 
@@ -162,10 +196,18 @@ def split_override(text: str) -> tuple[str, str]:
 
 def load_toml(path: Path) -> dict[str, str | Any]:
     """Flatten a grid TOML file into override pairs (tables become dotted keys)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--config {path} is a directory; give a grid TOML file")
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"--config {path}: file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path} is not a text file (not UTF-8); give a grid "
+                          "TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path} cannot be read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path}: invalid TOML: {exc}") from None
     flat: dict[str, Any] = {}
@@ -214,6 +256,12 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     if values["timing"] == "replay" and values["profile"] is None:
         raise ConfigError("timing=replay needs profile=PATH (a profile written by "
                           "`harness calibrate`)")
+    if values["timeout"] is not None and values["executor"] != "process":
+        raise ConfigError("timeout= needs executor=process (each cell runs in its own process, "
+                          "which is killed at the limit); add executor=process")
+    if timing_params and values["timing"] != "analytic":
+        raise ConfigError(f"timing.{timing_params[0][0]} is a parameter of timing=analytic, but "
+                          f"timing={values['timing']}; drop it or use timing=analytic")
     return RunSpec(
         victims=tuple(values["victims"]), attacks=tuple(values["attacks"]),
         defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]),

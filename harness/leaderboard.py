@@ -21,6 +21,7 @@ from scipy import stats
 
 from harness import __version__
 from harness.atomic import write_json_atomic
+from harness.errors import OutputDirError
 from harness.results import load_result
 from harness.schema import leaderboard_schema
 
@@ -109,7 +110,12 @@ def build_leaderboard(out: Path, reference_attacks: set[str]) -> dict[str, Any]:
              "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
              "headline": "exit_agreement", **aggregate(load_results(out), reference_attacks)}
     jsonschema.validate(board, leaderboard_schema())
-    write_json_atomic(Path(out) / "leaderboard.json", board)
+    target = Path(out) / "leaderboard.json"
+    try:
+        write_json_atomic(target, board)
+    except OSError as exc:
+        raise OutputDirError(f"cannot write {target} ({exc.strerror or exc}); make the folder "
+                             "writable or copy the results elsewhere") from None
     return board
 
 

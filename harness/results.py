@@ -17,18 +17,18 @@ from harness.schema import cell_result_schema
 SCHEMA_VERSION = 1
 
 
-def check_out_dir(out: Path) -> Path:
-    """Create ``out`` (a folder) or explain why it cannot be used."""
+def check_out_dir(out: Path, key: str = "out") -> Path:
+    """Create ``out`` (a folder) or explain why it cannot be used (``key`` names the setting)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise OutputDirError(f"out={out} is a file; give a folder path for results")
+        raise OutputDirError(f"{key}={out} is a file; give a folder path")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as exc:
-        raise OutputDirError(f"out={out} cannot be created or written ({exc.strerror or exc}); "
-                             "choose a writable folder") from None
+        raise OutputDirError(f"{key}={out} cannot be created or written "
+                             f"({exc.strerror or exc}); choose a writable folder") from None
     return out
 
 

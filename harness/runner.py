@@ -2,17 +2,23 @@
 
 Each cell's result is ``OUT/cells/<victim>/<defense>/<attack>/seed<S>-<hash16>.json``.
 A re-run skips cells whose file is valid, has status ``ok`` and the same config hash;
-corrupt files and failed cells are run again. A cell that raises is recorded as
-``failed`` with its error and the grid goes on. With ``executor=process`` each cell
-runs in its own spawned process (``jobs`` at a time), so a crash, a kill or
-``timeout=`` seconds only fail that cell.
+corrupt files and failed cells are run again. A cell whose plugin raises anything
+(``SystemExit`` and a plugin's ``KeyboardInterrupt`` included), whose
+``harness_cell_finished`` hook raises, or whose result cannot be written is recorded
+as ``failed`` with its error (the console prints the one-line reason) and the grid goes
+on. Ctrl-C stops the grid cleanly: finished cells are kept and a re-run resumes. With
+``executor=process`` each cell runs in its own spawned process (``jobs`` at a time), so
+a crash, a kill or ``timeout=`` seconds only fail that cell.
 """
 
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
+import signal
 import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +29,11 @@ from harness.atomic import write_json_atomic
 from harness.cell import CellEnvironment, prepare_victim, run_cell
 from harness.config import RunSpec
 from harness.devices import resolve_device
-from harness.errors import ComponentFailure, ConfigError
+from harness.errors import ComponentFailure, ConfigError, GridInterrupted
 from harness.grid import CellSpec, available_victims, config_hash, expand_grid, package_versions
+from harness.interrupts import InterruptGuard
 from harness.machine import machine_info
-from harness.plugins import HarnessPluginManager, make_plugin_manager
+from harness.plugins import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.progress import Progress
 from harness.registry import Registry
 from harness.results import (
@@ -74,19 +81,40 @@ def build_result(cell: CellSpec, registry: Registry, digest: str, status: str,
 
 
 def _error_info(exc: BaseException, cell: CellSpec) -> dict[str, Any]:
-    component = None
-    if isinstance(exc, ComponentFailure):
-        text = str(exc)
-        for kind in ("attack", "defense", "victim"):
-            if text.startswith(kind):
-                component = f"{kind}:{getattr(cell, kind).name}"
-    return {"type": type(exc).__name__, "message": str(exc)[:4000], "component": component,
+    component = exc.component if isinstance(exc, ComponentFailure) else None
+    return {"type": type(exc).__name__, "message": (str(exc) or type(exc).__name__)[:4000],
+            "component": component,
             "traceback": "".join(traceback.format_exception(exc))[-8000:]}
 
 
+def one_line_reason(result: dict[str, Any], limit: int = 240) -> str:
+    """The first line of a failed result's error, for the console."""
+    error = result.get("error") or {}
+    text = (error.get("message") or error.get("type") or "unknown error").strip()
+    line = text.splitlines()[0] if text else "unknown error"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def write_result(path: Path, result: dict[str, Any], cell: CellSpec,
+                 registry: Registry) -> dict[str, Any]:
+    """Write ``result`` atomically; if that fails, return a ``failed`` result (not written)."""
+    try:
+        write_json_atomic(path, result)
+        return result
+    except (OSError, TypeError, ValueError) as exc:
+        error = {"type": "ResultWriteError", "component": None,
+                 "message": f"{type(exc).__name__}: {exc} while writing the result; it was "
+                            f"not saved ({path}) and the cell will run again next time"}
+        return build_result(cell, registry, result["config_hash"], "failed", {}, {}, error,
+                            result["wall_time_s"], result["device"])
+
+
 def execute_cell(cell: CellSpec, registry: Registry, env: CellEnvironment, digest: str,
-                 path: Path) -> dict[str, Any]:
-    """Run a cell and write its result file (``failed`` with the error if it raises)."""
+                 path: Path, guard: InterruptGuard | None = None) -> dict[str, Any]:
+    """Run a cell and write its result file (``failed`` with the error if it raises).
+
+    Anything a plugin raises fails only this cell; the user's Ctrl-C propagates.
+    """
     start = time.perf_counter()
     device = cell.device
     try:
@@ -94,14 +122,16 @@ def execute_cell(cell: CellSpec, registry: Registry, env: CellEnvironment, diges
         metrics, diagnostics = run_cell(cell, registry, env)
         result = build_result(cell, registry, digest, "ok", metrics, diagnostics, None,
                               time.perf_counter() - start, device)
-    except Exception as exc:
+    except BaseException as exc:
+        if guard is not None and guard.is_real(exc):
+            raise
         result = build_result(cell, registry, digest, "failed", {}, {}, _error_info(exc, cell),
                               time.perf_counter() - start, device)
-    write_json_atomic(path, result)
-    return result
+    return write_result(path, result, cell, registry)
 
 
 def _worker(cell: CellSpec, env: CellEnvironment, digest: str, path: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     registry = Registry.from_manager(make_plugin_manager())
     execute_cell(cell, registry, env, digest, Path(path))
 
@@ -109,46 +139,88 @@ def _worker(cell: CellSpec, env: CellEnvironment, digest: str, path: str) -> Non
 def _failed_by_runner(cell, registry, digest, path, message, wall) -> dict[str, Any]:
     error = {"type": "CellAborted", "message": message, "component": None}
     result = build_result(cell, registry, digest, "failed", {}, {}, error, wall, cell.device)
-    write_json_atomic(path, result)
+    return write_result(path, result, cell, registry)
+
+
+def notify_finished(pm: HarnessPluginManager, result: dict[str, Any], cell: CellSpec,
+                    registry: Registry, path: Path, guard: InterruptGuard) -> dict[str, Any]:
+    """Call every ``harness_cell_finished``; a hook that raises fails the cell, naming its plugin.
+
+    Each hook gets its own copy of the result. If one raises on an ``ok`` result, the
+    cell is rewritten as ``failed`` (so it runs again next time) naming the plugin and
+    its distribution; on an already failed result the hook's error is only warned about.
+    """
+    for impl in pm.hook.harness_cell_finished.get_hookimpls():
+        try:
+            impl.function(**{a: copy.deepcopy(result) for a in impl.argnames})
+        except BaseException as exc:
+            if guard.is_real(exc):
+                raise
+            dist, version = pm.distribution_of(impl.plugin_name)
+            message = (f"plugin {impl.plugin_name!r} (distribution {dist} {version}): "
+                       f"harness_cell_finished raised {type(exc).__name__}: {exc}; the cell is "
+                       f"recorded as failed. Fix the plugin or set "
+                       f"HARNESS_DISABLE_PLUGINS={impl.plugin_name}")
+            if result["status"] != "ok":
+                warnings.warn(message, HarnessPluginWarning, stacklevel=2)
+                continue
+            error = {"type": "PluginHookError", "message": message[:4000],
+                     "component": f"plugin:{impl.plugin_name}",
+                     "traceback": "".join(traceback.format_exception(exc))[-8000:]}
+            failed = build_result(cell, registry, result["config_hash"], "failed", {}, {}, error,
+                                  result["wall_time_s"], result["device"])
+            return write_result(path, failed, cell, registry)
     return result
 
 
-def _run_processes(todo, registry, env, jobs, timeout, progress, on_result) -> list[dict[str, Any]]:
+def _step(progress: Progress, cell: CellSpec, result: dict[str, Any]) -> None:
+    status = result["status"]
+    reason = f" ({one_line_reason(result)})" if status != "ok" else ""
+    progress.step(f"{cell.label}: {status}{reason}")
+
+
+def _run_processes(todo, registry, env, jobs, timeout, progress, finish) -> list[dict[str, Any]]:
     ctx = mp.get_context("spawn")
     pending = list(todo)
     running: dict[Any, tuple] = {}
     results = []
-    while pending or running:
-        while pending and len(running) < jobs:
-            cell, digest, path = pending.pop(0)
-            proc = ctx.Process(target=_worker, args=(cell, env, digest, str(path)), daemon=True)
-            proc.start()
-            running[proc] = (cell, digest, path, time.monotonic())
-        time.sleep(0.05)
-        for proc, (cell, digest, path, started) in list(running.items()):
-            elapsed = time.monotonic() - started
-            if proc.is_alive() and timeout is not None and elapsed > timeout:
-                proc.kill()
-                proc.join()
-                results.append(_failed_by_runner(cell, registry, digest, path,
-                                                 f"cell timed out after {timeout:g} s", elapsed))
-            elif proc.is_alive():
-                continue
-            else:
-                proc.join()
-                result = load_result(path)
-                if result is None or result.get("config_hash") != digest:
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                cell, digest, path = pending.pop(0)
+                proc = ctx.Process(target=_worker, args=(cell, env, digest, str(path)),
+                                   daemon=True)
+                proc.start()
+                running[proc] = (cell, digest, path, time.monotonic())
+            time.sleep(0.05)
+            for proc, (cell, digest, path, started) in list(running.items()):
+                elapsed = time.monotonic() - started
+                if proc.is_alive() and timeout is not None and elapsed > timeout:
+                    proc.kill()
+                    proc.join()
                     result = _failed_by_runner(cell, registry, digest, path,
-                                               f"cell process exited with code {proc.exitcode} "
-                                               "before writing its result", elapsed)
-                results.append(result)
-            del running[proc]
-            on_result(results[-1])
-            progress.step(f"{cell.label}: {results[-1]['status']}")
+                                               f"cell timed out after {timeout:g} s", elapsed)
+                elif proc.is_alive():
+                    continue
+                else:
+                    proc.join()
+                    result = load_result(path)
+                    if result is None or result.get("config_hash") != digest:
+                        result = _failed_by_runner(cell, registry, digest, path,
+                                                   f"cell process exited with code "
+                                                   f"{proc.exitcode} before writing its result",
+                                                   elapsed)
+                del running[proc]
+                results.append(finish(cell, path, result))
+    finally:
+        for proc in running:
+            proc.kill()
+            proc.join()
     return results
 
 
-def _warm_victim_cache(todo, registry: Registry, env: CellEnvironment, device: str) -> None:
+def _warm_victim_cache(todo, registry: Registry, env: CellEnvironment, device: str,
+                       guard: InterruptGuard) -> None:
     """Train each victim once before parallel cells start, so they never race on the cache.
 
     Errors are left to the cells, which record them.
@@ -157,15 +229,14 @@ def _warm_victim_cache(todo, registry: Registry, env: CellEnvironment, device: s
     for cell in first_cell.values():
         try:
             prepare_victim(registry, cell, env, resolve_device(device))
-        except Exception:  # each cell records its own failure
+        except BaseException as exc:  # each cell records its own failure
+            if guard.is_real(exc):
+                raise
             continue
 
 
-def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
-             show_progress: bool = True) -> GridSummary:
-    """Validate everything, then run the grid (reusing finished cells)."""
-    pm = pm or make_plugin_manager()
-    registry = Registry.from_manager(pm)
+def _plan(spec: RunSpec, registry: Registry) -> tuple[list[CellSpec], dict[str, str]]:
+    """Every check that needs no work: names, parameters, datasets, profile, timing."""
     profile_hash = None
     if spec.profile is not None:
         from harness.profiles import LatencyProfile
@@ -178,8 +249,20 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
         if other:
             raise ConfigError(f"profile {spec.profile} was recorded for victim {profile.victim!r} "
                               f"and cannot replay {', '.join(other)}; run one grid per victim")
-    cells = expand_grid(spec, registry, profile_hash=profile_hash, victims=victims)
+    return expand_grid(spec, registry, profile_hash=profile_hash, victims=victims), skipped
+
+
+def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
+             show_progress: bool = True) -> GridSummary:
+    """Validate everything, then run the grid (reusing finished cells).
+
+    Raises :class:`GridInterrupted` on Ctrl-C, after the cells finished so far are kept.
+    """
+    pm = pm or make_plugin_manager()
+    registry = Registry.from_manager(pm)
+    cells, skipped = _plan(spec, registry)
     out = check_out_dir(spec.out)
+    check_out_dir(spec.cache_dir, key="cache_dir")
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
                           profile_path=spec.profile)
     planned = [(c, config_hash(c, registry)) for c in cells]
@@ -197,21 +280,29 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     progress.note(f"{len(planned)} cells: {len(done)} finished earlier (reused), "
                   f"{len(todo)} to run -> {out}")
     results: list[dict[str, Any]] = []
-    if todo:
-        if spec.executor == "process":
-            _warm_victim_cache(todo, registry, env, spec.device)
+    with InterruptGuard() as guard:
 
-        def on_result(result: dict[str, Any]) -> None:
-            pm.hook.harness_cell_finished(result=result)
+        def finish(cell: CellSpec, path: Path, result: dict[str, Any]) -> dict[str, Any]:
+            result = notify_finished(pm, result, cell, registry, path, guard)
+            _step(progress, cell, result)
+            return result
 
-        if spec.executor == "process":
-            results = _run_processes(todo, registry, env, spec.jobs, spec.timeout, progress,
-                                     on_result)
-        else:
-            for cell, digest, path in todo:
-                results.append(execute_cell(cell, registry, env, digest, path))
-                on_result(results[-1])
-                progress.step(f"{cell.label}: {results[-1]['status']}")
+        try:
+            if todo and spec.executor == "process":
+                _warm_victim_cache(todo, registry, env, spec.device, guard)
+                results = _run_processes(todo, registry, env, spec.jobs, spec.timeout, progress,
+                                         finish)
+            else:
+                for cell, digest, path in todo:
+                    result = execute_cell(cell, registry, env, digest, path, guard)
+                    results.append(finish(cell, path, result))
+        except KeyboardInterrupt:
+            progress.close()
+            kept = len(done) + sum(r["status"] == "ok" for r in results)
+            raise GridInterrupted(
+                f"interrupted (Ctrl-C) after {len(results)} of {len(todo)} cells; {kept} "
+                f"finished cells are kept in {out}; run the same command again to resume"
+            ) from None
     progress.close()
     failed = sum(r["status"] != "ok" for r in results)
     paths = tuple(cell_path(out, c, d) for c, d in planned)

@@ -29,8 +29,8 @@ def test_component_params_parsed_as_json_and_scoped():
 
 @pytest.mark.parametrize("override, message", [
     (["foo=1"], "unknown key 'foo'; valid keys"),
-    (["budget=0"], "budget=0 must be > 0"),
-    (["budget=-3"], "must be > 0"),
+    (["budget=0"], "budget=0 is outside the allowed range 1..1,000,000"),
+    (["budget=-3"], "outside the allowed range"),
     (["budget=ten"], "not an integer"),
     (["seeds=0,a"], "'a' is not an integer"),
     (["seeds=0,0"], "distinct"),
@@ -43,7 +43,7 @@ def test_component_params_parsed_as_json_and_scoped():
     (["attack.knockoff.thresholds=[0.9,"], "not valid JSON"),
     (["no_equals_sign"], "is not KEY=VALUE"),
     (["timing=replay"], "needs profile=PATH"),
-    (["timeout=-1"], "must be > 0 seconds"),
+    (["timeout=-1", "executor=process"], "must be a finite number of seconds > 0"),
 ])
 def test_bad_overrides_have_specific_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):

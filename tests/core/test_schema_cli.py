@@ -47,7 +47,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["run", "attacks=nope", f"out={tmp_path}"]) == 2
     assert "unknown attack 'nope'; available:" in capsys.readouterr().err
     assert main(["run", "budget=0"]) == 2
-    assert "budget=0 must be > 0" in capsys.readouterr().err
+    assert "budget=0 is outside the allowed range 1..1,000,000" in capsys.readouterr().err
 
 
 def test_plugins_json_lists_builtins():
