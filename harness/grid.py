@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -115,6 +116,20 @@ def _component(kind: str, name: str, spec: RunSpec, registry: Registry) -> Compo
     return ComponentSpec(kind, name, params_json)
 
 
+def _warn_unregistered_families(victims: tuple[str, ...], registry: Registry) -> None:
+    """A victim whose family is no registered architecture leaves attacks without a default."""
+    known = set(registry.names("architecture"))
+    for name in victims:
+        entry = registry.get("victim", name)
+        family = getattr(entry.cls, "family", "")
+        if family not in known:
+            warnings.warn(f"victim {name!r} (plugin {entry.plugin}, {entry.distribution}) has "
+                          f"family {family!r}, which is not a registered architecture; attacks "
+                          "that build the victim's family need attack.NAME.architecture=... "
+                          f"(registered: {', '.join(sorted(known)) or 'none'}), or register it "
+                          "with harness_register_architectures", UserWarning, stacklevel=3)
+
+
 def check_timing(spec: RunSpec) -> None:
     """Build the analytic timing model from ``timing.PARAM`` values (raises ConfigError)."""
     if spec.timing != "analytic":
@@ -178,6 +193,7 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
             raise ConfigError(f"{kind}.{name}.{param} is set but {kind} {name!r} is not in this "
                               f"grid ({', '.join(chosen[kind])}); add it or drop the parameter")
     check_timing(spec)
+    _warn_unregistered_families(chosen["victim"], registry)
     comps = {kind: [_component(kind, n, spec, registry) for n in names]
              for kind, names in chosen.items()}
     timing_json = json.dumps(dict(spec.timing_params), sort_keys=True)

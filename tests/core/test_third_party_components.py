@@ -229,3 +229,20 @@ def test_bad_plugin_parameters_stop_before_any_work(mlp_plugin, tmp_path, overri
     assert len(lines) == 1
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_victim_family_that_is_no_registered_architecture_is_warned_about(tiny_plugin):
+    import harness
+    from harness.config import parse_overrides
+    from harness.grid import expand_grid
+
+    class Orphan:
+        @harness.hookimpl
+        def harness_register_victims(self, register):
+            base = Registry.from_manager(make_plugin_manager()).get("victim", "tiny_victim").cls
+            register(type("OrphanVictim", (base,), {"name": "orphan", "family": "lstm_exits"}))
+
+    registry = Registry.from_manager(make_plugin_manager(extra_plugins=(Orphan(),)))
+    spec = parse_overrides(["victims=orphan", "attacks=tiny_attack", "defenses=none"])
+    with pytest.warns(UserWarning, match=r"'orphan'.*family 'lstm_exits'.*architecture=\.\.\."):
+        expand_grid(spec, registry)
