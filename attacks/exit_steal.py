@@ -60,13 +60,13 @@ from attacks.substitute import Transcript, distill, draw_pool_indices, query_inp
 from harness.components import check_nested
 from harness.errors import ConfigError
 from harness.model import MultiExitNet, exit_probabilities
-from harness.oracle import Oracle
 from harness.params import ComponentName, Interval, Options
 from harness.protocol import Attack, AttackContext, ExitEstimate, StolenModel
+from harness.serving.oracle import Oracle
 from harness.strategy import ExitPolicy, OutputStrategy
 
 if TYPE_CHECKING:
-    from harness.registry import Registry
+    from harness.plugins.registry import Registry
 
 COMBINE = ("min", "median")
 PERFORMANCE = ("exit_logits", "soft_ce")

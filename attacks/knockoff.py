@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from attacks.substitute import distill, query_pool
 from harness.components import check_nested
-from harness.oracle import Oracle
 from harness.params import ComponentName, Interval
 from harness.protocol import Attack, AttackContext, StolenModel
+from harness.serving.oracle import Oracle
 from harness.strategy import OutputStrategy
 
 if TYPE_CHECKING:
-    from harness.registry import Registry
+    from harness.plugins.registry import Registry
 
 
 class KnockoffAttack(Attack):

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from harness.model import MultiExitNet
 from harness.nn.training import sdn_exit_weights, train_loop
-from harness.oracle import Oracle
+from harness.serving.oracle import Oracle
 
 
 @dataclass(frozen=True)

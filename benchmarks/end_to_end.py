@@ -29,10 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
-from harness.config import parse_overrides
-from harness.plugins import make_plugin_manager
-from harness.registry import Registry
-from harness.runner import run_grid
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.run.config import parse_overrides
+from harness.run.runner import run_grid
 
 ATTACKS = ("knockoff", "exit_steal", "exit_steal_ruptures", "exit_steal_kde",
            "exit_steal_reference")

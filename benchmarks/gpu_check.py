@@ -27,8 +27,8 @@ from serving_latency import (
     run,
 )
 
-from harness.devices import resolve_device
 from harness.model import MultiExitNet
+from harness.serving.devices import resolve_device
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu_check.json"
 

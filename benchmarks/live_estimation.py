@@ -22,11 +22,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
-from harness.cell import CellEnvironment, prepare_registered_victim
-from harness.config import default_cache_dir
-from harness.leakage import bayes_exit_accuracy
-from harness.plugins import make_plugin_manager
-from harness.registry import Registry
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.report.leakage import bayes_exit_accuracy
+from harness.run.cell import CellEnvironment, prepare_registered_victim
+from harness.run.config import default_cache_dir
 
 
 def live_trace(victim_name: str, backend: str, rounds: int):

@@ -29,12 +29,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import write_json  # noqa: E402
-from harness.calibrate import calibrate  # noqa: E402
-from harness.devices import resolve_device  # noqa: E402
-from harness.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.model import MultiExitNet  # noqa: E402
 from harness.protocol import DatasetSplits, Split, TrainedVictim  # noqa: E402
+from harness.report.leakage import bayes_exit_accuracy  # noqa: E402
+from harness.serving.devices import resolve_device  # noqa: E402
 from harness.strategy import MaxProbPolicy, OutputStrategy  # noqa: E402
+from harness.timing.recording import calibrate  # noqa: E402
 from victims.cache import state_dict_hash  # noqa: E402
 from victims.serving import OnnxBackend, TorchBackend  # noqa: E402
 
@@ -206,10 +206,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def registered_victim(name: str) -> TrainedVictim:
     """The registered victim, prepared exactly as a harness run would (cached weights)."""
-    from harness.cell import CellEnvironment, prepare_registered_victim
-    from harness.config import default_cache_dir
-    from harness.plugins import make_plugin_manager
-    from harness.registry import Registry
+    from harness.plugins.manager import make_plugin_manager
+    from harness.plugins.registry import Registry
+    from harness.run.cell import CellEnvironment, prepare_registered_victim
+    from harness.run.config import default_cache_dir
 
     registry = Registry.from_manager(make_plugin_manager())
     env = CellEnvironment(cache_dir=default_cache_dir(), data_root=None)

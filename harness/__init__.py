@@ -1,7 +1,7 @@
 """Evaluation harness for output-strategy stealing on multi-exit networks.
 
 Public entry points: :func:`make_plugin_manager`, :data:`hookimpl`, the protocol
-types in :mod:`harness.protocol`, and the conformance kit :mod:`harness.testing`.
+types in :mod:`harness.protocol`, and the conformance kit :mod:`harness.testing.checks`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from harness.errors import ConfigError
 from harness.params import check_params
 
 if TYPE_CHECKING:
-    from harness.registry import Registry
+    from harness.plugins.registry import Registry
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 

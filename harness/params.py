@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
-    from harness.registry import Registry
+    from harness.plugins.registry import Registry
 
 Closed = Literal["both", "left", "right", "neither"]
 

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from harness.model import MultiExitNet
-    from harness.oracle import Oracle
+    from harness.plugins.toolbox import Toolbox
+    from harness.serving.oracle import Oracle
     from harness.strategy import ExitPolicy, OutputStrategy
-    from harness.toolbox import Toolbox
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 """Per-channel ``(mean, std)`` an architecture applies to its inputs inside the network."""
@@ -86,7 +86,7 @@ class QueryResult:
 
 def _no_toolbox(what: str) -> HarnessError:
     return HarnessError(f"{what}: this context was built without a registry; contexts that "
-                        "cells and harness.testing hand out have one")
+                        "cells and harness.testing.checks hand out have one")
 
 
 @dataclass(frozen=True)

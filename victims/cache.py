@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from harness.atomic import atomic_write_bytes
 from harness.errors import CacheError
+from harness.run.atomic import atomic_write_bytes
 
 MAGIC = b"EXITSTEAL-WEIGHTS\n"
 FORMAT_VERSION = 1

@@ -1,6 +1,6 @@
 """Registers the built-in victims, datasets, architectures and serving backends.
 
-This module is listed in :data:`harness.plugins.BUILTIN_PLUGINS` and uses exactly the
+This module is listed in :data:`harness.plugins.manager.BUILTIN_PLUGINS` and uses exactly the
 hooks a third-party plugin uses.
 """
 

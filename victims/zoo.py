@@ -25,7 +25,7 @@ from victims import cache
 from victims.calibration import calibrate_thresholds
 
 if TYPE_CHECKING:
-    from harness.registry import Registry
+    from harness.plugins.registry import Registry
 
 logger = logging.getLogger(__name__)
 

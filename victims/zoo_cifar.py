@@ -22,7 +22,7 @@ from victims.architectures import CIFAR_ARCHITECTURES
 from victims.zoo import SmallCNNVictim
 
 if TYPE_CHECKING:
-    from harness.registry import Registry
+    from harness.plugins.registry import Registry
 
 CIFAR_DATASETS = ("cifar10", "cifar100", "svhn")
 

@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.density import silverman_bandwidth
 from harness.errors import ConfigError
 from harness.params import Interval, Options
 from harness.protocol import ExitEstimate, ExitEstimator
+from harness.report.density import silverman_bandwidth
 
 TRANSFORMS = ("log", "linear")
 MAX_TRIM_FRACTION = 0.1

@@ -16,9 +16,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.errors import ConfigError, UnknownComponentError
 from harness.model import MultiExitNet
-from harness.plugins import make_plugin_manager
-from harness.registry import Registry
-from harness.toolbox import Toolbox
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
 from victims.architectures.mobilenet import build_mobilenet
 from victims.architectures.resnet import build_resnet56
 from victims.architectures.vgg import build_vgg16_bn

@@ -7,15 +7,15 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from harness.endpoint import Endpoint
 from harness.nn.training import predict_exit_probs, train_multi_exit
-from harness.oracle import Oracle
-from harness.plugins import make_plugin_manager
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext, Defense, ServedModel, TrainedVictim
-from harness.registry import Registry
+from harness.serving.endpoint import Endpoint
+from harness.serving.oracle import Oracle
 from harness.strategy import MaxProbPolicy, OutputStrategy
-from harness.timing import AnalyticTiming
-from harness.toolbox import Toolbox
+from harness.timing.models import AnalyticTiming
 from victims.architectures import build_small_cnn
 from victims.datasets.digits import DigitsDataset
 from victims.serving import TorchBackend

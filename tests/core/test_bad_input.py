@@ -148,5 +148,5 @@ def test_list_shows_parameters_defaults_and_constraints(capsys):
 def test_plugins_json_lists_the_builtin_policy_plugin(capsys):
     assert main(["plugins", "--json"]) == 0
     infos = {i["name"]: i for i in json.loads(capsys.readouterr().out)}
-    assert infos["harness.builtins"]["hooks"] == ["harness_register_exit_policies"]
+    assert infos["harness.plugins.builtins"]["hooks"] == ["harness_register_exit_policies"]
     assert "harness_register_architectures" in infos["victims.plugin"]["hooks"]

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.config import parse_overrides
 from harness.errors import ConfigError
-from harness.plugins import make_plugin_manager
-from harness.runner import run_grid
+from harness.plugins.manager import make_plugin_manager
+from harness.run.config import parse_overrides
+from harness.run.runner import run_grid
 
 
 def test_calibrate_then_replay_is_deterministic(tiny_plugin, tmp_path, capsys):

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.config import parse_name_list, parse_overrides, parse_value
 from harness.errors import ConfigError
+from harness.run.config import parse_name_list, parse_overrides, parse_value
 
 
 def test_defaults_and_lists():

@@ -3,12 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.endpoint import Endpoint
 from harness.errors import BudgetExhaustedError, ComponentFailure, InvalidQueryError, QueryError
-from harness.oracle import Oracle
 from harness.protocol import Defense, ServedModel
+from harness.serving.endpoint import Endpoint
+from harness.serving.oracle import Oracle
 from harness.strategy import MaxProbPolicy, OutputStrategy
-from harness.timing import AnalyticTiming
+from harness.timing.models import AnalyticTiming
 
 SHAPE = (1, 2, 2)
 

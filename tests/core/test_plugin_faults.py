@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
-from harness.config import parse_overrides
-from harness.plugins import make_plugin_manager
-from harness.runner import run_grid
+from harness.plugins.manager import make_plugin_manager
+from harness.run import runner
+from harness.run.config import parse_overrides
+from harness.run.runner import run_grid
 
 from .conftest import install_plugin
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
-from harness.plugins import HarnessPluginWarning, make_plugin_manager, plugin_infos
-from harness.registry import Registry
+from harness.plugins.manager import HarnessPluginWarning, make_plugin_manager, plugin_infos
+from harness.plugins.registry import Registry
 
 from .conftest import install_plugin
 

@@ -6,11 +6,11 @@ import stat
 
 import pytest
 
-from harness.config import parse_overrides
 from harness.errors import OutputDirError
-from harness.plugins import make_plugin_manager
-from harness.results import load_result, validate_result
-from harness.runner import run_grid
+from harness.plugins.manager import make_plugin_manager
+from harness.run.config import parse_overrides
+from harness.run.results import load_result, validate_result
+from harness.run.runner import run_grid
 
 BASE = ["victims=tiny_victim", "defenses=none,pad_tiny", "attacks=tiny_attack"]
 

@@ -9,14 +9,15 @@ import jsonschema
 import pytest
 
 from harness.cli import main
-from harness.schema import combined_schema
+from harness.report.schema import combined_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_schema_matches_code():
     committed = json.loads((ROOT / "leaderboard" / "schema.json").read_text())
-    assert committed == combined_schema(), "regenerate: python -m harness.schema > leaderboard/schema.json"
+    assert committed == combined_schema(), (
+        "regenerate: python -m harness.report.schema > leaderboard/schema.json")
 
 
 def test_schema_rejects_broken_results():

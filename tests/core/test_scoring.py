@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.leakage import bayes_exit_accuracy, leakage_bits
-from harness.scoring import (
+from harness.report.leakage import bayes_exit_accuracy, leakage_bits
+from harness.report.scoring import (
     cohen_kappa,
     defense_costs,
     exit_agreement,

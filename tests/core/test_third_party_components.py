@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugins import make_plugin_manager
-from harness.registry import Registry
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
 from harness.testing import check_component
 
 from .conftest import install_plugin
@@ -233,8 +233,8 @@ def test_bad_plugin_parameters_stop_before_any_work(mlp_plugin, tmp_path, overri
 
 def test_a_victim_family_that_is_no_registered_architecture_is_warned_about(tiny_plugin):
     import harness
-    from harness.config import parse_overrides
-    from harness.grid import expand_grid
+    from harness.run.config import parse_overrides
+    from harness.run.grid import expand_grid
 
     class Orphan:
         @harness.hookimpl

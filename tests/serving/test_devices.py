@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from harness.devices import cuda_available, gpu_name, resolve_device
 from harness.errors import ConfigError
+from harness.serving.devices import cuda_available, gpu_name, resolve_device
 from victims.serving import OnnxBackend, TorchBackend
 
 no_gpu = pytest.mark.skipif(cuda_available(), reason="needs a machine without a CUDA device")

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from harness.calibrate import calibrate
 from harness.errors import CacheError, ConfigError
-from harness.machine import machine_info
-from harness.profiles import LatencyProfile
-from harness.timing import ReplayTiming
+from harness.run.provenance import machine_info
+from harness.timing.models import ReplayTiming
+from harness.timing.profiles import LatencyProfile
+from harness.timing.recording import calibrate
 from victims.serving import OnnxBackend, TorchBackend
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import parse_overrides
 from harness.errors import ConfigError
-from harness.grid import available_victims
-from harness.plugins import make_plugin_manager
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
 from harness.protocol import VictimContext
-from harness.registry import Registry
+from harness.run.config import parse_overrides
+from harness.run.grid import available_victims
 from harness.testing import check_component
-from harness.toolbox import Toolbox
 from tests.datasets.fake_files import write_cifar
 from victims.datasets.torchvision_sets import CIFAR10Dataset
 from victims.zoo_cifar import CIFAR_VICTIMS

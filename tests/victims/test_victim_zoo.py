@@ -10,10 +10,10 @@ import pytest
 from harness.components import build_component
 from harness.errors import ConfigError
 from harness.nn.training import predict_exit_probs
-from harness.plugins import make_plugin_manager
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
 from harness.protocol import Victim, VictimContext
-from harness.registry import Registry
-from harness.toolbox import Toolbox
 from victims import cache, zoo
 from victims.calibration import exit_report
 from victims.datasets import DigitsDataset

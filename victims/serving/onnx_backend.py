@@ -18,11 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from harness.devices import resolve_device
 from harness.errors import CacheError, ConfigError
 from harness.model import MultiExitNet
 from harness.params import Interval
 from harness.protocol import ServingBackend, TrainedVictim
+from harness.serving.devices import resolve_device
 from victims.serving.onnx_export import (
     INPUT_NAME,
     OUTPUT_NAMES,

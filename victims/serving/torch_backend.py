@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.devices import resolve_device
 from harness.model import MultiExitNet
 from harness.params import Interval
 from harness.protocol import ServingBackend, TrainedVictim
+from harness.serving.devices import resolve_device
 from victims.serving.staged import SERVING_CONSTRAINTS, StagedServedModel
 
 

@@ -5,7 +5,7 @@ times multiplicative noise. The noise is log-normal with a heavy right tail: wit
 probability ``tail_prob`` a query is additionally slowed by a factor ``1 + Pareto(tail_alpha)
 * tail_scale``, as scheduler hiccups do on live CPUs. Same seed -> same latencies.
 
-``replay`` draws from a recorded live profile (see :mod:`harness.profiles`); ``live``
+``replay`` draws from a recorded live profile (see :mod:`harness.timing.profiles`); ``live``
 measures real serving and needs no model here.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.params import Interval, check_params
-from harness.profiles import LatencyProfile
+from harness.timing.profiles import LatencyProfile
 
 TIMING_MODES = ("analytic", "replay", "live")
 

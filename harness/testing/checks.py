@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from harness.components import NAME_PATTERN, Component
-from harness.endpoint import Endpoint
 from harness.errors import ConfigError, HarnessError
 from harness.model import MultiExitNet, exit_probabilities
-from harness.oracle import Oracle
-from harness.plugins import make_plugin_manager
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
 from harness.protocol import (
     Attack,
     AttackContext,
@@ -37,10 +37,10 @@ from harness.protocol import (
     Victim,
     VictimContext,
 )
-from harness.registry import Registry
+from harness.serving.endpoint import Endpoint
+from harness.serving.oracle import Oracle
 from harness.strategy import OutputStrategy
-from harness.timing import AnalyticTiming
-from harness.toolbox import Toolbox
+from harness.timing.models import AnalyticTiming
 
 INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 4

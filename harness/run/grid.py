@@ -18,9 +18,9 @@ from typing import Any
 
 from harness import __version__
 from harness.components import build_component
-from harness.config import RunSpec
 from harness.errors import ConfigError, DatasetError
-from harness.registry import Registry
+from harness.plugins.registry import Registry
+from harness.run.config import RunSpec
 
 HASHED_PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "ruptures", "scipy")
 
@@ -134,7 +134,7 @@ def check_timing(spec: RunSpec) -> None:
     """Build the analytic timing model from ``timing.PARAM`` values (raises ConfigError)."""
     if spec.timing != "analytic":
         return
-    from harness.timing import AnalyticTiming
+    from harness.timing.models import AnalyticTiming
 
     params = dict(spec.timing_params)
     valid = sorted(AnalyticTiming.CONSTRAINTS)

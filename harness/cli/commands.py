@@ -7,13 +7,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.components import Component
-from harness.config import parse_overrides
 from harness.errors import OutputDirError
-from harness.leaderboard import build_leaderboard, format_table
 from harness.params import describe_alternatives
-from harness.plugins import make_plugin_manager, plugin_infos
-from harness.registry import Registry
-from harness.runner import run_grid
+from harness.plugins.manager import make_plugin_manager, plugin_infos
+from harness.plugins.registry import Registry
+from harness.report.leaderboard import build_leaderboard, format_table
+from harness.run.config import parse_overrides
+from harness.run.runner import run_grid
 
 
 def _registry(strict: bool) -> tuple[object, Registry]:
@@ -100,6 +100,6 @@ def leaderboard(out: Path, strict: bool) -> int:
 
 
 def calibrate(overrides: list[str], strict: bool) -> int:
-    from harness.calibrate_command import calibrate_command
+    from harness.cli.calibrate import calibrate_command
 
     return calibrate_command(overrides, strict)

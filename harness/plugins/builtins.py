@@ -1,6 +1,6 @@
 """Registers the contract's built-in exit policies (``max_prob``, ``entropy``).
 
-Listed in :data:`harness.plugins.BUILTIN_PLUGINS`; it uses the same hook a
+Listed in :data:`harness.plugins.manager.BUILTIN_PLUGINS`; it uses the same hook a
 third-party policy plugin uses.
 """
 

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:  # KEY=VALUE after an option, e.g. `run out=x --quiet budget=50`
         args.overrides = [*args.overrides, *overrides]
     try:
-        from harness import commands
+        from harness.cli import commands
 
         if args.command == "run":
             return commands.run(args.overrides, args.config, not args.quiet, args.strict_plugins)

@@ -25,23 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.atomic import write_json_atomic
-from harness.cell import CellEnvironment, prepare_victim, run_cell
-from harness.config import RunSpec
-from harness.devices import resolve_device
 from harness.errors import ComponentFailure, ConfigError, GridInterrupted
-from harness.grid import CellSpec, available_victims, config_hash, expand_grid, package_versions
-from harness.interrupts import InterruptGuard
-from harness.machine import machine_info
-from harness.plugins import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
-from harness.progress import Progress
-from harness.registry import Registry
-from harness.results import (
+from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.run.atomic import write_json_atomic
+from harness.run.cell import CellEnvironment, prepare_victim, run_cell
+from harness.run.config import RunSpec
+from harness.run.grid import CellSpec, available_victims, config_hash, expand_grid, package_versions
+from harness.run.interrupts import InterruptGuard
+from harness.run.progress import Progress
+from harness.run.provenance import machine_info
+from harness.run.results import (
     SCHEMA_VERSION,
     check_out_dir,
     git_commit,
     load_result,
 )
+from harness.serving.devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def _plan(spec: RunSpec, registry: Registry) -> tuple[list[CellSpec], dict[str, 
     """Every check that needs no work: names, parameters, datasets, profile, timing."""
     profile_hash = None
     if spec.profile is not None:
-        from harness.profiles import LatencyProfile
+        from harness.timing.profiles import LatencyProfile
 
         profile = LatencyProfile.load(spec.profile)
         profile_hash = profile.hash

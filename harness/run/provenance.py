@@ -37,7 +37,7 @@ def machine_info(device: str = "cpu") -> MachineInfo:
     import onnxruntime
     import torch
 
-    from harness.devices import gpu_name
+    from harness.serving.devices import gpu_name
 
     return MachineInfo(platform=platform.platform(), processor=_cpu_model(),
                        cpu_count=int(os.cpu_count() or 0), python=platform.python_version(),

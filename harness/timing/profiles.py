@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.atomic import write_json_atomic
 from harness.errors import CacheError, ConfigError
-from harness.machine import MachineInfo
+from harness.run.atomic import write_json_atomic
+from harness.run.provenance import MachineInfo
 
 PROFILE_VERSION = 1
 

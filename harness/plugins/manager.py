@@ -22,7 +22,7 @@ from harness import PROJECT_NAME, __version__, hookspecs
 from harness.errors import PluginError
 
 BUILTIN_PLUGINS = (
-    "harness.builtins",
+    "harness.plugins.builtins",
     "victims.plugin",
     "attacks.plugin",
     "defenses.plugin",

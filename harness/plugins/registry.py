@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.components import validate_name
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
-from harness.plugins import HarnessPluginManager, HarnessPluginWarning
+from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning
 from harness.protocol import (
     Architecture,
     Attack,

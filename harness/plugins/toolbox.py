@@ -14,8 +14,8 @@ from typing import Any
 from harness.components import build_component
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
+from harness.plugins.registry import Registry
 from harness.protocol import Architecture, ExitEstimator, Normalization
-from harness.registry import Registry
 from harness.strategy import ExitPolicy
 
 

@@ -20,10 +20,10 @@ import numpy as np
 from scipy import stats
 
 from harness import __version__
-from harness.atomic import write_json_atomic
 from harness.errors import OutputDirError
-from harness.results import load_result
-from harness.schema import leaderboard_schema
+from harness.report.schema import leaderboard_schema
+from harness.run.atomic import write_json_atomic
+from harness.run.results import load_result
 
 COST_METRICS = ("benign_accuracy_drop", "latency_overhead_p50", "latency_overhead_p99",
                 "compute_overhead", "speedup_retained", "leakage_bits", "bayes_exit_accuracy")

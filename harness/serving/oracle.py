@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.endpoint import Endpoint
 from harness.errors import BudgetExhaustedError, InvalidQueryError, QueryError
 from harness.protocol import OutputMode, QueryResult
+from harness.serving.endpoint import Endpoint
 
 
 class Oracle:

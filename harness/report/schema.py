@@ -109,7 +109,7 @@ def combined_schema() -> dict[str, Any]:
             "oneOf": [{"$ref": "#/$defs/cell_result"}, {"$ref": "#/$defs/leaderboard"}]}
 
 
-if __name__ == "__main__":  # python -m harness.schema > leaderboard/schema.json
+if __name__ == "__main__":  # python -m harness.report.schema > leaderboard/schema.json
     import json
 
     print(json.dumps(combined_schema(), indent=2, sort_keys=True))

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 
 from harness.errors import OutputDirError
-from harness.schema import cell_result_schema
+from harness.report.schema import cell_result_schema
 
 SCHEMA_VERSION = 1
 

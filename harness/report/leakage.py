@@ -26,8 +26,8 @@ import math
 import numpy as np
 from sklearn.feature_selection import mutual_info_classif
 
-from harness.density import kde_grid, silverman_bandwidth
 from harness.errors import ConfigError
+from harness.report.density import kde_grid, silverman_bandwidth
 
 
 def _log_latency(latency_s: np.ndarray) -> np.ndarray:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.machine import machine_info
-from harness.profiles import LatencyProfile, now_utc
 from harness.protocol import ServedModel, TrainedVictim
+from harness.run.provenance import machine_info
+from harness.timing.profiles import LatencyProfile, now_utc
 
 
 def calibration_schedule(num_inputs: int, num_exits: int, samples_per_exit: int,

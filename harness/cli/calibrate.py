@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.calibrate import calibrate
-from harness.cell import CellEnvironment, prepare_victim
-from harness.config import parse_value, split_override
-from harness.devices import resolve_device
 from harness.errors import ConfigError, OutputDirError
-from harness.grid import expand_grid
-from harness.plugins import make_plugin_manager
-from harness.registry import Registry
-from harness.results import check_out_dir
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.run.cell import CellEnvironment, prepare_victim
+from harness.run.config import parse_value, split_override
+from harness.run.grid import expand_grid
+from harness.run.results import check_out_dir
+from harness.serving.devices import resolve_device
+from harness.timing.recording import calibrate
 
 KEYS = ("victim", "backend", "device", "samples", "repeats", "seed", "out", "cache_dir",
         "data_root")
@@ -35,7 +35,7 @@ def check_profile_path(out: Path) -> None:
 
 def calibrate_command(overrides: list[str], strict: bool) -> int:
     from harness.components import build_component
-    from harness.config import MAX_SEED, parse_overrides
+    from harness.run.config import MAX_SEED, parse_overrides
 
     opts: dict[str, str] = {"victim": "digits_cnn", "backend": "torch", "device": "cpu",
                             "samples": "200", "repeats": "1", "seed": "0"}

@@ -15,19 +15,19 @@ from typing import Any
 import numpy as np
 
 from harness.components import build_component
-from harness.devices import resolve_device
-from harness.endpoint import Endpoint
 from harness.errors import ComponentFailure, ConfigError, HarnessError
-from harness.grid import CellSpec
-from harness.leakage import bayes_exit_accuracy, leakage_bits
 from harness.model import MultiExitNet, exit_probabilities
-from harness.oracle import Oracle
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext, Defense, StolenModel, TrainedVictim, VictimContext
-from harness.registry import Registry
-from harness.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
+from harness.report.leakage import bayes_exit_accuracy, leakage_bits
+from harness.report.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
+from harness.run.grid import CellSpec
+from harness.serving.devices import resolve_device
+from harness.serving.endpoint import Endpoint
+from harness.serving.oracle import Oracle
 from harness.strategy import OutputStrategy, answering_probs
-from harness.timing import AnalyticTiming, TimingModel
-from harness.toolbox import Toolbox
+from harness.timing.models import AnalyticTiming, TimingModel
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> 
     if cell.timing == "live":
         return None
     if cell.timing == "replay":
-        from harness.profiles import LatencyProfile
-        from harness.timing import ReplayTiming
+        from harness.timing.models import ReplayTiming
+        from harness.timing.profiles import LatencyProfile
 
         if env.profile_path is None:
             raise ConfigError("timing=replay needs profile=PATH")

@@ -14,7 +14,7 @@ import numpy as np
 from harness.errors import ComponentFailure
 from harness.protocol import Defense, ServedModel
 from harness.strategy import OutputStrategy, answering_probs
-from harness.timing import TimingModel
+from harness.timing.models import TimingModel
 
 
 @dataclass(frozen=True)
