@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= results
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,6 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
-
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) $(OUT)

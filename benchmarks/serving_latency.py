@@ -1,7 +1,7 @@
 """Live per-exit serving latency of the torch and onnx backends on this machine.
 
 For each backend: per-exit latency (median, p5, p95) of true per-sample early exit,
-recorded with :func:`harness.calibrate.calibrate`; the ONNX/torch ratio of medians;
+recorded with :func:`harness.timing.recording.record_profile`; the ONNX/torch ratio of medians;
 queries per second of the batched path; and the Bayes-optimal exit accuracy of the live
 latencies (how well timing alone separates the exits). Weights need not be trained for
 timing; the default is the registered ``digits_cnn`` (``--victim untrained``: a digits-sized
@@ -34,7 +34,7 @@ from harness.protocol import DatasetSplits, Split, TrainedVictim  # noqa: E402
 from harness.report.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.serving.devices import resolve_device  # noqa: E402
 from harness.strategy import MaxProbPolicy, OutputStrategy  # noqa: E402
-from harness.timing.recording import calibrate  # noqa: E402
+from harness.timing.recording import record_profile  # noqa: E402
 from victims.cache import state_dict_hash  # noqa: E402
 from victims.serving import OnnxBackend, TorchBackend  # noqa: E402
 
@@ -107,8 +107,8 @@ def measure(victim: TrainedVictim, backend: str, device: str, samples_per_exit: 
     else:
         served = OnnxBackend(intra_op_num_threads=threads).load(victim, device, cache_dir)
     load_before = os.getloadavg()[0]
-    profile = calibrate(served, victim, samples_per_exit=samples_per_exit, repeats=repeats,
-                        seed=seed)
+    profile = record_profile(served, victim, samples_per_exit=samples_per_exit, repeats=repeats,
+                            seed=seed)
     lat = np.concatenate([np.asarray(s) for s in profile.samples])
     true = np.repeat(np.arange(profile.num_exits), [len(s) for s in profile.samples])
     pool = np.asarray(victim.data.test.x)

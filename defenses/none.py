@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.protocol import Defense
+from harness.stages import Defense
 
 
 class NoDefense(Defense):

@@ -1,7 +1,16 @@
 """Evaluation harness for output-strategy stealing on multi-exit networks.
 
-Public entry points: :func:`make_plugin_manager`, :data:`hookimpl`, the protocol
-types in :mod:`harness.protocol`, and the conformance kit :mod:`harness.testing.checks`.
+The facade a plugin imports from::
+
+    import harness
+    from harness import Attack, Defense, Victim, StolenModel, OutputStrategy, MultiExitNet
+
+    @harness.hookimpl
+    def harness_register_defenses(register): ...
+
+It re-exports the contract (component ABCs, data types, the defense stage batch, the
+errors) and :func:`make_plugin_manager`; the layers live in the subpackages
+(``plugins``, ``serving``, ``timing``, ``run``, ``report``, ``cli``, ``testing``, ``nn``).
 """
 
 from __future__ import annotations
@@ -15,4 +24,80 @@ PROJECT_NAME = "harness"
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 """Decorator for plugin hook implementations (``@harness.hookimpl``)."""
 
-__all__ = ["PROJECT_NAME", "__version__", "hookimpl"]
+from harness.components import Component  # noqa: E402
+from harness.errors import (  # noqa: E402
+    BudgetExhaustedError,
+    CacheError,
+    ComponentFailure,
+    ConfigError,
+    DatasetError,
+    HarnessError,
+    InvalidQueryError,
+    PluginError,
+    QueryError,
+)
+from harness.model import MultiExitNet  # noqa: E402
+from harness.params import ComponentName, Interval, ListOf, Options  # noqa: E402
+from harness.plugins.manager import make_plugin_manager  # noqa: E402
+from harness.protocol import (  # noqa: E402
+    Architecture,
+    Attack,
+    AttackContext,
+    DatasetSource,
+    DatasetSplits,
+    ExitEstimate,
+    ExitEstimator,
+    OracleHandle,
+    QueryResult,
+    ServingBackend,
+    Split,
+    StolenModel,
+    TrainedVictim,
+    Victim,
+    VictimContext,
+)
+from harness.stages import PROTOCOL_VERSION, Defense, ServerInfo, StageBatch  # noqa: E402
+from harness.strategy import ExitPolicy, OutputStrategy  # noqa: E402
+
+__all__ = [
+    "PROJECT_NAME",
+    "PROTOCOL_VERSION",
+    "Architecture",
+    "Attack",
+    "AttackContext",
+    "BudgetExhaustedError",
+    "CacheError",
+    "Component",
+    "ComponentFailure",
+    "ComponentName",
+    "ConfigError",
+    "DatasetError",
+    "DatasetSource",
+    "DatasetSplits",
+    "Defense",
+    "ExitEstimate",
+    "ExitEstimator",
+    "ExitPolicy",
+    "HarnessError",
+    "Interval",
+    "InvalidQueryError",
+    "ListOf",
+    "MultiExitNet",
+    "Options",
+    "OracleHandle",
+    "OutputStrategy",
+    "PluginError",
+    "QueryError",
+    "QueryResult",
+    "ServerInfo",
+    "ServingBackend",
+    "Split",
+    "StageBatch",
+    "StolenModel",
+    "TrainedVictim",
+    "Victim",
+    "VictimContext",
+    "__version__",
+    "hookimpl",
+    "make_plugin_manager",
+]

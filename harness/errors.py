@@ -38,10 +38,6 @@ class BudgetExhaustedError(QueryError):
     """The query would exceed the attack's query budget."""
 
 
-class QueryRefusedError(QueryError):
-    """A defense's query monitor refused the query."""
-
-
 class CacheError(HarnessError):
     """A cache entry or result file is missing, corrupt or of another version."""
 

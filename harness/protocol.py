@@ -1,7 +1,8 @@
 """Protocol types of the fixed cell flow (DESIGN section 4).
 
 Frozen dataclasses carry data between components; the small ABCs here are what
-plugins subclass: :class:`Victim`, :class:`Defense`, :class:`Attack`,
+plugins subclass: :class:`Victim`, :class:`Attack` (the defense contract is
+:mod:`harness.stages`),
 :class:`DatasetSource`, :class:`ExitEstimator`, :class:`Architecture`,
 :class:`ServingBackend`. Components never import each other: the contexts a cell hands
 them (:class:`AttackContext`, :class:`VictimContext`) look policies, estimators and
@@ -13,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
     from harness.model import MultiExitNet
     from harness.plugins.toolbox import Toolbox
-    from harness.serving.oracle import Oracle
     from harness.strategy import ExitPolicy, OutputStrategy
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
@@ -87,6 +87,27 @@ class QueryResult:
 def _no_toolbox(what: str) -> HarnessError:
     return HarnessError(f"{what}: this context was built without a registry; contexts that "
                         "cells and harness.testing.checks hand out have one")
+
+
+class OracleHandle(Protocol):
+    """The attacker's only handle on the victim (implemented by the serving layer).
+
+    ``query(x)`` answers a batch ``(n, *input_shape)`` within the budget; ``budget``,
+    ``queries_used`` and ``budget_left`` count queries (1 query = 1 input). Reference
+    attacks may call ``true_exits_for_reference()``; real attacks are refused.
+    """
+
+    budget: int
+
+    @property
+    def queries_used(self) -> int: ...
+
+    @property
+    def budget_left(self) -> int: ...
+
+    def query(self, x: object) -> QueryResult: ...
+
+    def true_exits_for_reference(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -210,42 +231,6 @@ class Victim(Component):
         """Train or load the victim for ``data`` (cache under ``ctx.cache_dir``); deterministic."""
 
 
-class Defense(Component):
-    """A defense plugin: override any subset of the four stages (identity by default).
-
-    Stages run in this order: ``admit`` -> ``choose_exits`` -> ``perturb_outputs`` ->
-    ``shape_latency``. Stochastic stages use the given generator only.
-    """
-
-    kind: ClassVar[str] = "defense"
-
-    def reset(self) -> None:
-        """Forget per-client state (called once per cell before any query)."""
-
-    def admit(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Boolean mask of queries to answer."""
-        return np.ones(len(x), dtype=bool)
-
-    def choose_exits(self, per_exit_probs: list[np.ndarray], exits: np.ndarray,
-                     strategy: OutputStrategy, rng: np.random.Generator) -> np.ndarray:
-        """Exit that really answers each sample (the victim computes up to it)."""
-        return exits
-
-    def perturb_outputs(self, probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Probability vectors the client receives."""
-        return probs
-
-    def shape_latency(self, latency_s: np.ndarray, exits: np.ndarray,
-                      rng: np.random.Generator) -> np.ndarray:
-        """Latency the client waits (never shorter than the computation)."""
-        return latency_s
-
-    def stages(self) -> tuple[str, ...]:
-        """Names of the stages this defense overrides."""
-        names = ("admit", "choose_exits", "perturb_outputs", "shape_latency")
-        return tuple(n for n in names if getattr(type(self), n) is not getattr(Defense, n))
-
-
 class Attack(Component):
     """An attack plugin. ``reference`` attacks use privileged information (upper bounds)."""
 
@@ -253,7 +238,8 @@ class Attack(Component):
     reference: ClassVar[bool] = False
 
     @abstractmethod
-    def steal(self, oracle: Oracle, attacker_data: np.ndarray, ctx: AttackContext) -> StolenModel:
+    def steal(self, oracle: OracleHandle, attacker_data: np.ndarray,
+              ctx: AttackContext) -> StolenModel:
         """Query ``oracle`` (within ``ctx.budget``) and return a substitute + strategy."""
 
 

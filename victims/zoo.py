@@ -2,7 +2,7 @@
 
 ``digits_cnn`` (SDN ``max_prob`` policy) and ``digits_cnn_entropy`` (BranchyNet
 ``entropy`` policy) share one architecture and training recipe, so with equal
-parameters they share cached weights; only the calibrated strategy differs.
+parameters they share cached weights; only the selected thresholds differ.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from harness.params import ComponentName, Interval, ListOf
 from harness.protocol import DatasetSplits, TrainedVictim, Victim, VictimContext
 from harness.strategy import ExitPolicy, OutputStrategy
 from victims import cache
-from victims.calibration import calibrate_thresholds
+from victims.thresholds import select_thresholds
 
 if TYPE_CHECKING:
     from harness.plugins.registry import Registry
@@ -46,14 +46,14 @@ def split_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
 
 
 class SmallCNNVictim(Victim):
-    """Base of the small-CNN victims: train (or load cached weights), then calibrate.
+    """Base of the small-CNN victims: train (or load cached weights), then select thresholds.
 
     ``train_threads`` pins torch's CPU threads during training: CPU weights depend on
     the thread count, so fixing it keeps victims identical across machines.
 
     ``thresholds`` (one per non-final exit) and ``policy`` (a policy name) override the
-    calibrated strategy; ``max_accuracy_drop`` and ``max_exit_share`` tune calibration
-    (see :mod:`victims.calibration`).
+    selected thresholds; ``max_accuracy_drop`` and ``max_exit_share`` tune the selection
+    (see :mod:`victims.thresholds`).
     """
 
     family: ClassVar[str] = "small_cnn"
@@ -109,7 +109,7 @@ class SmallCNNVictim(Victim):
                 self.num_exits, num_classes, owner=owner)
 
     def override_strategy(self, policy: ExitPolicy, num_classes: int) -> OutputStrategy | None:
-        """The strategy given by ``thresholds``, validated; None when calibrating."""
+        """The strategy given by ``thresholds``, validated; None when they are selected."""
         if self.thresholds is None:
             return None
         strategy = OutputStrategy(policy, tuple(self.thresholds))
@@ -150,7 +150,7 @@ class SmallCNNVictim(Victim):
         return True
 
     def prepare(self, data: DatasetSplits, ctx: VictimContext) -> TrainedVictim:
-        """Train or load the network, then calibrate (or take) the output strategy."""
+        """Train or load the network, then select (or take) the thresholds."""
         self.validate()
         cache_dir, device = Path(ctx.cache_dir), ctx.device
         policy = ctx.policy(self.policy_name())
@@ -170,7 +170,7 @@ class SmallCNNVictim(Victim):
         model.to(device).eval()
         if strategy is None:
             val_probs = predict_exit_probs(model, data.val.x, device)
-            strategy = OutputStrategy(policy, calibrate_thresholds(
+            strategy = OutputStrategy(policy, select_thresholds(
                 val_probs, data.val.y, policy, max_accuracy_drop=self.max_accuracy_drop,
                 max_exit_share=self.max_exit_share))
         return TrainedVictim(name=self.name, model=model, strategy=strategy, data=data,

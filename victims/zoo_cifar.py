@@ -3,7 +3,7 @@
 Each registered victim is ``<dataset>_<architecture>`` (e.g. ``cifar10_resnet56``): the
 multi-exit network of the registered architecture of that name with SDN's default seven exits,
 input normalisation by the training split's per-channel mean/std, SDN-weighted training
-and the same threshold calibration as the digits victims. They run only when their
+and the same threshold selection as the digits victims. They run only when their
 dataset is under ``data_root`` (``victims=all`` skips the others and says so). Training
 full-size networks on a CPU takes hours: use ``device=cuda``, or
 ``victim.NAME.arch_params={"width_mult": 0.25}`` style knobs for trials.

@@ -53,8 +53,6 @@ class RupturesEstimator(LatencyEstimator):
     def _detector(self) -> rpt.base.BaseEstimator:
         if self.algorithm == "dynp":
             return rpt.Dynp(model=self.model, min_size=self.min_size, jump=1)
-        if self.algorithm == "pelt":
-            return rpt.Pelt(model=self.model, min_size=self.min_size, jump=1)
         if self.algorithm == "binseg":
             return rpt.Binseg(model=self.model, min_size=self.min_size, jump=1)
         kernel = "linear" if self.model == "l2" else self.model

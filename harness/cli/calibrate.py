@@ -19,7 +19,7 @@ from harness.run.config import parse_value, split_override
 from harness.run.grid import expand_grid
 from harness.run.results import check_out_dir
 from harness.serving.devices import resolve_device
-from harness.timing.recording import calibrate
+from harness.timing.recording import record_profile
 
 KEYS = ("victim", "backend", "device", "samples", "repeats", "seed", "out", "cache_dir",
         "data_root")
@@ -73,7 +73,7 @@ def calibrate_command(overrides: list[str], strict: bool) -> int:
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root)
     victim = prepare_victim(registry, cell, env, device)
     served = backend.load(victim, device, spec.cache_dir)
-    profile = calibrate(served, victim, samples_per_exit=int(opts["samples"]),
+    profile = record_profile(served, victim, samples_per_exit=int(opts["samples"]),
                         repeats=int(opts["repeats"]), seed=int(opts["seed"]),
                         backend=spec.backend, device=device)
     default = (spec.cache_dir / "profiles"

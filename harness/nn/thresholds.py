@@ -1,4 +1,4 @@
-"""Threshold helpers shared by victims' calibration and attackers' strategy search.
+"""Threshold helpers shared by victims' threshold selection and attackers' strategy search.
 
 Both choose, per exit, how many of the samples reaching it should fire: a *prefix*
 of the samples sorted from most to least confident. :func:`threshold_for_prefix` turns

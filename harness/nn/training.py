@@ -145,5 +145,5 @@ def train_multi_exit(model: MultiExitNet, train: Split, *, epochs: int, lr: floa
 
 def predict_exit_probs(model: MultiExitNet, x: np.ndarray, device: str = "cpu",
                        batch_size: int = 512) -> list[np.ndarray]:
-    """Float32 softmax of every exit (calibration works on these)."""
+    """Float32 softmax of every exit (threshold selection works on these)."""
     return exit_probabilities(model, x, device, batch_size, dtype=torch.float32)

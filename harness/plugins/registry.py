@@ -17,15 +17,8 @@ from typing import Any
 from harness.components import validate_name
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning
-from harness.protocol import (
-    Architecture,
-    Attack,
-    DatasetSource,
-    Defense,
-    ExitEstimator,
-    ServingBackend,
-    Victim,
-)
+from harness.protocol import Architecture, Attack, DatasetSource, ExitEstimator, ServingBackend, Victim
+from harness.stages import PROTOCOL_VERSION, Defense, protocol_problems
 from harness.strategy import ExitPolicy
 
 KINDS: dict[str, tuple[str, type]] = {
@@ -81,6 +74,12 @@ class Registry:
                             f"{_where} registered {component!r} as a {_kind}, but it is not a "
                             f"subclass of {_base.__module__}.{_base.__qualname__}")
                     name = validate_name(getattr(component, "name", None), _where)
+                    problems = protocol_problems(component)
+                    if problems:
+                        raise PluginError(
+                            f"{_where} registered {_kind} {name!r}, written for an older "
+                            f"protocol (this harness speaks protocol {PROTOCOL_VERSION}): "
+                            + "; ".join(problems))
                     _found.append(Registered(_kind, name, component, _plugin, _dist, _version))
 
                 kwargs = {"register": register}

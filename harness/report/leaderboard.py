@@ -21,9 +21,10 @@ from scipy import stats
 
 from harness import __version__
 from harness.errors import OutputDirError
-from harness.report.schema import leaderboard_schema
+from harness.report.schema import SCHEMA_VERSION, leaderboard_schema
 from harness.run.atomic import write_json_atomic
 from harness.run.results import load_result
+from harness.stages import PROTOCOL_VERSION
 
 COST_METRICS = ("benign_accuracy_drop", "latency_overhead_p50", "latency_overhead_p99",
                 "compute_overhead", "speedup_retained", "leakage_bits", "bayes_exit_accuracy")
@@ -106,7 +107,8 @@ def _rank_attacks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def build_leaderboard(out: Path, reference_attacks: set[str]) -> dict[str, Any]:
     """Aggregate every result under ``out/cells``, validate, write ``out/leaderboard.json``."""
-    board = {"schema_version": 1, "harness_version": __version__,
+    board = {"schema_version": SCHEMA_VERSION, "harness_version": __version__,
+             "protocol_version": PROTOCOL_VERSION,
              "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
              "headline": "exit_agreement", **aggregate(load_results(out), reference_attacks)}
     jsonschema.validate(board, leaderboard_schema())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+SCHEMA_VERSION = 2
+"""2: results and leaderboards record the component protocol version."""
+
 NUM_OR_NULL = {"type": ["number", "null"]}
 
 COMPONENT = {
@@ -32,12 +35,14 @@ def cell_result_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "cell result",
         "type": "object",
-        "required": ["schema_version", "harness_version", "config_hash", "cell", "components",
+        "required": ["schema_version", "harness_version", "protocol_version", "config_hash",
+                     "cell", "components",
                      "seed", "timing", "device", "machine", "packages", "git_commit", "status",
                      "error", "metrics", "diagnostics", "wall_time_s", "finished_at"],
         "properties": {
-            "schema_version": {"const": 1},
+            "schema_version": {"const": SCHEMA_VERSION},
             "harness_version": {"type": "string"},
+            "protocol_version": {"type": "integer", "minimum": 1},
             "config_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             "cell": {"type": "object"},
             "components": {"type": "object", "required": ["victim", "defense", "attack"],
@@ -78,11 +83,13 @@ def leaderboard_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "leaderboard",
         "type": "object",
-        "required": ["schema_version", "harness_version", "generated_at", "headline",
+        "required": ["schema_version", "harness_version", "protocol_version", "generated_at",
+                     "headline",
                      "cells", "groups", "defense_ranking", "attack_ranking"],
         "properties": {
-            "schema_version": {"const": 1},
+            "schema_version": {"const": SCHEMA_VERSION},
             "harness_version": {"type": "string"},
+            "protocol_version": {"type": "integer", "minimum": 1},
             "generated_at": {"type": "string"},
             "headline": {"const": "exit_agreement"},
             "cells": {"type": "object", "required": ["ok", "failed"],

@@ -13,16 +13,14 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
-from harness import __version__
 from harness.components import build_component
 from harness.errors import ConfigError, DatasetError
 from harness.plugins.registry import Registry
 from harness.run.config import RunSpec
-
-HASHED_PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "ruptures", "scipy")
+from harness.run.provenance import package_versions
+from harness.stages import PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)
@@ -68,22 +66,12 @@ class CellSpec:
         return f"{self.victim.name} x {self.defense.name} x {self.attack.name} (seed {self.seed})"
 
 
-def package_versions() -> dict[str, str]:
-    out = {"harness": __version__}
-    for pkg in HASHED_PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
-
-
 def config_hash(cell: CellSpec, registry: Registry) -> str:
     """sha256 of the canonical JSON of the cell, plugin versions and package versions."""
     plugins = {k: registry.get(k, getattr(cell, k).name).origin()
                for k in ("victim", "defense", "attack")}
     blob = json.dumps({"cell": cell.to_json(), "plugins": plugins,
-                       "packages": package_versions()},
+                       "packages": package_versions(), "protocol": PROTOCOL_VERSION},
                       sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

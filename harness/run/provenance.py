@@ -1,11 +1,18 @@
-"""What machine a result or a latency profile was measured on (provenance)."""
+"""Provenance of results and profiles: the machine, the package versions, the git commit."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+
+from harness import __version__
+
+HASHED_PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "ruptures", "scipy")
+"""Packages whose versions enter every cell's config hash."""
 
 
 @dataclass(frozen=True)
@@ -43,3 +50,22 @@ def machine_info(device: str = "cpu") -> MachineInfo:
                        cpu_count=int(os.cpu_count() or 0), python=platform.python_version(),
                        torch=str(torch.__version__), onnxruntime=str(onnxruntime.__version__),
                        gpu=gpu_name(device))
+
+
+def package_versions() -> dict[str, str]:
+    out = {"harness": __version__}
+    for pkg in HASHED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=cwd, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None

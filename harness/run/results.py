@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -13,8 +12,6 @@ import jsonschema
 
 from harness.errors import OutputDirError
 from harness.report.schema import cell_result_schema
-
-SCHEMA_VERSION = 1
 
 
 def check_out_dir(out: Path, key: str = "out") -> Path:
@@ -51,10 +48,3 @@ def load_result(path: Path) -> dict[str, Any] | None:
     return obj
 
 
-def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=cwd, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout.strip() or None if res.returncode == 0 else None

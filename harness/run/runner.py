@@ -28,20 +28,17 @@ from harness import __version__
 from harness.errors import ComponentFailure, ConfigError, GridInterrupted
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.registry import Registry
+from harness.report.schema import SCHEMA_VERSION
 from harness.run.atomic import write_json_atomic
 from harness.run.cell import CellEnvironment, prepare_victim, run_cell
 from harness.run.config import RunSpec
-from harness.run.grid import CellSpec, available_victims, config_hash, expand_grid, package_versions
+from harness.run.grid import CellSpec, available_victims, config_hash, expand_grid
 from harness.run.interrupts import InterruptGuard
 from harness.run.progress import Progress
-from harness.run.provenance import machine_info
-from harness.run.results import (
-    SCHEMA_VERSION,
-    check_out_dir,
-    git_commit,
-    load_result,
-)
+from harness.run.provenance import git_commit, machine_info, package_versions
+from harness.run.results import check_out_dir, load_result
 from harness.serving.devices import resolve_device
+from harness.stages import PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,7 @@ def build_result(cell: CellSpec, registry: Registry, digest: str, status: str,
     timing = cell.to_json()["timing"]
     return {
         "schema_version": SCHEMA_VERSION, "harness_version": __version__,
+        "protocol_version": PROTOCOL_VERSION,
         "config_hash": digest, "cell": cell.to_json(),
         "components": _component_info(registry, cell), "seed": cell.seed, "timing": timing,
         "device": device, "machine": asdict(machine_info(device)), "packages": package_versions(),

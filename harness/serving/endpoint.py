@@ -1,20 +1,26 @@
 """The server side of a cell: served victim + defense stages + timing -> responses.
 
-Stages run in the order of DESIGN section 4: ``admit`` -> exits by the victim's
-strategy -> ``choose_exits`` -> ``perturb_outputs`` -> latency (modelled, or measured
-by really serving each sample in ``timing=live``) -> ``shape_latency``.
+Stages run in the order of :mod:`harness.stages`: ``admit`` -> exits by the victim's
+strategy -> ``choose_exits`` -> outputs and the computation's latency (modelled, or
+measured by really serving each sample when the timing measures) ->
+``perturb_outputs`` -> ``shape_latency``. Each stage gets one read-only
+:class:`~harness.stages.StageBatch`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from harness.errors import ComponentFailure
-from harness.protocol import Defense, ServedModel
+from harness.protocol import ServedModel
+from harness.stages import Defense, ServerInfo, StageBatch, read_only
 from harness.strategy import OutputStrategy, answering_probs
 from harness.timing.models import TimingModel
+
+SIMPLEX_ATOL = 1e-6
+"""How far a returned probability row may sum from 1 (and dip below 0)."""
 
 
 @dataclass(frozen=True)
@@ -23,14 +29,13 @@ class EndpointResponse:
 
     probs: np.ndarray
     exits: np.ndarray
-    policy_exits: np.ndarray
     cost_fraction: np.ndarray
     latency_s: np.ndarray
     admitted: np.ndarray
 
 
 class Endpoint:
-    """Answers batches of queries; ``timing=None`` means live measured serving.
+    """Answers batches of queries from one client.
 
     A defense stage that raises, or returns something malformed, is the defense's
     failure: the endpoint raises a :class:`ComponentFailure` naming it and remembers it
@@ -39,19 +44,19 @@ class Endpoint:
     """
 
     def __init__(self, served: ServedModel, strategy: OutputStrategy, defense: Defense,
-                 timing: TimingModel | None, defense_rng: np.random.Generator,
-                 timing_rng: np.random.Generator, *, num_classes: int,
-                 defense_label: str = "defense", repeats: int = 1,
+                 timing: TimingModel, defense_rng: np.random.Generator,
+                 timing_rng: np.random.Generator, *, server: ServerInfo,
+                 client_id: str = "client", defense_label: str = "defense",
                  defense_component: str | None = None) -> None:
         self.served = served
-        self.num_classes = num_classes
         self.strategy = strategy
         self.defense = defense
         self.timing = timing
         self.defense_rng = defense_rng
         self.timing_rng = timing_rng
+        self.server = server
+        self.client_id = client_id
         self.defense_label = defense_label
-        self.repeats = repeats
         self.defense_component = defense_component
         self.failure: ComponentFailure | None = None
         self._chooses_exits = "choose_exits" in defense.stages()
@@ -61,54 +66,78 @@ class Endpoint:
                                         self.defense_component)
         return self.failure
 
-    def _stage(self, stage: str, dtype: type, *args: object) -> np.ndarray:
+    def _stage(self, stage: str, batch: StageBatch, dtype: type) -> np.ndarray:
         """Run one defense stage; its exception or unconvertible answer is its failure."""
         try:
-            return np.asarray(getattr(self.defense, stage)(*args), dtype=dtype)
+            return np.array(getattr(self.defense, stage)(batch), dtype=dtype)
         except Exception as exc:
             raise self._fail(stage, f"raised {type(exc).__name__}: {exc}") from exc
+
+    def _check_exits(self, chosen: np.ndarray, raw: np.ndarray, m: int) -> np.ndarray:
+        k = self.served.num_exits
+        if (chosen.shape != (m,) or not np.array_equal(chosen, np.round(raw))
+                or chosen.min() < 0 or chosen.max() >= k):
+            raise self._fail("choose_exits", f"must return {m} integer exits in 0..{k - 1}, got "
+                             f"shape {raw.shape} with values {np.unique(raw)[:8].tolist()}")
+        return chosen
+
+    def _check_outputs(self, out: np.ndarray, m: int) -> np.ndarray:
+        c = self.server.num_classes
+        if out.shape != (m, c) or not np.isfinite(out).all():
+            raise self._fail("perturb_outputs", f"must return finite probabilities of shape "
+                             f"({m}, {c}), got shape {out.shape}")
+        if m and (out.min() < -SIMPLEX_ATOL or np.abs(out.sum(axis=1) - 1).max() > SIMPLEX_ATOL):
+            raise self._fail("perturb_outputs", "must return rows on the probability simplex "
+                             f"(>= 0, summing to 1 within {SIMPLEX_ATOL:g}); got row sums in "
+                             f"[{out.sum(axis=1).min():.6g}, {out.sum(axis=1).max():.6g}] and "
+                             f"minimum {out.min():.3g}")
+        return np.clip(out, 0.0, None)
+
+    def _check_latency(self, shaped: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        if (shaped.shape != raw.shape or not np.isfinite(shaped).all()
+                or np.any(shaped < raw * (1 - 1e-9))):
+            raise self._fail("shape_latency", "must return one finite latency per query, "
+                             "never shorter than the computation it follows")
+        return shaped
 
     def respond(self, x: np.ndarray) -> EndpointResponse:
         n = len(x)
         k = self.served.num_exits
-        admitted = self._stage("admit", bool, x, self.defense_rng)
+        batch = StageBatch(inputs=read_only(x), client_id=self.client_id, rng=self.defense_rng,
+                           server=self.server)
+        admitted = self._stage("admit", batch, bool)
         if admitted.shape != (n,):
             raise self._fail("admit", f"returned shape {admitted.shape}, expected ({n},)")
-        probs = np.full((n, self.num_classes), np.nan)
+        probs = np.full((n, self.server.num_classes), np.nan)
         exits = np.full(n, -1, dtype=np.int64)
-        policy_exits = np.full(n, -1, dtype=np.int64)
         latency = np.full(n, np.nan)
         idx = np.flatnonzero(admitted)
         if len(idx):
             xa = x[idx]
             per_exit = self.served.exit_probs(xa)
-            chosen_policy = self.strategy.exits(per_exit)
-            chosen = self._stage("choose_exits", np.int64, per_exit, chosen_policy.copy(),
-                                 self.strategy, self.defense_rng)
-            if chosen.shape != (len(idx),) or chosen.min() < 0 or chosen.max() >= k:
-                raise self._fail("choose_exits", f"returned invalid exits (shape {chosen.shape}, "
-                                 f"values must be in 0..{k - 1})")
-            chosen = chosen.astype(np.int64)
+            policy_exits = self.strategy.exits(per_exit)
+            batch = StageBatch(inputs=read_only(xa), client_id=self.client_id,
+                               rng=self.defense_rng, server=self.server,
+                               policy_exits=read_only(policy_exits),
+                               exits=read_only(policy_exits),
+                               per_exit_probs=tuple(read_only(p) for p in per_exit))
+            raw = self._stage("choose_exits", batch, np.float64)
+            chosen = self._check_exits(raw.astype(np.int64), raw, len(idx))
             out = answering_probs(per_exit, chosen)
-            if self.timing is None:
-                trace = (self.served.serve(xa, exits=chosen, repeats=self.repeats)
-                         if self._chooses_exits
-                         else self.served.serve(xa, strategy=self.strategy, repeats=self.repeats))
+            if self.timing.measures:
+                trace = self.timing.serve(self.served, xa, self.strategy,
+                                          chosen if self._chooses_exits else None)
                 chosen, out, raw_latency = trace.exits, trace.probs, trace.latency_s
             else:
                 raw_latency = self.timing.latencies(chosen, self.served.cost_fraction,
                                                     self.timing_rng)
-            out = self._stage("perturb_outputs", np.float64, out, self.defense_rng)
-            if out.shape != (len(idx), self.num_classes) or not np.isfinite(out).all():
-                raise self._fail("perturb_outputs", "must return finite probabilities of shape "
-                                 f"({len(idx)}, {self.num_classes}), got {out.shape}")
-            shaped = self._stage("shape_latency", np.float64, raw_latency.copy(), chosen,
-                                 self.defense_rng)
-            if (shaped.shape != raw_latency.shape or not np.isfinite(shaped).all()
-                    or np.any(shaped < raw_latency * (1 - 1e-9))):
-                raise self._fail("shape_latency", "must return one finite latency per query, "
-                                 "never shorter than the computation it follows")
-            probs[idx], exits[idx], policy_exits[idx], latency[idx] = out, chosen, chosen_policy, shaped
+            batch = replace(batch, exits=read_only(chosen), outputs=read_only(out),
+                            latency_s=read_only(raw_latency))
+            out = self._check_outputs(self._stage("perturb_outputs", batch, np.float64), len(idx))
+            batch = replace(batch, outputs=read_only(out))
+            shaped = self._check_latency(self._stage("shape_latency", batch, np.float64),
+                                         raw_latency)
+            probs[idx], exits[idx], latency[idx] = out, chosen, shaped
         frac = np.asarray(self.served.cost_fraction)
         cost = np.where(exits >= 0, frac[np.clip(exits, 0, k - 1)], 0.0)
-        return EndpointResponse(probs, exits, policy_exits, cost, latency, admitted)
+        return EndpointResponse(probs, exits, cost, latency, admitted)

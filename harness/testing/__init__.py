@@ -1,7 +1,13 @@
 """The plugin author's kit, in the spirit of scikit-learn's ``check_estimator``.
 
-``check_defense``, ``check_attack``, ``check_victim`` and ``check_component`` raise
-:class:`ConformanceError` naming the component, the check and the fix.
+* Checks: :func:`check_component`, :func:`check_defense`, :func:`check_attack`,
+  :func:`check_victim` raise :class:`ConformanceError` naming the component, the check
+  and the fix; :func:`parametrize_with_checks` makes one pytest case per check.
+* Fixtures: :func:`tiny_victim`, :func:`tiny_endpoint`, :func:`tiny_oracle`,
+  :func:`random_splits` (pytest fixtures of the same names: ``pytest_plugins =
+  ["harness.testing.plugin"]``).
+* :mod:`harness.testing.strategies`: hypothesis strategies for property tests.
+* :mod:`harness.testing.pytester`: run ``harness`` on a plugin in a temporary environment.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from harness.testing.checks import (
     ConformanceError,
     check_attack,
     check_component,
-    check_defense,
     check_victim,
     conformance_cases,
-    tiny_setup,
+    parametrize_with_checks,
 )
+from harness.testing.defense_checks import check_defense
+from harness.testing.fixtures import random_splits, tiny_endpoint, tiny_oracle, tiny_victim
 
 __all__ = ["ConformanceError", "check_attack", "check_component", "check_defense",
-           "check_victim", "conformance_cases", "tiny_setup"]
+           "check_victim", "conformance_cases", "parametrize_with_checks", "random_splits",
+           "tiny_endpoint", "tiny_oracle", "tiny_victim"]

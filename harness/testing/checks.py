@@ -1,49 +1,34 @@
-"""Conformance kit for plugin authors, in the spirit of scikit-learn's ``check_estimator``.
+"""Conformance checks for plugin authors, in the spirit of scikit-learn's ``check_estimator``.
 
-``check_defense(MyDefense)``, ``check_attack(MyAttack, params={...})`` and
-``check_victim(MyVictim, params={...})`` raise :class:`ConformanceError` naming the
-component, the failed check and how to fix it. ``conformance_cases(kind)`` yields
-``pytest.param`` objects for every registered component of a kind, for
-``@pytest.mark.parametrize``. The kit builds a tiny multi-exit victim of its own, so
-attacks are checked without training anything large.
+``check_component``, ``check_attack(MyAttack, params={...})`` and
+``check_victim(MyVictim, params={...})`` (and ``check_defense``, in
+:mod:`harness.testing.defense_checks`) raise :class:`ConformanceError` naming the
+component, the failed check and how to fix it. :func:`parametrize_with_checks` makes one
+pytest case per check; :func:`conformance_cases` one per registered component. Attacks
+are checked against the kit's tiny victim (:mod:`harness.testing.fixtures`), so nothing
+large is trained.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from harness.components import NAME_PATTERN, Component
 from harness.errors import ConfigError, HarnessError
-from harness.model import MultiExitNet, exit_probabilities
+from harness.model import MultiExitNet
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
-from harness.protocol import (
-    Attack,
-    AttackContext,
-    Defense,
-    ServedModel,
-    ServeTrace,
-    StolenModel,
-    TrainedVictim,
-    Victim,
-    VictimContext,
-)
-from harness.serving.endpoint import Endpoint
-from harness.serving.oracle import Oracle
-from harness.strategy import OutputStrategy
-from harness.timing.models import AnalyticTiming
-
-INPUT_SHAPE = (1, 8, 8)
-NUM_CLASSES = 4
+from harness.protocol import Attack, StolenModel, TrainedVictim, Victim, VictimContext
+from harness.stages import Defense
 
 
 class ConformanceError(AssertionError):
@@ -134,94 +119,20 @@ class _Invalid:
 _NOT_A_VALUE = _Invalid()
 
 
-def _tiny_net(seed: int) -> MultiExitNet:
-    gen = torch.Generator().manual_seed(seed)
-    blocks = [nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()),
-              nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU()),
-              nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())]
-    heads = [nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(c * 4, NUM_CLASSES))
-             for c in (4, 8, 8)]
-    net = MultiExitNet(blocks, heads, INPUT_SHAPE, NUM_CLASSES)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return net.eval()
-
-
-class _BatchedServed(ServedModel):
-    """Batched-only serving of the kit's tiny net (analytic timing needs nothing more)."""
-
-    def __init__(self, net: MultiExitNet) -> None:
-        self.net = net
-        self.num_exits = net.num_exits
-        self.cost_fraction = net.cost_fraction
-
-    def exit_probs(self, x: np.ndarray) -> list[np.ndarray]:
-        return exit_probabilities(self.net, x)
-
-    def serve(self, x, strategy=None, exits=None, repeats=1) -> ServeTrace:
-        raise NotImplementedError("the conformance kit uses analytic timing only")
-
-
-def tiny_setup(seed: int = 0, pool: int = 96) -> tuple[_BatchedServed, OutputStrategy, np.ndarray]:
-    """A tiny 3-exit victim, a strategy spreading its exits, and an attacker pool."""
-    policy = Registry.from_manager(make_plugin_manager(load_entrypoints=False)).policy("max_prob")
-    served = _BatchedServed(_tiny_net(seed))
-    x = np.random.default_rng(seed).random((pool, *INPUT_SHAPE)).astype(np.float32)
-    probs = served.exit_probs(x)
-    thresholds = tuple(float(np.quantile(policy.score(p), 0.6)) for p in probs[:-1])
-    return served, OutputStrategy(policy, thresholds), x
-
-
-def _oracle(served, strategy, defense: Defense, budget: int, output: str, truth: bool) -> Oracle:
-    endpoint = Endpoint(served, strategy, defense, AnalyticTiming(), np.random.default_rng(1),
-                        np.random.default_rng(2), num_classes=NUM_CLASSES,
-                        defense_label="defense under test")
-    return Oracle(endpoint, budget, output, INPUT_SHAPE, (0.0, 1.0), allow_truth=truth)
-
-
-def check_defense(cls: type[Defense], params: dict[str, Any] | None = None) -> None:
-    """Stages keep shapes and ranges, latencies never shrink, same seed -> same responses."""
-    check_component(cls, params)
-    served, strategy, x = tiny_setup()
-
-    def respond(seed: int):
-        defense = cls(**(params or {}))
-        defense.reset()
-        endpoint = Endpoint(served, strategy, defense, AnalyticTiming(),
-                            np.random.default_rng(seed), np.random.default_rng(seed + 1),
-                            num_classes=NUM_CLASSES, defense_label=f"defense {cls.name!r}")
-        try:
-            return [endpoint.respond(x[i:i + 32]) for i in range(0, len(x), 32)]
-        except HarnessError as exc:
-            raise _fail(cls, "stages", str(exc), "return arrays of the documented shapes") from None
-
-    first, again = respond(0), respond(0)
-    for a, b in zip(first, again, strict=True):
-        same = (np.array_equal(a.exits, b.exits) and np.array_equal(a.admitted, b.admitted)
-                and np.allclose(a.probs, b.probs, equal_nan=True)
-                and np.allclose(a.latency_s, b.latency_s, equal_nan=True))
-        if not same:
-            raise _fail(cls, "seeded_determinism", "the same seed gave different responses",
-                        "draw randomness only from the rng argument of each stage")
-        ok = a.admitted
-        if ok.any() and not np.allclose(a.probs[ok].sum(1), 1.0, atol=1e-4):
-            raise _fail(cls, "outputs_are_probabilities", "perturbed outputs do not sum to 1",
-                        "renormalise perturbed probability vectors")
-
-
-def check_attack(cls: type[Attack], params: dict[str, Any] | None = None, budget: int = 48,
+def check_attack(cls: type[Attack], params: dict[str, Any] | None = None,
+                 registry: Registry | None = None, budget: int = 48,
                  output: str = "probs") -> StolenModel:
     """Steals from the kit's tiny victim within ``budget``; returns the stolen model."""
-    registry = _registry()
+    from harness.testing.fixtures import tiny_oracle, tiny_victim
+
+    registry = registry or _registry()
     attack = check_component(cls, params, registry)
-    served, strategy, pool = tiny_setup()
-    oracle = _oracle(served, strategy, Defense(), budget, output, truth=cls.reference)
+    victim = tiny_victim(registry=registry)
+    oracle, ctx = tiny_oracle(victim, budget, output=output, truth=cls.reference,
+                              registry=registry)
+    pool = victim.data.attacker.x
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = AttackContext(seed=0, device="cpu", budget=budget, output=output,
-                            input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
-                            input_range=(0.0, 1.0), num_exits=3, victim_family="small_cnn",
-                            cache_dir=Path(tmp), toolbox=Toolbox(registry))
+        ctx = dataclasses.replace(ctx, cache_dir=Path(tmp))
         try:
             stolen = attack.steal(oracle, pool.copy(), ctx)
         except HarnessError as exc:
@@ -231,7 +142,7 @@ def check_attack(cls: type[Attack], params: dict[str, Any] | None = None, budget
         raise _fail(cls, "returns_stolen_model", f"steal() returned {type(stolen).__name__}",
                     "return StolenModel(model=<MultiExitNet>, strategy=<OutputStrategy>)")
     try:
-        stolen.strategy.validate(stolen.model.num_exits, NUM_CLASSES, owner=cls.name)
+        stolen.strategy.validate(stolen.model.num_exits, victim.data.num_classes, owner=cls.name)
     except HarnessError as exc:
         raise _fail(cls, "strategy_fits_model", str(exc), "one threshold per non-final exit") from None
     if oracle.queries_used > budget:
@@ -244,9 +155,9 @@ def check_attack(cls: type[Attack], params: dict[str, Any] | None = None, budget
 
 
 def check_victim(cls: type[Victim], params: dict[str, Any] | None = None,
-                 cache_dir: Path | None = None) -> TrainedVictim:
+                 registry: Registry | None = None, cache_dir: Path | None = None) -> TrainedVictim:
     """Prepares on its registered dataset; structure, strategy and cache reuse are sound."""
-    registry = _registry()
+    registry = registry or _registry()
     victim = check_component(cls, params, registry)
     data = registry.get("dataset", cls.dataset).cls().load(None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,6 +176,41 @@ def check_victim(cls: type[Victim], params: dict[str, Any] | None = None,
         raise _fail(cls, "deterministic_cache", "preparing twice gave different weights",
                     "seed training and cache weights by config hash")
     return trained
+
+
+def checks_for(cls: type) -> tuple[Callable[..., Any], ...]:
+    """The checks that apply to a component class, in order."""
+    from harness.testing.defense_checks import DEFENSE_CHECKS
+
+    if issubclass(cls, Defense):
+        return (check_component, *DEFENSE_CHECKS)
+    if issubclass(cls, Attack):
+        return (check_attack,)
+    if issubclass(cls, Victim):
+        return (check_victim,)
+    return (check_component,)
+
+
+def parametrize_with_checks(components: list[Any]) -> Any:
+    """``@parametrize_with_checks([MyDefense, (MyAttack, {"epochs": 1})])``: one case per check.
+
+    The test receives ``component`` (the class, with its params bound) and ``check``::
+
+        @parametrize_with_checks([MyDefense])
+        def test_conformance(component, check):
+            check(component)
+    """
+    import functools
+
+    import pytest
+
+    cases = []
+    for item in components:
+        cls, params = item if isinstance(item, tuple) else (item, None)
+        for check in checks_for(cls):
+            bound = functools.partial(check, params=params)
+            cases.append(pytest.param(cls, bound, id=f"{cls.name}-{check.__name__}"))
+    return pytest.mark.parametrize(("component", "check"), cases)
 
 
 def conformance_cases(kind: str) -> list[Any]:

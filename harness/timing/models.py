@@ -5,8 +5,13 @@ times multiplicative noise. The noise is log-normal with a heavy right tail: wit
 probability ``tail_prob`` a query is additionally slowed by a factor ``1 + Pareto(tail_alpha)
 * tail_scale``, as scheduler hiccups do on live CPUs. Same seed -> same latencies.
 
-``replay`` draws from a recorded live profile (see :mod:`harness.timing.profiles`); ``live``
-measures real serving and needs no model here.
+``replay`` draws from a recorded live profile (see :mod:`harness.timing.profiles`).
+``live`` (:class:`LiveTiming`) really serves each query, per sample, and reports the
+measured time: its :attr:`TimingModel.measures` is True.
+
+Every model also describes itself to defenses: :meth:`TimingModel.exit_quantiles` gives
+each exit's latency quantiles under that mode (the model's, the profile's, or measured
+at server start-up), which :class:`harness.stages.ServerInfo` carries.
 """
 
 from __future__ import annotations
@@ -19,24 +24,44 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.params import Interval, check_params
+from harness.protocol import ServedModel, ServeTrace
+from harness.strategy import OutputStrategy
 from harness.timing.profiles import LatencyProfile
 
-TIMING_MODES = ("analytic", "replay", "live")
+QUANTILE_SAMPLES = 2000
+"""Latencies drawn per exit to describe a modelled timing's quantiles."""
 
 
 class TimingModel(ABC):
     """Maps served exits to response latencies (seconds), using only the given generator."""
 
-    mode: str
+    mode: ClassVar[str]
+    measures: ClassVar[bool] = False
+    """True when latencies come from really serving each query (``live``)."""
 
     @abstractmethod
     def latencies(self, exits: np.ndarray, cost_fraction: tuple[float, ...],
                   rng: np.random.Generator) -> np.ndarray:
-        """Latency per sample for the exits it was served from."""
+        """Latency per sample for the exits it was served from (modelled modes)."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """JSON description recorded in every result (mode, parameters, profile hash)."""
+
+    def serve(self, served: ServedModel, x: np.ndarray, strategy: OutputStrategy | None,
+              exits: np.ndarray | None) -> ServeTrace:
+        """Really serve ``x`` and time it (only timing models that measure)."""
+        raise ConfigError(f"timing={self.mode} models latencies; it does not serve queries")
+
+    def exit_quantiles(self, served: ServedModel, inputs: np.ndarray, levels: tuple[float, ...],
+                       rng: np.random.Generator) -> tuple[tuple[float, ...], ...]:
+        """Each exit's latency at ``levels`` under this timing (drawn from the model)."""
+        out = []
+        for k in range(served.num_exits):
+            exits = np.full(QUANTILE_SAMPLES, k, dtype=np.int64)
+            sample = self.latencies(exits, served.cost_fraction, rng)
+            out.append(tuple(float(v) for v in np.quantile(sample, levels)))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -96,10 +121,6 @@ class ReplayTiming(TimingModel):
 
     mode = "replay"
 
-    @classmethod
-    def from_file(cls, path: str) -> ReplayTiming:
-        return cls(LatencyProfile.load(path))
-
     def latencies(self, exits: np.ndarray, cost_fraction: tuple[float, ...],
                   rng: np.random.Generator) -> np.ndarray:
         exits = np.asarray(exits, dtype=np.int64)
@@ -125,9 +146,56 @@ class ReplayTiming(TimingModel):
                                              len(recorded) - 1)]
         return out
 
+    def exit_quantiles(self, served: ServedModel, inputs: np.ndarray, levels: tuple[float, ...],
+                       rng: np.random.Generator) -> tuple[tuple[float, ...], ...]:
+        """The recorded latencies' quantiles per exit (no randomness)."""
+        return tuple(tuple(float(v) for v in np.quantile(np.asarray(s, dtype=np.float64), levels))
+                     if len(s) else tuple(float("nan") for _ in levels)
+                     for s in self.profile.samples)
+
     def describe(self) -> dict[str, Any]:
         p = self.profile
         return {"mode": self.mode, "profile_hash": p.hash,
                 "params": {"victim": p.victim, "weights_hash": p.weights_hash,
                            "backend": p.backend, "device": p.device, "num_exits": p.num_exits,
                            "samples_per_exit": [len(s) for s in p.samples]}}
+
+
+@dataclass(frozen=True)
+class LiveTiming(TimingModel):
+    """Real per-sample early-exit serving, timed on this machine (``timing=live``).
+
+    ``repeats`` times each sample that often (the backend aggregates them); quantiles
+    for defenses are measured when the server starts, on up to ``warmup_per_exit``
+    server-side inputs forced to each exit.
+    """
+
+    repeats: int = 1
+    warmup_per_exit: int = 64
+
+    mode = "live"
+    measures = True
+
+    def latencies(self, exits: np.ndarray, cost_fraction: tuple[float, ...],
+                  rng: np.random.Generator) -> np.ndarray:
+        raise ConfigError("timing=live measures latencies by serving; it has no model to draw "
+                          "from")
+
+    def serve(self, served: ServedModel, x: np.ndarray, strategy: OutputStrategy | None,
+              exits: np.ndarray | None) -> ServeTrace:
+        if exits is not None:
+            return served.serve(x, exits=exits, repeats=self.repeats)
+        return served.serve(x, strategy=strategy, repeats=self.repeats)
+
+    def exit_quantiles(self, served: ServedModel, inputs: np.ndarray, levels: tuple[float, ...],
+                       rng: np.random.Generator) -> tuple[tuple[float, ...], ...]:
+        take = inputs[rng.permutation(len(inputs))[: self.warmup_per_exit]]
+        out = []
+        for k in range(served.num_exits):
+            trace = served.serve(take, exits=np.full(len(take), k, dtype=np.int64),
+                                 repeats=self.repeats)
+            out.append(tuple(float(v) for v in np.quantile(trace.latency_s, levels)))
+        return tuple(out)
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode, "params": {"repeats": self.repeats}, "profile_hash": None}

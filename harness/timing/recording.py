@@ -1,4 +1,4 @@
-"""Live calibration: record per-exit latencies of a served victim into a profile.
+"""Latency-profile recording (``harness calibrate``): per-exit latencies of a served victim.
 
 Every exit is measured on real test inputs, each forced to answer at that exit. The
 requests of all exits are interleaved in one seeded random order, so slow periods of
@@ -30,7 +30,7 @@ def calibration_schedule(num_inputs: int, num_exits: int, samples_per_exit: int,
     return inputs[order], exits[order]
 
 
-def calibrate(served: ServedModel, victim: TrainedVictim, samples_per_exit: int = 200,
+def record_profile(served: ServedModel, victim: TrainedVictim, samples_per_exit: int = 200,
               repeats: int = 1, seed: int = 0, backend: str | None = None,
               device: str | None = None) -> LatencyProfile:
     """Serve ``samples_per_exit`` test inputs forced to each exit; return the profile.

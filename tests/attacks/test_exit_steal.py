@@ -16,18 +16,20 @@ from attacks.exit_steal import (
 )
 from attacks.substitute import Transcript
 from harness.errors import ConfigError, QueryError
-from harness.protocol import Defense
+from harness.stages import Defense
 from harness.testing import check_attack
 from tests.attacks.conftest import FAST
 
 
 @pytest.fixture
-def run(make_oracle, tiny_victim):
+def run(make_tiny_oracle, trained_tiny_victim):
     """``run(cls, budget, output="probs", truth=None, **params)`` -> (stolen, oracle)."""
 
     def steal(cls, budget, output="probs", truth=None, **params):
-        oracle, ctx = make_oracle(budget, output, truth=cls.reference if truth is None else truth)
-        stolen = cls(**{**FAST, **params}).steal(oracle, tiny_victim.data.attacker.x.copy(), ctx)
+        truth = cls.reference if truth is None else truth
+        oracle, ctx = make_tiny_oracle(budget, output, truth=truth)
+        pool = trained_tiny_victim.data.attacker.x.copy()
+        stolen = cls(**{**FAST, **params}).steal(oracle, pool, ctx)
         return stolen, oracle
 
     return steal
@@ -60,7 +62,7 @@ def test_works_with_label_outputs(run):
     stolen.strategy.validate(3, 10)
 
 
-def test_reference_variant_reads_true_exits_and_real_attacks_do_not(run, registry):
+def test_reference_variant_reads_true_exits_and_real_attacks_do_not(run, harness_registry):
     assert ExitStealReference.reference and not any(
         c.reference for c in EXIT_STEAL_ATTACKS if c is not ExitStealReference)
     stolen, oracle = run(ExitStealReference, 60)
@@ -71,7 +73,7 @@ def test_reference_variant_reads_true_exits_and_real_attacks_do_not(run, registr
         if not cls.reference:
             run(cls, 40, truth=False, finetune_epochs=0, epochs=1)
     with pytest.raises(ConfigError, match="exit_steal_reference"):
-        ExitStealAttack(estimator="true_exits").validate(registry)
+        ExitStealAttack(estimator="true_exits").validate(harness_registry)
     with pytest.raises(QueryError, match="reference"):  # and it could not read them anyway
         run(ExitStealAttack, 40, estimator="true_exits")
 
@@ -84,15 +86,16 @@ class RefuseOdd(Defense):
     def __init__(self):
         self.count = 0
 
-    def admit(self, x, rng):
-        mask = (np.arange(self.count, self.count + len(x)) % 2) == 0
-        self.count += len(x)
+    def admit(self, batch):
+        mask = (np.arange(self.count, self.count + len(batch)) % 2) == 0
+        self.count += len(batch)
         return mask
 
 
-def test_refused_queries_are_dropped(make_oracle, tiny_victim):
-    oracle, ctx = make_oracle(60, defense=RefuseOdd())
-    stolen = ExitStealAttack(**FAST, repeats=2).steal(oracle, tiny_victim.data.attacker.x, ctx)
+def test_refused_queries_are_dropped(make_tiny_oracle, trained_tiny_victim):
+    oracle, ctx = make_tiny_oracle(60, defense=RefuseOdd())
+    pool = trained_tiny_victim.data.attacker.x
+    stolen = ExitStealAttack(**FAST, repeats=2).steal(oracle, pool, ctx)
     assert stolen.diagnostics["admitted_inputs"] == 30
     assert stolen.estimated_exits.shape == (60,)
 
@@ -111,23 +114,24 @@ def test_combine_repeats_min_median_and_refusals():
     assert rows.latency_s.tolist() == [2.0, 6.0]
 
 
-def test_params_round_trip_and_validation(registry):
+def test_params_round_trip_and_validation(harness_registry):
     for cls in EXIT_STEAL_ATTACKS:
         attack = cls(**FAST)
         params = attack.get_params()
         json.dumps(params)
         assert cls(**params).get_params() == params
-        attack.validate(registry)
+        attack.validate(harness_registry)
     with pytest.raises(ConfigError, match=r"estimator='nope'.*registered exit_estimator names: bayes"):
-        ExitStealAttack(estimator="nope").validate(registry)
+        ExitStealAttack(estimator="nope").validate(harness_registry)
     with pytest.raises(ConfigError, match=r"repeats=0 is invalid; allowed: an integer in \[1, 1000\]"):
         ExitStealAttack(repeats=0).validate()
     with pytest.raises(ConfigError, match=r"estimator_params=\{'lag': 3\} do not fit .*'bayes'"):
-        ExitStealAttack(estimator_params={"lag": 3}).validate(registry)
+        ExitStealAttack(estimator_params={"lag": 3}).validate(harness_registry)
     with pytest.raises(ConfigError, match=r"max_bins=1 is invalid"):
-        ExitStealAttack(estimator_params={"max_bins": 1}).validate(registry)
+        ExitStealAttack(estimator_params={"max_bins": 1}).validate(harness_registry)
     with pytest.raises(ConfigError, match=r"architecture_params=\{'width': 0\}"):
-        ExitStealAttack(architecture="small_cnn", architecture_params={"width": 0}).validate(registry)
+        ExitStealAttack(architecture="small_cnn",
+                        architecture_params={"width": 0}).validate(harness_registry)
 
 
 @pytest.mark.parametrize("cls", [ExitStealAttack, ExitStealReference])

@@ -61,12 +61,12 @@ def test_arbitrary_targets_stay_in_range_and_report_true_agreement(seed, num_exi
     assert achieved >= float(np.mean(target == num_exits - 1))  # at least "never exit early"
 
 
-def test_victim_searched_on_its_own_exits_reaches_agreement_one(tiny_victim):
-    x = tiny_victim.data.attacker.x
-    probs = exit_probabilities(tiny_victim.model, x, "cpu")
-    exits = tiny_victim.strategy.exits(probs)
+def test_victim_searched_on_its_own_exits_reaches_agreement_one(trained_tiny_victim):
+    x = trained_tiny_victim.data.attacker.x
+    probs = exit_probabilities(trained_tiny_victim.model, x, "cpu")
+    exits = trained_tiny_victim.strategy.exits(probs)
     assert len(np.unique(exits)) > 1  # the strategy really routes samples
-    result = search_strategy(probs, exits, probs[-1].argmax(1), tiny_victim.strategy.policy)
+    result = search_strategy(probs, exits, probs[-1].argmax(1), trained_tiny_victim.strategy.policy)
     assert result.agreement == 1.0
     assert np.array_equal(result.strategy.exits(probs), exits)
 

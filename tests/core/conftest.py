@@ -9,31 +9,33 @@ from pathlib import Path
 
 import pytest
 
+from harness.testing.pytester import write_plugin
+
 TINY_PLUGIN = textwrap.dedent('''
     """A tiny third-party plugin used by the tests (installed through an entry point)."""
     import numpy as np
 
     import harness
     from harness.params import Interval
-    from harness.protocol import Attack, Defense, StolenModel, TrainedVictim, Victim
+    from harness.protocol import Attack, StolenModel, Victim
+    from harness.stages import Defense
     from harness.strategy import OutputStrategy
+    from harness.testing import tiny_victim
 
 
     class TinyVictim(Victim):
-        """Untrained 3-exit CNN with fixed thresholds: fast, deterministic."""
+        """The kit's untrained 3-exit victim on digits: fast, deterministic, exits spread."""
 
         name = "tiny_victim"
         dataset = "digits"
         family = "small_cnn"
+        _parameter_constraints = {"width": [Interval("int", 1, 64)]}
 
-        def __init__(self, thresholds=(0.1005, 0.1008)):
-            self.thresholds = thresholds
+        def __init__(self, width=4):
+            self.width = width
 
         def prepare(self, data, ctx):
-            model = ctx.new_network("small_cnn", data.input_shape, data.num_classes, 3, 0,
-                                    width=4).eval()
-            strategy = OutputStrategy(ctx.policy("max_prob"), tuple(self.thresholds))
-            return TrainedVictim("tiny_victim", model, strategy, data, "small_cnn", "tiny")
+            return tiny_victim(data, width=self.width, name=self.name)
 
 
     class TinyAttack(Attack):
@@ -78,8 +80,8 @@ TINY_PLUGIN = textwrap.dedent('''
         def __init__(self, pad_s=1e-3):
             self.pad_s = pad_s
 
-        def shape_latency(self, latency_s, exits, rng):
-            return latency_s + self.pad_s
+        def shape_latency(self, batch):
+            return batch.latency_s + self.pad_s
 
 
     @harness.hookimpl
@@ -102,11 +104,7 @@ TINY_PLUGIN = textwrap.dedent('''
 def install_plugin(root: Path, dist: str, module: str, source: str, ep_name: str,
                    version: str = "0.1.0") -> None:
     """Write ``module.py`` and a ``.dist-info`` with an entry point of group ``harness``."""
-    (root / f"{module}.py").write_text(source)
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[harness]\n{ep_name} = {module}\n")
+    write_plugin(root, module, source, dist=dist, version=version, entry_point=ep_name)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from harness.protocol import Defense
+from harness.stages import Defense
 from harness.testing import (
     ConformanceError,
     check_attack,
@@ -52,8 +52,8 @@ class Unseeded(Defense):
     def __init__(self):
         pass
 
-    def shape_latency(self, latency_s, exits, rng):
-        return latency_s + np.random.random(len(latency_s)) * 1e-3
+    def shape_latency(self, batch):
+        return batch.latency_s + np.random.random(len(batch)) * 1e-3
 
 
 class BadName(Defense):

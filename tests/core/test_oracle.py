@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from harness.errors import BudgetExhaustedError, ComponentFailure, InvalidQueryError, QueryError
-from harness.protocol import Defense, ServedModel
+from harness.protocol import ServedModel
 from harness.serving.endpoint import Endpoint
 from harness.serving.oracle import Oracle
+from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo
 from harness.strategy import MaxProbPolicy, OutputStrategy
 from harness.timing.models import AnalyticTiming
 
@@ -35,21 +36,27 @@ class FakeServed(ServedModel):
 class Refuser(Defense):
     name = "refuse_dark"
 
-    def admit(self, x, rng):
-        return x.reshape(len(x), -1).mean(1) > 0.1
+    def admit(self, batch):
+        return batch.inputs.reshape(len(batch), -1).mean(1) > 0.1
 
 
 class Shortener(Defense):
     name = "shortener"
 
-    def shape_latency(self, latency_s, exits, rng):
-        return latency_s * 0.5
+    def shape_latency(self, batch):
+        return batch.latency_s * 0.5
+
+
+STRATEGY = OutputStrategy(MaxProbPolicy(), (0.9, 0.9))
+INFO = ServerInfo(num_exits=3, num_classes=2, cost_fraction=(0.25, 0.5, 1.0),
+                  latency_quantiles=((1e-4,) * 7, (2e-4,) * 7, (3e-4,) * 7),
+                  quantile_levels=QUANTILE_LEVELS, timing="analytic", output="probs",
+                  strategy=STRATEGY)
 
 
 def make_oracle(budget=10, output="probs", defense=None, truth=False):
-    strategy = OutputStrategy(MaxProbPolicy(), (0.9, 0.9))
-    endpoint = Endpoint(FakeServed(), strategy, defense or Defense(), AnalyticTiming(),
-                        np.random.default_rng(0), np.random.default_rng(1), num_classes=2,
+    endpoint = Endpoint(FakeServed(), STRATEGY, defense or Defense(), AnalyticTiming(),
+                        np.random.default_rng(0), np.random.default_rng(1), server=INFO,
                         defense_label="defense 'test'")
     return Oracle(endpoint, budget, output, SHAPE, (0.0, 1.0), allow_truth=truth)
 

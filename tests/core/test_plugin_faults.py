@@ -31,7 +31,8 @@ FAULTY = textwrap.dedent('''
 
     import harness
     from harness.params import Options
-    from harness.protocol import Attack, Defense, StolenModel
+    from harness.protocol import Attack, StolenModel
+    from harness.stages import Defense
     from harness.strategy import OutputStrategy
 
 
@@ -108,7 +109,7 @@ FAULTY = textwrap.dedent('''
         def __init__(self):
             pass
 
-        def shape_latency(self, latency_s, exits, rng):
+        def shape_latency(self, batch):
             raise ValueError("padding table missing")
 
 

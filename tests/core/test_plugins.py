@@ -117,7 +117,18 @@ def test_unknown_component_lists_available():
 
 
 def test_managers_are_independent():
-    a, b = make_plugin_manager(load_entrypoints=False), make_plugin_manager(load_entrypoints=False)
-    assert a is not b
-    a.set_blocked("x")
-    assert not b.is_blocked("x")
+    import harness
+    from defenses.none import NoDefense
+
+    class Extra:
+        @harness.hookimpl
+        def harness_register_defenses(self, register):
+            register(type("OnlyHere", (NoDefense,), {"name": "only_here"}))
+
+    a = make_plugin_manager(load_entrypoints=False, extra_plugins=(Extra(),))
+    b = make_plugin_manager(load_entrypoints=False)
+    assert "only_here" in Registry.from_manager(a).names("defense")
+    assert "only_here" not in Registry.from_manager(b).names("defense")
+    a.set_blocked("victims.plugin")
+    assert not b.is_blocked("victims.plugin")
+    assert Registry.from_manager(b).names("backend") == ["onnx", "torch"]

@@ -20,10 +20,29 @@ def test_committed_schema_matches_code():
         "regenerate: python -m harness.report.schema > leaderboard/schema.json")
 
 
-def test_schema_rejects_broken_results():
+def test_schema_accepts_a_real_result_and_rejects_each_breakage(tiny_plugin, tmp_path):
+    main(["run", "victims=tiny_victim", "attacks=tiny_attack", "defenses=none",
+          f"out={tmp_path}", f"cache_dir={tmp_path / 'cache'}", "--quiet"])
+    good = json.loads(next(tmp_path.glob("cells/**/*.json")).read_text())
     schema = combined_schema()
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"schema_version": 1}, schema)
+    jsonschema.validate(good, schema)
+    breakages = {
+        "old schema": {"schema_version": 1},
+        "no protocol": {"protocol_version": None},
+        "bad hash": {"config_hash": "xyz"},
+        "bad status": {"status": "done"},
+        "ok without the headline": {"metrics": {"fidelity": 0.5}},
+        "ok with an error": {"error": {"type": "X", "message": "m", "component": None}},
+        "negative wall time": {"wall_time_s": -1.0},
+        "text metric": {"metrics": {**good["metrics"], "fidelity": "high"}},
+    }
+    for label, change in breakages.items():
+        broken = {**good, **change}
+        if change.get("protocol_version", 0) is None:
+            del broken["protocol_version"]
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+            pytest.fail(f"schema accepted a result with {label}")
 
 
 def test_cli_tiny_grid_end_to_end(tiny_plugin, tmp_path, capsys):

@@ -10,14 +10,14 @@ from harness.errors import CacheError, ConfigError
 from harness.run.provenance import machine_info
 from harness.timing.models import ReplayTiming
 from harness.timing.profiles import LatencyProfile
-from harness.timing.recording import calibrate
+from harness.timing.recording import record_profile
 from victims.serving import OnnxBackend, TorchBackend
 
 
 @pytest.fixture(scope="module")
 def profile(victim, tmp_path_factory):
     served = TorchBackend(warmup=1).load(victim, "cpu", tmp_path_factory.mktemp("c"))
-    return calibrate(served, victim, samples_per_exit=15, seed=3)
+    return record_profile(served, victim, samples_per_exit=15, seed=3)
 
 
 def test_calibrate_records_every_exit(victim, profile):
@@ -31,14 +31,14 @@ def test_calibrate_records_every_exit(victim, profile):
 
 def test_calibrate_onnx_and_more_samples_than_inputs(victim, tmp_path):
     served = OnnxBackend(warmup=0).load(victim, "cpu", tmp_path)
-    prof = calibrate(served, victim, samples_per_exit=25)  # 75 requests, 60 test inputs
+    prof = record_profile(served, victim, samples_per_exit=25)  # 75 requests, 60 test inputs
     assert prof.backend == "onnx" and [len(s) for s in prof.samples] == [25] * 3
 
 
 def test_calibrate_rejects_bad_samples_per_exit(victim, tmp_path):
     served = TorchBackend().load(victim, "cpu", tmp_path)
     with pytest.raises(ConfigError, match="samples_per_exit"):
-        calibrate(served, victim, samples_per_exit=0)
+        record_profile(served, victim, samples_per_exit=0)
 
 
 def test_save_load_roundtrip_and_hash(profile, tmp_path):

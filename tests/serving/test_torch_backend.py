@@ -5,16 +5,12 @@ import pytest
 import torch
 
 from harness.errors import ConfigError, InvalidQueryError
-from victims.serving import BUILTIN_BACKENDS, TorchBackend
+from victims.serving import TorchBackend
 
 
 @pytest.fixture(scope="module")
 def served(victim, tmp_path_factory):
     return TorchBackend(warmup=0).load(victim, "cpu", tmp_path_factory.mktemp("cache"))
-
-
-def test_builtin_backends_are_torch_and_onnx():
-    assert [b.name for b in BUILTIN_BACKENDS] == ["torch", "onnx"]
 
 
 def test_per_sample_serving_matches_batched_path(victim, served):
@@ -77,10 +73,23 @@ def test_warmup_runs_every_exit_untimed(victim, tmp_path):
     assert blocks == [2 + 3, 2, 2]
 
 
-def test_repeats_and_aggregate(victim, tmp_path):
-    served = TorchBackend(aggregate="min", warmup=1).load(victim, "cpu", tmp_path)
+@pytest.mark.parametrize(("aggregate", "expected_s"), [("min", 2e-6), ("median", 5e-6)])
+def test_repeats_are_aggregated_and_warmup_is_not_timed(victim, tmp_path, monkeypatch,
+                                                         aggregate, expected_s):
+    served = TorchBackend(aggregate=aggregate, warmup=1).load(victim, "cpu", tmp_path)
+    real = served._serve_one
+    durations_ns = iter([10**9] + [5000, 2000, 9000] * 4)  # the warm-up request comes first
+    stops = []
+
+    def scripted(x1, strategy, stop):
+        _, k, p = real(x1, strategy, stop)
+        stops.append(stop)
+        return next(durations_ns), k, p
+
+    monkeypatch.setattr(served, "_serve_one", scripted)
     trace = served.serve(victim.data.test.x[:4], strategy=victim.strategy, repeats=3)
-    assert np.all(trace.latency_s > 0)
+    np.testing.assert_allclose(trace.latency_s, expected_s)
+    assert len(stops) == 1 + 4 * 3 and stops[0] == victim.model.num_exits - 1
 
 
 def test_serving_restores_threads_and_leaves_victim_alone(victim, served):

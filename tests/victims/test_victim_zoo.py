@@ -15,8 +15,8 @@ from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import Victim, VictimContext
 from victims import cache, zoo
-from victims.calibration import exit_report
 from victims.datasets import DigitsDataset
+from victims.thresholds import exit_report
 from victims.zoo import BUILTIN_VICTIMS, DigitsCNN, DigitsCNNEntropy
 
 TINY = {"num_exits": 3, "width": 4, "epochs": 1, "batch_size": 128}

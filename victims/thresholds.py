@@ -1,4 +1,4 @@
-"""Per-exit threshold calibration on the validation split.
+"""Per-exit threshold selection on the validation split (a victim's output strategy).
 
 Rule (greedy, exit by exit, cheapest first). Among the validation samples that reach
 non-final exit ``k`` (no earlier exit fired), order them from most to least confident
@@ -40,7 +40,7 @@ def _prefix_size(conf: np.ndarray, correct_k: np.ndarray, correct_final: np.ndar
     return int(feasible[-1] + 1) if len(feasible) else 0
 
 
-def calibrate_thresholds(per_exit_probs: Sequence[np.ndarray], labels: np.ndarray,
+def select_thresholds(per_exit_probs: Sequence[np.ndarray], labels: np.ndarray,
                          policy: ExitPolicy, *, max_accuracy_drop: float = 0.01,
                          max_exit_share: float = 0.5) -> tuple[float, ...]:
     """One threshold per non-final exit, chosen by the rule in the module docstring."""

@@ -1,0 +1,140 @@
+"""The server side of a cell: the victim, its serving backend, the timing, and endpoints.
+
+:class:`Server` is built once per cell (victim trained or loaded, served by the cell's
+backend, timing model, and the :class:`~harness.stages.ServerInfo` defenses read) and
+hands out one :class:`~harness.serving.endpoint.Endpoint` per client and phase, each
+with a fresh defense instance and its own named random streams.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.components import build_component
+from harness.errors import ConfigError
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
+from harness.protocol import ServedModel, TrainedVictim, VictimContext
+from harness.run.grid import CellSpec
+from harness.serving.endpoint import Endpoint
+from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo
+from harness.timing.models import AnalyticTiming, LiveTiming, ReplayTiming, TimingModel
+
+
+class Stream(IntEnum):
+    """Named random streams, ``numpy.random.default_rng([cell seed, stream])``.
+
+    The attack's own generators are ``ctx.rng(i)``; the numbers are fixed so results
+    stay reproducible across versions.
+    """
+
+    ATTACK_DEFENSE = 1
+    ATTACK_TIMING = 2
+    BENIGN_DEFENSE = 4
+    BENIGN_TIMING = 5
+    UNDEFENDED_DEFENSE = 6
+    FULL_LATENCY = 7
+    SERVER_INFO = 8
+
+
+@dataclass(frozen=True)
+class CellEnvironment:
+    """Run-level settings that do not change a cell's result."""
+
+    cache_dir: Path
+    data_root: Path | None
+    profile_path: Path | None = None
+
+
+def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> TimingModel:
+    """The cell's timing model; a replay profile must fit the victim."""
+    if cell.timing == "live":
+        return LiveTiming(repeats=cell.repeats)
+    if cell.timing == "replay":
+        from harness.timing.profiles import LatencyProfile
+
+        if env.profile_path is None:
+            raise ConfigError("timing=replay needs profile=PATH")
+        profile = LatencyProfile.load(env.profile_path)
+        profile.validate_for(victim.name, victim.model.num_exits, victim.weights_hash)
+        return ReplayTiming(profile)
+    return AnalyticTiming(**json.loads(cell.timing_params_json))
+
+
+def prepare_registered_victim(registry: Registry, name: str, params: dict[str, Any],
+                              env: CellEnvironment, device: str) -> TrainedVictim:
+    """Load a registered victim's dataset and train (or load from cache) the victim."""
+    victim = build_component(registry.get("victim", name).cls, params)
+    data = registry.get("dataset", victim.dataset).cls().load(env.data_root)
+    return victim.prepare(data, VictimContext(env.cache_dir, device, Toolbox(registry)))
+
+
+def describe_server(victim: TrainedVictim, served: ServedModel, timing: TimingModel,
+                    output: str, rng: np.random.Generator) -> ServerInfo:
+    """What defenses may read: exits, classes, costs, per-exit latency quantiles, modes."""
+    quantiles = timing.exit_quantiles(served, victim.data.val.x, QUANTILE_LEVELS, rng)
+    return ServerInfo(num_exits=served.num_exits, num_classes=victim.model.num_classes,
+                      cost_fraction=tuple(served.cost_fraction), latency_quantiles=quantiles,
+                      quantile_levels=QUANTILE_LEVELS, timing=timing.mode, output=output,
+                      strategy=victim.strategy)
+
+
+@dataclass(frozen=True)
+class Server:
+    """One cell's server: hands out endpoints, each with a fresh defense in the same state."""
+
+    victim: TrainedVictim
+    served: ServedModel
+    timing: TimingModel
+    info: ServerInfo
+    seed: int
+    new_defense: Callable[[], Defense]
+    defense_label: str
+    defense_component: str
+
+    @classmethod
+    def build(cls, cell: CellSpec, registry: Registry, env: CellEnvironment,
+              device: str) -> Server:
+        victim = prepare_registered_victim(registry, cell.victim.name, cell.victim.params, env,
+                                           device)
+        served = registry.get("backend", cell.backend).cls().load(victim, device, env.cache_dir)
+        timing = make_timing(cell, env, victim)
+        info = describe_server(victim, served, timing, cell.output,
+                               np.random.default_rng([cell.seed, Stream.SERVER_INFO]))
+        entry = registry.get("defense", cell.defense.name)
+        params = cell.defense.params
+        label = (f"defense {cell.defense.name!r} (plugin {entry.plugin}, {entry.distribution} "
+                 f"{entry.version})")
+        return cls(victim, served, timing, info, cell.seed,
+                   lambda: build_component(entry.cls, params), label,  # type: ignore[arg-type]
+                   f"defense:{cell.defense.name}")
+
+    def endpoint(self, defense_stream: Stream, timing_stream: Stream, *, client_id: str,
+                 defended: bool = True) -> Endpoint:
+        """An endpoint for one client and phase (a fresh, reset defense when ``defended``)."""
+        if defended:
+            defense = self.new_defense()
+            defense.reset()
+            label, component = self.defense_label, self.defense_component
+        else:
+            defense, label, component = Defense(), "undefended", None
+        return Endpoint(self.served, self.victim.strategy, defense, self.timing,
+                        np.random.default_rng([self.seed, defense_stream]),
+                        np.random.default_rng([self.seed, timing_stream]),
+                        server=self.info, client_id=client_id, defense_label=label,
+                        defense_component=component)
+
+    def full_latency(self, x: np.ndarray) -> np.ndarray:
+        """The full network's latency for each input (the no-early-exit baseline)."""
+        last = np.full(len(x), self.served.num_exits - 1, dtype=np.int64)
+        if self.timing.measures:
+            return self.timing.serve(self.served, x, None, last).latency_s
+        return self.timing.latencies(last, self.served.cost_fraction,
+                                     np.random.default_rng([self.seed, Stream.FULL_LATENCY]))
