@@ -84,9 +84,21 @@ class QueryResult:
     admitted: np.ndarray
 
 
-def _no_toolbox(what: str) -> HarnessError:
-    return HarnessError(f"{what}: this context was built without a registry; contexts that "
-                        "cells and harness.testing.checks hand out have one")
+class _RegistryAccess:
+    """Shared by the contexts: reach registered components through ``self.toolbox``."""
+
+    toolbox: Toolbox | None
+
+    def _tools(self) -> Toolbox:
+        if self.toolbox is None:
+            raise HarnessError(f"{type(self).__name__}: this context was built without a "
+                               "registry; contexts that cells and harness.testing hand out "
+                               "have one")
+        return self.toolbox
+
+    def policy(self, name: str) -> ExitPolicy:
+        """A registered exit policy by name."""
+        return self._tools().policy(name)
 
 
 class OracleHandle(Protocol):
@@ -111,7 +123,7 @@ class OracleHandle(Protocol):
 
 
 @dataclass(frozen=True)
-class AttackContext:
+class AttackContext(_RegistryAccess):
     """What the threat model grants an attack besides the oracle and its data pool.
 
     ``policy``, ``estimator`` and ``new_network`` reach registered components by name:
@@ -134,15 +146,6 @@ class AttackContext:
         """An independent generator per ``stream`` derived from the cell seed."""
         return np.random.default_rng([self.seed, stream])
 
-    def _tools(self) -> Toolbox:
-        if self.toolbox is None:
-            raise _no_toolbox("AttackContext")
-        return self.toolbox
-
-    def policy(self, name: str) -> ExitPolicy:
-        """A registered exit policy by name."""
-        return self._tools().policy(name)
-
     def estimator(self, name: str, **params: Any) -> ExitEstimator:
         """A registered exit estimator by name, built with ``params`` and validated."""
         return self._tools().estimator(name, **params)
@@ -159,21 +162,12 @@ class AttackContext:
 
 
 @dataclass(frozen=True)
-class VictimContext:
+class VictimContext(_RegistryAccess):
     """What a cell hands :meth:`Victim.prepare`: where to cache, the device, the registry."""
 
     cache_dir: Path
     device: str
     toolbox: Toolbox | None = field(default=None, repr=False, compare=False)
-
-    def _tools(self) -> Toolbox:
-        if self.toolbox is None:
-            raise _no_toolbox("VictimContext")
-        return self.toolbox
-
-    def policy(self, name: str) -> ExitPolicy:
-        """A registered exit policy by name."""
-        return self._tools().policy(name)
 
     def new_network(self, architecture: str, input_shape: Sequence[int], num_classes: int,
                     num_exits: int, seed: int, normalization: Normalization | None = None,
