@@ -24,7 +24,6 @@ LIST_KEYS = ("victims", "attacks", "defenses")
 CHOICES = {
     "output": ("probs", "label"),
     "timing": ("analytic", "replay", "live"),
-    "backend": ("torch", "onnx"),
     "device": ("cpu", "cuda", "auto"),
     "executor": ("serial", "process"),
 }
@@ -36,7 +35,9 @@ INT_LIMITS = {"budget": MAX_BUDGET, "jobs": 512, "repeats": 1000}
 INT_KEYS = tuple(INT_LIMITS)
 FLOAT_KEYS = ("timeout",)
 PATH_KEYS = ("out", "data_root", "cache_dir", "profile")
-SCALAR_KEYS = (*CHOICES, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
+NAME_KEYS = ("backend",)
+"""Names of registered components (checked against the registry when the grid expands)."""
+SCALAR_KEYS = (*CHOICES, *NAME_KEYS, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
 COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defenses"}
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
@@ -154,6 +155,11 @@ def _scalar(key: str, raw: Any) -> Any:
         value = str(raw)
         if value not in CHOICES[key]:
             raise ConfigError(f"{key}={raw!r} is not allowed; choose one of {', '.join(CHOICES[key])}")
+        return value
+    if key in NAME_KEYS:
+        value = str(raw).strip()
+        if not value:
+            raise ConfigError(f"{key}= is empty; give a registered {key} name (harness list)")
         return value
     if key in INT_KEYS:
         try:

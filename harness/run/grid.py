@@ -181,6 +181,7 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
             raise ConfigError(f"{kind}.{name}.{param} is set but {kind} {name!r} is not in this "
                               f"grid ({', '.join(chosen[kind])}); add it or drop the parameter")
     check_timing(spec)
+    registry.get("backend", spec.backend)  # unknown names list the registered backends
     _warn_unregistered_families(chosen["victim"], registry)
     comps = {kind: [_component(kind, n, spec, registry) for n in names]
              for kind, names in chosen.items()}

@@ -53,6 +53,7 @@ def _run_fails(capsys, args, message, tmp_path):
     (["victim.digits_cnn.train_seed=-1"], "train_seed=-1 is invalid"),
     (["victims=cifar10_resnet56"], "dataset 'cifar10' needs a local data_root"),
     (["defense.none.p=abc"], "defense 'none' has no parameter(s) ['p']"),
+    (["backend=tensorrt"], "unknown backend 'tensorrt'; available: onnx, torch"),
 ])
 def test_bad_run_values_stop_before_any_work(capsys, tmp_path, args, message):
     _run_fails(capsys, args, message, tmp_path)
