@@ -1,0 +1,297 @@
+"""Record a corpus of live latency traces with true exits (issue 9's estimation benchmark).
+
+Each trace serves real inputs through a real backend with true per-sample early exit,
+every query forced to an exit drawn from the trace's exit mix (the victim's strategy is
+still evaluated on the way, as a server does), and keeps each query's measured latency
+and true exit. The factors vary across traces, each level in at least two of them:
+
+* network: ``small_cnn`` width 8/32/64, 3-8 exits, 1x8x8 or 3x32x32 inputs, torch or ONNX;
+* exit mix: balanced, one exit at 50-90%, exits at 1-2%, an exit never used;
+* machine: 1 or 2 threads, with or without a CPU-bound background process;
+* query pattern: back to back, or spaced by random gaps (0.2-2 ms);
+* size: n from 200 to 20,000.
+
+``record --plan tuned`` records the traces estimators may be tuned on; ``record --plan
+heldout`` records a third as many in a separate run under a different background load
+(a memory-bound process), never to be tuned on. Each trace stores float32 latencies in
+microseconds and uint8 exits in ``benchmarks/corpus/<plan>.npz``; the metadata, with
+each trace's Bayes-optimal timing-only exit accuracy (:func:`harness.report.leakage.
+bayes_exit_accuracy`, 5-fold cross-validated, plus its binomial standard error), goes
+to ``benchmarks/corpus/<plan>.json``.
+
+Usage: ``python benchmarks/latency_corpus.py record --plan tuned|heldout`` and
+``python benchmarks/latency_corpus.py show``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import print_table, write_json
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
+from harness.protocol import TrainedVictim
+from harness.report.leakage import bayes_exit_accuracy
+from harness.run.atomic import atomic_write_bytes
+from harness.run.provenance import machine_info
+from harness.testing.fixtures import random_splits, spread_thresholds, weights_digest
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+MIXES = {
+    "balanced": "equal shares",
+    "dominant": "one exit takes 50-90%, the rest share what is left",
+    "rare": "two exits take 1-2% each",
+    "unused": "one exit is never used",
+    "dominant_rare": "one exit at 85-90%, others 1-5%, one at 1%",
+}
+
+BACKGROUND = {
+    "none": None,
+    "cpu": "x = 1.0\nwhile True:\n    x = x * 1.0000001 + 1e-9\n",
+    "memory": ("import numpy as np\na = np.ones(8_000_000)\nb = np.empty_like(a)\n"
+               "while True:\n    np.copyto(b, a)\n    np.copyto(a, b)\n"),
+}
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """One trace of the corpus: network, mix, machine, pattern, size."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_exits: int
+    width: int
+    backend: str
+    threads: int
+    background: str
+    pattern: str
+    mix: str
+    n: int
+    seed: int
+
+
+def _t(name, shape, k, width, backend, threads, background, pattern, mix, n, seed):
+    return TraceSpec(name, shape, k, width, backend, threads, background, pattern, mix, n, seed)
+
+
+SMALL, LARGE = (1, 8, 8), (3, 32, 32)
+TUNED = (
+    _t("t01", SMALL, 4, 32, "torch", 1, "none", "back_to_back", "balanced", 2000, 1),
+    _t("t02", SMALL, 4, 32, "torch", 1, "none", "back_to_back", "dominant", 5000, 2),
+    _t("t03", SMALL, 5, 64, "torch", 2, "none", "back_to_back", "rare", 2000, 3),
+    _t("t04", SMALL, 6, 32, "onnx", 1, "none", "back_to_back", "unused", 5000, 4),
+    _t("t05", SMALL, 3, 8, "torch", 1, "cpu", "back_to_back", "balanced", 500, 5),
+    _t("t06", SMALL, 8, 32, "torch", 1, "none", "spaced", "dominant_rare", 5000, 6),
+    _t("t07", LARGE, 4, 8, "torch", 1, "none", "back_to_back", "dominant", 2000, 7),
+    _t("t08", LARGE, 5, 32, "onnx", 2, "cpu", "back_to_back", "balanced", 2000, 8),
+    _t("t09", SMALL, 4, 64, "onnx", 1, "cpu", "spaced", "rare", 2000, 9),
+    _t("t10", SMALL, 5, 32, "torch", 2, "cpu", "back_to_back", "unused", 2000, 10),
+    _t("t11", LARGE, 3, 32, "torch", 1, "none", "spaced", "unused", 2000, 11),
+    _t("t12", SMALL, 6, 8, "torch", 1, "none", "back_to_back", "dominant", 20000, 12),
+    _t("t13", SMALL, 7, 32, "onnx", 2, "none", "spaced", "dominant_rare", 2000, 13),
+    _t("t14", LARGE, 6, 8, "onnx", 1, "none", "back_to_back", "rare", 5000, 14),
+    _t("t15", SMALL, 3, 64, "torch", 1, "cpu", "back_to_back", "dominant", 200, 15),
+    _t("t16", SMALL, 8, 8, "onnx", 1, "none", "back_to_back", "balanced", 20000, 16),
+    _t("t17", LARGE, 4, 32, "torch", 2, "none", "back_to_back", "dominant_rare", 5000, 17),
+    _t("t18", SMALL, 5, 8, "torch", 1, "cpu", "spaced", "dominant", 500, 18),
+    _t("t19", SMALL, 7, 32, "torch", 1, "none", "back_to_back", "rare", 2000, 19),
+    _t("t20", LARGE, 5, 8, "torch", 1, "cpu", "back_to_back", "unused", 2000, 20),
+    _t("t21", SMALL, 4, 8, "onnx", 2, "cpu", "back_to_back", "dominant", 2000, 21),
+    _t("t22", SMALL, 3, 32, "onnx", 1, "none", "spaced", "balanced", 200, 22),
+    _t("t23", LARGE, 8, 8, "torch", 1, "none", "back_to_back", "dominant_rare", 2000, 23),
+    _t("t24", SMALL, 6, 64, "torch", 2, "none", "back_to_back", "balanced", 5000, 24),
+)
+HELDOUT = (
+    _t("h01", SMALL, 4, 32, "torch", 1, "memory", "back_to_back", "dominant", 5000, 101),
+    _t("h02", SMALL, 5, 64, "onnx", 2, "memory", "back_to_back", "rare", 2000, 102),
+    _t("h03", LARGE, 4, 8, "torch", 1, "none", "spaced", "unused", 2000, 103),
+    _t("h04", SMALL, 6, 32, "torch", 1, "memory", "back_to_back", "dominant_rare", 20000, 104),
+    _t("h05", SMALL, 3, 8, "onnx", 1, "none", "back_to_back", "balanced", 2000, 105),
+    _t("h06", LARGE, 5, 32, "torch", 2, "memory", "spaced", "dominant", 2000, 106),
+    _t("h07", SMALL, 8, 32, "torch", 1, "memory", "back_to_back", "unused", 5000, 107),
+    _t("h08", SMALL, 4, 64, "torch", 1, "none", "back_to_back", "rare", 500, 108),
+    _t("h09", LARGE, 6, 8, "onnx", 1, "memory", "back_to_back", "balanced", 2000, 109),
+    _t("h10", SMALL, 5, 8, "torch", 2, "none", "spaced", "dominant_rare", 2000, 110),
+    _t("h11", SMALL, 7, 32, "onnx", 1, "memory", "back_to_back", "dominant", 2000, 111),
+    _t("h12", SMALL, 3, 32, "torch", 1, "memory", "back_to_back", "rare", 200, 112),
+)
+PLANS = {"tuned": TUNED, "heldout": HELDOUT}
+
+
+def mix_weights(mix: str, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Exit shares of a named mix (seeded: which exits are dominant, rare or unused)."""
+    order = rng.permutation(k)
+    w = np.ones(k)
+    if mix == "dominant":
+        w[:] = (1 - (big := rng.uniform(0.5, 0.9))) / (k - 1)
+        w[order[0]] = big
+    elif mix == "rare":
+        w[order[:2]] = rng.uniform(0.01, 0.02, 2)
+        w[order[2:]] = (1 - w[order[:2]].sum()) / (k - 2)
+    elif mix == "unused":
+        w[order[0]] = 0.0
+        w /= w.sum()
+    elif mix == "dominant_rare":
+        w[order[0]] = rng.uniform(0.85, 0.9)
+        w[order[1]] = 0.01
+        rest = order[2:]
+        w[rest] = rng.uniform(0.01, 0.05, len(rest))
+        w[order[0]] = 1 - w[order[1:]].sum()
+    return w / w.sum()
+
+
+def build_served(spec: TraceSpec, registry: Registry, cache_dir: Path):
+    data = random_splits(spec.input_shape, 10, (16, 16, 256, 256), seed=spec.seed)
+    net = Toolbox(registry).new_network("small_cnn", spec.input_shape, 10, spec.num_exits,
+                                        spec.seed, width=spec.width).eval()
+    policy = registry.policy("max_prob")
+    from harness.model import exit_probabilities
+    from harness.strategy import OutputStrategy
+
+    strategy = OutputStrategy(policy, spread_thresholds(exit_probabilities(net, data.test.x),
+                                                        policy))
+    victim = TrainedVictim(f"corpus_{spec.name}", net, strategy, data, "small_cnn",
+                           weights_digest(net))
+    backend = registry.get("backend", spec.backend).cls
+    params = {"num_threads": spec.threads} if spec.backend == "torch" else {
+        "intra_op_num_threads": spec.threads}
+    return backend(warmup=0, **params).load(victim, "cpu", cache_dir), victim
+
+
+def record_trace(spec: TraceSpec, registry: Registry, cache_dir: Path) -> dict:
+    served, victim = build_served(spec, registry, cache_dir)
+    rng = np.random.default_rng([spec.seed, 9])
+    weights = mix_weights(spec.mix, spec.num_exits, rng)
+    exits = rng.choice(spec.num_exits, size=spec.n, p=weights).astype(np.int64)
+    pool = victim.data.test.x
+    x = pool[rng.integers(0, len(pool), spec.n)]
+    warm = np.arange(min(64, spec.n)) % spec.num_exits
+    served.serve(x[:len(warm)], strategy=victim.strategy, exits=warm)
+    if spec.pattern == "spaced":
+        gaps = rng.uniform(0.2e-3, 2e-3, spec.n)
+        lat = np.empty(spec.n)
+        for i in range(spec.n):
+            time.sleep(gaps[i])
+            lat[i] = served.serve(x[i:i + 1], strategy=victim.strategy,
+                                  exits=exits[i:i + 1]).latency_s[0]
+    else:
+        trace = served.serve(x, strategy=victim.strategy, exits=exits)
+        assert np.array_equal(trace.exits, exits)
+        lat = trace.latency_s
+    return {"latency_us": (lat * 1e6).astype(np.float32), "exits": exits.astype(np.uint8),
+            "weights": weights.tolist()}
+
+
+class Background:
+    """A background process of the given kind, alive inside the ``with`` block."""
+
+    def __init__(self, kind: str) -> None:
+        self.code = BACKGROUND[kind]
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Background:
+        if self.code is not None:
+            self.proc = subprocess.Popen([sys.executable, "-c", self.code])
+            time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def record(plan: str) -> None:
+    registry = Registry.from_manager(make_plugin_manager())
+    arrays, meta = {}, []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in PLANS[plan]:
+            t0 = time.perf_counter()
+            with Background(spec.background):
+                rec = record_trace(spec, registry, Path(tmp))
+            lat_s = rec["latency_us"].astype(np.float64) * 1e-6
+            exits = rec["exits"].astype(np.int64)
+            bound = bayes_exit_accuracy(lat_s, exits)
+            row = {**asdict(spec), "split": plan, "exit_weights": rec["weights"],
+                   "exit_counts": np.bincount(exits, minlength=spec.num_exits).tolist(),
+                   "bayes_optimal": bound,
+                   "bayes_optimal_se": float(np.sqrt(bound * (1 - bound) / spec.n)),
+                   "p50_us": float(np.median(rec["latency_us"])),
+                   "p99_us": float(np.quantile(rec["latency_us"], 0.99)),
+                   "seconds": round(time.perf_counter() - t0, 2)}
+            meta.append(row)
+            arrays[f"{spec.name}_latency_us"] = rec["latency_us"]
+            arrays[f"{spec.name}_exits"] = rec["exits"]
+            print(f"{spec.name}: n={spec.n} k={spec.num_exits} {spec.mix} {spec.backend} "
+                  f"t={spec.threads} bg={spec.background} {spec.pattern}: bayes {bound:.3f} "
+                  f"({row['seconds']}s)", flush=True)
+    CORPUS.mkdir(parents=True, exist_ok=True)
+    npz = CORPUS / f"{plan}.npz"
+    with tempfile.NamedTemporaryFile(dir=CORPUS, suffix=".npz", delete=False) as fh:
+        np.savez_compressed(fh, **arrays)
+    Path(fh.name).replace(npz)
+    write_json(CORPUS / f"{plan}.json", {
+        "plan": plan, "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": asdict(machine_info("cpu")), "mixes": MIXES, "traces": meta,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "bayes_method": "harness.report.leakage.bayes_exit_accuracy: 5-fold cross-validated "
+                        "argmax prior x Gaussian KDE (Silverman) density of log latency; se = "
+                        "sqrt(acc (1 - acc) / n)"})
+    atomic_write_bytes(CORPUS / ".gitattributes", b"*.npz binary\n")
+    print(f"wrote {npz} ({npz.stat().st_size / 1024:.0f} KiB) and {plan}.json")
+
+
+def load_corpus(plans: tuple[str, ...] = ("tuned", "heldout")) -> list[dict]:
+    """Every recorded trace: its metadata plus ``latency_s`` and ``exits`` arrays."""
+    traces = []
+    for plan in plans:
+        meta_path = CORPUS / f"{plan}.json"
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        with np.load(CORPUS / f"{plan}.npz") as arrays:
+            for row in meta["traces"]:
+                traces.append({**row,
+                               "latency_s": arrays[f"{row['name']}_latency_us"].astype(
+                                   np.float64) * 1e-6,
+                               "exits": arrays[f"{row['name']}_exits"].astype(np.int64)})
+    return traces
+
+
+def show() -> None:
+    rows = [{k: t[k] for k in ("name", "split", "n", "num_exits", "mix", "backend", "threads",
+                               "background", "pattern", "p50_us", "bayes_optimal")}
+            for t in load_corpus()]
+    print_table(rows, list(rows[0]) if rows else ["name"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--plan", choices=sorted(PLANS), required=True)
+    sub.add_parser("show")
+    args = parser.parse_args()
+    if args.command == "record":
+        record(args.plan)
+    else:
+        show()
+
+
+if __name__ == "__main__":
+    main()
