@@ -260,8 +260,15 @@ class ExitEstimator(Component):
 
     @abstractmethod
     def estimate(self, latency_s: np.ndarray, num_exits: int | None,
-                 rng: np.random.Generator) -> ExitEstimate:
-        """Estimate exits; ``num_exits`` None means infer the number of exits."""
+                 rng: np.random.Generator, *,
+                 cost_fraction: tuple[float, ...] | None = None) -> ExitEstimate:
+        """Estimate exits; ``num_exits`` None means infer the number of exits.
+
+        ``cost_fraction`` (each exit's share of the full network's compute) is given when
+        the threat model grants the architecture and the number of exits; an estimator
+        may use it to tell which exits its clusters are (unused exits), or ignore it.
+        Exits are indices ``0..num_exits-1``; some may receive no query.
+        """
 
 
 class Architecture(Component):

@@ -2,7 +2,7 @@
 
 Every estimator sees the latencies through :func:`prepare_latencies`:
 
-1. validate (non-empty, finite, strictly positive; ``num_exits`` in ``1..n``);
+1. validate (non-empty, finite, strictly positive; ``num_exits`` in ``1..64``);
 2. sort (a stable argsort; everything after this depends only on the sorted values,
    so estimates never depend on query order);
 3. transform: ``log`` (default) or ``linear``, then standardise with the median and the
@@ -20,10 +20,16 @@ and returns cut indices; the base maps each cut to a latency boundary (the midpo
 its two neighbours in the transformed space: the geometric mean for ``log``) and gives
 every query the exit ``searchsorted(boundaries, latency, "right")``, which is monotone
 non-decreasing in latency by construction.
+
+Fewer distinct latencies than exits (ties, constant latencies, ``n`` smaller than
+``num_exits``) is not an error: the distinct values are the groups, mapped to exit
+indices by :mod:`.mapping` (so a constant trace is one exit, and skipped exits stay
+empty), and ``num_exits`` stays what was asked.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -31,6 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from attacks.exit_estimation.mapping import map_to_exits
 from harness.errors import ConfigError
 from harness.params import Interval, Options
 from harness.protocol import ExitEstimate, ExitEstimator
@@ -88,16 +95,20 @@ def validate_latencies(latency_s: object) -> np.ndarray:
     return x
 
 
-def validate_num_exits(num_exits: int | None, n: int) -> int | None:
-    """``num_exits`` as an int in ``1..n`` (or None); ConfigError otherwise."""
+MAX_EXITS = 64
+
+
+def validate_num_exits(num_exits: int | None) -> int | None:
+    """``num_exits`` as an int in ``1..64`` (or None); ConfigError otherwise.
+
+    More exits than latencies is allowed: some exits then simply receive no query.
+    """
     if num_exits is None:
         return None
     if isinstance(num_exits, bool) or not isinstance(num_exits, int | np.integer):
         raise ConfigError(f"exit estimation: num_exits must be an int or None, got {num_exits!r}")
-    if not 1 <= num_exits <= n:
-        raise ConfigError(
-            f"exit estimation: num_exits={num_exits} is not in 1..{n} (the number of latencies)"
-        )
+    if not 1 <= num_exits <= MAX_EXITS:
+        raise ConfigError(f"exit estimation: num_exits={num_exits} is not in 1..{MAX_EXITS}")
     return int(num_exits)
 
 
@@ -175,39 +186,88 @@ class LatencyEstimator(ExitEstimator):
         """Cut the sorted standardised values ``z`` into ``num_exits`` (or inferred) runs."""
 
     def estimate(self, latency_s: np.ndarray, num_exits: int | None,
-                 rng: np.random.Generator) -> ExitEstimate:
-        """Estimate one exit per query (see the module docstring for the guarantees)."""
+                 rng: np.random.Generator, *,
+                 cost_fraction: tuple[float, ...] | None = None) -> ExitEstimate:
+        """Estimate one exit per query (see the module docstring for the guarantees).
+
+        With ``num_exits`` given but fewer distinct latencies than exits, the distinct
+        values become the groups and are mapped to exit indices by
+        :func:`~attacks.exit_estimation.mapping.map_to_exits` (``cost_fraction``, when
+        the threat model grants it, shapes that mapping).
+        """
         self.validate()
         prep = prepare_latencies(latency_s, self.transform, self.tail_density)
         n = len(prep.sorted_s)
-        k = validate_num_exits(num_exits, n)
-        if k is not None and distinct_count(prep.sorted_s) < k:
-            raise ConfigError(
-                f"exit estimator {self.name!r}: num_exits={k} but only "
-                f"{distinct_count(prep.sorted_s)} distinct latencies"
-            )
-        if k == 1 or distinct_count(prep.sorted_s) == 1:
-            return ExitEstimate(np.empty(0), np.zeros(n, dtype=np.int64), 1, np.ones((n, 1)))
+        k = validate_num_exits(num_exits)
+        distinct = distinct_count(prep.sorted_s)
+        groups = None if k is None else min(k, distinct)
+        if groups == 1 or distinct == 1:
+            return _single_group(prep, k or 1, cost_fraction)
         z = prep.fitted
-        if k is not None and distinct_count(z) < k:  # trimming left too few distinct values
+        if groups is not None and distinct_count(z) < groups:  # trimming left too few values
             prep = PreparedLatencies(prep.order, prep.sorted_s, prep.values, n, prep.transform)
             z = prep.fitted
-        seg = self._segment(z, k, rng)
+        seg = self._segment(z, groups, rng)
         cuts = np.asarray(seg.cuts, dtype=np.int64)
-        if k is not None and len(cuts) != k - 1:
-            raise RuntimeError(f"{self.name}: detector returned {len(cuts)} cuts, wanted {k - 1}")
+        if groups is not None and len(cuts) != groups - 1:
+            raise RuntimeError(f"{self.name}: detector returned {len(cuts)} cuts, wanted "
+                               f"{groups - 1}")
         if cuts.size and (cuts.min() < 1 or cuts.max() > len(z) - 1 or np.any(np.diff(cuts) < 0)):
             raise RuntimeError(f"{self.name}: detector returned invalid cuts {cuts.tolist()}")
-        boundaries = boundaries_from_cuts(prep, cuts)
+        total = k if k is not None else len(cuts) + 1
+        posterior_columns = seg.posterior
+        if total > len(cuts) + 1 and len(np.unique(cuts)) < len(cuts):
+            cuts, posterior_columns = np.unique(cuts), None  # empty groups carry no exit
+        group_bounds = boundaries_from_cuts(prep, cuts)
+        exit_of_group = np.arange(len(cuts) + 1)
+        if total > len(cuts) + 1:
+            edges = np.concatenate([[0], cuts, [n]])
+            centers = [float(np.median(prep.sorted_s[a:b])) for a, b in itertools.pairwise(edges)]
+            exit_of_group = map_to_exits(centers, total, cost_fraction)
+        boundaries = expand_boundaries(group_bounds, exit_of_group, total)
         x = np.asarray(latency_s, dtype=np.float64)
         exits = np.searchsorted(boundaries, x, side="right").astype(np.int64)
         posterior = None
-        if seg.posterior is not None:
+        if posterior_columns is not None:
             rows = np.minimum(np.arange(n), len(z) - 1)  # trimmed tail: copy the top row
-            sorted_post = seg.posterior[rows]
+            sorted_post = np.zeros((n, total))
+            sorted_post[:, exit_of_group] = posterior_columns[rows]
             posterior = np.empty_like(sorted_post)
             posterior[prep.order] = sorted_post
-        return ExitEstimate(boundaries, exits, len(cuts) + 1, posterior)
+        return ExitEstimate(boundaries, exits, total, posterior)
+
+
+LOWEST, HIGHEST = 0.0, float(np.finfo(np.float64).max)
+
+
+def expand_boundaries(group_bounds: np.ndarray, exit_of_group: np.ndarray,
+                      num_exits: int) -> np.ndarray:
+    """``num_exits - 1`` ascending boundaries under which group ``g`` gets ``exit_of_group[g]``.
+
+    Exits no group maps to get empty latency ranges (repeated boundaries; ``0`` below the
+    first group, the largest float above the last).
+    """
+    bounds = np.empty(num_exits - 1)
+    for e in range(num_exits - 1):
+        later = np.flatnonzero(exit_of_group > e)
+        if len(later) == 0:
+            bounds[e] = HIGHEST
+        elif later[0] == 0:
+            bounds[e] = LOWEST
+        else:
+            bounds[e] = group_bounds[later[0] - 1]
+    return bounds
+
+
+def _single_group(prep: PreparedLatencies, num_exits: int,
+                  cost_fraction: tuple[float, ...] | None) -> ExitEstimate:
+    """Every query in one group (constant latencies, one exit), mapped to its exit."""
+    n = len(prep.sorted_s)
+    exit_index = int(map_to_exits([float(np.median(prep.sorted_s))], num_exits, cost_fraction)[0])
+    boundaries = expand_boundaries(np.empty(0), np.array([exit_index]), num_exits)
+    posterior = np.zeros((n, num_exits))
+    posterior[:, exit_index] = 1.0
+    return ExitEstimate(boundaries, np.full(n, exit_index, dtype=np.int64), num_exits, posterior)
 
 
 def peak_cuts(score: np.ndarray, count: int, min_gap: int) -> np.ndarray:

@@ -26,6 +26,7 @@ its order-free likelihood, and ``K`` is the mode of the BIC-approximated posteri
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from attacks.exit_estimation.normal_gamma import (
     segment_scores,
 )
 from attacks.exit_estimation.refine import cut_windows, refine_cuts
-from harness.params import Interval
+from harness.params import Interval, Options
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ class BayesFit:
     k_posterior: np.ndarray | None
     membership: np.ndarray | None
     num_bins: int
+
+
+def pooled_variance(z: np.ndarray, cuts: np.ndarray) -> float:
+    """Within-segment variance pooled over the segments of a cutting (floored)."""
+    edges = np.concatenate([[0], np.asarray(cuts, dtype=np.int64), [len(z)]])
+    sse = sum(float(np.sum((z[a:b] - z[a:b].mean()) ** 2)) for a, b in itertools.pairwise(edges)
+              if b > a)
+    span = max(float(z[-1] - z[0]), 1e-12)
+    return max(sse / len(z), (1e-4 * span) ** 2)
 
 
 def mixture_bic(z: np.ndarray, cuts: np.ndarray, outlier_weight: float,
@@ -170,6 +180,7 @@ class BayesEstimator(LatencyEstimator):
         "min_size": [Interval("real", 0, 0.5, closed="left")],
         "outlier_weight": [Interval("real", 0, 1, closed="left")],
         "posterior": [bool],
+        "variance": [Options("tied", "free")],
     }
 
     def __init__(self, *, alpha0: float = 20.0, beta0: float = 0.2, kappa0: float = 0.01,
@@ -177,7 +188,8 @@ class BayesEstimator(LatencyEstimator):
                  max_exits: int = 8,
                  min_size: float = 0.02, outlier_weight: float = 0.02,
                  posterior: bool = True, transform: str = "log",
-                 tail_density: float = 0.005) -> None:
+                 tail_density: float = 0.005, variance: str = "tied") -> None:
+        self.variance = variance
         self.alpha0 = alpha0
         self.beta0 = beta0
         self.kappa0 = kappa0
@@ -192,15 +204,31 @@ class BayesEstimator(LatencyEstimator):
         self.tail_density = tail_density
 
     def fit_sorted(self, z: np.ndarray, num_exits: int | None) -> BayesFit:
-        """The full fit on sorted standardised values (diagnostics: ``k_posterior``)."""
+        """The full fit on sorted standardised values (diagnostics: ``k_posterior``).
+
+        ``variance="tied"``: the free-variance fit chooses the number of segments and a
+        first cutting; then every segment shares one variance (the pooled within-segment
+        variance, re-estimated twice), so a populous exit's bulk and shoulder are one
+        segment rather than two while a rare, distant exit keeps its own.
+        """
         self.validate()
         prior = NormalGammaPrior(self.alpha0, self.beta0, self.kappa0, self.mu0)
-        return bayes_segmentation(
-            z, num_exits, prior=prior, max_bins=self.max_bins,
-            refine_bins=self.refine_bins, max_segments=self.max_exits,
-            min_points=max(1, math.ceil(self.min_size * len(z))),
-            outlier_weight=self.outlier_weight, membership=self.posterior,
-        )
+
+        def run(p: NormalGammaPrior, k: int | None, membership: bool) -> BayesFit:
+            return bayes_segmentation(
+                z, k, prior=p, max_bins=self.max_bins, refine_bins=self.refine_bins,
+                max_segments=self.max_exits,
+                min_points=max(1, math.ceil(self.min_size * len(z))),
+                outlier_weight=self.outlier_weight, membership=membership)
+
+        fit = run(prior, num_exits, self.posterior and self.variance == "free")
+        if self.variance == "free" or fit.num_segments == 1:
+            return fit
+        k_posterior = fit.k_posterior
+        for last in (False, False, True):
+            prior = dataclasses.replace(prior, sigma2=pooled_variance(z, fit.cuts))
+            fit = run(prior, fit.num_segments, self.posterior and last)
+        return dataclasses.replace(fit, k_posterior=k_posterior)
 
     def _segment(self, z: np.ndarray, num_exits: int | None,
                  rng: np.random.Generator) -> Segmentation:

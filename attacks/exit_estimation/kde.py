@@ -11,6 +11,9 @@ least ``min_prominence`` x the highest density. ``K`` given: the ``K`` most prom
 modes, and a cut at the deepest point of the density between consecutive ones; with
 fewer than ``K`` modes the bandwidth is halved (up to 6 times), and any cut still
 missing splits the most populous segment at its median.
+
+Limitation: a populous exit whose latency has a bulk and a distinct shoulder shows two
+modes, and with ``K`` given the shoulder can outrank a rare exit (use ``bayes``).
 """
 
 from __future__ import annotations

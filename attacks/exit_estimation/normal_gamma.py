@@ -9,7 +9,10 @@ is its own bin and everything below is exact.
 
 Model of one segment (Murphy 2007, eq. 95-97): ``x_i ~ N(mu, 1/lambda)``,
 ``lambda ~ Gamma(alpha0, beta0)``, ``mu | lambda ~ N(mu0, 1/(kappa0 lambda))``; its
-marginal likelihood is the product of Student-t predictives, in closed form.
+marginal likelihood is the product of Student-t predictives, in closed form. With a
+*tied* variance (``sigma2`` given: every segment shares it, as exits share one noise
+shape in log latency) the marginal is the known-variance one: ``mu ~ N(mu0,
+sigma2 / kappa0)``, again in closed form.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class NormalGammaPrior:
     beta0: float = 0.01
     kappa0: float = 0.01
     mu0: float = 0.0
+    sigma2: float | None = None
+    """The shared variance of every segment (tied model), or None (each its own)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,10 @@ def log_marginal(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
     mean = s1 / n
     ss = np.maximum(s2 - s1 * mean, 0.0)
     kn = k0 + n
+    if prior.sigma2 is not None:
+        v = prior.sigma2
+        quad = ss + k0 * n * (mean - m0) ** 2 / kn
+        return -0.5 * n * (LOG_2PI + np.log(v)) - 0.5 * np.log(kn / k0) - 0.5 * quad / v
     beta_n = b0 + 0.5 * ss + k0 * n * (mean - m0) ** 2 / (2.0 * kn)
     an = a0 + 0.5 * n
     return (gammaln(an) - an * np.log(beta_n) - 0.5 * np.log(kn) - 0.5 * n * LOG_2PI

@@ -20,7 +20,6 @@ import numpy as np
 import ruptures as rpt
 
 from attacks.exit_estimation.base import COMMON_CONSTRAINTS, LatencyEstimator, Segmentation
-from harness.errors import ConfigError
 from harness.params import Interval, Options
 
 MODELS = ("l1", "l2", "normal", "rbf")
@@ -86,13 +85,21 @@ class RupturesEstimator(LatencyEstimator):
                if m > self.max_points else np.arange(m))
         sub = z[idx]
         k = num_exits
-        if k is not None and k * self.min_size > len(sub):
-            raise ConfigError(f"exit estimator {self.name!r}: {k} exits of min_size "
-                              f"{self.min_size} need more than {len(sub)} points")
+        if len(sub) < 2 * self.min_size or (k is not None and k * self.min_size > len(sub)):
+            return Segmentation(self._few_points(z, k))
         chosen = np.asarray(sorted(self._predict(sub.reshape(-1, 1), k)), dtype=np.int64)
         mids = 0.5 * (sub[chosen - 1] + sub[chosen])
         cuts = np.clip(np.searchsorted(z, mids, side="right"), 1, m - 1)
         return Segmentation(cuts)
+
+
+    @staticmethod
+    def _few_points(z: np.ndarray, k: int | None) -> np.ndarray:
+        """Too few points for ``min_size``: cut at the ``k - 1`` widest gaps (none if K unknown)."""
+        if k is None or k < 2:
+            return np.empty(0, dtype=np.int64)
+        gaps = np.diff(z)
+        return np.sort(np.argsort(-gaps, kind="stable")[: k - 1] + 1).astype(np.int64)
 
 
 class RupturesPeltEstimator(RupturesEstimator):
@@ -143,7 +150,10 @@ class RupturesBinsegEstimator(RupturesEstimator):
 
 
 class RupturesKernelEstimator(RupturesEstimator):
-    """ruptures KernelCPD (C implementation): ``model='l2'`` (linear kernel) or ``'rbf'``."""
+    """ruptures KernelCPD (C implementation): ``model='l2'`` (linear kernel) or ``'rbf'``.
+
+    With ``rbf`` a populous exit's bulk and shoulder can become two segments (use ``bayes``).
+    """
 
     name: ClassVar[str] = "ruptures_kernel"
     algorithm: ClassVar[str] = "kernel"

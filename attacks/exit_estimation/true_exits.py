@@ -30,8 +30,8 @@ class TrueExitsEstimator(ExitEstimator):
         self.transform = transform
 
     def estimate(self, latency_s: np.ndarray, num_exits: int | None,
-                 rng: np.random.Generator, true_exits: np.ndarray | None = None
-                 ) -> ExitEstimate:
+                 rng: np.random.Generator, true_exits: np.ndarray | None = None, *,
+                 cost_fraction: tuple[float, ...] | None = None) -> ExitEstimate:
         """The true exits (required) with boundaries between the exit groups."""
         if true_exits is None:
             raise ConfigError(
@@ -46,7 +46,7 @@ class TrueExitsEstimator(ExitEstimator):
                               f"{x.shape}, got {exits.dtype} {exits.shape}")
         if exits.min() < 0:
             raise ConfigError("exit estimator 'true_exits': true exits must be >= 0")
-        k = validate_num_exits(num_exits, len(x))
+        k = validate_num_exits(num_exits)
         k = int(exits.max()) + 1 if k is None else k
         if exits.max() >= k:
             raise ConfigError(f"exit estimator 'true_exits': true exit {int(exits.max())} >= "

@@ -23,10 +23,12 @@ from harness.errors import ConfigError
 LIST_KEYS = ("victims", "attacks", "defenses")
 CHOICES = {
     "output": ("probs", "label"),
-    "timing": ("analytic", "replay", "live"),
+    "timing": ("realistic", "analytic", "replay", "live"),
     "device": ("cpu", "cuda", "auto"),
     "executor": ("serial", "process"),
 }
+MODELLED_TIMINGS = ("realistic", "analytic")
+"""Timing modes whose parameters are ``timing.PARAM=`` keys."""
 MAX_BUDGET = 1_000_000
 """Most queries one attack may make (1 query = 1 input; repeats, synthetic inputs and
 refused queries all count), so a typo cannot allocate without bound."""
@@ -41,7 +43,7 @@ SCALAR_KEYS = (*CHOICES, *NAME_KEYS, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
 COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defenses"}
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
-    "budget": 500, "output": "probs", "timing": "analytic", "backend": "torch",
+    "budget": 500, "output": "probs", "timing": "realistic", "backend": "torch",
     "device": "cpu", "executor": "serial", "jobs": 1, "repeats": 1, "timeout": None,
     "out": "results", "data_root": None, "cache_dir": None, "profile": None,
 }
@@ -265,9 +267,10 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     if values["timeout"] is not None and values["executor"] != "process":
         raise ConfigError("timeout= needs executor=process (each cell runs in its own process, "
                           "which is killed at the limit); add executor=process")
-    if timing_params and values["timing"] != "analytic":
-        raise ConfigError(f"timing.{timing_params[0][0]} is a parameter of timing=analytic, but "
-                          f"timing={values['timing']}; drop it or use timing=analytic")
+    if timing_params and values["timing"] not in MODELLED_TIMINGS:
+        raise ConfigError(f"timing.{timing_params[0][0]} is a parameter of the modelled timings "
+                          f"({', '.join(MODELLED_TIMINGS)}), but timing={values['timing']}; "
+                          "drop it or choose a modelled timing")
     return RunSpec(
         victims=tuple(values["victims"]), attacks=tuple(values["attacks"]),
         defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]),

@@ -119,18 +119,19 @@ def _warn_unregistered_families(victims: tuple[str, ...], registry: Registry) ->
 
 
 def check_timing(spec: RunSpec) -> None:
-    """Build the analytic timing model from ``timing.PARAM`` values (raises ConfigError)."""
-    if spec.timing != "analytic":
-        return
-    from harness.timing.models import AnalyticTiming
+    """Build the modelled timing from ``timing.PARAM`` values (raises ConfigError)."""
+    from harness.timing.models import MODELLED
 
+    if spec.timing not in MODELLED:
+        return
+    model = MODELLED[spec.timing]
     params = dict(spec.timing_params)
-    valid = sorted(AnalyticTiming.CONSTRAINTS)
+    valid = sorted(model.CONSTRAINTS)
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise ConfigError(f"unknown timing parameter(s) {unknown}; valid: "
-                          f"{', '.join(f'timing.{v}' for v in valid)}")
-    AnalyticTiming(**params)
+        raise ConfigError(f"unknown timing parameter(s) {unknown} for timing={spec.timing}; "
+                          f"valid: {', '.join(f'timing.{v}' for v in valid)}")
+    model(**params)
 
 
 def _check_dataset(registry: Registry, victim: str, data_root) -> None:

@@ -25,7 +25,7 @@ from harness.protocol import ServedModel, TrainedVictim, VictimContext
 from harness.run.grid import CellSpec
 from harness.serving.endpoint import Endpoint
 from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo
-from harness.timing.models import AnalyticTiming, LiveTiming, ReplayTiming, TimingModel
+from harness.timing.models import MODELLED, LiveTiming, ReplayTiming, TimingModel
 
 
 class Stream(IntEnum):
@@ -65,7 +65,7 @@ def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> 
         profile = LatencyProfile.load(env.profile_path)
         profile.validate_for(victim.name, victim.model.num_exits, victim.weights_hash)
         return ReplayTiming(profile)
-    return AnalyticTiming(**json.loads(cell.timing_params_json))
+    return MODELLED[cell.timing](**json.loads(cell.timing_params_json))
 
 
 def prepare_registered_victim(registry: Registry, name: str, params: dict[str, Any],

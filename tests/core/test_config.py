@@ -38,7 +38,7 @@ def test_component_params_parsed_as_json_and_scoped():
     (["attacks=a,,b"], "empty name"),
     (["attacks=all,a"], "'all' cannot be combined"),
     (["output=logits"], "choose one of probs, label"),
-    (["timing=fast"], "choose one of analytic, replay, live"),
+    (["timing=fast"], "choose one of realistic, analytic, replay, live"),
     (["attack.knockoff=3"], "unknown key"),
     (["attack.knockoff.thresholds=[0.9,"], "not valid JSON"),
     (["no_equals_sign"], "is not KEY=VALUE"),

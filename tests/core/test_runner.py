@@ -33,7 +33,7 @@ def test_grid_writes_valid_results_and_resumes(tiny_plugin, tmp_path):
         validate_result(r)
         assert r["status"] == "ok"
         assert r["components"]["attack"]["distribution"] == "tiny-harness-plugin"
-        assert r["timing"]["mode"] == "analytic"
+        assert r["timing"]["mode"] == "realistic"
         assert 0 <= r["metrics"]["exit_agreement"] <= 1
         assert r["metrics"]["queries_used"] == 20
     pad = next(r for r in rs if r["components"]["defense"]["name"] == "pad_tiny")

@@ -117,7 +117,7 @@ def test_bad_latencies_raise(cls, bad):
 
 
 @pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.name)
-@pytest.mark.parametrize("k", [0, -1, 11, 2.5])
+@pytest.mark.parametrize("k", [0, -1, 65, 2.5, True])
 def test_bad_num_exits_raise(cls, k):
     lat = np.linspace(1e-4, 2e-4, 10)
     with pytest.raises(ConfigError):
