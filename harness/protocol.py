@@ -61,7 +61,11 @@ class DatasetSplits:
 
 @dataclass(frozen=True)
 class TrainedVictim:
-    """A trained multi-exit victim and its output strategy (server side only)."""
+    """A trained multi-exit victim and its output strategy (server side only).
+
+    ``details`` (JSON values) is what a cell records about the victim beyond its
+    thresholds, e.g. the target exit shares a randomised victim drew; empty by default.
+    """
 
     name: str
     model: MultiExitNet
@@ -69,6 +73,7 @@ class TrainedVictim:
     data: DatasetSplits
     family: str
     weights_hash: str
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,8 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
         "server_latency_quantiles_s": [list(q) for q in server.info.latency_quantiles],
         "attack": theft.diagnostics,
     }
+    if victim.details:  # only victims that say more (cells of the others are unchanged)
+        diagnostics["victim_details"] = _jsonable(dict(victim.details))
     return metrics, diagnostics
 
 
