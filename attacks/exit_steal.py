@@ -43,7 +43,10 @@ Components come from the registry through ``ctx``: the estimator (any registered
 ``estimator_params`` checked against its constraints), the policy (any registered
 policy with a training space, see :class:`harness.strategy.ExitPolicy`) and the
 substitute (``architecture``, by default the victim's family, with
-``architecture_params``).
+``architecture_params``). When the threat model hides the family
+(``threat.architecture=hidden``) and ``architecture`` is not set, the substitute is a
+``small_cnn`` (:data:`attacks.substitute.DEFAULT_ARCHITECTURE`, the attacker's generic
+choice); when it hides the number of exits, the estimator infers it.
 """
 
 from __future__ import annotations
@@ -56,7 +59,13 @@ import torch
 from attacks.exit_distill import train_exit_distillation
 from attacks.strategy_loss import strategy_loss
 from attacks.strategy_search import search_strategy
-from attacks.substitute import Transcript, distill, draw_pool_indices, query_inputs
+from attacks.substitute import (
+    Transcript,
+    distill,
+    draw_pool_indices,
+    query_inputs,
+    substitute_architecture,
+)
 from harness.components import check_nested
 from harness.errors import ConfigError
 from harness.model import MultiExitNet, exit_probabilities
@@ -183,7 +192,7 @@ class ExitStealAttack(Attack):
             raise self._fail(policy._not_trainable())
 
     def _network(self, ctx: AttackContext, num_exits: int) -> MultiExitNet:
-        return ctx.new_network(num_exits, ctx.seed, self.architecture,
+        return ctx.new_network(num_exits, ctx.seed, substitute_architecture(self.architecture, ctx),
                                **(self.architecture_params or {}))
 
     # -- stage 1 ----------------------------------------------------------------------
@@ -272,7 +281,7 @@ class ExitStealAttack(Attack):
         per_input[kept] = est
         diagnostics = {
             "estimator": est_name,
-            "substitute_architecture": self.architecture or ctx.victim_family,
+            "substitute_architecture": substitute_architecture(self.architecture, ctx),
             "estimated_boundaries_s": np.asarray(estimate.boundaries).tolist(),
             "estimated_num_exits": int(estimate.num_exits),
             "estimated_exit_histogram": np.bincount(est, minlength=num_exits).tolist(),

@@ -5,13 +5,18 @@ substitute (``architecture``, by default the victim's family) on the returned ou
 and - knowing nothing of the victim's output strategy - uses one default global
 ``max_prob`` threshold for every exit. It copies the function, not the efficiency: the
 gap to the victim's exits is what strategy-stealing attacks are measured against.
+
+Under a threat model that hides them, the substitute has :data:`DEFAULT_NUM_EXITS` exits
+(``threat.num_exits=hidden``; knockoff does not estimate exits) and is of family
+``small_cnn`` (:data:`attacks.substitute.DEFAULT_ARCHITECTURE`, when
+``threat.architecture=hidden`` and ``architecture`` is not set).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from attacks.substitute import distill, query_pool
+from attacks.substitute import distill, query_pool, substitute_architecture
 from harness.components import check_nested
 from harness.params import ComponentName, Interval
 from harness.protocol import Attack, AttackContext, StolenModel
@@ -20,6 +25,9 @@ from harness.strategy import OutputStrategy
 
 if TYPE_CHECKING:
     from harness.plugins.registry import Registry
+
+DEFAULT_NUM_EXITS = 4
+"""Exits of the substitute when the threat model hides the victim's number of exits."""
 
 
 class KnockoffAttack(Attack):
@@ -53,8 +61,9 @@ class KnockoffAttack(Attack):
 
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
         transcript = query_pool(oracle, attacker_data, ctx.budget, ctx.rng(0))
-        num_exits = ctx.num_exits or 4
-        model = ctx.new_network(num_exits, ctx.seed, self.architecture,
+        num_exits = ctx.num_exits or DEFAULT_NUM_EXITS
+        architecture = substitute_architecture(self.architecture, ctx)
+        model = ctx.new_network(num_exits, ctx.seed, architecture,
                                 **(self.architecture_params or {}))
         distill(model, transcript, ctx.output, epochs=self.epochs, lr=self.lr,
                 batch_size=self.batch_size, seed=ctx.seed, device=ctx.device)
@@ -62,5 +71,4 @@ class KnockoffAttack(Attack):
         return StolenModel(model=model.cpu().eval(), strategy=strategy,
                            diagnostics={"queries": len(transcript.x),
                                         "admitted": int(transcript.admitted.sum()),
-                                        "substitute_architecture":
-                                            self.architecture or ctx.victim_family})
+                                        "substitute_architecture": architecture})

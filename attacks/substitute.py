@@ -1,7 +1,8 @@
 """Shared pieces of stealing attacks: querying the pool and distilling substitutes.
 
 Substitute networks come from ``ctx.new_network`` (a registered architecture, by default
-the victim's family); this module only queries and trains.
+the victim's family; when the threat model hides the family, :data:`DEFAULT_ARCHITECTURE`);
+this module only queries and trains.
 
 Distillation (the *performance loss*) is the SDN-weighted sum over exits of the soft
 cross-entropy ``-sum_c p_victim(c) log softmax(z_k)(c)`` toward the victim's returned
@@ -19,7 +20,21 @@ from torch.nn import functional as F
 
 from harness.model import MultiExitNet
 from harness.nn.training import sdn_exit_weights, train_loop
+from harness.protocol import AttackContext
 from harness.serving.oracle import Oracle
+
+DEFAULT_ARCHITECTURE = "small_cnn"
+"""The substitute family an attacker picks when the threat model hides the victim's
+(``threat.architecture=hidden``) and the attack's ``architecture`` is not set: a generic
+small CNN, the attacker's own choice rather than knowledge of the victim."""
+
+
+def substitute_architecture(architecture: str | None, ctx: AttackContext) -> str:
+    """The family to build: the attack's ``architecture``, else the victim's (when granted),
+    else (family hidden) :data:`DEFAULT_ARCHITECTURE`."""
+    if architecture:
+        return architecture
+    return DEFAULT_ARCHITECTURE if ctx.victim_family is None else ctx.victim_family
 
 
 @dataclass(frozen=True)

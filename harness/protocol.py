@@ -61,7 +61,11 @@ class DatasetSplits:
 
 @dataclass(frozen=True)
 class TrainedVictim:
-    """A trained multi-exit victim and its output strategy (server side only)."""
+    """A trained multi-exit victim and its output strategy (server side only).
+
+    ``details`` (JSON values) is what a cell records about the victim beyond its
+    thresholds, e.g. the target exit shares a randomised victim drew; empty by default.
+    """
 
     name: str
     model: MultiExitNet
@@ -69,6 +73,7 @@ class TrainedVictim:
     data: DatasetSplits
     family: str
     weights_hash: str
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,16 @@ class OracleHandle(Protocol):
 class AttackContext(_RegistryAccess):
     """What the threat model grants an attack besides the oracle and its data pool.
 
+    The cell's ``threat.num_exits`` / ``threat.architecture`` settings decide three fields:
+
+    - ``num_exits``: the victim's number of exits, or None when ``threat.num_exits=hidden``
+      (the attack infers it or picks its own).
+    - ``victim_family``: the registered architecture of the victim's network, or None when
+      ``threat.architecture=hidden`` (then :meth:`new_network` needs ``architecture=``).
+    - ``cost_fraction``: the victim's per-exit cost fractions (cumulative compute of each
+      exit over the full network's), only when *both* are granted: an attacker who knows
+      the family and the number of exits can measure them on its own copy. None otherwise.
+
     ``policy``, ``estimator`` and ``new_network`` reach registered components by name:
     an attack never imports a victim's code or a private table.
     """
@@ -138,9 +153,10 @@ class AttackContext(_RegistryAccess):
     num_classes: int
     input_range: tuple[float, float]
     num_exits: int | None
-    victim_family: str
+    victim_family: str | None
     cache_dir: Path | None = None
     toolbox: Toolbox | None = field(default=None, repr=False, compare=False)
+    cost_fraction: tuple[float, ...] | None = None
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent generator per ``stream`` derived from the cell seed."""
@@ -154,9 +170,14 @@ class AttackContext(_RegistryAccess):
                     **params: Any) -> MultiExitNet:
         """A freshly initialised multi-exit network for this task's inputs and classes.
 
-        ``architecture`` names a registered architecture; None means the victim's family
-        (granted by the threat model). ``params`` are that architecture's parameters.
+        ``architecture`` names a registered architecture; None means the victim's family,
+        which only a threat model that grants the architecture reveals (otherwise a
+        :class:`HarnessError`). ``params`` are that architecture's parameters.
         """
+        if architecture is None and self.victim_family is None:
+            raise HarnessError("the threat model hides the victim's architecture "
+                               "(threat.architecture=hidden); pass architecture=... (a "
+                               "registered architecture, see `harness list architectures`)")
         return self._tools().new_network(architecture or self.victim_family, self.input_shape,
                                           self.num_classes, num_exits, seed, **params)
 

@@ -21,8 +21,9 @@ def harness_register_datasets(register):
 def harness_register_victims(register):
     from victims.zoo import BUILTIN_VICTIMS
     from victims.zoo_cifar import CIFAR_VICTIMS
+    from victims.zoo_stress import STRESS_VICTIMS
 
-    for victim in (*BUILTIN_VICTIMS, *CIFAR_VICTIMS):
+    for victim in (*BUILTIN_VICTIMS, *STRESS_VICTIMS, *CIFAR_VICTIMS):
         register(victim)
 
 

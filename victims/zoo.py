@@ -3,6 +3,9 @@
 ``digits_cnn`` (SDN ``max_prob`` policy) and ``digits_cnn_entropy`` (BranchyNet
 ``entropy`` policy) share one architecture and training recipe, so with equal
 parameters they share cached weights; only the selected thresholds differ.
+:class:`TrainedCNNVictim` holds the training and weight cache, :class:`SmallCNNVictim`
+adds the validation-split threshold selection; :mod:`victims.zoo_stress` builds the
+stress-test victims on the same base.
 """
 
 from __future__ import annotations
@@ -45,29 +48,142 @@ def split_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-class SmallCNNVictim(Victim):
-    """Base of the small-CNN victims: train (or load cached weights), then select thresholds.
+TRAINING_CONSTRAINTS: dict[str, list[Any]] = {
+    "num_exits": [Interval("int", 2, 64)],
+    "width": [Interval("int", 1, 4096)],
+    "epochs": [Interval("int", 1, 100_000)],
+    "lr": [Interval("real", 0, 1, closed="neither")],
+    "batch_size": [Interval("int", 1, 1_000_000)],
+    "train_seed": [Interval("int", 0, MAX_SEED)],
+    "train_threads": [Interval("int", 1, 1024)],
+    "policy": [ComponentName("exit_policy"), None],
+}
+"""Constraints of the parameters every trained small-CNN victim has (network, training, policy)."""
 
-    ``train_threads`` pins torch's CPU threads during training: CPU weights depend on
-    the thread count, so fixing it keeps victims identical across machines.
+
+class TrainedCNNVictim(Victim):
+    """Base of the trained victims: build, train (or load cached weights), then a strategy.
+
+    Subclasses declare their parameters (at least those of :data:`TRAINING_CONSTRAINTS`)
+    and implement :meth:`select_strategy`; :meth:`fixed_strategy` may give one before any
+    training (a user's override). ``train_threads`` pins torch's CPU threads during
+    training: CPU weights depend on the thread count, so fixing it keeps victims
+    identical across machines. The weight-cache key holds only what determines the
+    weights (:meth:`weights_config`), never the victim's name or its strategy knobs, so
+    victims that differ only in how they pick thresholds share cached weights.
+    """
+
+    family: ClassVar[str] = "small_cnn"
+    default_policy: ClassVar[str] = "max_prob"
+    num_exits: int
+    width: int
+    epochs: int
+    lr: float
+    batch_size: int
+    train_seed: int
+    train_threads: int
+    policy: str | None
+
+    def policy_name(self) -> str:
+        return self.policy or self.default_policy
+
+    def fixed_strategy(self, policy: ExitPolicy, num_classes: int) -> OutputStrategy | None:
+        """A strategy known before training (validated), or None to select one after."""
+        return None
+
+    def select_strategy(self, model: MultiExitNet, data: DatasetSplits, policy: ExitPolicy,
+                        device: str) -> OutputStrategy:
+        """The output strategy of the trained ``model`` (deterministic)."""
+        raise NotImplementedError(f"victim {self.name!r} must implement select_strategy")
+
+    def details(self) -> dict[str, Any]:
+        """What a cell records about this victim beyond its thresholds (JSON; default none)."""
+        return {}
+
+    def weights_config(self, data: DatasetSplits, device: str) -> dict[str, Any]:
+        """Everything that determines the trained weights (the cache key's input)."""
+        return {
+            "family": self.family, "dataset": data.name,
+            "train_data": split_fingerprint(data.train.x, data.train.y),
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+            "num_exits": self.num_exits, "epochs": self.epochs,
+            "lr": self.lr, "batch_size": self.batch_size, "train_seed": self.train_seed,
+            "train_threads": self.train_threads, "device_type": torch.device(device).type,
+            **self.architecture_config(), **self.training_config(),
+        }
+
+    def architecture_config(self) -> dict[str, Any]:
+        """The architecture's knobs as they enter the weight-cache key."""
+        return {"width": self.width}
+
+    def training_config(self) -> dict[str, Any]:
+        """Extra training knobs as they enter the weight-cache key (none by default)."""
+        return {}
+
+    def exit_weights(self) -> tuple[float, ...] | None:
+        """Per-exit loss weights for training (None = SDN weights, see harness.nn.training)."""
+        return None
+
+    def build(self, data: DatasetSplits, ctx: VictimContext) -> MultiExitNet:
+        return ctx.new_network(self.family, data.input_shape, data.num_classes, self.num_exits,
+                               self.train_seed, width=self.width)
+
+    def _load_cached(self, model: MultiExitNet, cache_dir: Path, key: str) -> bool:
+        try:
+            state = cache.load_weights(cache_dir, key)
+            if state is None:
+                return False
+            model.load_state_dict(state)
+        except (CacheError, RuntimeError) as exc:
+            logger.warning("victim %r: discarding unusable cached weights %s (%s); retraining",
+                           self.name, key[:12], exc)
+            cache.discard(cache_dir, key)
+            return False
+        return True
+
+    def trained_model(self, data: DatasetSplits, ctx: VictimContext) -> MultiExitNet:
+        """The network with its cached weights, or trained now and cached (eval mode)."""
+        cache_dir, device = Path(ctx.cache_dir), ctx.device
+        config = self.weights_config(data, device)
+        key = cache.config_key(config, CODE_VERSION)
+        model = self.build(data, ctx)
+        if not self._load_cached(model, cache_dir, key):
+            model = self.build(data, ctx)
+            history = train_multi_exit(model, data.train, epochs=self.epochs, lr=self.lr,
+                                       batch_size=self.batch_size, seed=self.train_seed,
+                                       device=device, num_threads=self.train_threads,
+                                       exit_weights=self.exit_weights())
+            cache.save_weights(cache_dir, key, model.state_dict(),
+                               {"victim": self.name, "config": config,
+                                "train_seconds": history.seconds,
+                                "final_loss": history.epoch_losses[-1]})
+        return model.to(device).eval()
+
+    def prepare(self, data: DatasetSplits, ctx: VictimContext) -> TrainedVictim:
+        """Train or load the network, then select (or take) the strategy."""
+        self.validate()
+        policy = ctx.policy(self.policy_name())
+        strategy = self.fixed_strategy(policy, data.num_classes)
+        model = self.trained_model(data, ctx)
+        if strategy is None:
+            strategy = self.select_strategy(model, data, policy, ctx.device)
+        return TrainedVictim(name=self.name, model=model, strategy=strategy, data=data,
+                             family=self.family,
+                             weights_hash=cache.state_dict_hash(model.state_dict()),
+                             details=self.details())
+
+
+class SmallCNNVictim(TrainedCNNVictim):
+    """Base of the small-CNN victims with the validation-split threshold selection.
 
     ``thresholds`` (one per non-final exit) and ``policy`` (a policy name) override the
     selected thresholds; ``max_accuracy_drop`` and ``max_exit_share`` tune the selection
     (see :mod:`victims.thresholds`).
     """
 
-    family: ClassVar[str] = "small_cnn"
-    default_policy: ClassVar[str] = "max_prob"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "num_exits": [Interval("int", 2, 64)],
-        "width": [Interval("int", 1, 4096)],
-        "epochs": [Interval("int", 1, 100_000)],
-        "lr": [Interval("real", 0, 1, closed="neither")],
-        "batch_size": [Interval("int", 1, 1_000_000)],
-        "train_seed": [Interval("int", 0, MAX_SEED)],
-        "train_threads": [Interval("int", 1, 1024)],
+        **TRAINING_CONSTRAINTS,
         "thresholds": [ListOf(Interval("real", None, None), min_len=1), None],
-        "policy": [ComponentName("exit_policy"), None],
         "max_accuracy_drop": [Interval("real", 0, 1)],
         "max_exit_share": [Interval("real", 0, 1)],
     }
@@ -87,9 +203,6 @@ class SmallCNNVictim(Victim):
         self.policy = policy
         self.max_accuracy_drop = max_accuracy_drop
         self.max_exit_share = max_exit_share
-
-    def policy_name(self) -> str:
-        return self.policy or self.default_policy
 
     def validate(self, registry: Registry | None = None) -> None:
         """Constraints, then the thresholds against the exits and the policy's range."""
@@ -116,66 +229,16 @@ class SmallCNNVictim(Victim):
         strategy.validate(self.num_exits, num_classes, owner=f"victim {self.name!r}")
         return strategy
 
-    def weights_config(self, data: DatasetSplits, device: str) -> dict[str, Any]:
-        """Everything that determines the trained weights (the cache key's input)."""
-        return {
-            "family": self.family, "dataset": data.name,
-            "train_data": split_fingerprint(data.train.x, data.train.y),
-            "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-            "num_exits": self.num_exits, "epochs": self.epochs,
-            "lr": self.lr, "batch_size": self.batch_size, "train_seed": self.train_seed,
-            "train_threads": self.train_threads, "device_type": torch.device(device).type,
-            **self.architecture_config(),
-        }
+    def fixed_strategy(self, policy: ExitPolicy, num_classes: int) -> OutputStrategy | None:
+        return self.override_strategy(policy, num_classes)
 
-    def architecture_config(self) -> dict[str, Any]:
-        """The architecture's knobs as they enter the weight-cache key."""
-        return {"width": self.width}
-
-    def build(self, data: DatasetSplits, ctx: VictimContext) -> MultiExitNet:
-        return ctx.new_network(self.family, data.input_shape, data.num_classes, self.num_exits,
-                               self.train_seed, width=self.width)
-
-    def _load_cached(self, model: MultiExitNet, cache_dir: Path, key: str) -> bool:
-        try:
-            state = cache.load_weights(cache_dir, key)
-            if state is None:
-                return False
-            model.load_state_dict(state)
-        except (CacheError, RuntimeError) as exc:
-            logger.warning("victim %r: discarding unusable cached weights %s (%s); retraining",
-                           self.name, key[:12], exc)
-            cache.discard(cache_dir, key)
-            return False
-        return True
-
-    def prepare(self, data: DatasetSplits, ctx: VictimContext) -> TrainedVictim:
-        """Train or load the network, then select (or take) the thresholds."""
-        self.validate()
-        cache_dir, device = Path(ctx.cache_dir), ctx.device
-        policy = ctx.policy(self.policy_name())
-        strategy = self.override_strategy(policy, data.num_classes)
-        config = self.weights_config(data, device)
-        key = cache.config_key(config, CODE_VERSION)
-        model = self.build(data, ctx)
-        if not self._load_cached(model, cache_dir, key):
-            model = self.build(data, ctx)
-            history = train_multi_exit(model, data.train, epochs=self.epochs, lr=self.lr,
-                                       batch_size=self.batch_size, seed=self.train_seed,
-                                       device=device, num_threads=self.train_threads)
-            cache.save_weights(cache_dir, key, model.state_dict(),
-                               {"victim": self.name, "config": config,
-                                "train_seconds": history.seconds,
-                                "final_loss": history.epoch_losses[-1]})
-        model.to(device).eval()
-        if strategy is None:
-            val_probs = predict_exit_probs(model, data.val.x, device)
-            strategy = OutputStrategy(policy, select_thresholds(
-                val_probs, data.val.y, policy, max_accuracy_drop=self.max_accuracy_drop,
-                max_exit_share=self.max_exit_share))
-        return TrainedVictim(name=self.name, model=model, strategy=strategy, data=data,
-                             family=self.family,
-                             weights_hash=cache.state_dict_hash(model.state_dict()))
+    def select_strategy(self, model: MultiExitNet, data: DatasetSplits, policy: ExitPolicy,
+                        device: str) -> OutputStrategy:
+        """Greedy per-exit selection on the validation split (:mod:`victims.thresholds`)."""
+        val_probs = predict_exit_probs(model, data.val.x, device)
+        return OutputStrategy(policy, select_thresholds(
+            val_probs, data.val.y, policy, max_accuracy_drop=self.max_accuracy_drop,
+            max_exit_share=self.max_exit_share))
 
 
 class DigitsCNN(SmallCNNVictim):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.run.config import THREAT_CHOICES
+
 SCHEMA_VERSION = 2
-"""2: results and leaderboards record the component protocol version."""
+"""2: results and leaderboards record the component protocol version. Threat settings
+(``cell.threat``, leaderboard rows' ``threat``) are optional additions within version 2:
+files written before them stay valid and read as granted/granted."""
 
 NUM_OR_NULL = {"type": ["number", "null"]}
 
@@ -19,6 +23,13 @@ COMPONENT = {
         "distribution": {"type": "string"},
         "version": {"type": "string"},
     },
+}
+
+THREAT = {
+    "type": "object",
+    "required": list(THREAT_CHOICES),
+    "properties": {k: {"enum": list(v)} for k, v in THREAT_CHOICES.items()},
+    "additionalProperties": False,
 }
 
 STAT = {
@@ -44,7 +55,7 @@ def cell_result_schema() -> dict[str, Any]:
             "harness_version": {"type": "string"},
             "protocol_version": {"type": "integer", "minimum": 1},
             "config_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-            "cell": {"type": "object"},
+            "cell": {"type": "object", "properties": {"threat": THREAT}},
             "components": {"type": "object", "required": ["victim", "defense", "attack"],
                            "additionalProperties": COMPONENT},
             "seed": {"type": "integer", "minimum": 0},
@@ -76,7 +87,8 @@ def leaderboard_schema() -> dict[str, Any]:
     row = {"type": "object", "required": ["victim", "defense", "attack", "reference", "seeds",
                                           "failed", "metrics"],
            "properties": {"victim": {"type": "string"}, "defense": {"type": "string"},
-                          "attack": {"type": "string"}, "reference": {"type": "boolean"},
+                          "attack": {"type": "string"}, "threat": THREAT,
+                          "reference": {"type": "boolean"},
                           "seeds": {"type": "array", "items": {"type": "integer"}},
                           "failed": {"type": "integer", "minimum": 0},
                           "metrics": {"type": "object", "additionalProperties": STAT}}}
@@ -98,10 +110,12 @@ def leaderboard_schema() -> dict[str, Any]:
             "groups": {"type": "array", "items": row},
             "defense_ranking": {"type": "array", "items": {
                 "type": "object", "required": ["rank", "victim", "defense", "worst_attack",
-                                               "worst_exit_agreement", "costs"]}},
+                                               "worst_exit_agreement", "costs"],
+                "properties": {"threat": THREAT}}},
             "attack_ranking": {"type": "array", "items": {
                 "type": "object", "required": ["rank", "victim", "attack", "reference",
-                                               "exit_agreement"]}},
+                                               "exit_agreement"],
+                "properties": {"threat": THREAT}}},
         },
     }
 

@@ -14,6 +14,7 @@ Every phase gets a fresh defense instance in the same state and named random str
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,14 +28,15 @@ from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext, StolenModel, TrainedVictim
 from harness.report.leakage import bayes_exit_accuracy, leakage_bits
 from harness.report.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
+from harness.run.config import ThreatModel
 from harness.run.grid import CellSpec
 from harness.run.server import CellEnvironment, Server, Stream, prepare_registered_victim
 from harness.serving.devices import resolve_device
 from harness.serving.oracle import Oracle
 from harness.strategy import OutputStrategy, answering_probs
 
-__all__ = ["CellEnvironment", "measure_defense", "prepare_victim", "run_cell", "score_theft",
-           "steal"]
+__all__ = ["CellEnvironment", "attack_context", "measure_defense", "prepare_victim", "run_cell",
+           "score_theft", "steal", "threat_view"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,31 @@ def _jsonable_diagnostics(stolen: StolenModel, label: str, component: str) -> di
     return diagnostics
 
 
+def threat_view(threat: ThreatModel, num_exits: int, family: str,
+                cost_fraction: Sequence[float]) -> dict[str, Any]:
+    """The :class:`AttackContext` fields the threat model decides (None = hidden).
+
+    The victim's cost fractions are given only when both the number of exits and the
+    family are granted (an attacker that knows both can measure them on its own copy).
+    """
+    both = threat.grants_num_exits and threat.grants_architecture
+    return {"num_exits": num_exits if threat.grants_num_exits else None,
+            "victim_family": family if threat.grants_architecture else None,
+            "cost_fraction": tuple(float(c) for c in cost_fraction) if both else None}
+
+
+def attack_context(cell: CellSpec, server: Server, device: str, env: CellEnvironment,
+                   registry: Registry) -> AttackContext:
+    """The context a cell hands its attack under ``cell.threat``."""
+    data = server.victim.data
+    return AttackContext(
+        seed=cell.seed, device=device, budget=cell.budget, output=cell.output,
+        input_shape=data.input_shape, num_classes=data.num_classes, input_range=data.input_range,
+        cache_dir=env.cache_dir, toolbox=Toolbox(registry),
+        **threat_view(cell.threat, server.victim.model.num_exits, server.victim.family,
+                      server.served.cost_fraction))
+
+
 def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
           env: CellEnvironment) -> Theft:
     """Phase 1: the attack against a fresh defended endpoint, through the oracle only."""
@@ -102,11 +129,7 @@ def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
     oracle = Oracle(endpoint, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
-    ctx = AttackContext(seed=cell.seed, device=device, budget=cell.budget, output=cell.output,
-                        input_shape=data.input_shape, num_classes=data.num_classes,
-                        input_range=data.input_range, num_exits=server.victim.model.num_exits,
-                        victim_family=server.victim.family, cache_dir=env.cache_dir,
-                        toolbox=Toolbox(registry))
+    ctx = attack_context(cell, server, device, env, registry)
     try:
         stolen = attack.steal(oracle, data.attacker.x.copy(), ctx)
     except Exception as exc:
@@ -197,6 +220,8 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
         "server_latency_quantiles_s": [list(q) for q in server.info.latency_quantiles],
         "attack": theft.diagnostics,
     }
+    if victim.details:  # only victims that say more (cells of the others are unchanged)
+        diagnostics["victim_details"] = _jsonable(dict(victim.details))
     return metrics, diagnostics
 
 

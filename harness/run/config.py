@@ -3,8 +3,10 @@
 Grammar (DESIGN section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all``,
 ``a,b`` or ``[a,b]``; ``seeds=0,1,2``; scalar keys below; per-component parameters as
 ``attack.NAME.PARAM=VALUE`` (likewise ``defense.``, ``victim.``) and timing parameters
-as ``timing.PARAM=VALUE``. Values of parameters are parsed as JSON when they are valid
-JSON (numbers, ``[0.9,0.8]``, ``true``, ``null``) and kept as strings otherwise.
+as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and
+``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML).
+Values of parameters are parsed as JSON when they are valid JSON (numbers,
+``[0.9,0.8]``, ``true``, ``null``) and kept as strings otherwise.
 Everything is checked here, before any work starts.
 """
 
@@ -40,6 +42,9 @@ PATH_KEYS = ("out", "data_root", "cache_dir", "profile")
 NAME_KEYS = ("backend",)
 """Names of registered components (checked against the registry when the grid expands)."""
 SCALAR_KEYS = (*CHOICES, *NAME_KEYS, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
+THREAT_CHOICES = {"num_exits": ("granted", "hidden"), "architecture": ("granted", "hidden")}
+"""What the threat model may grant an attack (``threat.KEY=``); ``granted`` is the default."""
+THREAT_KEYS = tuple(f"threat.{k}" for k in THREAT_CHOICES)
 COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defenses"}
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
@@ -50,8 +55,38 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _valid_keys_hint() -> str:
-    return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS))}, "
+    return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS, *THREAT_KEYS))}, "
             "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM")
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What the attacker is told about the victim beyond the oracle (each ``granted``/``hidden``).
+
+    ``num_exits``: the number of exits; ``architecture``: the victim's network family
+    (and, with both granted, its exits' cost fractions). Part of every cell's config.
+    """
+
+    num_exits: str = "granted"
+    architecture: str = "granted"
+
+    def __post_init__(self) -> None:
+        for key, choices in THREAT_CHOICES.items():
+            value = getattr(self, key)
+            if value not in choices:
+                raise ConfigError(f"threat.{key}={value!r} is not allowed; choose one of "
+                                  f"{', '.join(choices)}")
+
+    @property
+    def grants_num_exits(self) -> bool:
+        return self.num_exits == "granted"
+
+    @property
+    def grants_architecture(self) -> bool:
+        return self.architecture == "granted"
+
+    def to_json(self) -> dict[str, str]:
+        return {"num_exits": self.num_exits, "architecture": self.architecture}
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,7 @@ class RunSpec:
     profile: Path | None
     component_params: tuple[tuple[str, str, str, Any], ...] = field(default=())
     timing_params: tuple[tuple[str, Any], ...] = field(default=())
+    threat: ThreatModel = field(default_factory=ThreatModel)
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -242,6 +278,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     values = dict(DEFAULTS)
     component_params: list[tuple[str, str, str, Any]] = []
     timing_params: list[tuple[str, Any]] = []
+    threat: dict[str, str] = {}
     for key, raw in pairs.items():
         head, _, rest = key.partition(".")
         if key in LIST_KEYS:
@@ -253,6 +290,8 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         elif head in COMPONENT_PREFIXES and rest.count(".") == 1 and all(rest.split(".")):
             name, param = rest.split(".")
             component_params.append((head, name, param, parse_value(raw)))
+        elif key in THREAT_KEYS:
+            threat[rest] = str(raw).strip()
         elif head == "timing" and rest and "." not in rest:
             timing_params.append((rest, parse_value(raw)))
         else:
@@ -279,5 +318,5 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         jobs=values["jobs"], repeats=values["repeats"], timeout=values["timeout"],
         out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
         profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),
-        timing_params=tuple(sorted(timing_params, key=str)),
+        timing_params=tuple(sorted(timing_params, key=str)), threat=ThreatModel(**threat),
     )

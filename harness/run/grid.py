@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.components import build_component
 from harness.errors import ConfigError, DatasetError
 from harness.plugins.registry import Registry
-from harness.run.config import RunSpec
+from harness.run.config import RunSpec, ThreatModel
 from harness.run.provenance import package_versions
 from harness.stages import PROTOCOL_VERSION
 
@@ -38,7 +38,12 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class CellSpec:
-    """Everything that determines one cell's result (and hence its config hash)."""
+    """Everything that determines one cell's result (and hence its config hash).
+
+    ``threat`` is recorded under its own ``"threat"`` key of :meth:`to_json`, beside the
+    keys cells have always had, so older results (which lack it) still read as
+    granted/granted and compare with new ones key by key.
+    """
 
     victim: ComponentSpec
     defense: ComponentSpec
@@ -52,6 +57,7 @@ class CellSpec:
     backend: str
     device: str
     repeats: int
+    threat: ThreatModel = field(default_factory=ThreatModel)
 
     def to_json(self) -> dict[str, Any]:
         comp = {k: {"name": getattr(self, k).name, "params": getattr(self, k).params}
@@ -59,7 +65,8 @@ class CellSpec:
         return {**comp, "seed": self.seed, "budget": self.budget, "output": self.output,
                 "timing": {"mode": self.timing, "params": json.loads(self.timing_params_json),
                            "profile_hash": self.profile_hash},
-                "backend": self.backend, "device": self.device, "repeats": self.repeats}
+                "backend": self.backend, "device": self.device, "repeats": self.repeats,
+                "threat": self.threat.to_json()}
 
     @property
     def label(self) -> str:
@@ -191,7 +198,7 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
         CellSpec(victim=v, defense=d, attack=a, seed=seed, budget=spec.budget,
                  output=spec.output, timing=spec.timing, timing_params_json=timing_json,
                  profile_hash=profile_hash, backend=spec.backend, device=spec.device,
-                 repeats=spec.repeats)
+                 repeats=spec.repeats, threat=spec.threat)
         for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
         for seed in spec.seeds
     ]

@@ -32,6 +32,8 @@ from harness.protocol import (
     Split,
     TrainedVictim,
 )
+from harness.run.cell import threat_view
+from harness.run.config import ThreatModel
 from harness.run.server import describe_server
 from harness.serving.endpoint import Endpoint
 from harness.serving.oracle import Oracle
@@ -136,8 +138,14 @@ def tiny_endpoint(victim: TrainedVictim, defense: Defense | None = None, *,
 def tiny_oracle(victim: TrainedVictim, budget: int, *, output: str = "probs",
                 defense: Defense | None = None, timing: TimingModel | None = None,
                 seed: int = 0, truth: bool = False, registry: Registry | None = None,
-                served: ServedModel | None = None) -> tuple[Oracle, AttackContext]:
-    """An oracle on :func:`tiny_endpoint` and the context a cell would hand the attack."""
+                served: ServedModel | None = None,
+                threat: ThreatModel | None = None) -> tuple[Oracle, AttackContext]:
+    """An oracle on :func:`tiny_endpoint` and the context a cell would hand the attack.
+
+    ``threat`` (default: everything granted) hides the number of exits and/or the family
+    from the context exactly as a cell with those ``threat.*`` settings does.
+    """
+    served = served or BatchedServed(victim.model)
     endpoint = tiny_endpoint(victim, defense, timing=timing, seed=seed, output=output,
                              served=served, client_id="attacker")
     data = victim.data
@@ -145,7 +153,8 @@ def tiny_oracle(victim: TrainedVictim, budget: int, *, output: str = "probs",
                     allow_truth=truth)
     ctx = AttackContext(seed=seed, device="cpu", budget=budget, output=output,
                         input_shape=data.input_shape, num_classes=data.num_classes,
-                        input_range=data.input_range, num_exits=victim.model.num_exits,
-                        victim_family=victim.family, cache_dir=None,
-                        toolbox=Toolbox(registry or default_registry()))
+                        input_range=data.input_range, cache_dir=None,
+                        toolbox=Toolbox(registry or default_registry()),
+                        **threat_view(threat or ThreatModel(), victim.model.num_exits,
+                                      victim.family, served.cost_fraction))
     return oracle, ctx
