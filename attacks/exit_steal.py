@@ -51,6 +51,7 @@ choice); when it hides the number of exits, the estimator infers it.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -103,6 +104,12 @@ def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
         outputs = outs[np.arange(len(outs)), np.argmax(adm_k, axis=1)]
     rows = Transcript(inputs[kept], outputs, latency, np.ones(int(kept.sum()), dtype=bool))
     return rows, kept
+
+
+def accepts_keyword(method: Any, name: str) -> bool:
+    """Whether ``method`` takes keyword ``name`` (older plugin estimators may not)."""
+    params = inspect.signature(method).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def victim_labels(outputs: np.ndarray) -> np.ndarray:
@@ -212,11 +219,13 @@ class ExitStealAttack(Attack):
                   ctx: AttackContext) -> ExitEstimate:
         estimator = ctx.estimator(est_name, **(self.estimator_params or {}))
         rng = ctx.rng(1)
+        extra = {}
+        if ctx.cost_fraction is not None and accepts_keyword(estimator.estimate, "cost_fraction"):
+            extra["cost_fraction"] = ctx.cost_fraction  # granted: maps clusters to exits
         if estimator.reference:
             served = oracle.true_exits_for_reference()[-len(kept) * self.repeats:]
-            truth = served.reshape(len(kept), self.repeats).max(axis=1)[kept]
-            return estimator.estimate(rows.latency_s, ctx.num_exits, rng, true_exits=truth)
-        return estimator.estimate(rows.latency_s, ctx.num_exits, rng)
+            extra["true_exits"] = served.reshape(len(kept), self.repeats).max(axis=1)[kept]
+        return estimator.estimate(rows.latency_s, ctx.num_exits, rng, **extra)
 
     # -- stages 2 and 3 ---------------------------------------------------------------
     def _search(self, model: MultiExitNet, rows: Transcript, est: np.ndarray,
@@ -281,6 +290,7 @@ class ExitStealAttack(Attack):
         per_input[kept] = est
         diagnostics = {
             "estimator": est_name,
+            "cost_fraction_given": ctx.cost_fraction is not None,
             "substitute_architecture": substitute_architecture(self.architecture, ctx),
             "estimated_boundaries_s": np.asarray(estimate.boundaries).tolist(),
             "estimated_num_exits": int(estimate.num_exits),

@@ -137,3 +137,21 @@ def test_params_round_trip_and_validation(harness_registry):
 @pytest.mark.parametrize("cls", [ExitStealAttack, ExitStealReference])
 def test_conformance_kit(cls):
     check_attack(cls, params=FAST, budget=48)
+
+
+def test_cost_fractions_reach_estimators_that_take_them(run):
+    from attacks.exit_estimation import BayesEstimator
+    from attacks.exit_steal import accepts_keyword
+
+    stolen, _ = run(ExitStealAttack, 60)
+    assert stolen.diagnostics["cost_fraction_given"] is True
+
+    def old_style(latency_s, num_exits, rng):
+        return None
+
+    def flexible(latency_s, num_exits, rng, **kwargs):
+        return None
+
+    assert accepts_keyword(BayesEstimator().estimate, "cost_fraction")
+    assert not accepts_keyword(old_style, "cost_fraction")
+    assert accepts_keyword(flexible, "cost_fraction")
