@@ -9,6 +9,7 @@ is usable everywhere a built-in one is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.components import build_component
@@ -17,6 +18,29 @@ from harness.model import MultiExitNet
 from harness.plugins.registry import Registry
 from harness.protocol import Architecture, ExitEstimator, Normalization
 from harness.strategy import ExitPolicy
+
+
+@dataclass(frozen=True)
+class NetworkRecipe:
+    """Everything but the weights of a network the toolbox built (set as ``net.harness_recipe``).
+
+    An isolated attack returns its substitute as this recipe plus a state dict, and the
+    evaluator rebuilds the network through the registry: no object crosses processes.
+    """
+
+    architecture: str
+    params: dict[str, Any]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    num_exits: int
+    normalization: Normalization | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"architecture": self.architecture, "params": self.params,
+                "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                "num_exits": self.num_exits,
+                "normalization": None if self.normalization is None
+                else [list(self.normalization[0]), list(self.normalization[1])]}
 
 
 class Toolbox:
@@ -62,4 +86,10 @@ class Toolbox:
             raise ConfigError(f"architecture {architecture!r} (plugin {entry.plugin}, "
                               f"{entry.distribution}) built {type(net).__name__}, not a "
                               "harness.model.MultiExitNet")
+        net.harness_recipe = NetworkRecipe(  # how the evaluator rebuilds it from weights
+            architecture=architecture, params=dict(arch.get_params()),
+            input_shape=tuple(int(s) for s in input_shape), num_classes=int(num_classes),
+            num_exits=int(num_exits),
+            normalization=None if normalization is None else
+            (tuple(map(float, normalization[0])), tuple(map(float, normalization[1]))))
         return net

@@ -22,10 +22,11 @@ import numpy as np
 
 from harness.components import build_component
 from harness.errors import ComponentFailure, ConfigError, HarnessError
+from harness.isolation.secret import secret_mode
 from harness.model import MultiExitNet, exit_probabilities
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
-from harness.protocol import AttackContext, StolenModel, TrainedVictim
+from harness.protocol import AttackContext, ServedModel, Split, StolenModel, TrainedVictim
 from harness.report.leakage import bayes_exit_accuracy, leakage_bits
 from harness.report.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
 from harness.run.config import ThreatModel
@@ -106,30 +107,47 @@ def threat_view(threat: ThreatModel, num_exits: int, family: str,
             "cost_fraction": tuple(float(c) for c in cost_fraction) if both else None}
 
 
-def attack_context(cell: CellSpec, server: Server, device: str, env: CellEnvironment,
-                   registry: Registry) -> AttackContext:
-    """The context a cell hands its attack under ``cell.threat``."""
-    data = server.victim.data
+def attack_context(cell: CellSpec, victim: TrainedVictim, served: ServedModel, device: str,
+                   env: CellEnvironment, registry: Registry) -> AttackContext:
+    """The context a cell hands its attack under ``cell.threat`` (``isolation=none``)."""
+    data = victim.data
     return AttackContext(
         seed=cell.seed, device=device, budget=cell.budget, output=cell.output,
         input_shape=data.input_shape, num_classes=data.num_classes, input_range=data.input_range,
         cache_dir=env.cache_dir, toolbox=Toolbox(registry),
-        **threat_view(cell.threat, server.victim.model.num_exits, server.victim.family,
-                      server.served.cost_fraction))
+        **threat_view(cell.threat, victim.model.num_exits, victim.family, served.cost_fraction))
+
+
+def attack_label(registry: Registry, cell: CellSpec) -> tuple[Any, str, str]:
+    """The attack's registry entry, its label for messages and its component id."""
+    entry = registry.get("attack", cell.attack.name)
+    label = f"attack {cell.attack.name!r} (plugin {entry.plugin}, {entry.distribution} {entry.version})"
+    return entry, label, f"attack:{cell.attack.name}"
+
+
+def _finish_theft(stolen: StolenModel, oracle: Oracle, num_classes: int, label: str,
+                  component: str) -> Theft:
+    stolen = _check_stolen(stolen, num_classes, label, component)
+    diagnostics = _jsonable_diagnostics(stolen, label, component)
+    served = oracle.served_exits()
+    try:
+        exit_estimation_accuracy(stolen.estimated_exits, served)
+    except ValueError as exc:
+        raise ComponentFailure(f"{label}: {exc}", component) from None
+    return Theft(stolen, served, oracle.served_latencies(), oracle.queries_used,
+                 oracle.refused_count, diagnostics)
 
 
 def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
           env: CellEnvironment) -> Theft:
-    """Phase 1: the attack against a fresh defended endpoint, through the oracle only."""
-    entry = registry.get("attack", cell.attack.name)
-    label = f"attack {cell.attack.name!r} (plugin {entry.plugin}, {entry.distribution} {entry.version})"
-    component = f"attack:{cell.attack.name}"
+    """Phase 1 in-process (``isolation=none``): the attack against a defended endpoint."""
+    entry, label, component = attack_label(registry, cell)
     attack = build_component(entry.cls, cell.attack.params)
     data = server.victim.data
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
     oracle = Oracle(endpoint, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
-    ctx = attack_context(cell, server, device, env, registry)
+    ctx = attack_context(cell, server.victim, server.served, device, env, registry)
     try:
         stolen = attack.steal(oracle, data.attacker.x.copy(), ctx)
     except Exception as exc:
@@ -141,28 +159,21 @@ def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
         raise ComponentFailure(f"{label} raised {reason}", component) from exc
     if endpoint.failure is not None:  # the attack swallowed the defense's failure
         raise endpoint.failure
-    stolen = _check_stolen(stolen, data.num_classes, label, component)
-    diagnostics = _jsonable_diagnostics(stolen, label, component)
-    served = oracle.served_exits()
-    try:
-        exit_estimation_accuracy(stolen.estimated_exits, served)
-    except ValueError as exc:
-        raise ComponentFailure(f"{label}: {exc}", component) from None
-    return Theft(stolen, served, oracle.served_latencies(), oracle.queries_used,
-                 oracle.refused_count, diagnostics)
+    return _finish_theft(stolen, oracle, data.num_classes, label, component)
 
 
-def score_theft(server: Server, theft: Theft, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Phase 2: strategy-stealing success against the undefended victim on the test split."""
-    test = server.victim.data.test
-    victim_probs = server.served.exit_probs(test.x)
-    victim_exits = server.victim.strategy.exits(victim_probs)
+def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
+                device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Phase 2: strategy-stealing success against the evaluator's own undefended victim."""
+    test = victim.data.test
+    victim_probs = served.exit_probs(test.x)
+    victim_exits = victim.strategy.exits(victim_probs)
     victim_labels = answering_probs(victim_probs, victim_exits).argmax(1)
     stolen = theft.stolen
     sub_exits, sub_labels = substitute_exits(stolen, test.x, device)
     metrics: dict[str, Any] = strategy_scores(
         victim_exits=victim_exits, victim_labels=victim_labels,
-        victim_cost=server.served.cost_fraction, sub_exits=sub_exits, sub_labels=sub_labels,
+        victim_cost=served.cost_fraction, sub_exits=sub_exits, sub_labels=sub_labels,
         sub_cost=stolen.model.cost_fraction, y_true=test.y)
     metrics["exit_estimation_accuracy"] = exit_estimation_accuracy(stolen.estimated_exits,
                                                                    theft.served_exits)
@@ -174,7 +185,7 @@ def score_theft(server: Server, theft: Theft, device: str) -> tuple[dict[str, An
     metrics["queries_refused"] = float(theft.queries_refused)
     diagnostics = {
         "victim_exit_histogram": np.bincount(victim_exits,
-                                             minlength=server.served.num_exits).tolist(),
+                                             minlength=served.num_exits).tolist(),
         "substitute_exit_histogram": np.bincount(sub_exits,
                                                  minlength=stolen.model.num_exits).tolist(),
         "stolen_strategy": stolen.strategy.to_json(),
@@ -182,9 +193,11 @@ def score_theft(server: Server, theft: Theft, device: str) -> tuple[dict[str, An
     return metrics, diagnostics
 
 
-def measure_defense(server: Server) -> dict[str, Any]:
-    """Phase 3: the defense's cost and the remaining leakage on benign test traffic."""
-    test = server.victim.data.test
+def measure_defense(server: Any, test: Split, seed: int) -> dict[str, Any]:
+    """Phase 3: the defense's cost and the remaining leakage on benign test traffic.
+
+    ``server`` is a local :class:`Server` or the evaluator's proxy to a server worker.
+    """
     defended = server.endpoint(Stream.BENIGN_DEFENSE, Stream.BENIGN_TIMING, client_id="benign")
     plain = server.endpoint(Stream.UNDEFENDED_DEFENSE, Stream.BENIGN_TIMING, client_id="benign",
                             defended=False)
@@ -196,7 +209,7 @@ def measure_defense(server: Server) -> dict[str, Any]:
         latency_full=server.full_latency(test.x), cost_def=r_def.cost_fraction,
         cost_undef=r_undef.cost_fraction)
     ok = r_def.admitted
-    metrics["leakage_bits"] = (leakage_bits(r_def.latency_s[ok], r_def.exits[ok], seed=server.seed)
+    metrics["leakage_bits"] = (leakage_bits(r_def.latency_s[ok], r_def.exits[ok], seed=seed)
                                if ok.any() else 0.0)
     metrics["bayes_exit_accuracy"] = (bayes_exit_accuracy(r_def.latency_s[ok], r_def.exits[ok])
                                       if ok.any() else None)
@@ -206,23 +219,33 @@ def measure_defense(server: Server) -> dict[str, Any]:
 def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[dict, dict]:
     """Execute one cell's three phases; returns (metrics, diagnostics)."""
     device = resolve_device(cell.device)
-    server = Server.build(cell, registry, env, device)
-    theft = steal(cell, registry, server, device, env)
-    metrics, theft_diagnostics = score_theft(server, theft, device)
-    metrics.update(measure_defense(server))
-    victim = server.victim
+    if cell.isolation == "none":
+        server = Server.build(cell, registry, env, device)
+        theft = steal(cell, registry, server, device, env)
+        metrics, theft_diagnostics = score_theft(server.victim, server.served, theft, device)
+        metrics.update(measure_defense(server, server.victim.data.test, cell.seed))
+        return metrics, _diagnostics(server.victim, server.served, server.info.latency_quantiles,
+                                     theft, theft_diagnostics, {"mode": "none"})
+    from harness.isolation.evaluator import run_isolated
+
+    return run_isolated(cell, registry, env, device)
+
+
+def _diagnostics(victim: TrainedVictim, served: ServedModel, quantiles: Any, theft: Theft,
+                 theft_diagnostics: dict[str, Any], isolation: dict[str, Any]) -> dict[str, Any]:
     diagnostics = {
         "victim_thresholds": list(victim.strategy.thresholds),
         "victim_policy": victim.strategy.policy.name,
         **theft_diagnostics,
-        "victim_cost_fraction": list(server.served.cost_fraction),
+        "victim_cost_fraction": list(served.cost_fraction),
         "victim_weights_hash": victim.weights_hash,
-        "server_latency_quantiles_s": [list(q) for q in server.info.latency_quantiles],
+        "server_latency_quantiles_s": [list(map(float, q)) for q in quantiles],
         "attack": theft.diagnostics,
+        "isolation": {**isolation, "secret": secret_mode()},
     }
     if victim.details:  # only victims that say more (cells of the others are unchanged)
         diagnostics["victim_details"] = _jsonable(dict(victim.details))
-    return metrics, diagnostics
+    return diagnostics
 
 
 def _jsonable(obj: Any) -> Any:

@@ -28,6 +28,7 @@ CHOICES = {
     "timing": ("realistic", "analytic", "replay", "live"),
     "device": ("cpu", "cuda", "auto"),
     "executor": ("serial", "process"),
+    "isolation": ("process", "none"),
 }
 MODELLED_TIMINGS = ("realistic", "analytic")
 """Timing modes whose parameters are ``timing.PARAM=`` keys."""
@@ -49,7 +50,7 @@ COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defe
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
     "budget": 500, "output": "probs", "timing": "realistic", "backend": "torch",
-    "device": "cpu", "executor": "serial", "jobs": 1, "repeats": 1, "timeout": None,
+    "device": "cpu", "executor": "serial", "isolation": "process", "jobs": 1, "repeats": 1, "timeout": None,
     "out": "results", "data_root": None, "cache_dir": None, "profile": None,
 }
 
@@ -113,6 +114,7 @@ class RunSpec:
     component_params: tuple[tuple[str, str, str, Any], ...] = field(default=())
     timing_params: tuple[tuple[str, Any], ...] = field(default=())
     threat: ThreatModel = field(default_factory=ThreatModel)
+    isolation: str = "process"
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -315,6 +317,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]),
         budget=values["budget"], output=values["output"], timing=values["timing"],
         backend=values["backend"], device=values["device"], executor=values["executor"],
+        isolation=values["isolation"],
         jobs=values["jobs"], repeats=values["repeats"], timeout=values["timeout"],
         out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
         profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),

@@ -58,6 +58,7 @@ class CellSpec:
     device: str
     repeats: int
     threat: ThreatModel = field(default_factory=ThreatModel)
+    isolation: str = "process"
 
     def to_json(self) -> dict[str, Any]:
         comp = {k: {"name": getattr(self, k).name, "params": getattr(self, k).params}
@@ -66,7 +67,7 @@ class CellSpec:
                 "timing": {"mode": self.timing, "params": json.loads(self.timing_params_json),
                            "profile_hash": self.profile_hash},
                 "backend": self.backend, "device": self.device, "repeats": self.repeats,
-                "threat": self.threat.to_json()}
+                "threat": self.threat.to_json(), "isolation": self.isolation}
 
     @property
     def label(self) -> str:
@@ -198,7 +199,7 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
         CellSpec(victim=v, defense=d, attack=a, seed=seed, budget=spec.budget,
                  output=spec.output, timing=spec.timing, timing_params_json=timing_json,
                  profile_hash=profile_hash, backend=spec.backend, device=spec.device,
-                 repeats=spec.repeats, threat=spec.threat)
+                 repeats=spec.repeats, threat=spec.threat, isolation=spec.isolation)
         for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
         for seed in spec.seeds
     ]

@@ -262,7 +262,7 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     out = check_out_dir(spec.out)
     check_out_dir(spec.cache_dir, key="cache_dir")
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
-                          profile_path=spec.profile)
+                          profile_path=spec.profile, out=out)
     planned = [(c, config_hash(c, registry)) for c in cells]
     todo, done = [], []
     for cell, digest in planned:

@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.components import build_component
 from harness.errors import ConfigError
+from harness.isolation.secret import stream_salt
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import ServedModel, TrainedVictim, VictimContext
@@ -51,6 +52,7 @@ class CellEnvironment:
     cache_dir: Path
     data_root: Path | None
     profile_path: Path | None = None
+    out: Path | None = None
 
 
 def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> TimingModel:
@@ -98,23 +100,31 @@ class Server:
     new_defense: Callable[[], Defense]
     defense_label: str
     defense_component: str
+    salt: tuple[int, ...] = ()
+
+    def rng(self, stream: Stream) -> np.random.Generator:
+        """The server's generator for ``stream``, salted (see :mod:`harness.isolation.secret`)."""
+        return np.random.default_rng([self.seed, int(stream), *self.salt])
 
     @classmethod
     def build(cls, cell: CellSpec, registry: Registry, env: CellEnvironment,
-              device: str) -> Server:
+              device: str, salt: tuple[int, ...] | None = None) -> Server:
+        """Load the victim and describe the server; ``salt`` None derives it here."""
         victim = prepare_registered_victim(registry, cell.victim.name, cell.victim.params, env,
                                            device)
         served = registry.get("backend", cell.backend).cls().load(victim, device, env.cache_dir)
         timing = make_timing(cell, env, victim)
+        if salt is None:
+            salt = stream_salt(victim.weights_hash)
         info = describe_server(victim, served, timing, cell.output,
-                               np.random.default_rng([cell.seed, Stream.SERVER_INFO]))
+                               np.random.default_rng([cell.seed, Stream.SERVER_INFO, *salt]))
         entry = registry.get("defense", cell.defense.name)
         params = cell.defense.params
         label = (f"defense {cell.defense.name!r} (plugin {entry.plugin}, {entry.distribution} "
                  f"{entry.version})")
         return cls(victim, served, timing, info, cell.seed,
                    lambda: build_component(entry.cls, params), label,  # type: ignore[arg-type]
-                   f"defense:{cell.defense.name}")
+                   f"defense:{cell.defense.name}", tuple(salt))
 
     def endpoint(self, defense_stream: Stream, timing_stream: Stream, *, client_id: str,
                  defended: bool = True) -> Endpoint:
@@ -126,8 +136,7 @@ class Server:
         else:
             defense, label, component = Defense(), "undefended", None
         return Endpoint(self.served, self.victim.strategy, defense, self.timing,
-                        np.random.default_rng([self.seed, defense_stream]),
-                        np.random.default_rng([self.seed, timing_stream]),
+                        self.rng(defense_stream), self.rng(timing_stream),
                         server=self.info, client_id=client_id, defense_label=label,
                         defense_component=component)
 
@@ -137,4 +146,4 @@ class Server:
         if self.timing.measures:
             return self.timing.serve(self.served, x, None, last).latency_s
         return self.timing.latencies(last, self.served.cost_fraction,
-                                     np.random.default_rng([self.seed, Stream.FULL_LATENCY]))
+                                     self.rng(Stream.FULL_LATENCY))

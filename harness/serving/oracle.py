@@ -9,17 +9,18 @@ log used for scoring; only ``reference`` attacks may read them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from harness.errors import BudgetExhaustedError, InvalidQueryError, QueryError
 from harness.protocol import OutputMode, QueryResult
-from harness.serving.endpoint import Endpoint
 
 
 class Oracle:
     """Budgeted, validated query access to a defended endpoint."""
 
-    def __init__(self, endpoint: Endpoint, budget: int, output: OutputMode,
+    def __init__(self, endpoint: Any, budget: int, output: OutputMode,
                  input_shape: tuple[int, ...], input_range: tuple[float, float],
                  allow_truth: bool = False) -> None:
         self._endpoint = endpoint
@@ -64,13 +65,18 @@ class Oracle:
                                     f"input range [{lo}, {hi}]; nothing was charged")
         return x.astype(np.float32, copy=False)
 
-    def query(self, x: object) -> QueryResult:
-        """Answer a batch (n, *input_shape); raises :class:`QueryError` subclasses on refusal."""
+    def check(self, x: object) -> np.ndarray:
+        """Validate a batch and check the budget without charging (raises on refusal)."""
         xs = self._validate(x)
         if self._used + len(xs) > self.budget:
             raise BudgetExhaustedError(
                 f"batch of {len(xs)} queries exceeds the budget: {self._used} of {self.budget} "
                 f"used, {self.budget_left} left; send at most {self.budget_left}")
+        return xs
+
+    def query(self, x: object) -> QueryResult:
+        """Answer a batch (n, *input_shape); raises :class:`QueryError` subclasses on refusal."""
+        xs = self.check(x)
         response = self._endpoint.respond(xs)
         self._used += len(xs)
         self._exits.append(response.exits)

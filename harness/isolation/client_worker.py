@@ -1,0 +1,157 @@
+"""The client role in its own process: the attack, an oracle client and nothing else.
+
+:func:`client_main` runs in a fresh worker: it drops privileges, loads the plugins,
+builds the attack and hands it an :class:`OracleClient` that speaks the wire protocol to
+the evaluator. The evaluator (:func:`broker_attack`) holds the real
+:class:`~harness.serving.oracle.Oracle` (validation, budget, the private log of true
+exits) in front of the server worker, so nothing the attack does in its own process
+can add queries, unlock true exits or reach the victim. The attack's result comes back
+as data (:mod:`harness.isolation.stolen`).
+
+Timing: under ``timing=live`` the latency an attack sees is the round trip its client
+measured (one request per input, as a real remote attacker would time it); under the
+modelled timings it is the server's reported latency, so results stay reproducible.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import BudgetExhaustedError, InvalidQueryError, QueryError
+from harness.isolation.sandbox import PluginSetting, enter_sandbox
+from harness.isolation.stolen import encode_stolen
+from harness.isolation.wire import Message, WireError, receive, send
+from harness.protocol import OutputMode, QueryResult
+
+QUERY_ERRORS = {cls.__name__: cls for cls in (BudgetExhaustedError, InvalidQueryError, QueryError)}
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """What the evaluator sends the client worker: the attack and the threat model's view."""
+
+    attack: str
+    params: dict[str, Any]
+    attacker_x: np.ndarray
+    seed: int
+    device: str
+    budget: int
+    output: OutputMode
+    input_shape: tuple[int, ...]
+    num_classes: int
+    input_range: tuple[float, float]
+    num_exits: int | None
+    victim_family: str | None
+    cost_fraction: tuple[float, ...] | None
+    client_timed: bool
+    scratch: str
+    drop_privileges: bool
+    plugins: PluginSetting
+
+
+class OracleClient:
+    """The attack's oracle in the client process (the OracleHandle API over the wire)."""
+
+    def __init__(self, conn: Any, budget: int, output: OutputMode, input_shape: tuple[int, ...],
+                 input_range: tuple[float, float], client_timed: bool) -> None:
+        self._conn = conn
+        self.budget = int(budget)
+        self.output = output
+        self.input_shape = tuple(input_shape)
+        self.input_range = input_range
+        self._client_timed = client_timed
+        self._used = 0
+
+    @property
+    def queries_used(self) -> int:
+        return self._used
+
+    @property
+    def budget_left(self) -> int:
+        return self.budget - self._used
+
+    def _call(self, message: Message) -> Message:
+        send(self._conn, message)
+        reply = receive(self._conn, ("answer", "refused"))
+        if reply.kind == "refused":
+            raise QUERY_ERRORS.get(reply.meta.get("type"), QueryError)(reply.meta.get("message"))
+        return reply
+
+    def _ask(self, x: np.ndarray) -> QueryResult:
+        start = time.perf_counter_ns()
+        reply = self._call(Message("query", {}, {"x": x}))
+        waited = (time.perf_counter_ns() - start) * 1e-9
+        self._used = int(reply.meta["queries_used"])
+        latency = reply.arrays["latency_s"]
+        if self._client_timed:
+            latency = np.where(reply.arrays["admitted"], waited, np.nan)
+        return QueryResult(reply.arrays["outputs"], latency, reply.arrays["admitted"])
+
+    def query(self, x: object) -> QueryResult:
+        """Answer a batch ``(n, *input_shape)``; refusals raise the oracle's errors."""
+        if hasattr(x, "detach") and hasattr(x, "cpu"):
+            x = x.detach().cpu().numpy()
+        if not isinstance(x, np.ndarray) or x.dtype == object:
+            raise InvalidQueryError(f"query must be a numeric numpy array or torch tensor, got "
+                                    f"{type(x).__name__}; nothing was charged")
+        if not self._client_timed or x.ndim == 0 or len(x) <= 1:
+            return self._ask(x)
+        self._call(Message("check", {}, {"x": x}))  # the whole batch is valid and affordable
+        parts = [self._ask(x[i:i + 1]) for i in range(len(x))]  # one round trip per input
+        return QueryResult(*(np.concatenate([getattr(p, f) for p in parts])
+                             for f in ("outputs", "latency_s", "admitted")))
+
+    def true_exits_for_reference(self) -> np.ndarray:
+        """True exits so far; the evaluator refuses unless the attack is a reference."""
+        return self._call(Message("true_exits")).arrays["exits"]
+
+
+def client_main(conn: Any, request: ClientRequest) -> None:
+    """Entry point of the client worker process."""
+    try:
+        request.plugins.apply()
+        registry = _registry()  # plugins load before the drop: their imports need the stdlib
+        report = enter_sandbox(request.drop_privileges, Path(request.scratch))
+        message = encode_stolen(_steal(conn, request, registry))
+        message.meta["sandbox"] = report.__dict__
+    except BaseException as exc:
+        from harness.errors import HarnessError
+
+        message = Message("error", {"type": type(exc).__name__, "message": str(exc)[:4000],
+                                    "harness_error": isinstance(exc, HarnessError),
+                                    "traceback": traceback.format_exc()[-8000:]})
+    try:
+        send(conn, message)
+    except (OSError, ValueError, WireError) as exc:
+        send(conn, Message("error", {"type": type(exc).__name__, "harness_error": False,
+                                     "message": f"the result could not be sent: {exc}"}))
+
+
+def _registry() -> Any:
+    from harness.plugins.manager import make_plugin_manager
+    from harness.plugins.registry import Registry
+
+    return Registry.from_manager(make_plugin_manager())
+
+
+def _steal(conn: Any, request: ClientRequest, registry: Any) -> Any:
+    from harness.components import build_component
+    from harness.plugins.toolbox import Toolbox
+    from harness.protocol import AttackContext
+
+    attack = build_component(registry.get("attack", request.attack).cls, request.params)
+    oracle = OracleClient(conn, request.budget, request.output, request.input_shape,
+                          request.input_range, request.client_timed)
+    ctx = AttackContext(
+        seed=request.seed, device=request.device, budget=request.budget, output=request.output,
+        input_shape=request.input_shape, num_classes=request.num_classes,
+        input_range=request.input_range, num_exits=request.num_exits,
+        victim_family=request.victim_family, cost_fraction=request.cost_fraction,
+        cache_dir=Path(request.scratch), toolbox=Toolbox(registry))
+    return attack.steal(oracle, request.attacker_x, ctx)

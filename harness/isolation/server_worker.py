@@ -1,0 +1,214 @@
+"""The server role in its own process, and the evaluator's proxy to it.
+
+:func:`server_main` builds the cell's :class:`~harness.run.server.Server` (victim
+loaded from the evaluator's cache, backend, timing, defense factory), checks that the
+victim's weights are the ones the evaluator prepared, drops what it does not need
+(every data split, so a defense finds no test labels), drops privileges, and then
+answers endpoint requests: a fresh defense instance per endpoint, errors of the
+defense reported with its name. :class:`RemoteServer` is what the evaluator's phases
+use instead of a local server.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ComponentFailure, HarnessError
+from harness.isolation.sandbox import PluginSetting, enter_sandbox, worker_context
+from harness.isolation.wire import Message, WireError, receive, send
+from harness.protocol import DatasetSplits, Split, TrainedVictim
+from harness.run.grid import CellSpec
+from harness.run.server import CellEnvironment, Server, Stream
+from harness.serving.endpoint import EndpointResponse
+
+RESPONSE_FIELDS = ("probs", "exits", "cost_fraction", "latency_s", "admitted")
+
+
+@dataclass(frozen=True)
+class ServerRequest:
+    """What the evaluator sends a server worker (no attack, no secret)."""
+
+    cell: CellSpec
+    env: CellEnvironment
+    device: str
+    weights_hash: str
+    salt: tuple[int, ...]
+    drop_privileges: bool
+    plugins: PluginSetting
+
+
+def _without_data(victim: TrainedVictim) -> TrainedVictim:
+    def empty(split: Split) -> Split:
+        return Split(split.x[:0].copy(), split.y[:0].copy())
+
+    data = victim.data
+    stripped = DatasetSplits(data.name, data.input_shape, data.num_classes, data.input_range,
+                             empty(data.train), empty(data.val), empty(data.attacker),
+                             empty(data.test))
+    return replace(victim, data=stripped)
+
+
+def _build(request: ServerRequest) -> Server:
+    from harness.plugins.manager import make_plugin_manager
+    from harness.plugins.registry import Registry
+
+    request.plugins.apply()
+    registry = Registry.from_manager(make_plugin_manager())
+    server = Server.build(request.cell, registry, request.env, request.device, salt=request.salt)
+    if server.victim.weights_hash != request.weights_hash:
+        raise HarnessError("the victim the server loaded does not match the evaluator's "
+                           f"(weights {server.victim.weights_hash[:12]} vs "
+                           f"{request.weights_hash[:12]}); the cache changed during the cell")
+    return replace(server, victim=_without_data(server.victim))
+
+
+def server_main(conn: Any, request: ServerRequest) -> None:
+    """Entry point of the server worker process."""
+    enter_sandbox(False)
+    try:
+        server = _build(request)
+    except BaseException as exc:
+        send(conn, Message("error", {"type": type(exc).__name__, "message": str(exc)[:4000],
+                                     "traceback": traceback.format_exc()[-4000:]}))
+        return
+    gc.collect()
+    report = enter_sandbox(request.drop_privileges)
+    quantiles = np.asarray(server.info.latency_quantiles, dtype=np.float64)
+    send(conn, Message("ready", {"sandbox": report.__dict__}, {"latency_quantiles": quantiles}))
+    endpoints: dict[str, Any] = {}
+    while True:
+        try:
+            message = receive(conn, ("endpoint", "respond", "full_latency", "close"))
+        except (EOFError, OSError):
+            return
+        if message.kind == "close":
+            return
+        try:
+            reply = _answer(server, endpoints, message)
+        except Exception as exc:  # a bug or a hostile defense: reported, never a dead worker
+            reply = Message("failure", {"message": f"{server.defense_label}: the server failed "
+                                        f"with {type(exc).__name__}: {exc}"})
+        send(conn, reply)
+
+
+def _answer(server: Server, endpoints: dict[str, Any], message: Message) -> Message:
+    meta = message.meta
+    if message.kind == "endpoint":
+        endpoints[meta["name"]] = server.endpoint(
+            Stream(meta["defense_stream"]), Stream(meta["timing_stream"]),
+            client_id=str(meta["client_id"]), defended=bool(meta["defended"]))
+        return Message("ok")
+    x = message.arrays["x"].astype(np.float32, copy=False)
+    if message.kind == "full_latency":
+        return Message("latency", {}, {"latency_s": server.full_latency(x)})
+    endpoint = endpoints[meta["name"]]
+    start = time.perf_counter()
+    try:
+        response = endpoint.respond(x)
+    except ComponentFailure as exc:
+        return Message("failure", {"message": str(exc), "component": exc.component})
+    return Message("response", {"server_compute_s": time.perf_counter() - start},
+                   {f: getattr(response, f) for f in RESPONSE_FIELDS})
+
+
+class RemoteEndpoint:
+    """The evaluator's handle on one endpoint in the server worker (same API as Endpoint)."""
+
+    def __init__(self, server: RemoteServer, name: str) -> None:
+        self._server = server
+        self.name = name
+        self.failure: ComponentFailure | None = None
+        self.server_compute_s = 0.0
+
+    def respond(self, x: np.ndarray) -> EndpointResponse:
+        reply = self._server.call(Message("respond", {"name": self.name}, {"x": x}),
+                                  ("response", "failure"))
+        if reply.kind == "failure":
+            self.failure = ComponentFailure(str(reply.meta.get("message")),
+                                            self._server.defense_component)
+            raise self.failure
+        self.server_compute_s += float(reply.meta.get("server_compute_s", 0.0))
+        fields = {f: reply.arrays[f] for f in RESPONSE_FIELDS}
+        n = len(x)
+        if any(len(v) != n for v in fields.values()):
+            raise self._server.died("answered a batch with the wrong number of rows")
+        return EndpointResponse(**fields)
+
+
+class RemoteServer:
+    """A server worker process, started for one cell and stopped with :meth:`close`."""
+
+    def __init__(self, request: ServerRequest, defense_label: str, defense_component: str,
+                 seed: int) -> None:
+        self.defense_label = defense_label
+        self.defense_component = defense_component
+        self.seed = seed
+        context = worker_context()
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=server_main, args=(child, request), daemon=True)
+        self._process.start()
+        child.close()
+        self.sandbox: dict[str, Any] = {}
+        self.latency_quantiles: np.ndarray | None = None
+        self._count = 0
+
+    def wait_ready(self) -> RemoteServer:
+        """Block until the worker has built the server (it builds while the evaluator works)."""
+        ready = self._receive(("ready", "error"))
+        if ready.kind == "error":
+            self.close()
+            raise HarnessError(f"the server worker could not start: {ready.meta.get('message')}")
+        self.sandbox = dict(ready.meta.get("sandbox", {}))
+        self.latency_quantiles = ready.arrays["latency_quantiles"]
+        return self
+
+    def died(self, what: str) -> ComponentFailure:
+        code = self._process.exitcode
+        return ComponentFailure(f"{self.defense_label}: the server process {what} (exit code "
+                                f"{code}); a defense stage probably killed it",
+                                self.defense_component)
+
+    def _receive(self, expected: tuple[str, ...]) -> Message:
+        try:
+            return receive(self._conn, expected)
+        except (EOFError, OSError):
+            self._process.join(timeout=5)
+            raise self.died("exited") from None
+        except WireError as exc:
+            raise self.died(f"sent a malformed reply ({exc})") from None
+
+    def call(self, message: Message, expected: tuple[str, ...]) -> Message:
+        try:
+            send(self._conn, message)
+        except (OSError, BrokenPipeError):
+            raise self.died("is gone") from None
+        return self._receive(expected)
+
+    def endpoint(self, defense_stream: Stream, timing_stream: Stream, *, client_id: str,
+                 defended: bool = True) -> RemoteEndpoint:
+        self._count += 1
+        name = f"endpoint{self._count}"
+        self.call(Message("endpoint", {"name": name, "defense_stream": int(defense_stream),
+                                       "timing_stream": int(timing_stream),
+                                       "client_id": client_id, "defended": defended}), ("ok",))
+        return RemoteEndpoint(self, name)
+
+    def full_latency(self, x: np.ndarray) -> np.ndarray:
+        return self.call(Message("full_latency", {}, {"x": x}), ("latency",)).arrays["latency_s"]
+
+    def close(self) -> None:
+        try:
+            send(self._conn, Message("close"))
+        except (OSError, BrokenPipeError, ValueError):
+            pass
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()

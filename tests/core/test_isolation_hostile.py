@@ -1,0 +1,123 @@
+"""A hostile plugin package, installed through its entry point, against the isolated harness.
+
+Every exploit found against the in-process harness either finds nothing to reach or
+ends as its cell's failure naming the plugin; no other cell, result or cache entry
+changes. The checks are structural (what a gc scan in the client or server process
+finds), not checks on attribute names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.run.config import parse_overrides
+from harness.run.runner import run_grid
+from harness.run.server import CellEnvironment, prepare_registered_victim
+
+from .conftest import install_plugin
+
+HOSTILE = (Path(__file__).parent / "hostile_plugin.txt").read_text()
+VICTIM = ["victims=digits_cnn", "victim.digits_cnn.epochs=1", "victim.digits_cnn.width=8",
+          "budget=60"]
+KNOCKOFF = ["attack.knockoff.epochs=2"]
+
+
+@pytest.fixture
+def hostile(plugin_dir):
+    install_plugin(plugin_dir, "hostile-plugins", "hostile_plugins", HOSTILE, "hostile")
+    yield plugin_dir
+
+
+def _run(tmp_path, out, *keys):
+    spec = parse_overrides([*VICTIM, f"out={tmp_path / out}", f"cache_dir={tmp_path / 'cache'}",
+                            *keys])
+    summary = run_grid(spec, make_plugin_manager(), show_progress=False)
+    results = {}
+    for path in summary.result_paths:
+        r = json.loads(path.read_text())
+        results[r["components"]["attack"]["name"]] = r
+    return summary, results
+
+
+def _digest(array) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _secrets(tmp_path) -> set[str]:
+    """Digests of the victim's weights (and their rows) and of the test split."""
+    registry = Registry.from_manager(make_plugin_manager())
+    victim = prepare_registered_victim(registry, "digits_cnn", {"epochs": 1, "width": 8},
+                                       CellEnvironment(tmp_path / "cache", None), "cpu")
+    out = {_digest(victim.data.test.x), _digest(victim.data.test.y)}
+    for tensor in victim.model.state_dict().values():
+        array = tensor.numpy()
+        if array.size >= 16:
+            out.add(_digest(array))
+            if array.ndim >= 2:
+                out.update(_digest(row) for row in array)
+    return out
+
+
+def test_an_attack_reaches_nothing_of_the_victim_the_truth_or_more_budget(hostile, tmp_path):
+    _, results = _run(tmp_path, "out", "defenses=none", "attacks=snoop")
+    r = results["snoop"]
+    assert r["status"] == "ok", r["error"]
+    found = r["diagnostics"]["attack"]["found"]
+    assert found["truth"] == "QueryError"
+    assert not found["endpoint_reachable"]
+    assert found["answered"] <= 60 and r["metrics"]["queries_used"] <= 60
+    assert found["over_budget"] == "BudgetExhaustedError"
+    assert not {"victim", "server", "served", "theft", "cell", "env", "test"} & set(
+        found["frame_names"])
+    assert found["array_digests"], "the scan must see the attacker's own arrays"
+    assert not _secrets(tmp_path) & set(found["array_digests"])
+
+
+def test_monkeypatching_the_scoring_does_not_change_other_cells(hostile, tmp_path):
+    _, clean = _run(tmp_path, "clean", "defenses=none", "attacks=knockoff", *KNOCKOFF)
+    _, mixed = _run(tmp_path, "mixed", "defenses=none", "attacks=patcher,knockoff", *KNOCKOFF)
+    assert mixed["patcher"]["status"] == "ok"
+    assert mixed["knockoff"]["metrics"] == clean["knockoff"]["metrics"]
+
+
+def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(hostile, tmp_path):
+    _, first = _run(tmp_path, "out", "defenses=none", "attacks=knockoff", *KNOCKOFF)
+    path = next((tmp_path / "out" / "cells").rglob("*knockoff*/*.json"), None) or next(
+        p for p in (tmp_path / "out" / "cells").rglob("*.json") if "knockoff" in str(p))
+    before = path.read_bytes()
+    _, second = _run(tmp_path, "out", "defenses=none", "attacks=vandal",
+                     f"attack.vandal.out={tmp_path / 'out'}",
+                     f"attack.vandal.cache={tmp_path / 'cache'}")
+    vandal = second["vandal"]
+    assert vandal["status"] == "failed"
+    assert "attack:vandal" in vandal["error"]["component"]
+    assert "restored" in vandal["error"]["message"]
+    assert path.read_bytes() == before
+    _, fresh = _run(tmp_path, "fresh", "defenses=none", "attacks=knockoff", *KNOCKOFF)
+    assert fresh["knockoff"]["status"] == "ok"
+    assert fresh["knockoff"]["metrics"] == first["knockoff"]["metrics"]
+    assert (fresh["knockoff"]["diagnostics"]["victim_weights_hash"]
+            == first["knockoff"]["diagnostics"]["victim_weights_hash"])
+
+
+def test_a_defense_finds_neither_the_attack_nor_the_test_labels(hostile, tmp_path):
+    report = tmp_path / "spy"
+    report.mkdir(mode=0o777)
+    report.chmod(0o777)
+    _, results = _run(tmp_path, "out", "defenses=spy", "attacks=knockoff", *KNOCKOFF,
+                      f"defense.spy.report={report / 'found.json'}")
+    assert results["knockoff"]["status"] == "ok", results["knockoff"]["error"]
+    found = json.loads((report / "found.json").read_text())
+    assert all(name == "hidden" for name, _ in found["attack_specs"])
+    assert not {"attack", "theft", "oracle", "ctx", "stolen"} & set(found["frame_names"])
+    registry = Registry.from_manager(make_plugin_manager())
+    victim = prepare_registered_victim(registry, "digits_cnn", {"epochs": 1, "width": 8},
+                                       CellEnvironment(tmp_path / "cache", None), "cpu")
+    assert _digest(victim.data.test.y) not in set(found["array_digests"])
