@@ -11,6 +11,7 @@ architectures up by name in the registry.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,11 +185,26 @@ class AttackContext(_RegistryAccess):
 
 @dataclass(frozen=True)
 class VictimContext(_RegistryAccess):
-    """What a cell hands :meth:`Victim.prepare`: where to cache, the device, the registry."""
+    """What a cell hands :meth:`Victim.prepare`: where to cache, the device, the registry.
+
+    ``salt`` is non-empty only in secret mode (see :meth:`salted_seed`).
+    """
 
     cache_dir: Path
     device: str
     toolbox: Toolbox | None = field(default=None, repr=False, compare=False)
+    salt: str = field(default="", repr=False)
+
+    def salted_seed(self, seed: int) -> int:
+        """``seed`` itself in public mode; mixed with the server's secret salt otherwise.
+
+        Victims pass their training seeds through this, so that with ``HARNESS_SECRET``
+        set nobody can rebuild the exact victim from the public data and recipe.
+        """
+        if not self.salt:
+            return int(seed)
+        digest = hashlib.sha256(f"{self.salt}|{int(seed)}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
 
     def new_network(self, architecture: str, input_shape: Sequence[int], num_classes: int,
                     num_exits: int, seed: int, normalization: Normalization | None = None,

@@ -126,7 +126,7 @@ class TrainedCNNVictim(Victim):
 
     def build(self, data: DatasetSplits, ctx: VictimContext) -> MultiExitNet:
         return ctx.new_network(self.family, data.input_shape, data.num_classes, self.num_exits,
-                               self.train_seed, width=self.width)
+                               ctx.salted_seed(self.train_seed), width=self.width)
 
     def _load_cached(self, model: MultiExitNet, cache_dir: Path, key: str) -> bool:
         try:
@@ -145,12 +145,15 @@ class TrainedCNNVictim(Victim):
         """The network with its cached weights, or trained now and cached (eval mode)."""
         cache_dir, device = Path(ctx.cache_dir), ctx.device
         config = self.weights_config(data, device)
+        if ctx.salt:  # secret mode trains other weights; the cache key says so (not the salt)
+            config["salted"] = hashlib.sha256(ctx.salt.encode()).hexdigest()[:16]
         key = cache.config_key(config, CODE_VERSION)
         model = self.build(data, ctx)
         if not self._load_cached(model, cache_dir, key):
             model = self.build(data, ctx)
             history = train_multi_exit(model, data.train, epochs=self.epochs, lr=self.lr,
-                                       batch_size=self.batch_size, seed=self.train_seed,
+                                       batch_size=self.batch_size,
+                                       seed=ctx.salted_seed(self.train_seed),
                                        device=device, num_threads=self.train_threads,
                                        exit_weights=self.exit_weights())
             cache.save_weights(cache_dir, key, model.state_dict(),

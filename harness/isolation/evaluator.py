@@ -16,7 +16,13 @@ from typing import Any
 from harness.errors import ComponentFailure
 from harness.isolation.broker import AttackClient, pool_copy
 from harness.isolation.client_worker import ClientRequest
-from harness.isolation.sandbox import PluginSetting, privileges_droppable, scratch_dir, worker_context
+from harness.isolation.sandbox import (
+    PluginSetting,
+    privileges_droppable,
+    protect_evaluator,
+    scratch_dir,
+    worker_context,
+)
 from harness.isolation.secret import stream_salt
 from harness.isolation.server_worker import RemoteServer, ServerRequest
 from harness.isolation.tripwire import Tripwire
@@ -104,6 +110,7 @@ def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment, devic
     Both workers start as soon as the victim is ready and build while the evaluator
     loads its own copy for scoring.
     """
+    protect_evaluator()
     worker_context()  # the fork server preloads while the victim is prepared
     victim = prepare_victim(registry, cell, env, device)
     drop, why = privileges_droppable()

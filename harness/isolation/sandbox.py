@@ -25,6 +25,7 @@ from pathlib import Path
 
 NOBODY = 65534
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PRELOAD = ["numpy", "torch", "harness", "harness.isolation.client_worker",
            "harness.isolation.server_worker", "harness.isolation.preload"]
 _CONTEXT: mp.context.BaseContext | None = None
@@ -97,6 +98,19 @@ def _set_parent_death_signal() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def protect_evaluator() -> bool:
+    """Make this (the evaluator's) process non-dumpable, so a worker of the same user can
+    neither attach a debugger to it nor read its ``/proc/<pid>/environ`` or memory
+    (where ``HARNESS_SECRET`` lives); Linux only. Core dumps of the evaluator are lost."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 

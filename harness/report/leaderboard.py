@@ -60,24 +60,30 @@ def threat_of(result: dict[str, Any]) -> dict[str, str]:
     return {k: str(recorded.get(k, v)) for k, v in GRANTED.items()}
 
 
+def isolation_of(result: dict[str, Any]) -> str:
+    """How a result's plugins were isolated; ``none`` (debugging) is never ranked."""
+    return str((result.get("cell") or {}).get("isolation", "none"))
+
+
 def aggregate(results: list[dict[str, Any]], reference_attacks: set[str]) -> dict[str, Any]:
     groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
     for r in results:
         names = tuple(r["components"][k]["name"] for k in ("victim", "defense", "attack"))
-        groups[(*names, *threat_of(r).values())].append(r)
+        groups[(*names, isolation_of(r), *threat_of(r).values())].append(r)
     rows = []
-    for (victim, defense, attack, *threat), rs in sorted(groups.items()):
+    for (victim, defense, attack, isolation, *threat), rs in sorted(groups.items()):
         ok = [r for r in rs if r["status"] == "ok"]
         names = sorted({m for r in ok for m in r["metrics"]})
         rows.append({
             "victim": victim, "defense": defense, "attack": attack,
             "threat": dict(zip(GRANTED, threat, strict=True)),
-            "reference": attack in reference_attacks,
+            "reference": attack in reference_attacks, "isolation": isolation,
             "seeds": sorted(r["seed"] for r in ok), "failed": len(rs) - len(ok),
             "metrics": {m: mean_ci([r["metrics"].get(m) for r in ok]) for m in names},
         })
-    return {"groups": rows, "defense_ranking": _rank_defenses(rows),
-            "attack_ranking": _rank_attacks(rows),
+    ranked = [r for r in rows if r["isolation"] != "none"]
+    return {"groups": rows, "defense_ranking": _rank_defenses(ranked),
+            "attack_ranking": _rank_attacks(ranked),
             "cells": {"ok": sum(r["status"] == "ok" for r in results),
                       "failed": sum(r["status"] != "ok" for r in results)}}
 
@@ -159,6 +165,7 @@ def format_table(board: dict[str, Any]) -> str:
     cols = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
             "exit_estimation_accuracy")
     names = [row["attack"] + (" (ref)" if row["reference"] else "")
+             + (" (not isolated)" if row.get("isolation") == "none" else "")
              + threat_label(row.get("threat", GRANTED)) for row in board["groups"]]
     width = max([22, *map(len, names)])
     lines = [f"{'victim':14} {'defense':14} {'attack':{width}} "

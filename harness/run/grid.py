@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.components import build_component
 from harness.errors import ConfigError, DatasetError
+from harness.isolation.secret import secret_mode
 from harness.plugins.registry import Registry
 from harness.run.config import RunSpec, ThreatModel
 from harness.run.provenance import package_versions
@@ -79,7 +80,8 @@ def config_hash(cell: CellSpec, registry: Registry) -> str:
     plugins = {k: registry.get(k, getattr(cell, k).name).origin()
                for k in ("victim", "defense", "attack")}
     blob = json.dumps({"cell": cell.to_json(), "plugins": plugins,
-                       "packages": package_versions(), "protocol": PROTOCOL_VERSION},
+                       "packages": package_versions(), "protocol": PROTOCOL_VERSION,
+                       "secret_mode": secret_mode()},
                       sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import ComponentFailure, ConfigError, GridInterrupted
+from harness.isolation.secret import victim_salt
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.registry import Registry
 from harness.report.schema import SCHEMA_VERSION
@@ -262,7 +263,7 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     out = check_out_dir(spec.out)
     check_out_dir(spec.cache_dir, key="cache_dir")
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
-                          profile_path=spec.profile, out=out)
+                          profile_path=spec.profile, out=out, victim_salt=victim_salt())
     planned = [(c, config_hash(c, registry)) for c in cells]
     todo, done = [], []
     for cell, digest in planned:

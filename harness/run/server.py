@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class CellEnvironment:
     data_root: Path | None
     profile_path: Path | None = None
     out: Path | None = None
+    victim_salt: str = field(default="", repr=False)
 
 
 def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> TimingModel:
@@ -74,8 +75,14 @@ def prepare_registered_victim(registry: Registry, name: str, params: dict[str, A
                               env: CellEnvironment, device: str) -> TrainedVictim:
     """Load a registered victim's dataset and train (or load from cache) the victim."""
     victim = build_component(registry.get("victim", name).cls, params)
-    data = registry.get("dataset", victim.dataset).cls().load(env.data_root)
-    return victim.prepare(data, VictimContext(env.cache_dir, device, Toolbox(registry)))
+    source = registry.get("dataset", victim.dataset).cls()
+    if env.victim_salt and "split_seed" in source.get_params():  # secret mode: a private split
+        salted = VictimContext(env.cache_dir, device, salt=env.victim_salt)
+        params = {**source.get_params(), "split_seed": salted.salted_seed(source.split_seed)}
+        source = build_component(type(source), params)
+    data = source.load(env.data_root)
+    return victim.prepare(data, VictimContext(env.cache_dir, device, Toolbox(registry),
+                                              salt=env.victim_salt))
 
 
 def describe_server(victim: TrainedVictim, served: ServedModel, timing: TimingModel,

@@ -121,3 +121,17 @@ def test_a_defense_finds_neither_the_attack_nor_the_test_labels(hostile, tmp_pat
     victim = prepare_registered_victim(registry, "digits_cnn", {"epochs": 1, "width": 8},
                                        CellEnvironment(tmp_path / "cache", None), "cpu")
     assert _digest(victim.data.test.y) not in set(found["array_digests"])
+
+
+def test_the_secret_salts_the_victim_and_never_reaches_a_worker(hostile, tmp_path, monkeypatch):
+    _, public = _run(tmp_path, "public", "defenses=none", "attacks=snoop")
+    monkeypatch.setenv("HARNESS_SECRET", "correct horse battery staple")
+    _, secret = _run(tmp_path, "secret", "defenses=none", "attacks=snoop")
+    a, b = public["snoop"], secret["snoop"]
+    assert a["status"] == b["status"] == "ok"
+    assert a["diagnostics"]["isolation"]["secret"] == "public"
+    assert b["diagnostics"]["isolation"]["secret"] == "secret"
+    assert a["config_hash"] != b["config_hash"]
+    assert (a["diagnostics"]["victim_weights_hash"] != b["diagnostics"]["victim_weights_hash"])
+    found = b["diagnostics"]["attack"]["found"]
+    assert found["secret"] is None and not found["secret_in_proc"]
