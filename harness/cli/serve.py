@@ -15,7 +15,7 @@ from harness.errors import ConfigError
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
 from harness.run.config import parse_overrides, split_override
-from harness.run.grid import expand_grid
+from harness.run.grid import CellSpec, expand_grid
 from harness.run.results import check_out_dir
 from harness.run.server import CellEnvironment, Server, Stream
 from harness.serving.devices import resolve_device
@@ -61,16 +61,19 @@ def run_overrides(overrides: list[str]) -> list[str]:
     return list(out.values())
 
 
-def build_target(overrides: list[str], strict: bool, pace: bool = True) -> ServeTarget:
-    """Validate every key, then build the victim's server and the per-client oracle factory."""
+def build_server(overrides: list[str], strict: bool) -> tuple[Server, CellSpec]:
+    """Validate every key, then build the victim's server (trained or loaded from the cache)."""
     spec = parse_overrides(run_overrides(overrides))
     registry = Registry.from_manager(make_plugin_manager(strict=strict))
     cell = expand_grid(spec, registry)[0]
     check_out_dir(spec.cache_dir, key="cache_dir")
-    device = resolve_device(spec.device)
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
                           profile_path=spec.profile)
-    server = Server.build(cell, registry, env, device)
+    return Server.build(cell, registry, env, resolve_device(spec.device)), cell
+
+
+def serve_target(server: Server, cell: CellSpec, pace: bool = True) -> ServeTarget:
+    """What the app serves: a fresh defended endpoint and oracle per client, the health record."""
     data = server.victim.data
 
     def new_oracle(client_id: str) -> Oracle:
@@ -82,6 +85,11 @@ def build_target(overrides: list[str], strict: bool, pace: bool = True) -> Serve
                     num_classes=data.num_classes, input_range=tuple(data.input_range),
                     output=cell.output, budget=cell.budget)
     return ServeTarget(health, new_oracle, measures=server.timing.measures, pace=pace)
+
+
+def build_target(overrides: list[str], strict: bool, pace: bool = True) -> ServeTarget:
+    """Validate every key, build the server, and wrap it for the app."""
+    return serve_target(*build_server(overrides, strict), pace=pace)
 
 
 def serve_command(overrides: list[str], options: ServeOptions, strict: bool) -> int:

@@ -64,10 +64,10 @@ def test_attack_a_served_victim_end_to_end(served, tmp_path, capsys):
     url, health = served
     assert health["victim"] == "digits_cnn" and health["budget"] == 80
     out = tmp_path / "stolen"
-    code, err = run(capsys, "attack", "exit_steal", "--oracle", url, "budget=60", "attack.exit_steal.epochs=1",
-               "attack.exit_steal.finetune_epochs=0", "threat.num_exits=4",
-               "threat.architecture=small_cnn", "timing.network=lan", f"out={out}",
-               f"cache_dir={tmp_path / 'cache'}")
+    code, err = run(capsys, "attack", "exit_steal", "--oracle", url, "budget=60",
+                    "attack.exit_steal.epochs=1", "attack.exit_steal.finetune_epochs=0",
+                    "threat.num_exits=4", "threat.architecture=small_cnn", "timing.network=lan",
+                    f"out={out}", f"cache_dir={tmp_path / 'cache'}")
     assert code == 0, err
     net, strategy, doc = load_stolen(out, default_registry())
     assert net.num_exits == 4 and strategy.num_exits == 4
