@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -103,3 +104,20 @@ def calibrate(overrides: list[str], strict: bool) -> int:
     from harness.cli.calibrate import calibrate_command
 
     return calibrate_command(overrides, strict)
+
+
+def serve(args: argparse.Namespace, strict: bool) -> int:
+    from harness.cli.serve import ServeOptions, serve_command
+    from harness.serving.http.app import ServeLimits
+
+    limits = ServeLimits(max_body_bytes=args.max_body_bytes, max_json_bytes=args.max_json_bytes,
+                         max_batch=args.max_batch, rate=args.rate, burst=args.burst,
+                         max_clients=args.max_clients)
+    options = ServeOptions(host=args.host, port=args.port, limits=limits, pace=not args.no_pace)
+    return serve_command(args.overrides, options, strict)
+
+
+def attack(name: str, url: str, overrides: list[str], strict: bool) -> int:
+    from harness.cli.attack import attack_command
+
+    return attack_command(name, url, overrides, strict)

@@ -35,7 +35,32 @@ def _parser() -> argparse.ArgumentParser:
                        help="the out= folder of `harness run` (holds cells/)")
     cal = sub.add_parser("calibrate", help="record a live latency profile: KEY=VALUE")
     cal.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    _serve_parsers(sub)
     return parser
+
+
+def _serve_parsers(sub: argparse._SubParsersAction) -> None:
+    """``serve`` (a victim over HTTP) and ``attack`` (one attack on a remote server)."""
+    serve = sub.add_parser("serve", help="serve one defended victim over HTTP: KEY=VALUE",
+                           description="Example: harness serve victim=digits_cnn defense=none "
+                                       "budget=500 --host 127.0.0.1 --port 8000")
+    serve.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-body-bytes", type=int, default=16 * 2**20)
+    serve.add_argument("--max-json-bytes", type=int, default=2**20)
+    serve.add_argument("--max-batch", type=int, default=4096, help="inputs per request")
+    serve.add_argument("--rate", type=float, default=2000.0, help="requests/s per client")
+    serve.add_argument("--burst", type=float, default=500.0, help="request burst per client")
+    serve.add_argument("--max-clients", type=int, default=256)
+    serve.add_argument("--no-pace", action="store_true",
+                       help="answer at once instead of holding each answer for its latency")
+    attack = sub.add_parser("attack", help="run one attack against a remote `harness serve`",
+                            description="Example: harness attack knockoff --oracle "
+                                        "http://127.0.0.1:8000 budget=300 out=stolen/knockoff")
+    attack.add_argument("name", help="a registered attack (harness list attacks)")
+    attack.add_argument("--oracle", required=True, metavar="URL", help="http://HOST:PORT")
+    attack.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             return commands.leaderboard(args.out, args.strict_plugins)
         if args.command == "calibrate":
             return commands.calibrate(args.overrides, args.strict_plugins)
+        if args.command == "serve":
+            return commands.serve(args, args.strict_plugins)
+        if args.command == "attack":
+            return commands.attack(args.name, args.oracle, args.overrides, args.strict_plugins)
     except BrokenPipeError:  # output piped into e.g. `head`
         sys.stderr.close()
         return 0
