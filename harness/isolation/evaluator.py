@@ -28,12 +28,14 @@ from harness.isolation.server_worker import RemoteServer, ServerRequest
 from harness.isolation.tripwire import Tripwire
 from harness.plugins.registry import Registry
 from harness.protocol import TrainedVictim
+from harness.run.benign import InterleavedEndpoint
 from harness.run.cell import (
     CellEnvironment,
     Theft,
     _diagnostics,
     _finish_theft,
     attack_label,
+    benign_plan,
     measure_defense,
     prepare_victim,
     score_theft,
@@ -76,13 +78,18 @@ def _steal(cell: CellSpec, registry: Registry, server: RemoteServer, client: Att
     entry, label, component = attack_label(registry, cell)
     data = victim.data
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
-    oracle = Oracle(endpoint, cell.budget, cell.output, data.input_shape, data.input_range,
+    mixed = InterleavedEndpoint(
+        attack=lambda x, cid: endpoint.respond(x, client_id=cid),
+        benign=lambda x, cid: endpoint.respond(x, client_id=cid, benign=True),
+        plan=benign_plan(cell.seed, stream_salt(victim.weights_hash), len(data.test)),
+        test_x=data.test.x, budget=cell.budget, failure_of=lambda: endpoint.failure)
+    oracle = Oracle(mixed, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
     outcome = client.serve(oracle, registry, label=label, component=component,
                            defense_failure=lambda: endpoint.failure, timeout=timeout)
     if endpoint.failure is not None:
         raise endpoint.failure
-    theft = _finish_theft(outcome.stolen, oracle, data.num_classes, label, component)
+    theft = _finish_theft(outcome.stolen, oracle, mixed, data.num_classes, label, component)
     return theft, {"client": outcome.sandbox, "server_compute_s": endpoint.server_compute_s}
 
 
@@ -124,7 +131,7 @@ def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment, devic
         theft, isolation = _steal(cell, registry, server, client, victim, timeout)
         client.close()
         metrics, theft_diagnostics = score_theft(victim, served, theft, device)
-        metrics.update(measure_defense(server, victim.data.test, cell.seed))
+        metrics.update(measure_defense(server, victim.data.test, cell.seed, theft))
     finally:
         if client is not None:
             client.close()

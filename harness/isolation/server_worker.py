@@ -103,14 +103,16 @@ def _answer(server: Server, endpoints: dict[str, Any], message: Message) -> Mess
         endpoints[meta["name"]] = server.endpoint(
             Stream(meta["defense_stream"]), Stream(meta["timing_stream"]),
             client_id=str(meta["client_id"]), defended=bool(meta["defended"]))
+        endpoints[meta["name"] + "/benign"] = server.rng(Stream.BENIGN_TIMING)
         return Message("ok")
     x = message.arrays["x"].astype(np.float32, copy=False)
     if message.kind == "full_latency":
         return Message("latency", {}, {"latency_s": server.full_latency(x)})
     endpoint = endpoints[meta["name"]]
+    timing_rng = endpoints[meta["name"] + "/benign"] if meta.get("benign") else None
     start = time.perf_counter()
     try:
-        response = endpoint.respond(x)
+        response = endpoint.respond(x, client_id=meta.get("client_id"), timing_rng=timing_rng)
     except ComponentFailure as exc:
         return Message("failure", {"message": str(exc), "component": exc.component})
     return Message("response", {"server_compute_s": time.perf_counter() - start},
@@ -126,8 +128,11 @@ class RemoteEndpoint:
         self.failure: ComponentFailure | None = None
         self.server_compute_s = 0.0
 
-    def respond(self, x: np.ndarray) -> EndpointResponse:
-        reply = self._server.call(Message("respond", {"name": self.name}, {"x": x}),
+    def respond(self, x: np.ndarray, *, client_id: str | None = None,
+                benign: bool = False) -> EndpointResponse:
+        """One batch of one client; ``benign`` selects the benign clients' timing stream."""
+        reply = self._server.call(Message("respond", {"name": self.name, "client_id": client_id,
+                                                      "benign": benign}, {"x": x}),
                                   ("response", "failure"))
         if reply.kind == "failure":
             self.failure = ComponentFailure(str(reply.meta.get("message")),

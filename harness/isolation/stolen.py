@@ -49,7 +49,11 @@ def encode_stolen(stolen: StolenModel) -> Message:
               for k, v in stolen.model.state_dict().items()}
     if stolen.estimated_exits is not None:
         arrays["estimated_exits"] = np.asarray(stolen.estimated_exits)
-    diagnostics = json.loads(json.dumps(stolen.diagnostics, allow_nan=False, default=_plain))
+    try:
+        diagnostics = json.loads(json.dumps(stolen.diagnostics, allow_nan=False, default=_plain))
+    except (TypeError, ValueError) as exc:
+        raise StolenModelError(f"diagnostics are not JSON-serialisable ({exc}); return numbers, "
+                               "strings, lists and dicts") from None
     return Message("stolen", {"recipe": recipe.to_json(), "strategy": stolen.strategy.to_json(),
                               "diagnostics": diagnostics,
                               "has_estimates": stolen.estimated_exits is not None}, arrays)

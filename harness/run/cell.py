@@ -2,12 +2,14 @@
 
 1. :func:`steal` - the attack queries a defended endpoint through its oracle and
    returns a :class:`StolenModel`; the oracle keeps the private log of true exits.
+   Benign clients share that endpoint, interleaved (:mod:`harness.run.benign`).
 2. :func:`score_theft` - the substitute and its stolen strategy against the undefended
    victim on the held-out test split, plus how well the attack estimated exits.
-3. :func:`measure_defense` - benign test traffic through a fresh defended endpoint and
-   an undefended one: the defense's cost and the leakage that remains.
+3. :func:`measure_defense` - what the benign clients received against an undefended
+   endpoint answering the same chunks: the defense's cost and the leakage that remains.
 
-Every phase gets a fresh defense instance in the same state and named random streams
+The attack's stream gets a fresh defense instance, and every stream has a named,
+salted random stream
 (:class:`harness.run.server.Stream`). Component errors are labelled with the component.
 """
 
@@ -29,10 +31,12 @@ from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext, ServedModel, Split, StolenModel, TrainedVictim
 from harness.report.leakage import bayes_exit_accuracy, leakage_bits
 from harness.report.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
+from harness.run.benign import BenignPlan, InterleavedEndpoint, replay
 from harness.run.config import ThreatModel
 from harness.run.grid import CellSpec
 from harness.run.server import CellEnvironment, Server, Stream, prepare_registered_victim
 from harness.serving.devices import resolve_device
+from harness.serving.endpoint import EndpointResponse
 from harness.serving.oracle import Oracle
 from harness.strategy import OutputStrategy, answering_probs
 
@@ -50,6 +54,8 @@ class Theft:
     queries_used: int
     queries_refused: int
     diagnostics: dict[str, Any]
+    benign: EndpointResponse
+    plan: BenignPlan
 
 
 def prepare_victim(registry: Registry, cell: CellSpec, env: CellEnvironment,
@@ -125,8 +131,13 @@ def attack_label(registry: Registry, cell: CellSpec) -> tuple[Any, str, str]:
     return entry, label, f"attack:{cell.attack.name}"
 
 
-def _finish_theft(stolen: StolenModel, oracle: Oracle, num_classes: int, label: str,
-                  component: str) -> Theft:
+def benign_plan(seed: int, salt: Sequence[int], n: int) -> BenignPlan:
+    """The cell's benign traffic plan (evaluator side; salted like the server's streams)."""
+    return BenignPlan.draw(n, np.random.default_rng([seed, Stream.BENIGN_PLAN, *salt]))
+
+
+def _finish_theft(stolen: StolenModel, oracle: Oracle, mixed: InterleavedEndpoint,
+                  num_classes: int, label: str, component: str) -> Theft:
     stolen = _check_stolen(stolen, num_classes, label, component)
     diagnostics = _jsonable_diagnostics(stolen, label, component)
     served = oracle.served_exits()
@@ -134,8 +145,9 @@ def _finish_theft(stolen: StolenModel, oracle: Oracle, num_classes: int, label: 
         exit_estimation_accuracy(stolen.estimated_exits, served)
     except ValueError as exc:
         raise ComponentFailure(f"{label}: {exc}", component) from None
+    benign = mixed.finish()
     return Theft(stolen, served, oracle.served_latencies(), oracle.queries_used,
-                 oracle.refused_count, diagnostics)
+                 oracle.refused_count, diagnostics, benign, mixed.plan)
 
 
 def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
@@ -145,7 +157,13 @@ def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
     attack = build_component(entry.cls, cell.attack.params)
     data = server.victim.data
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
-    oracle = Oracle(endpoint, cell.budget, cell.output, data.input_shape, data.input_range,
+    benign_timing = server.rng(Stream.BENIGN_TIMING)
+    mixed = InterleavedEndpoint(
+        attack=lambda x, cid: endpoint.respond(x, client_id=cid),
+        benign=lambda x, cid: endpoint.respond(x, client_id=cid, timing_rng=benign_timing),
+        plan=benign_plan(cell.seed, server.salt, len(data.test)), test_x=data.test.x,
+        budget=cell.budget, failure_of=lambda: endpoint.failure)
+    oracle = Oracle(mixed, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
     ctx = attack_context(cell, server.victim, server.served, device, env, registry)
     try:
@@ -159,7 +177,7 @@ def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
         raise ComponentFailure(f"{label} raised {reason}", component) from exc
     if endpoint.failure is not None:  # the attack swallowed the defense's failure
         raise endpoint.failure
-    return _finish_theft(stolen, oracle, data.num_classes, label, component)
+    return _finish_theft(stolen, oracle, mixed, data.num_classes, label, component)
 
 
 def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
@@ -193,15 +211,17 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
     return metrics, diagnostics
 
 
-def measure_defense(server: Any, test: Split, seed: int) -> dict[str, Any]:
-    """Phase 3: the defense's cost and the remaining leakage on benign test traffic.
+def measure_defense(server: Any, test: Split, seed: int, theft: Theft) -> dict[str, Any]:
+    """Phase 3: the defense's cost and the remaining leakage, from the benign clients.
 
+    The defended responses are what the benign clients received in the attack's stream
+    (phase 1); the undefended reference answers the same chunks in the same order.
     ``server`` is a local :class:`Server` or the evaluator's proxy to a server worker.
     """
-    defended = server.endpoint(Stream.BENIGN_DEFENSE, Stream.BENIGN_TIMING, client_id="benign")
     plain = server.endpoint(Stream.UNDEFENDED_DEFENSE, Stream.BENIGN_TIMING, client_id="benign",
                             defended=False)
-    r_def, r_undef = defended.respond(test.x), plain.respond(test.x)
+    r_def = theft.benign
+    r_undef = replay(theft.plan, lambda x, cid: plain.respond(x, client_id=cid), test.x)
     labels_def = np.where(r_def.admitted, np.nan_to_num(r_def.probs).argmax(1), -1)
     metrics = defense_costs(
         labels_def=labels_def, labels_undef=r_undef.probs.argmax(1), y_true=test.y,
@@ -223,7 +243,7 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[
         server = Server.build(cell, registry, env, device)
         theft = steal(cell, registry, server, device, env)
         metrics, theft_diagnostics = score_theft(server.victim, server.served, theft, device)
-        metrics.update(measure_defense(server, server.victim.data.test, cell.seed))
+        metrics.update(measure_defense(server, server.victim.data.test, cell.seed, theft))
         return metrics, _diagnostics(server.victim, server.served, server.info.latency_quantiles,
                                      theft, theft_diagnostics, {"mode": "none"})
     from harness.isolation.evaluator import run_isolated

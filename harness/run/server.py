@@ -43,6 +43,7 @@ class Stream(IntEnum):
     UNDEFENDED_DEFENSE = 6
     FULL_LATENCY = 7
     SERVER_INFO = 8
+    BENIGN_PLAN = 9
 
 
 @dataclass(frozen=True)

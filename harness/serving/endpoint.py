@@ -100,10 +100,15 @@ class Endpoint:
                              "never shorter than the computation it follows")
         return shaped
 
-    def respond(self, x: np.ndarray) -> EndpointResponse:
+    def respond(self, x: np.ndarray, *, client_id: str | None = None,
+                timing_rng: np.random.Generator | None = None) -> EndpointResponse:
+        """Answer one batch of one client (``client_id`` and the timing stream may be given
+        per batch, so several clients can share this endpoint's defense)."""
         n = len(x)
         k = self.served.num_exits
-        batch = StageBatch(inputs=read_only(x), client_id=self.client_id, rng=self.defense_rng,
+        client_id = self.client_id if client_id is None else client_id
+        timing_rng = self.timing_rng if timing_rng is None else timing_rng
+        batch = StageBatch(inputs=read_only(x), client_id=client_id, rng=self.defense_rng,
                            server=self.server)
         admitted = self._stage("admit", batch, bool)
         if admitted.shape != (n,):
@@ -116,7 +121,7 @@ class Endpoint:
             xa = x[idx]
             per_exit = self.served.exit_probs(xa)
             policy_exits = self.strategy.exits(per_exit)
-            batch = StageBatch(inputs=read_only(xa), client_id=self.client_id,
+            batch = StageBatch(inputs=read_only(xa), client_id=client_id,
                                rng=self.defense_rng, server=self.server,
                                policy_exits=read_only(policy_exits),
                                exits=read_only(policy_exits),
@@ -129,8 +134,7 @@ class Endpoint:
                                           chosen if self._chooses_exits else None)
                 chosen, out, raw_latency = trace.exits, trace.probs, trace.latency_s
             else:
-                raw_latency = self.timing.latencies(chosen, self.served.cost_fraction,
-                                                    self.timing_rng)
+                raw_latency = self.timing.latencies(chosen, self.served.cost_fraction, timing_rng)
             batch = replace(batch, exits=read_only(chosen), outputs=read_only(out),
                             latency_s=read_only(raw_latency))
             out = self._check_outputs(self._stage("perturb_outputs", batch, np.float64), len(idx))

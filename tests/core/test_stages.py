@@ -184,10 +184,11 @@ def test_a_protocol_1_victim_is_refused_with_a_porting_message():
 
 
 class PhaseSpy(Defense):
-    """Slows answers only in the first phase it sees (it counts resets)."""
+    """Slows answers only in the first phase it sees (it counts resets); records client ids."""
 
     name = "phase_spy"
     resets_seen: list[int] = []  # noqa: RUF012 - shared on purpose, to observe instances
+    clients_seen: list[tuple[str, int]] = []  # noqa: RUF012
 
     def __init__(self):
         pass
@@ -195,6 +196,10 @@ class PhaseSpy(Defense):
     def reset(self):
         self.resets = getattr(self, "resets", 0) + 1
         PhaseSpy.resets_seen.append(self.resets)
+
+    def admit(self, batch):
+        PhaseSpy.clients_seen.append((batch.client_id, len(batch.inputs)))
+        return np.ones(len(batch.inputs), dtype=bool)
 
     def shape_latency(self, batch):
         if self.resets == 1:  # "the attack phase"
@@ -208,13 +213,23 @@ class SpyPlugin:
         register(PhaseSpy)
 
 
-def test_every_phase_gets_a_fresh_defense_so_none_can_tell_them_apart(tiny_plugin, tmp_path):
+def test_benign_clients_share_the_attacks_defense_so_it_cannot_tell_when_it_is_measured(
+        tiny_plugin, tmp_path):
     PhaseSpy.resets_seen.clear()
+    PhaseSpy.clients_seen.clear()
     spec = parse_overrides(["victims=tiny_victim", "attacks=tiny_attack", "defenses=phase_spy",
+                            "attack.tiny_attack.queries=20", "budget=40",
+                            "isolation=none",  # the spy counts resets in this process
                             f"out={tmp_path}", f"cache_dir={tmp_path / 'cache'}"])
     summary = run_grid(spec, make_plugin_manager(extra_plugins=(SpyPlugin(),)),
                        show_progress=False)
     result = json.loads(summary.result_paths[0].read_text())
     assert result["status"] == "ok" and result["protocol_version"] == PROTOCOL_VERSION
-    assert PhaseSpy.resets_seen == [1, 1]  # two phases, two fresh instances, one reset each
+    assert PhaseSpy.resets_seen == [1]  # one defended stream: attacker and benign clients
     assert result["metrics"]["latency_overhead_p50"] > 1.0  # the padding shows in the cost
+    ids = [cid for cid, _ in PhaseSpy.clients_seen]
+    attacker = [cid for cid, n in PhaseSpy.clients_seen if n == 20]
+    assert len(attacker) == 1 and attacker[0].startswith("client-")  # a random id, like the rest
+    assert len(set(ids)) == 5  # four benign clients and the attacker
+    first_attack = ids.index(attacker[0])
+    assert 0 < first_attack < len(ids) - 1  # benign traffic before and after the attack
