@@ -53,6 +53,8 @@ class ClientRequest:
     scratch: str
     drop_privileges: bool
     plugins: PluginSetting
+    oracle_url: str | None = None
+    """With ``transport=http``: the cell's HTTP gateway; queries go there, not on the pipe."""
 
 
 class OracleClient:
@@ -146,8 +148,13 @@ def _steal(conn: Any, request: ClientRequest, registry: Any) -> Any:
     from harness.protocol import AttackContext
 
     attack = build_component(registry.get("attack", request.attack).cls, request.params)
-    oracle = OracleClient(conn, request.budget, request.output, request.input_shape,
-                          request.input_range, request.client_timed)
+    if request.oracle_url is not None:
+        from harness.serving.http.client import HttpOracle
+
+        oracle: Any = HttpOracle(request.oracle_url, client_id="attacker")
+    else:
+        oracle = OracleClient(conn, request.budget, request.output, request.input_shape,
+                              request.input_range, request.client_timed)
     ctx = AttackContext(
         seed=request.seed, device=request.device, budget=request.budget, output=request.output,
         input_shape=request.input_shape, num_classes=request.num_classes,

@@ -10,12 +10,14 @@ goes through the same server worker.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
 from harness.errors import ComponentFailure
 from harness.isolation.broker import AttackClient, pool_copy
 from harness.isolation.client_worker import ClientRequest
+from harness.isolation.gateway import HttpGateway
 from harness.isolation.sandbox import (
     PluginSetting,
     privileges_droppable,
@@ -24,7 +26,7 @@ from harness.isolation.sandbox import (
     worker_context,
 )
 from harness.isolation.secret import stream_salt
-from harness.isolation.server_worker import RemoteServer, ServerRequest
+from harness.isolation.server_worker import RemoteServer, ServerRequest, VictimPayload
 from harness.isolation.tripwire import Tripwire
 from harness.plugins.registry import Registry
 from harness.protocol import TrainedVictim
@@ -56,12 +58,12 @@ def _start_server(cell: CellSpec, registry: Registry, env: CellEnvironment, devi
              f"{entry.version})")
     request = ServerRequest(replace(cell, attack=HIDDEN_ATTACK), replace(env), device,
                             victim.weights_hash, stream_salt(victim.weights_hash), drop,
-                            PluginSetting.current())
+                            PluginSetting.current(), VictimPayload.of(victim))
     return RemoteServer(request, label, f"defense:{cell.defense.name}", cell.seed)
 
 
 def _client_request(cell: CellSpec, victim: TrainedVictim, device: str,
-                    drop: bool) -> ClientRequest:
+                    drop: bool, oracle_url: str | None) -> ClientRequest:
     data = victim.data
     cost_fraction = victim.model.cost_fraction
     view = threat_view(cell.threat, victim.model.num_exits, victim.family, cost_fraction)
@@ -70,11 +72,12 @@ def _client_request(cell: CellSpec, victim: TrainedVictim, device: str,
         seed=cell.seed, device=device, budget=cell.budget, output=cell.output,  # type: ignore[arg-type]
         input_shape=data.input_shape, num_classes=data.num_classes, input_range=data.input_range,
         client_timed=cell.timing == "live", scratch=str(scratch_dir(drop)),
-        drop_privileges=drop, plugins=PluginSetting.current(), **view)
+        drop_privileges=drop, plugins=PluginSetting.current(), oracle_url=oracle_url, **view)
 
 
 def _steal(cell: CellSpec, registry: Registry, server: RemoteServer, client: AttackClient,
-           victim: TrainedVictim, timeout: float | None) -> tuple[Theft, dict[str, Any]]:
+           victim: TrainedVictim, timeout: float | None,
+           gateway: HttpGateway | None) -> tuple[Theft, dict[str, Any]]:
     entry, label, component = attack_label(registry, cell)
     data = victim.data
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
@@ -85,6 +88,8 @@ def _steal(cell: CellSpec, registry: Registry, server: RemoteServer, client: Att
         test_x=data.test.x, budget=cell.budget, failure_of=lambda: endpoint.failure)
     oracle = Oracle(mixed, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
+    if gateway is not None:
+        gateway.attach(oracle)
     outcome = client.serve(oracle, registry, label=label, component=component,
                            defense_failure=lambda: endpoint.failure, timeout=timeout)
     if endpoint.failure is not None:
@@ -124,11 +129,14 @@ def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment, devic
     tripwire = Tripwire.arm(env.out, env.cache_dir)
     server = _start_server(cell, registry, env, device, victim, drop)
     client = None
+    gateway = HttpGateway(cell, victim.data) if cell.transport == "http" else None
     try:
-        client = AttackClient(_client_request(cell, victim, device, drop))
-        served = registry.get("backend", cell.backend).cls().load(victim, device, env.cache_dir)
-        server.wait_ready()
-        theft, isolation = _steal(cell, registry, server, client, victim, timeout)
+        with gateway.running() if gateway is not None else nullcontext() as url:
+            client = AttackClient(_client_request(cell, victim, device, drop, url))
+            served = registry.get("backend", cell.backend).cls().load(victim, device,
+                                                                      env.cache_dir)
+            server.wait_ready()
+            theft, isolation = _steal(cell, registry, server, client, victim, timeout, gateway)
         client.close()
         metrics, theft_diagnostics = score_theft(victim, served, theft, device)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft))
@@ -137,7 +145,7 @@ def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment, devic
             client.close()
         server.close()
         _check_tripwire(tripwire, cell, registry)
-    isolation.update(mode="process", server=server.sandbox,
+    isolation.update(mode="process", transport=cell.transport, server=server.sandbox,
                      privileges="dropped to nobody" if drop else f"kept ({why})")
     return metrics, _diagnostics(victim, served, server.latency_quantiles, theft,
                                  theft_diagnostics, isolation)

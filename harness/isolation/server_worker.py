@@ -1,13 +1,12 @@
 """The server role in its own process, and the evaluator's proxy to it.
 
-:func:`server_main` builds the cell's :class:`~harness.run.server.Server` (victim
-loaded from the evaluator's cache, backend, timing, defense factory), checks that the
-victim's weights are the ones the evaluator prepared, drops what it does not need
-(every data split, so a defense finds no test labels), drops privileges, and then
-answers endpoint requests: a fresh defense instance per endpoint, errors of the
-defense reported with its name. :class:`RemoteServer` is what the evaluator's phases
-use instead of a local server.
-"""
+:func:`server_main` builds the cell's :class:`~harness.run.server.Server`: the victim
+comes from the evaluator as data (:class:`VictimPayload`; loaded from the cache only
+for a network without a registry recipe, and then checked against the evaluator's
+weights), with the backend, timing and defense factory. It keeps no data split (a
+defense finds no test labels), drops privileges, and answers endpoint requests: a fresh
+defense instance per endpoint, the defense's errors reported with its name.
+:class:`RemoteServer` is what the evaluator's phases use instead of a local server."""
 
 from __future__ import annotations
 
@@ -18,16 +17,64 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from harness.errors import ComponentFailure, HarnessError
 from harness.isolation.sandbox import PluginSetting, enter_sandbox, worker_context
+from harness.isolation.stolen import recipe_from_json, strategy_from_json
 from harness.isolation.wire import Message, WireError, receive, send
+from harness.plugins.toolbox import NetworkRecipe, Toolbox
 from harness.protocol import DatasetSplits, Split, TrainedVictim
 from harness.run.grid import CellSpec
 from harness.run.server import CellEnvironment, Server, Stream
 from harness.serving.endpoint import EndpointResponse
 
 RESPONSE_FIELDS = ("probs", "exits", "cost_fraction", "latency_s", "admitted")
+
+
+@dataclass(frozen=True)
+class VictimPayload:
+    """The evaluator's victim as data: network recipe and weights, strategy, the inputs
+    of the validation split (for the server description), never a label."""
+
+    name: str
+    family: str
+    weights_hash: str
+    details: dict[str, Any]
+    recipe: dict[str, Any]
+    state: dict[str, np.ndarray]
+    strategy: dict[str, Any]
+    dataset: tuple[str, tuple[int, ...], int, tuple[float, float]]
+    val_x: np.ndarray
+
+    @classmethod
+    def of(cls, victim: TrainedVictim) -> VictimPayload | None:
+        """None when the network was not built through the registry (no recipe)."""
+        recipe = getattr(victim.model, "harness_recipe", None)
+        if not isinstance(recipe, NetworkRecipe):
+            return None
+        data = victim.data
+        return cls(victim.name, victim.family, victim.weights_hash, dict(victim.details),
+                   {"recipe": recipe.to_json()},
+                   {k: v.detach().cpu().numpy() for k, v in victim.model.state_dict().items()},
+                   victim.strategy.to_json(),
+                   (data.name, data.input_shape, data.num_classes, data.input_range),
+                   np.array(data.val.x))
+
+    def rebuild(self, registry: Any, device: str) -> TrainedVictim:
+        recipe = recipe_from_json(self.recipe)
+        model = Toolbox(registry).new_network(
+            recipe.architecture, recipe.input_shape, recipe.num_classes, recipe.num_exits,
+            seed=0, normalization=recipe.normalization, **recipe.params)
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
+        model = model.to(device).eval()
+        strategy = strategy_from_json(self.strategy, registry, model.num_exits, recipe.num_classes)
+        name, shape, classes, input_range = self.dataset
+        val = Split(self.val_x, np.zeros(len(self.val_x), dtype=np.int64))
+        none = Split(self.val_x[:0], np.zeros(0, dtype=np.int64))
+        data = DatasetSplits(name, tuple(shape), classes, tuple(input_range), none, val, none, none)
+        return TrainedVictim(self.name, model, strategy, data, self.family, self.weights_hash,
+                             dict(self.details))
 
 
 @dataclass(frozen=True)
@@ -41,6 +88,7 @@ class ServerRequest:
     salt: tuple[int, ...]
     drop_privileges: bool
     plugins: PluginSetting
+    victim: VictimPayload | None = None
 
 
 def _without_data(victim: TrainedVictim) -> TrainedVictim:
@@ -60,7 +108,9 @@ def _build(request: ServerRequest) -> Server:
 
     request.plugins.apply()
     registry = Registry.from_manager(make_plugin_manager())
-    server = Server.build(request.cell, registry, request.env, request.device, salt=request.salt)
+    victim = None if request.victim is None else request.victim.rebuild(registry, request.device)
+    server = Server.build(request.cell, registry, request.env, request.device, salt=request.salt,
+                          victim=victim)
     if server.victim.weights_hash != request.weights_hash:
         raise HarnessError("the victim the server loaded does not match the evaluator's "
                            f"(weights {server.victim.weights_hash[:12]} vs "

@@ -67,7 +67,8 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
-def _recipe(meta: dict[str, Any]) -> NetworkRecipe:
+def recipe_from_json(meta: dict[str, Any]) -> NetworkRecipe:
+    """The :class:`NetworkRecipe` under ``meta['recipe']`` (StolenModelError if malformed)."""
     try:
         raw = meta["recipe"]
         norm = raw.get("normalization")
@@ -84,7 +85,7 @@ def _recipe(meta: dict[str, Any]) -> NetworkRecipe:
 def rebuild_stolen(message: Message, registry: Registry, *, input_shape: tuple[int, ...],
                    num_classes: int) -> StolenModel:
     """Rebuild and check the substitute (evaluator side); raises :class:`StolenModelError`."""
-    recipe = _recipe(message.meta)
+    recipe = recipe_from_json(message.meta)
     if recipe.input_shape != tuple(input_shape) or recipe.num_classes != num_classes:
         raise StolenModelError(f"the substitute takes inputs {recipe.input_shape} and "
                                f"{recipe.num_classes} classes; the task has {tuple(input_shape)} "
@@ -115,7 +116,8 @@ def rebuild_stolen(message: Message, registry: Registry, *, input_shape: tuple[i
         tensors[name] = torch.as_tensor(array).to(ref.dtype)
     model.load_state_dict(tensors, strict=True)
     model.eval()
-    strategy = _strategy(message.meta.get("strategy"), registry, model.num_exits, num_classes)
+    strategy = strategy_from_json(message.meta.get("strategy"), registry, model.num_exits,
+                                  num_classes)
     estimates = message.arrays.get("estimated_exits") if message.meta.get("has_estimates") else None
     diagnostics = message.meta.get("diagnostics")
     if not isinstance(diagnostics, dict):
@@ -123,7 +125,9 @@ def rebuild_stolen(message: Message, registry: Registry, *, input_shape: tuple[i
     return StolenModel(model, strategy, estimates, diagnostics)
 
 
-def _strategy(raw: Any, registry: Registry, num_exits: int, num_classes: int) -> OutputStrategy:
+def strategy_from_json(raw: Any, registry: Registry, num_exits: int,
+                       num_classes: int) -> OutputStrategy:
+    """An :class:`OutputStrategy` from its JSON, checked against the network."""
     try:
         policy = registry.policy(str(raw["policy"]))
         thresholds = tuple(float(t) for t in raw["thresholds"])

@@ -29,6 +29,7 @@ CHOICES = {
     "device": ("cpu", "cuda", "auto"),
     "executor": ("serial", "process"),
     "isolation": ("process", "none"),
+    "transport": ("inproc", "http"),
 }
 MODELLED_TIMINGS = ("realistic", "analytic")
 """Timing modes whose parameters are ``timing.PARAM=`` keys."""
@@ -50,7 +51,8 @@ COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defe
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
     "budget": 500, "output": "probs", "timing": "realistic", "backend": "torch",
-    "device": "cpu", "executor": "serial", "isolation": "process", "jobs": 1, "repeats": 1, "timeout": None,
+    "device": "cpu", "executor": "serial", "isolation": "process", "transport": "inproc",
+    "jobs": 1, "repeats": 1, "timeout": None,
     "out": "results", "data_root": None, "cache_dir": None, "profile": None,
 }
 
@@ -115,6 +117,7 @@ class RunSpec:
     timing_params: tuple[tuple[str, Any], ...] = field(default=())
     threat: ThreatModel = field(default_factory=ThreatModel)
     isolation: str = "process"
+    transport: str = "inproc"
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -308,6 +311,9 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     if values["timeout"] is not None and values["executor"] != "process":
         raise ConfigError("timeout= needs executor=process (each cell runs in its own process, "
                           "which is killed at the limit); add executor=process")
+    if values["transport"] == "http" and values["isolation"] != "process":
+        raise ConfigError("transport=http needs isolation=process (the attack's client process "
+                          "talks HTTP to the cell's server); drop isolation=none")
     if timing_params and values["timing"] not in MODELLED_TIMINGS:
         raise ConfigError(f"timing.{timing_params[0][0]} is a parameter of the modelled timings "
                           f"({', '.join(MODELLED_TIMINGS)}), but timing={values['timing']}; "
@@ -317,7 +323,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]),
         budget=values["budget"], output=values["output"], timing=values["timing"],
         backend=values["backend"], device=values["device"], executor=values["executor"],
-        isolation=values["isolation"],
+        isolation=values["isolation"], transport=values["transport"],
         jobs=values["jobs"], repeats=values["repeats"], timeout=values["timeout"],
         out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
         profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),

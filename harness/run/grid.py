@@ -60,6 +60,7 @@ class CellSpec:
     repeats: int
     threat: ThreatModel = field(default_factory=ThreatModel)
     isolation: str = "process"
+    transport: str = "inproc"
 
     def to_json(self) -> dict[str, Any]:
         comp = {k: {"name": getattr(self, k).name, "params": getattr(self, k).params}
@@ -68,7 +69,8 @@ class CellSpec:
                 "timing": {"mode": self.timing, "params": json.loads(self.timing_params_json),
                            "profile_hash": self.profile_hash},
                 "backend": self.backend, "device": self.device, "repeats": self.repeats,
-                "threat": self.threat.to_json(), "isolation": self.isolation}
+                "threat": self.threat.to_json(), "isolation": self.isolation,
+                **({"transport": self.transport} if self.transport != "inproc" else {})}
 
     @property
     def label(self) -> str:
@@ -201,7 +203,8 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
         CellSpec(victim=v, defense=d, attack=a, seed=seed, budget=spec.budget,
                  output=spec.output, timing=spec.timing, timing_params_json=timing_json,
                  profile_hash=profile_hash, backend=spec.backend, device=spec.device,
-                 repeats=spec.repeats, threat=spec.threat, isolation=spec.isolation)
+                 repeats=spec.repeats, threat=spec.threat, isolation=spec.isolation,
+                 transport=spec.transport)
         for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
         for seed in spec.seeds
     ]

@@ -116,10 +116,12 @@ class Server:
 
     @classmethod
     def build(cls, cell: CellSpec, registry: Registry, env: CellEnvironment,
-              device: str, salt: tuple[int, ...] | None = None) -> Server:
-        """Load the victim and describe the server; ``salt`` None derives it here."""
-        victim = prepare_registered_victim(registry, cell.victim.name, cell.victim.params, env,
-                                           device)
+              device: str, salt: tuple[int, ...] | None = None,
+              victim: TrainedVictim | None = None) -> Server:
+        """Load (or take) the victim and describe the server; ``salt`` None derives it."""
+        if victim is None:
+            victim = prepare_registered_victim(registry, cell.victim.name, cell.victim.params,
+                                               env, device)
         served = registry.get("backend", cell.backend).cls().load(victim, device, env.cache_dir)
         timing = make_timing(cell, env, victim)
         if salt is None:

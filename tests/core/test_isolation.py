@@ -1,0 +1,163 @@
+"""Isolation pieces: the wire format, stolen models as data, the tripwire, benign plans,
+``transport=http`` end to end, and the keys that configure them."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from harness.errors import ConfigError
+from harness.isolation.stolen import StolenModelError, encode_stolen, rebuild_stolen
+from harness.isolation.tripwire import Tripwire
+from harness.isolation.wire import Message, WireError, decode, encode
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
+from harness.plugins.toolbox import Toolbox
+from harness.protocol import StolenModel
+from harness.run.benign import BenignPlan
+from harness.run.config import parse_overrides
+from harness.run.runner import run_grid
+from harness.strategy import OutputStrategy
+
+ARRAYS = hnp.arrays(
+    dtype=st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5))
+
+
+@given(arrays=st.dictionaries(st.text(min_size=1, max_size=8), ARRAYS, max_size=4),
+       meta=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3))
+def test_wire_messages_round_trip(arrays, meta):
+    back = decode(encode(Message("kind", meta, arrays)))
+    assert back.kind == "kind" and back.meta == meta and set(back.arrays) == set(arrays)
+    for name, array in arrays.items():
+        assert back.arrays[name].dtype == array.dtype
+        np.testing.assert_array_equal(back.arrays[name], array)
+
+
+def test_wire_refuses_pickles_objects_garbage_and_unexpected_kinds():
+    with pytest.raises(WireError, match="numeric"):
+        encode(Message("x", {}, {"a": np.array([object()])}))
+    with pytest.raises(WireError, match="bad magic"):
+        decode(pickle.dumps({"a": 1}))
+    blob = encode(Message("query", {}, {"x": np.zeros(4, np.float32)}))
+    with pytest.raises(WireError, match="truncated"):
+        decode(blob[:-3])
+    with pytest.raises(WireError, match="trailing"):
+        decode(blob + b"\0")
+    with pytest.raises(WireError, match="unexpected message kind"):
+        decode(blob, expected=("stolen",))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry.from_manager(make_plugin_manager())
+
+
+def _stolen(registry, **changes):
+    net = Toolbox(registry).new_network("small_cnn", (1, 8, 8), 10, 3, seed=1, width=4)
+    stolen = StolenModel(net, OutputStrategy(registry.policy("max_prob"), (0.5, 0.6)),
+                         np.array([0, 1, 2]), {"note": "ok"})
+    message = encode_stolen(stolen)
+    for key, value in changes.items():
+        message.arrays[key] = value
+    return stolen, message
+
+
+def test_a_stolen_model_comes_back_identical(registry):
+    stolen, message = _stolen(registry)
+    back = rebuild_stolen(decode(encode(message)), registry, input_shape=(1, 8, 8), num_classes=10)
+    x = torch.rand(5, 1, 8, 8)
+    for a, b in zip(stolen.model.eval()(x), back.model(x), strict=True):
+        torch.testing.assert_close(a, b)
+    assert back.strategy.to_json() == stolen.strategy.to_json()
+    assert back.diagnostics == {"note": "ok"}
+    np.testing.assert_array_equal(back.estimated_exits, [0, 1, 2])
+
+
+def test_bad_stolen_models_are_refused_with_the_reason(registry):
+    _, message = _stolen(registry)
+    name = next(k for k in message.arrays if k.endswith("weight"))
+    cases = {
+        "NaN": {name: np.full_like(message.arrays[name], np.nan)},
+        "shape": {name: np.zeros(3, np.float32)},
+        "unexpected": {"state/extra.weight": np.zeros(2, np.float32)},
+    }
+    for match, change in cases.items():
+        _, bad = _stolen(registry, **change)
+        with pytest.raises(StolenModelError, match=match):
+            rebuild_stolen(bad, registry, input_shape=(1, 8, 8), num_classes=10)
+    with pytest.raises(StolenModelError, match="inputs"):
+        rebuild_stolen(message, registry, input_shape=(3, 8, 8), num_classes=10)
+    plain = torch.nn.Module()
+    with pytest.raises(StolenModelError, match="MultiExitNet"):
+        encode_stolen(StolenModel(plain, None))  # type: ignore[arg-type]
+
+
+def test_a_network_not_built_through_the_registry_is_refused_with_the_fix(registry):
+    stolen, _ = _stolen(registry)
+    del stolen.model.harness_recipe
+    with pytest.raises(StolenModelError, match=r"ctx\.new_network"):
+        encode_stolen(stolen)
+
+
+def test_the_tripwire_sees_a_rewrite_even_with_the_same_content_and_restores_it(tmp_path):
+    result = tmp_path / "out" / "cells" / "a.json"
+    result.parent.mkdir(parents=True)
+    result.write_text(json.dumps({"status": "ok", "metrics": {"exit_agreement": 0.5}}))
+    failed = result.with_name("b.json")
+    failed.write_text(json.dumps({"status": "failed"}))
+    weights = tmp_path / "cache" / "weights" / "k.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    wire = Tripwire.arm(tmp_path / "out", tmp_path / "cache")
+    assert wire.changed() == ([], [])
+    original = result.read_bytes()
+    result.write_text(json.dumps({"status": "ok", "metrics": {"exit_agreement": 1.0}}))
+    weights.write_bytes(b"weights")  # same bytes, still a rewrite
+    failed.write_text("{}")  # failed results may be re-run: not guarded
+    results, cache = wire.changed()
+    assert results == [result] and cache == [weights]
+    wire.repair(results, cache)
+    assert result.read_bytes() == original and not weights.exists()
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(0, 400), seed=st.integers(0, 2**32 - 1))
+def test_benign_plans_partition_the_test_split_among_random_clients(n, seed):
+    plan = BenignPlan.draw(n, np.random.default_rng(seed))
+    order = np.concatenate(plan.chunks) if plan.chunks else np.zeros(0, int)
+    assert sorted(order.tolist()) == list(range(n))
+    assert all(1 <= len(c) <= 16 for c in plan.chunks)
+    assert len(set(plan.client_ids)) <= 4 and plan.attacker_id not in plan.client_ids
+    assert all(cid.startswith("client-") for cid in (*plan.client_ids, plan.attacker_id))
+
+
+def test_transport_http_needs_isolation():
+    with pytest.raises(ConfigError, match="transport=http needs isolation=process"):
+        parse_overrides(["transport=http", "isolation=none"])
+    with pytest.raises(ConfigError, match="inproc"):
+        parse_overrides(["transport=grpc"])
+
+
+def test_a_cell_over_http_gives_every_score(tmp_path):
+    spec = parse_overrides(["victims=digits_cnn", "victim.digits_cnn.epochs=1",
+                            "victim.digits_cnn.width=8", "attacks=exit_steal", "defenses=none",
+                            "attack.exit_steal.epochs=2", "budget=40", "transport=http",
+                            f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"])
+    summary = run_grid(spec, make_plugin_manager(), show_progress=False)
+    result = json.loads(summary.result_paths[0].read_text())
+    assert result["status"] == "ok", result["error"]
+    assert result["cell"]["transport"] == "http"
+    assert result["diagnostics"]["isolation"]["transport"] == "http"
+    metrics = result["metrics"]
+    assert metrics["queries_used"] == 40
+    for name in ("exit_agreement", "fidelity", "exit_estimation_accuracy",
+                 "benign_accuracy_drop", "latency_overhead_p50", "bayes_exit_accuracy"):
+        assert metrics[name] is not None, name
