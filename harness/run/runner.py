@@ -26,6 +26,7 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import ComponentFailure, ConfigError, GridInterrupted
+from harness.isolation.sandbox import worker_context
 from harness.isolation.secret import victim_salt
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.registry import Registry
@@ -257,6 +258,8 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
 
     Raises :class:`GridInterrupted` on Ctrl-C, after the cells finished so far are kept.
     """
+    if spec.isolation == "process":
+        worker_context()  # the fork server starts preloading while the grid is planned
     pm = pm or make_plugin_manager()
     registry = Registry.from_manager(pm)
     cells, skipped = _plan(spec, registry)
