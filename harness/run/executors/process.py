@@ -1,0 +1,111 @@
+"""``executor=process``: each cell in its own spawned process, ``jobs`` at a time.
+
+A crash, a kill or ``timeout=`` fails only that cell. The timeout clock starts when the
+worker reports ``started`` (after its interpreter, torch and the plugins are loaded), so
+it limits the cell's compute, not start-up. The driver writes every result.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from harness.run.executors.base import STARTUP_LIMIT_S, Job, JobQueue, Result, RunContext, abort, complete
+from harness.run.executors.worker import process_worker
+
+POLL_S = 0.05
+
+
+@dataclass
+class _Running:
+    """A started worker: its job, process, result pipe, and clocks (monotonic seconds)."""
+
+    job: Job
+    proc: BaseProcess
+    conn: Connection
+    spawned: float
+    started: float | None = None
+
+
+def _start(ctx: RunContext, job: Job) -> _Running:
+    spawn = mp.get_context("spawn")
+    reader, writer = spawn.Pipe(duplex=False)
+    proc = spawn.Process(target=process_worker, daemon=True,
+                         args=(writer, ctx.ops.compute, job.cell, ctx.env, job.digest, os.getpid()))
+    proc.start()
+    writer.close()  # only the child writes; its death then reads as EOF here
+    return _Running(job, proc, reader, time.monotonic())
+
+
+def _stop(run: _Running) -> None:
+    if run.proc.is_alive():
+        run.proc.kill()
+    run.proc.join()
+    run.conn.close()
+
+
+def _receive(run: _Running) -> Result | str | None:
+    """The result, ``"started"``, or None once the worker is gone without a result."""
+    try:
+        kind, payload = run.conn.recv()
+    except (EOFError, OSError):
+        return None
+    return payload if kind == "result" else "started"
+
+
+def _overdue(run: _Running, timeout: float | None, now: float) -> str | None:
+    """Why a running cell must be stopped now, if it must."""
+    if timeout is None:
+        return None
+    if run.started is None:
+        if now - run.spawned > max(STARTUP_LIMIT_S, timeout):
+            return (f"the cell's worker did not start within {max(STARTUP_LIMIT_S, timeout):g} s "
+                    "(interpreter, imports and plugins); check for a plugin that hangs on import")
+        return None
+    if now - run.started > timeout:
+        return (f"cell timed out after {timeout:g} s of compute (worker start-up not counted); "
+                "raise timeout= if the cell needs longer")
+    return None
+
+
+def run_processes(queue: JobQueue, ctx: RunContext) -> list[Result]:
+    """Run the queue's cells in spawned workers; return their written results as they finish."""
+    running: dict[Connection, _Running] = {}
+    results: list[Result] = []
+    try:
+        while True:
+            while len(running) < ctx.jobs and (job := queue.next()) is not None:
+                run = _start(ctx, job)
+                running[run.conn] = run
+            if not running:
+                break
+            for conn in wait(list(running), timeout=POLL_S):
+                run = running[conn]
+                got = _receive(run)
+                if got == "started":
+                    run.started = time.monotonic()
+                    continue
+                del running[conn]
+                _stop(run)
+                wall = time.monotonic() - (run.started or run.spawned)
+                if got is None:
+                    results.append(abort(ctx, queue, run.job, f"cell process exited with code "
+                                         f"{run.proc.exitcode} before sending its result", wall))
+                else:
+                    results.append(complete(ctx, queue, run.job, got))
+            now = time.monotonic()
+            for conn, run in list(running.items()):
+                reason = _overdue(run, ctx.timeout, now)
+                if reason is not None:
+                    del running[conn]
+                    _stop(run)
+                    results.append(abort(ctx, queue, run.job, reason, now - (run.started or run.spawned)))
+    finally:
+        for run in running.values():
+            _stop(run)
+        queue.release_all()
+    return results
