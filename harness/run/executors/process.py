@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -34,16 +35,22 @@ class _Running:
 def _start(ctx: RunContext, job: Job) -> _Running:
     spawn = mp.get_context("spawn")
     reader, writer = spawn.Pipe(duplex=False)
-    proc = spawn.Process(target=process_worker, daemon=True,
-                         args=(writer, ctx.ops.compute, job.cell, ctx.env, job.digest, os.getpid()))
+    # not a daemon: a cell may start processes of its own (isolation); it is killed below
+    proc = spawn.Process(target=process_worker, daemon=False,
+                         args=(writer, ctx.ops.compute, job.cell, ctx.env, job.digest, os.getpid(),
+                               ctx.jobs))
     proc.start()
     writer.close()  # only the child writes; its death then reads as EOF here
     return _Running(job, proc, reader, time.monotonic())
 
 
 def _stop(run: _Running) -> None:
+    """Kill the worker's process group (the worker and whatever the cell started), reap it."""
     if run.proc.is_alive():
-        run.proc.kill()
+        try:
+            os.killpg(run.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # not its own group leader yet
+            run.proc.kill()
     run.proc.join()
     run.conn.close()
 

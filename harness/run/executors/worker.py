@@ -43,11 +43,31 @@ def die_with_parent(parent_pid: int) -> bool:
     return True
 
 
+def share_cpus(workers: int) -> int:
+    """Give this process's torch its share of the CPUs when ``workers`` cells run at once.
+
+    Without it each worker starts one OpenMP thread per core, and on a small machine the
+    oversubscribed threads spin against each other (a tiny cell ran 10x slower with two
+    workers on two cores). Returns the thread count set.
+    """
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def process_worker(conn: Connection, compute: ComputeFn, cell: CellSpec, env: CellEnvironment,
-                   digest: str, parent_pid: int) -> None:
-    """Entry point of one cell's worker process (spawned by the process executor)."""
+                   digest: str, parent_pid: int, workers: int) -> None:
+    """Entry point of one cell's worker process (spawned by the process executor).
+
+    The worker leads its own process group, so stopping it (timeout, end of grid) also
+    stops any process the cell started.
+    """
     die_with_parent(parent_pid)
+    os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    share_cpus(workers)
     from harness.plugins.manager import make_plugin_manager
     from harness.plugins.registry import Registry
 
