@@ -149,3 +149,42 @@ def test_two_runners_on_one_out_never_run_a_cell_twice(exec_plugin, tmp_path, mo
     assert (again.reused, again.ran) == (6, 0)
     assert leftovers(tmp_path / "out") == []
     assert all(json.loads(p.read_text())["status"] == "ok" for p in again.result_paths)
+
+
+def test_cell_held_by_another_runner_is_skipped_as_running_elsewhere(exec_plugin, tmp_path):
+    s = parse_overrides(grid(tmp_path, "attacks=nap", "attack.nap.seconds=0", "seeds=0,1"))
+    first = run_grid(s, make_plugin_manager(), show_progress=False)
+    held_path = first.result_paths[1]
+    for p in first.result_paths:
+        p.unlink()
+    claim = try_claim(held_path)  # "another runner" holds seed 1
+    try:
+        summary = run_grid(s, make_plugin_manager(), show_progress=False)
+    finally:
+        claim.release()
+    assert (summary.ran, summary.elsewhere, summary.failed) == (1, 1, 0)
+    assert load_result(first.result_paths[0])["status"] == "ok"
+    assert not held_path.exists()
+    again = run_grid(s, make_plugin_manager(), show_progress=False)
+    assert (again.reused, again.ran, again.elsewhere) == (1, 1, 0)
+
+
+def test_ray_task_resources_pin_live_cells():
+    from dataclasses import replace
+
+    from harness.plugins.registry import Registry
+    from harness.run.executors.ray_executor import LIVE_CPU, _Cluster, _options
+    from harness.run.grid import expand_grid
+
+    registry = Registry.from_manager(make_plugin_manager())
+    cell = expand_grid(parse_overrides(["defenses=none", "attacks=knockoff"]), registry)[0]
+    live = replace(cell, timing="live")
+    local = _Cluster(None, True, {"CPU": 2.0, LIVE_CPU: 1.0})
+    bare = _Cluster(None, False, {"CPU": 8.0, "GPU": 2.0})
+    assert _options(cell, local) == ({"num_returns": "streaming", "max_retries": 0, "num_cpus": 1},
+                                     False)
+    assert _options(live, local)[0]["resources"] == {LIVE_CPU: 1}
+    assert _options(live, bare) == (_options(cell, bare)[0], True)  # driver runs them one by one
+    assert _options(replace(live, device="cuda"), bare)[0]["num_gpus"] == 1
+    assert _options(replace(cell, device="auto"), bare)[0]["num_gpus"] == 1
+    assert "num_gpus" not in _options(replace(cell, device="auto"), local)[0]

@@ -118,6 +118,27 @@ class JobQueue:
         return bool(self.pending)
 
 
+def overdue(timeout: float | None, submitted: float, started: float | None, now: float,
+            what: str) -> str | None:
+    """Why a running cell must be stopped now (monotonic seconds), or None.
+
+    Compute is timed from ``started`` (the worker's signal); before it, only the start-up
+    limit applies. ``what`` names the worker for the message.
+    """
+    if timeout is None:
+        return None
+    if started is None:
+        limit = max(STARTUP_LIMIT_S, timeout)
+        if now - submitted <= limit:
+            return None
+        return (f"the cell's {what} did not start within {limit:g} s (interpreter, imports "
+                "and plugins); check for a plugin that hangs on import or a busy cluster")
+    if now - started > timeout:
+        return (f"cell timed out after {timeout:g} s of compute (worker start-up not counted); "
+                "raise timeout= if the cell needs longer")
+    return None
+
+
 def complete(ctx: RunContext, queue: JobQueue, job: Job, result: Result) -> Result:
     """Write a result (driver side), announce it, then release the cell's claim."""
     try:

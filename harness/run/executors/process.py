@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
-from harness.run.executors.base import STARTUP_LIMIT_S, Job, JobQueue, Result, RunContext, abort, complete
+from harness.run.executors.base import Job, JobQueue, Result, RunContext, abort, complete, overdue
 from harness.run.executors.worker import process_worker
 
 POLL_S = 0.05
@@ -44,12 +44,17 @@ def _start(ctx: RunContext, job: Job) -> _Running:
     return _Running(job, proc, reader, time.monotonic())
 
 
-def _stop(run: _Running) -> None:
-    """Kill the worker's process group (the worker and whatever the cell started), reap it."""
-    if run.proc.is_alive():
-        try:
-            os.killpg(run.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):  # not its own group leader yet
+def _stop(run: _Running, grace: float = 0.0) -> None:
+    """Reap the worker (after up to ``grace`` s), then kill its process group, reap it.
+
+    Killing the group also ends anything the cell started and left behind.
+    """
+    if grace:
+        run.proc.join(grace)
+    try:
+        os.killpg(run.proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # group gone, or not its own leader yet
+        if run.proc.is_alive():
             run.proc.kill()
     run.proc.join()
     run.conn.close()
@@ -62,21 +67,6 @@ def _receive(run: _Running) -> Result | str | None:
     except (EOFError, OSError):
         return None
     return payload if kind == "result" else "started"
-
-
-def _overdue(run: _Running, timeout: float | None, now: float) -> str | None:
-    """Why a running cell must be stopped now, if it must."""
-    if timeout is None:
-        return None
-    if run.started is None:
-        if now - run.spawned > max(STARTUP_LIMIT_S, timeout):
-            return (f"the cell's worker did not start within {max(STARTUP_LIMIT_S, timeout):g} s "
-                    "(interpreter, imports and plugins); check for a plugin that hangs on import")
-        return None
-    if now - run.started > timeout:
-        return (f"cell timed out after {timeout:g} s of compute (worker start-up not counted); "
-                "raise timeout= if the cell needs longer")
-    return None
 
 
 def run_processes(queue: JobQueue, ctx: RunContext) -> list[Result]:
@@ -97,7 +87,7 @@ def run_processes(queue: JobQueue, ctx: RunContext) -> list[Result]:
                     run.started = time.monotonic()
                     continue
                 del running[conn]
-                _stop(run)
+                _stop(run, grace=5.0)
                 wall = time.monotonic() - (run.started or run.spawned)
                 if got is None:
                     results.append(abort(ctx, queue, run.job, f"cell process exited with code "
@@ -106,7 +96,7 @@ def run_processes(queue: JobQueue, ctx: RunContext) -> list[Result]:
                     results.append(complete(ctx, queue, run.job, got))
             now = time.monotonic()
             for conn, run in list(running.items()):
-                reason = _overdue(run, ctx.timeout, now)
+                reason = overdue(ctx.timeout, run.spawned, run.started, now, "worker process")
                 if reason is not None:
                     del running[conn]
                     _stop(run)

@@ -6,9 +6,10 @@ only when this executor runs. Without ``ray.address=`` a local instance is start
 ``HOST:PORT``, as ``ray.init`` takes them).
 
 Each task declares its resources: ``num_cpus=1``, or ``num_gpus=1`` when the cell runs on
-CUDA. A live-timing cell also takes one unit of the custom resource ``harness_live_<dev>``
-(one per node on a local instance), so live cells never share a device; on a cluster
-without that resource the driver runs live cells one at a time. A task is a streaming
+CUDA, which already gives it a GPU of its own. A live-timing CPU cell also takes one unit
+of the custom resource ``harness_live_cpu`` (one per node on a local instance), so live
+cells never share a node's CPU; on a cluster without that resource the driver runs live
+CPU cells one at a time. A task is a streaming
 generator: it yields ``started`` once the plugins are loaded (the ``timeout=`` clock
 starts there) and then the result. Tasks are not retried: a cell whose worker dies is
 recorded as failed and runs again on resume.
@@ -25,7 +26,6 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.run.executors.base import (
-    STARTUP_LIMIT_S,
     ComputeFn,
     Job,
     JobQueue,
@@ -33,6 +33,7 @@ from harness.run.executors.base import (
     RunContext,
     abort,
     complete,
+    overdue,
 )
 from harness.run.grid import CellSpec
 from harness.run.server import CellEnvironment
@@ -55,9 +56,8 @@ def _import_ray() -> Any:
     return ray
 
 
-def live_resource(device: str) -> str:
-    """The custom resource that pins live-timing cells of a device class one per device."""
-    return f"harness_live_{'gpu' if device.startswith('cuda') else 'cpu'}"
+LIVE_CPU = "harness_live_cpu"
+"""Custom resource pinning live-timing CPU cells one per node (GPU cells own their GPU)."""
 
 
 def ray_cell_task(compute: ComputeFn, cell: CellSpec, env: CellEnvironment,
@@ -97,7 +97,7 @@ def _connect(address: str | None, jobs: int, note) -> _Cluster:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False,
-                     resources={"harness_live_cpu": 1})
+                     resources={LIVE_CPU: 1})
             owned = True
     resources = dict(ray.cluster_resources())
     note(f"ray: {'started a local instance' if owned else 'joined ' + (address or 'the running instance')}"
@@ -108,20 +108,16 @@ def _connect(address: str | None, jobs: int, note) -> _Cluster:
 def _options(cell: CellSpec, cluster: _Cluster) -> tuple[dict[str, Any], bool]:
     """Ray task options of a cell, and whether the driver must serialise it (live, no resource)."""
     gpu = cell.device == "cuda" or (cell.device == "auto" and cluster.resources.get("GPU", 0) > 0)
-    device = "cuda" if gpu else "cpu"
-    options: dict[str, Any] = {"num_returns": "streaming", "max_retries": 0}
-    if device.startswith("cuda"):
-        options.update(num_gpus=1, num_cpus=1)
-    else:
-        options.update(num_cpus=1)
-    serialise = False
-    if cell.timing == "live":
-        name = live_resource(device)
-        if cluster.resources.get(name, 0) > 0:
-            options["resources"] = {name: 1}
-        else:
-            serialise = True
-    return options, serialise
+    options: dict[str, Any] = {"num_returns": "streaming", "max_retries": 0, "num_cpus": 1}
+    if gpu:
+        options["num_gpus"] = 1  # a whole GPU: live GPU cells are pinned one per device
+        return options, False
+    if cell.timing != "live":
+        return options, False
+    if cluster.resources.get(LIVE_CPU, 0) > 0:
+        options["resources"] = {LIVE_CPU: 1}
+        return options, False
+    return options, True
 
 
 def _next_item(cluster: _Cluster, run: _Running) -> tuple[str, Any] | BaseException:
@@ -131,19 +127,6 @@ def _next_item(cluster: _Cluster, run: _Running) -> tuple[str, Any] | BaseExcept
         return RuntimeError("the Ray task ended without a result")
     except Exception as exc:  # ray.exceptions.RayError subclasses: dead worker, lost node
         return exc
-
-
-def _overdue(run: _Running, timeout: float | None, now: float) -> str | None:
-    if timeout is None:
-        return None
-    if run.started is None:
-        return None if now - run.submitted <= max(STARTUP_LIMIT_S, timeout) else (
-            f"the cell's Ray task did not start within {max(STARTUP_LIMIT_S, timeout):g} s "
-            "(scheduling, worker start-up and plugins); check the cluster's free resources")
-    if now - run.started > timeout:
-        return (f"cell timed out after {timeout:g} s of compute (worker start-up not counted); "
-                "raise timeout= if the cell needs longer")
-    return None
 
 
 def run_ray(queue: JobQueue, ctx: RunContext, address: str | None) -> list[Result]:
@@ -197,7 +180,7 @@ def run_ray(queue: JobQueue, ctx: RunContext, address: str | None) -> list[Resul
                     finish(run, item)
             now = time.monotonic()
             for run in list(running):
-                reason = _overdue(run, ctx.timeout, now)
+                reason = overdue(ctx.timeout, run.submitted, run.started, now, "Ray task")
                 if reason is not None:
                     finish(run, reason)
     finally:
