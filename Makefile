@@ -1,5 +1,6 @@
 # Two entry points: `make run` (default grid) and `make test` (lint + tests).
-# Both create .venv at the repo root and install the project into it.
+# Both create .venv at the repo root and install the project into it, with the dev and
+# ray extras (so the executor=ray tests run on a local Ray instance).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ OUT ?= results
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,7 +3,7 @@
 :func:`broker_attack` starts the client worker, answers its messages with the real
 :class:`~harness.serving.oracle.Oracle` (which sits in the evaluator, in front of the
 server worker) until the client sends its stolen model or an error, enforces the
-cell's compute-time limit, and rebuilds the stolen model through the registry. Any
+and rebuilds the stolen model through the registry. Any
 misbehaviour of the client (a malformed message, an unexpected kind, dying) is the
 attack's failure, named.
 """
@@ -11,7 +11,6 @@ attack's failure, named.
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,7 @@ class AttackClient:
         child.close()
 
     def serve(self, oracle: Oracle, registry: Registry, *, label: str, component: str,
-              defense_failure: Any, timeout: float | None = None) -> AttackOutcome:
+              defense_failure: Any) -> AttackOutcome:
         """Answer the attack with ``oracle`` until it returns; raises ComponentFailure."""
 
         def fail(message: str) -> ComponentFailure:
@@ -77,15 +76,12 @@ class AttackClient:
                                                                         component)
 
         conn, process = self._conn, self._process
-        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if not conn.poll(0.05):
                 if not process.is_alive() and not conn.poll(0):
                     process.join()
                     raise fail(f"the attack's process exited with code {process.exitcode} "
                                "before returning a stolen model")
-                if deadline is not None and time.monotonic() > deadline:
-                    raise fail(f"timed out after {timeout:g} s of compute")
                 continue
             try:
                 message = receive(conn, CLIENT_KINDS)

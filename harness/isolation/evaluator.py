@@ -76,8 +76,7 @@ def _client_request(cell: CellSpec, victim: TrainedVictim, device: str,
 
 
 def _steal(cell: CellSpec, registry: Registry, server: RemoteServer, client: AttackClient,
-           victim: TrainedVictim, timeout: float | None,
-           gateway: HttpGateway | None) -> tuple[Theft, dict[str, Any]]:
+           victim: TrainedVictim, gateway: HttpGateway | None) -> tuple[Theft, dict[str, Any]]:
     entry, label, component = attack_label(registry, cell)
     data = victim.data
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
@@ -91,7 +90,7 @@ def _steal(cell: CellSpec, registry: Registry, server: RemoteServer, client: Att
     if gateway is not None:
         gateway.attach(oracle)
     outcome = client.serve(oracle, registry, label=label, component=component,
-                           defense_failure=lambda: endpoint.failure, timeout=timeout)
+                           defense_failure=lambda: endpoint.failure)
     if endpoint.failure is not None:
         raise endpoint.failure
     theft = _finish_theft(outcome.stolen, oracle, mixed, data.num_classes, label, component)
@@ -115,8 +114,8 @@ def _check_tripwire(tripwire: Tripwire, cell: CellSpec, registry: Registry) -> N
         f"attack:{cell.attack.name}+defense:{cell.defense.name}")
 
 
-def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment, device: str,
-                 timeout: float | None = None) -> tuple[dict, dict]:
+def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment,
+                 device: str) -> tuple[dict, dict]:
     """The cell's three phases with the server and the attack in worker processes.
 
     Both workers start as soon as the victim is ready and build while the evaluator
@@ -136,7 +135,7 @@ def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment, devic
             served = registry.get("backend", cell.backend).cls().load(victim, device,
                                                                       env.cache_dir)
             server.wait_ready()
-            theft, isolation = _steal(cell, registry, server, client, victim, timeout, gateway)
+            theft, isolation = _steal(cell, registry, server, client, victim, gateway)
         client.close()
         metrics, theft_diagnostics = score_theft(victim, served, theft, device)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft))

@@ -4,7 +4,8 @@ Grammar (DESIGN section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all
 ``a,b`` or ``[a,b]``; ``seeds=0,1,2``; scalar keys below; per-component parameters as
 ``attack.NAME.PARAM=VALUE`` (likewise ``defense.``, ``victim.``) and timing parameters
 as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and
-``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML).
+``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML);
+``ray.address=`` (a Ray cluster to join with ``executor=ray``; a ``[ray]`` table in TOML).
 Values of parameters are parsed as JSON when they are valid JSON (numbers,
 ``[0.9,0.8]``, ``true``, ``null``) and kept as strings otherwise.
 Everything is checked here, before any work starts.
@@ -27,7 +28,7 @@ CHOICES = {
     "output": ("probs", "label"),
     "timing": ("realistic", "analytic", "replay", "live"),
     "device": ("cpu", "cuda", "auto"),
-    "executor": ("serial", "process"),
+    "executor": ("serial", "process", "ray"),
     "isolation": ("process", "none"),
     "transport": ("inproc", "http"),
 }
@@ -47,6 +48,9 @@ SCALAR_KEYS = (*CHOICES, *NAME_KEYS, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
 THREAT_CHOICES = {"num_exits": ("granted", "hidden"), "architecture": ("granted", "hidden")}
 """What the threat model may grant an attack (``threat.KEY=``); ``granted`` is the default."""
 THREAT_KEYS = tuple(f"threat.{k}" for k in THREAT_CHOICES)
+RAY_KEYS = ("ray.address",)
+"""Settings of ``executor=ray``: ``ray.address=`` joins a running cluster (``auto`` or
+``HOST:PORT``); without it a local instance with ``jobs`` CPUs is started."""
 COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defenses"}
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
@@ -58,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _valid_keys_hint() -> str:
-    return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS, *THREAT_KEYS))}, "
+    return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS, *THREAT_KEYS, *RAY_KEYS))}, "
             "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM")
 
 
@@ -118,6 +122,7 @@ class RunSpec:
     threat: ThreatModel = field(default_factory=ThreatModel)
     isolation: str = "process"
     transport: str = "inproc"
+    ray_address: str | None = None
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -284,6 +289,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     component_params: list[tuple[str, str, str, Any]] = []
     timing_params: list[tuple[str, Any]] = []
     threat: dict[str, str] = {}
+    ray_address: str | None = None
     for key, raw in pairs.items():
         head, _, rest = key.partition(".")
         if key in LIST_KEYS:
@@ -297,6 +303,8 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
             component_params.append((head, name, param, parse_value(raw)))
         elif key in THREAT_KEYS:
             threat[rest] = str(raw).strip()
+        elif key == "ray.address":
+            ray_address = str(raw).strip() or None
         elif head == "timing" and rest and "." not in rest:
             timing_params.append((rest, parse_value(raw)))
         else:
@@ -308,12 +316,12 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     if values["timing"] == "replay" and values["profile"] is None:
         raise ConfigError("timing=replay needs profile=PATH (a profile written by "
                           "`harness calibrate`)")
-    if values["timeout"] is not None and values["executor"] != "process":
-        raise ConfigError("timeout= needs executor=process (each cell runs in its own process, "
-                          "which is killed at the limit); add executor=process")
     if values["transport"] == "http" and values["isolation"] != "process":
         raise ConfigError("transport=http needs isolation=process (the attack's client process "
                           "talks HTTP to the cell's server); drop isolation=none")
+    if ray_address is not None and values["executor"] != "ray":
+        raise ConfigError(f"ray.address={ray_address} is a setting of executor=ray, but "
+                          f"executor={values['executor']}; add executor=ray or drop ray.address")
     if timing_params and values["timing"] not in MODELLED_TIMINGS:
         raise ConfigError(f"timing.{timing_params[0][0]} is a parameter of the modelled timings "
                           f"({', '.join(MODELLED_TIMINGS)}), but timing={values['timing']}; "
@@ -328,4 +336,5 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
         profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),
         timing_params=tuple(sorted(timing_params, key=str)), threat=ThreatModel(**threat),
+        ray_address=ray_address,
     )

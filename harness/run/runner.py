@@ -6,16 +6,17 @@ corrupt files and failed cells are run again. A cell whose plugin raises anythin
 (``SystemExit`` and a plugin's ``KeyboardInterrupt`` included), whose
 ``harness_cell_finished`` hook raises, or whose result cannot be written is recorded
 as ``failed`` with its error (the console prints the one-line reason) and the grid goes
-on. Ctrl-C stops the grid cleanly: finished cells are kept and a re-run resumes. With
-``executor=process`` each cell runs in its own spawned process (``jobs`` at a time), so
-a crash, a kill or ``timeout=`` seconds only fail that cell.
+on. Ctrl-C stops the grid cleanly: finished cells are kept and a re-run resumes.
+
+Where cells run is the executor's business (:mod:`harness.run.executors`: ``serial``,
+``process``, ``ray``); this process always writes the results. Each cell is claimed with
+a lock before it runs, so two runners on one ``out=`` never run a cell twice.
+``timeout=`` limits a cell's compute (not worker start-up) in every executor.
 """
 
 from __future__ import annotations
 
 import copy
-import multiprocessing as mp
-import signal
 import time
 import traceback
 import warnings
@@ -34,6 +35,7 @@ from harness.report.schema import SCHEMA_VERSION
 from harness.run.atomic import write_json_atomic
 from harness.run.cell import CellEnvironment, prepare_victim, run_cell
 from harness.run.config import RunSpec
+from harness.run.executors import CellOps, Job, JobQueue, RunContext, run_processes, run_serial
 from harness.run.grid import CellSpec, available_victims, config_hash, expand_grid
 from harness.run.interrupts import InterruptGuard
 from harness.run.progress import Progress
@@ -45,12 +47,15 @@ from harness.stages import PROTOCOL_VERSION
 
 @dataclass(frozen=True)
 class GridSummary:
+    """What a grid run did. ``elsewhere``: cells skipped because another runner held them."""
+
     out: Path
     total: int
     reused: int
     ran: int
     failed: int
     result_paths: tuple[Path, ...]
+    elsewhere: int = 0
 
 
 def cell_path(out: Path, cell: CellSpec, digest: str) -> Path:
@@ -109,37 +114,38 @@ def write_result(path: Path, result: dict[str, Any], cell: CellSpec,
                             result["wall_time_s"], result["device"])
 
 
-def execute_cell(cell: CellSpec, registry: Registry, env: CellEnvironment, digest: str,
-                 path: Path, guard: InterruptGuard | None = None) -> dict[str, Any]:
-    """Run a cell and write its result file (``failed`` with the error if it raises).
+def compute_result(cell: CellSpec, registry: Registry, env: CellEnvironment, digest: str,
+                   guard: InterruptGuard | None = None) -> dict[str, Any]:
+    """Run a cell and return its result (``failed`` with the error if it raises); not written.
 
-    Anything a plugin raises fails only this cell; the user's Ctrl-C propagates.
+    Anything a plugin raises fails only this cell; the user's Ctrl-C propagates. Workers
+    call this (it is pickled to them by reference) and send the result to the driver.
     """
     start = time.perf_counter()
     device = cell.device
     try:
         device = resolve_device(cell.device)
         metrics, diagnostics = run_cell(cell, registry, env)
-        result = build_result(cell, registry, digest, "ok", metrics, diagnostics, None,
-                              time.perf_counter() - start, device)
+        return build_result(cell, registry, digest, "ok", metrics, diagnostics, None,
+                            time.perf_counter() - start, device)
     except BaseException as exc:
         if guard is not None and guard.is_real(exc):
             raise
-        result = build_result(cell, registry, digest, "failed", {}, {}, _error_info(exc, cell),
-                              time.perf_counter() - start, device)
-    return write_result(path, result, cell, registry)
+        return build_result(cell, registry, digest, "failed", {}, {}, _error_info(exc, cell),
+                            time.perf_counter() - start, device)
 
 
-def _worker(cell: CellSpec, env: CellEnvironment, digest: str, path: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    registry = Registry.from_manager(make_plugin_manager())
-    execute_cell(cell, registry, env, digest, Path(path))
+def execute_cell(cell: CellSpec, registry: Registry, env: CellEnvironment, digest: str,
+                 path: Path, guard: InterruptGuard | None = None) -> dict[str, Any]:
+    """Run a cell and write its result file (``failed`` with the error if it raises)."""
+    return write_result(path, compute_result(cell, registry, env, digest, guard), cell, registry)
 
 
-def _failed_by_runner(cell, registry, digest, path, message, wall) -> dict[str, Any]:
+def aborted_result(cell: CellSpec, registry: Registry, digest: str, message: str,
+                   wall: float) -> dict[str, Any]:
+    """The ``failed`` result of a cell an executor stopped (timeout, dead worker)."""
     error = {"type": "CellAborted", "message": message, "component": None}
-    result = build_result(cell, registry, digest, "failed", {}, {}, error, wall, cell.device)
-    return write_result(path, result, cell, registry)
+    return build_result(cell, registry, digest, "failed", {}, {}, error, wall, cell.device)
 
 
 def notify_finished(pm: HarnessPluginManager, result: dict[str, Any], cell: CellSpec,
@@ -179,53 +185,13 @@ def _step(progress: Progress, cell: CellSpec, result: dict[str, Any]) -> None:
     progress.step(f"{cell.label}: {status}{reason}")
 
 
-def _run_processes(todo, registry, env, jobs, timeout, progress, finish) -> list[dict[str, Any]]:
-    ctx = mp.get_context("spawn")
-    pending = list(todo)
-    running: dict[Any, tuple] = {}
-    results = []
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                cell, digest, path = pending.pop(0)
-                proc = ctx.Process(target=_worker, args=(cell, env, digest, str(path)),
-                                   daemon=True)
-                proc.start()
-                running[proc] = (cell, digest, path, time.monotonic())
-            time.sleep(0.05)
-            for proc, (cell, digest, path, started) in list(running.items()):
-                elapsed = time.monotonic() - started
-                if proc.is_alive() and timeout is not None and elapsed > timeout:
-                    proc.kill()
-                    proc.join()
-                    result = _failed_by_runner(cell, registry, digest, path,
-                                               f"cell timed out after {timeout:g} s", elapsed)
-                elif proc.is_alive():
-                    continue
-                else:
-                    proc.join()
-                    result = load_result(path)
-                    if result is None or result.get("config_hash") != digest:
-                        result = _failed_by_runner(cell, registry, digest, path,
-                                                   f"cell process exited with code "
-                                                   f"{proc.exitcode} before writing its result",
-                                                   elapsed)
-                del running[proc]
-                results.append(finish(cell, path, result))
-    finally:
-        for proc in running:
-            proc.kill()
-            proc.join()
-    return results
-
-
-def _warm_victim_cache(todo, registry: Registry, env: CellEnvironment, device: str,
+def _warm_victim_cache(todo: list[Job], registry: Registry, env: CellEnvironment, device: str,
                        guard: InterruptGuard) -> None:
     """Train each victim once before parallel cells start, so they never race on the cache.
 
     Errors are left to the cells, which record them.
     """
-    first_cell = {cell.victim: cell for cell, _, _ in reversed(todo)}
+    first_cell = {job.cell.victim: job.cell for job in reversed(todo)}
     for cell in first_cell.values():
         try:
             prepare_victim(registry, cell, env, resolve_device(device))
@@ -258,6 +224,10 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
 
     Raises :class:`GridInterrupted` on Ctrl-C, after the cells finished so far are kept.
     """
+    if spec.executor == "ray":
+        from harness.run.executors.ray_executor import require_ray
+
+        require_ray()
     if spec.isolation == "process":
         worker_context()  # the fork server starts preloading while the grid is planned
     pm = pm or make_plugin_manager()
@@ -268,36 +238,45 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
                           profile_path=spec.profile, out=out, victim_salt=victim_salt())
     planned = [(c, config_hash(c, registry)) for c in cells]
-    todo, done = [], []
+    todo: list[Job] = []
+    done: list[Path] = []
     for cell, digest in planned:
         path = cell_path(out, cell, digest)
         old = load_result(path)
         if old is not None and old["status"] == "ok" and old["config_hash"] == digest:
             done.append(path)
         else:
-            todo.append((cell, digest, path))
+            todo.append(Job(cell, digest, path))
     progress = Progress(len(todo), enabled=show_progress)
     for name, reason in skipped.items():
         progress.note(f"victims=all: skipped {name} ({reason})")
     progress.note(f"{len(planned)} cells: {len(done)} finished earlier (reused), "
                   f"{len(todo)} to run -> {out}")
     results: list[dict[str, Any]] = []
+    queue = JobQueue(list(todo), lambda job, why: progress.step(f"{job.cell.label}: {why}"))
     with InterruptGuard() as guard:
 
         def finish(cell: CellSpec, path: Path, result: dict[str, Any]) -> dict[str, Any]:
             result = notify_finished(pm, result, cell, registry, path, guard)
             _step(progress, cell, result)
+            results.append(result)
             return result
 
+        ctx = RunContext(registry=registry, env=env, guard=guard, jobs=spec.jobs,
+                         timeout=spec.timeout, note=progress.note,
+                         ops=CellOps(compute=compute_result, write=write_result,
+                                     abort=aborted_result, finish=finish))
         try:
-            if todo and spec.executor == "process":
+            if todo and (spec.executor != "serial" or spec.timeout is not None):
                 _warm_victim_cache(todo, registry, env, spec.device, guard)
-                results = _run_processes(todo, registry, env, spec.jobs, spec.timeout, progress,
-                                         finish)
+            if spec.executor == "ray":
+                from harness.run.executors.ray_executor import run_ray
+
+                run_ray(queue, ctx, spec.ray_address)
+            elif spec.executor == "process":
+                run_processes(queue, ctx)
             else:
-                for cell, digest, path in todo:
-                    result = execute_cell(cell, registry, env, digest, path, guard)
-                    results.append(finish(cell, path, result))
+                run_serial(queue, ctx)
         except KeyboardInterrupt:
             progress.close()
             kept = len(done) + sum(r["status"] == "ok" for r in results)
@@ -308,4 +287,5 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     progress.close()
     failed = sum(r["status"] != "ok" for r in results)
     paths = tuple(cell_path(out, c, d) for c, d in planned)
-    return GridSummary(out, len(planned), len(done), len(results), failed, paths)
+    return GridSummary(out, len(planned), len(done) + queue.finished_elsewhere, len(results),
+                       failed, paths, elsewhere=queue.elsewhere)

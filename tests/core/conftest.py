@@ -125,3 +125,80 @@ def tiny_plugin(plugin_dir):
     install_plugin(plugin_dir, "tiny-harness-plugin", "tiny_harness_plugin", TINY_PLUGIN, "tiny")
     yield "tiny"
     sys.modules.pop("tiny_harness_plugin", None)
+
+
+EXEC_PLUGIN = textwrap.dedent('''
+    """Attacks for the executor tests: one that naps (and logs each run), one that hangs.
+
+    With EXEC_TEST_SLOW_IMPORT_S set, importing this plugin in any process but the test's
+    own (EXEC_TEST_DRIVER_PID) sleeps first: a worker whose start-up is slow.
+    """
+    import os
+    import time
+
+    import numpy as np
+
+    import harness
+    from harness.params import Interval
+    from harness.protocol import Attack, StolenModel
+    from harness.strategy import OutputStrategy
+
+    _DELAY = float(os.environ.get("EXEC_TEST_SLOW_IMPORT_S", "0"))
+    if _DELAY and str(os.getpid()) != os.environ.get("EXEC_TEST_DRIVER_PID"):
+        time.sleep(_DELAY)
+
+
+    def _log(seed):
+        log = os.environ.get("EXEC_TEST_LOG")
+        if log:
+            with open(log, "a") as fh:
+                fh.write(f"{seed} {os.getpid()}\\n")
+
+
+    class NapAttack(Attack):
+        """Logs "seed pid" to $EXEC_TEST_LOG, sleeps, then behaves like tiny_attack."""
+
+        name = "nap"
+        _parameter_constraints = {"seconds": [Interval("real", 0, 60)]}
+
+        def __init__(self, seconds=0.5):
+            self.seconds = seconds
+
+        def steal(self, oracle, attacker_data, ctx):
+            _log(ctx.seed)
+            time.sleep(self.seconds)
+            x = attacker_data[ctx.rng(0).permutation(len(attacker_data))[:20]]
+            res = oracle.query(x)
+            model = ctx.new_network(3, ctx.seed, width=4)
+            est = (np.argsort(np.argsort(res.latency_s)) * 3 // len(x)).astype(np.int64)
+            return StolenModel(model, OutputStrategy(ctx.policy("max_prob"), (0.1005, 0.1008)),
+                               estimated_exits=est, diagnostics={})
+
+
+    class HangAttack(Attack):
+        """Never returns (a cell only timeout= can stop)."""
+
+        name = "hang"
+
+        def __init__(self):
+            pass
+
+        def steal(self, oracle, attacker_data, ctx):
+            _log(ctx.seed)
+            while True:
+                time.sleep(1)
+
+
+    @harness.hookimpl
+    def harness_register_attacks(register):
+        register(NapAttack)
+        register(HangAttack)
+''')
+
+
+@pytest.fixture
+def exec_plugin(tiny_plugin, plugin_dir):
+    """The tiny plugin plus the executor tests' ``nap`` and ``hang`` attacks."""
+    install_plugin(plugin_dir, "exec-test-plugin", "exec_test_plugin", EXEC_PLUGIN, "exec")
+    yield "exec"
+    sys.modules.pop("exec_test_plugin", None)

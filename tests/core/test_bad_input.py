@@ -48,7 +48,7 @@ def _run_fails(capsys, args, message, tmp_path):
     (["seeds=-1"], "outside 0..4294967295"),
     (["timeout=nan", "executor=process"], "must be a finite number of seconds > 0"),
     (["timeout=inf", "executor=process"], "must be a finite number of seconds > 0"),
-    (["timeout=5"], "timeout= needs executor=process"),
+    (["ray.address=auto"], "is a setting of executor=ray"),
     (["jobs=0", "executor=process"], "jobs=0 is outside the allowed range 1..512"),
     (["victim.digits_cnn.thresholds=[0.5]"], "got 1 thresholds for a 4-exit network"),
     (["victim.digits_cnn.thresholds=[0.5,0.6,1.5]"], "outside the 'max_prob' policy's range"),
