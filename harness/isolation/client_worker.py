@@ -28,6 +28,10 @@ from harness.isolation.sandbox import PluginSetting, enter_sandbox
 from harness.isolation.stolen import encode_stolen
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.protocol import OutputMode, QueryResult
+from harness.timing.network import add_network_delay
+
+NETWORK_STREAM = 0x6E6574
+"""The client's network-jitter generator is ``default_rng([cell seed, NETWORK_STREAM])``."""
 
 QUERY_ERRORS = {cls.__name__: cls for cls in (BudgetExhaustedError, InvalidQueryError, QueryError)}
 
@@ -54,6 +58,8 @@ class ClientRequest:
     drop_privileges: bool
     plugins: PluginSetting
     oracle_url: str | None = None
+    network: str = "none"
+    """``timing.network``: a seeded round trip added to every latency the client sees."""
     """With ``transport=http``: the cell's HTTP gateway; queries go there, not on the pipe."""
 
 
@@ -61,13 +67,16 @@ class OracleClient:
     """The attack's oracle in the client process (the OracleHandle API over the wire)."""
 
     def __init__(self, conn: Any, budget: int, output: OutputMode, input_shape: tuple[int, ...],
-                 input_range: tuple[float, float], client_timed: bool) -> None:
+                 input_range: tuple[float, float], client_timed: bool,
+                 network: str = "none", seed: int = 0) -> None:
         self._conn = conn
         self.budget = int(budget)
         self.output = output
         self.input_shape = tuple(input_shape)
         self.input_range = input_range
         self._client_timed = client_timed
+        self._network = network
+        self._network_rng = np.random.default_rng([seed, NETWORK_STREAM])
         self._used = 0
 
     @property
@@ -103,11 +112,16 @@ class OracleClient:
             raise InvalidQueryError(f"query must be a numeric numpy array or torch tensor, got "
                                     f"{type(x).__name__}; nothing was charged")
         if not self._client_timed or x.ndim == 0 or len(x) <= 1:
-            return self._ask(x)
-        self._call(Message("check", {}, {"x": x}))  # the whole batch is valid and affordable
-        parts = [self._ask(x[i:i + 1]) for i in range(len(x))]  # one round trip per input
-        return QueryResult(*(np.concatenate([getattr(p, f) for p in parts])
-                             for f in ("outputs", "latency_s", "admitted")))
+            result = self._ask(x)
+        else:
+            self._call(Message("check", {}, {"x": x}))  # the whole batch is valid, affordable
+            parts = [self._ask(x[i:i + 1]) for i in range(len(x))]  # one round trip per input
+            result = QueryResult(*(np.concatenate([getattr(p, f) for p in parts])
+                                   for f in ("outputs", "latency_s", "admitted")))
+        if self._network == "none":
+            return result
+        latency = add_network_delay(result.latency_s, self._network, self._network_rng)
+        return QueryResult(result.outputs, latency, result.admitted)
 
     def true_exits_for_reference(self) -> np.ndarray:
         """True exits so far; the evaluator refuses unless the attack is a reference."""
@@ -151,10 +165,12 @@ def _steal(conn: Any, request: ClientRequest, registry: Any) -> Any:
     if request.oracle_url is not None:
         from harness.serving.http.client import HttpOracle
 
-        oracle: Any = HttpOracle(request.oracle_url, client_id="attacker")
+        oracle: Any = HttpOracle(request.oracle_url, client_id="attacker",
+                                 network=request.network, seed=request.seed)
     else:
         oracle = OracleClient(conn, request.budget, request.output, request.input_shape,
-                              request.input_range, request.client_timed)
+                              request.input_range, request.client_timed, request.network,
+                              request.seed)
     ctx = AttackContext(
         seed=request.seed, device=request.device, budget=request.budget, output=request.output,
         input_shape=request.input_shape, num_classes=request.num_classes,

@@ -72,7 +72,8 @@ def _client_request(cell: CellSpec, victim: TrainedVictim, device: str,
         seed=cell.seed, device=device, budget=cell.budget, output=cell.output,  # type: ignore[arg-type]
         input_shape=data.input_shape, num_classes=data.num_classes, input_range=data.input_range,
         client_timed=cell.timing == "live", scratch=str(scratch_dir(drop)),
-        drop_privileges=drop, plugins=PluginSetting.current(), oracle_url=oracle_url, **view)
+        drop_privileges=drop, plugins=PluginSetting.current(), oracle_url=oracle_url,
+        network=cell.network, **view)
 
 
 def _steal(cell: CellSpec, registry: Registry, server: RemoteServer, client: AttackClient,

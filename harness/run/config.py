@@ -63,7 +63,8 @@ DEFAULTS: dict[str, Any] = {
 
 def _valid_keys_hint() -> str:
     return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS, *THREAT_KEYS, *RAY_KEYS))}, "
-            "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM")
+            "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM, "
+            "timing.network")
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class RunSpec:
     threat: ThreatModel = field(default_factory=ThreatModel)
     isolation: str = "process"
     transport: str = "inproc"
+    network: str = "none"
     ray_address: str | None = None
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
@@ -305,6 +307,8 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
             threat[rest] = str(raw).strip()
         elif key == "ray.address":
             ray_address = str(raw).strip() or None
+        elif key == "timing.network":
+            network = str(raw).strip()
         elif head == "timing" and rest and "." not in rest:
             timing_params.append((rest, parse_value(raw)))
         else:
@@ -316,6 +320,12 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     if values["timing"] == "replay" and values["profile"] is None:
         raise ConfigError("timing=replay needs profile=PATH (a profile written by "
                           "`harness calibrate`)")
+    from harness.timing.network import network_profile
+
+    network_profile(network)  # unknown profiles list the valid ones
+    if network != "none" and values["isolation"] != "process":
+        raise ConfigError(f"timing.network={network} is added by the attack's client process; "
+                          "it needs isolation=process (drop isolation=none)")
     if values["transport"] == "http" and values["isolation"] != "process":
         raise ConfigError("transport=http needs isolation=process (the attack's client process "
                           "talks HTTP to the cell's server); drop isolation=none")
@@ -331,7 +341,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]),
         budget=values["budget"], output=values["output"], timing=values["timing"],
         backend=values["backend"], device=values["device"], executor=values["executor"],
-        isolation=values["isolation"], transport=values["transport"],
+        isolation=values["isolation"], transport=values["transport"], network=network,
         jobs=values["jobs"], repeats=values["repeats"], timeout=values["timeout"],
         out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
         profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),

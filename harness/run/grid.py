@@ -61,6 +61,7 @@ class CellSpec:
     threat: ThreatModel = field(default_factory=ThreatModel)
     isolation: str = "process"
     transport: str = "inproc"
+    network: str = "none"
 
     def to_json(self) -> dict[str, Any]:
         comp = {k: {"name": getattr(self, k).name, "params": getattr(self, k).params}
@@ -70,7 +71,8 @@ class CellSpec:
                            "profile_hash": self.profile_hash},
                 "backend": self.backend, "device": self.device, "repeats": self.repeats,
                 "threat": self.threat.to_json(), "isolation": self.isolation,
-                **({"transport": self.transport} if self.transport != "inproc" else {})}
+                **({"transport": self.transport} if self.transport != "inproc" else {}),
+                **({"network": self.network} if self.network != "none" else {})}
 
     @property
     def label(self) -> str:
@@ -204,7 +206,7 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
                  output=spec.output, timing=spec.timing, timing_params_json=timing_json,
                  profile_hash=profile_hash, backend=spec.backend, device=spec.device,
                  repeats=spec.repeats, threat=spec.threat, isolation=spec.isolation,
-                 transport=spec.transport)
+                 transport=spec.transport, network=spec.network)
         for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
         for seed in spec.seeds
     ]

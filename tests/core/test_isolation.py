@@ -161,3 +161,12 @@ def test_a_cell_over_http_gives_every_score(tmp_path):
     for name in ("exit_agreement", "fidelity", "exit_estimation_accuracy",
                  "benign_accuracy_drop", "latency_overhead_p50", "bayes_exit_accuracy"):
         assert metrics[name] is not None, name
+
+
+def test_network_jitter_is_a_checked_recorded_key():
+    spec = parse_overrides(["timing.network=lan"])
+    assert spec.network == "lan"
+    with pytest.raises(ConfigError, match="lan"):
+        parse_overrides(["timing.network=satellite"])
+    with pytest.raises(ConfigError, match="isolation=process"):
+        parse_overrides(["timing.network=wan", "isolation=none"])
