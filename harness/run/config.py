@@ -292,6 +292,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     timing_params: list[tuple[str, Any]] = []
     threat: dict[str, str] = {}
     ray_address: str | None = None
+    network = "none"
     for key, raw in pairs.items():
         head, _, rest = key.partition(".")
         if key in LIST_KEYS:
