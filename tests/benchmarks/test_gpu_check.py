@@ -105,3 +105,23 @@ def test_print_install_names_every_step(capsys: pytest.CaptureFixture[str]) -> N
                    "--device cuda --json $OUT/gpu_check.json", "--no-deps"):
         assert needle in text, needle
     assert gpu_check.INSTALL.splitlines()[0].strip() in (gpu_check.__doc__ or "")
+
+
+def test_isolated_cell_failure_falls_back_to_isolation_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = gpu_check.run_one_cell
+
+    def isolated_breaks(overrides: list[str], pm: Any) -> dict[str, Any]:
+        if "isolation=none" not in overrides:
+            return {"status": "error", "error": {"message": "worker died"}}
+        return real(overrides, pm)
+
+    monkeypatch.setattr(gpu_check, "run_one_cell", isolated_breaks)
+    args = gpu_check.parser().parse_args(["--device", "cpu", *SMALL, "--budget", "60",
+                                          "--attack-epochs", "1",
+                                          "--attack-finetune-epochs", "0"])
+    cell = gpu_check.attack_cell(args, "cpu", tmp_path / "cache", tmp_path)
+    assert cell["status"] == "error" and "worker died" in cell["reason"]
+    assert cell["isolation"] == "none"
+    assert 0 <= cell["exit_estimation_accuracy"] <= 1
+    assert len(cell["served_victim"]["per_exit"]) == 4
