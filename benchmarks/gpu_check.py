@@ -158,8 +158,8 @@ def time_exits(served: ServedModel, x: np.ndarray, samples_per_exit: int,
     For the built-in (staged) backends ``timer`` brackets exactly the span the backend
     times itself (input arrival to the answering exit's probabilities, inside its serving
     session); other backends are bracketed around ``serve`` of one input. Returns per exit
-    the median/p90 of ``timer`` and of the backend's own latency, and the cross-validated
-    Bayes-optimal accuracy of telling the exits apart from ``timer`` alone.
+    the samples (``latency_us``) and median/p90 of ``timer``, the backend's own median/p90,
+    and the cross-validated Bayes-optimal accuracy of telling the exits apart by ``timer``.
     """
     k_exits = served.num_exits
     lat = np.zeros((samples_per_exit, k_exits))
@@ -185,7 +185,8 @@ def time_exits(served: ServedModel, x: np.ndarray, samples_per_exit: int,
                  "median_us": float(np.median(lat[:, k]) * 1e6),
                  "p90_us": float(np.quantile(lat[:, k], 0.9) * 1e6),
                  "backend_median_us": float(np.median(own[:, k]) * 1e6),
-                 "backend_p90_us": float(np.quantile(own[:, k], 0.9) * 1e6)}
+                 "backend_p90_us": float(np.quantile(own[:, k], 0.9) * 1e6),
+                 "latency_us": np.round(lat[:, k] * 1e6, 2).tolist()}
                 for k in range(k_exits)]
     true = np.tile(np.arange(k_exits), samples_per_exit)
     return {"timer": timer.name, "backend_timer": "perf_counter_ns (+ device synchronize)",
