@@ -17,6 +17,13 @@ from benchmarks import gpu_check
 from harness.serving.devices import cuda_available
 
 SMALL = ["--samples-per-exit", "8", "--train-steps", "1", "--width", "8"]
+CELL = ["--budget", "60", "--attack-epochs", "1", "--attack-finetune-epochs", "0"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One victim cache for the module: digits_cnn is trained once."""
+    return tmp_path_factory.mktemp("cache")
 
 
 def _sections(report: dict[str, Any]) -> None:
@@ -25,11 +32,11 @@ def _sections(report: dict[str, Any]) -> None:
         assert key in report, key
 
 
-def test_cpu_run_writes_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cpu_run_writes_every_section(tmp_path: Path, cache: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gpu_check.json"
-    rc = gpu_check.main(["--device", "cpu", "--json", str(out), *SMALL, "--budget", "100",
-                         "--attack-epochs", "1", "--attack-finetune-epochs", "1",
-                         "--cache-dir", str(tmp_path / "cache")])
+    rc = gpu_check.main(["--device", "cpu", "--json", str(out), *SMALL, *CELL,
+                         "--cache-dir", str(cache)])
     assert rc == 0
     report = json.loads(out.read_text())
     _sections(report)
@@ -108,7 +115,7 @@ def test_print_install_names_every_step(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_isolated_cell_failure_falls_back_to_isolation_none(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = gpu_check.run_one_cell
 
     def isolated_breaks(overrides: list[str], pm: Any) -> dict[str, Any]:
@@ -117,10 +124,8 @@ def test_isolated_cell_failure_falls_back_to_isolation_none(
         return real(overrides, pm)
 
     monkeypatch.setattr(gpu_check, "run_one_cell", isolated_breaks)
-    args = gpu_check.parser().parse_args(["--device", "cpu", *SMALL, "--budget", "60",
-                                          "--attack-epochs", "1",
-                                          "--attack-finetune-epochs", "0"])
-    cell = gpu_check.attack_cell(args, "cpu", tmp_path / "cache", tmp_path)
+    args = gpu_check.parser().parse_args(["--device", "cpu", *SMALL, *CELL])
+    cell = gpu_check.attack_cell(args, "cpu", cache, tmp_path)
     assert cell["status"] == "error" and "worker died" in cell["reason"]
     assert cell["isolation"] == "none"
     assert 0 <= cell["exit_estimation_accuracy"] <= 1
