@@ -329,7 +329,8 @@ def attack_cell(args: argparse.Namespace, device: str, cache: Path,
     quantiles = diag.get("server_latency_quantiles_s") or []
     isolation = (diag.get("isolation") or {}).get("mode", "process")
     out = {"status": "ok" if failure is None else "error", "overrides": overrides,
-           "isolation": isolation, "victim": "digits_cnn", "attack": "exit_steal",
+           "isolation": isolation, "isolation_details": diag.get("isolation"),
+           "victim": "digits_cnn", "attack": "exit_steal",
            "device": device, "timing": "live", "budget": args.budget,
            **{k: metrics.get(k) for k in keys}, "metrics": metrics,
            "victim_exit_histogram": diag.get("victim_exit_histogram"),
