@@ -5,6 +5,9 @@ table and one JSON file)::
 
     python benchmarks/gpu_check.py --device cuda --json $OUT/gpu_check.json
 
+(about 70 s on a 2-core CPU with ``--device cpu``; a quicker smoke test:
+``--device cpu --samples-per-exit 20 --budget 100 --attack-epochs 2``).
+
 Sections of the JSON (each has ``status``: ``ok``, ``skipped`` with ``reason``, or ``error``):
 
 * ``environment``: Python, torch (and its CUDA), the GPU, onnxruntime and its providers,
