@@ -92,6 +92,18 @@ def worker_context() -> mp.context.BaseContext:
     return _CONTEXT
 
 
+def _noop() -> None:
+    """Target of :func:`warm_up`'s process."""
+
+
+def warm_up() -> None:
+    """Start the fork server and wait until its preload is done (an executor calls this
+    during a worker's start-up, so that ``timeout=`` counts none of it)."""
+    process = worker_context().Process(target=_noop)
+    process.start()
+    process.join()
+
+
 def _set_parent_death_signal() -> bool:
     if not sys.platform.startswith("linux"):
         return False

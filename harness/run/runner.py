@@ -228,8 +228,8 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
         from harness.run.executors.ray_executor import require_ray
 
         require_ray()
-    if spec.isolation == "process":
-        worker_context()  # the fork server starts preloading while the grid is planned
+    if spec.isolation == "process" and spec.executor == "serial" and spec.timeout is None:
+        worker_context()  # cells run here: the fork server preloads while the grid is planned
     pm = pm or make_plugin_manager()
     registry = Registry.from_manager(pm)
     cells, skipped = _plan(spec, registry)

@@ -130,9 +130,11 @@ def tiny_plugin(plugin_dir):
 EXEC_PLUGIN = textwrap.dedent('''
     """Attacks for the executor tests: one that naps (and logs each run), one that hangs.
 
-    With EXEC_TEST_SLOW_IMPORT_S set, importing this plugin in any process but the test's
-    own (EXEC_TEST_DRIVER_PID) sleeps first: a worker whose start-up is slow.
+    With EXEC_TEST_SLOW_IMPORT_S set, importing this plugin in an executor's worker (not
+    the test's own process, EXEC_TEST_DRIVER_PID, nor a cell's isolation workers) sleeps
+    first: a worker whose start-up is slow.
     """
+    import multiprocessing
     import os
     import time
 
@@ -144,7 +146,9 @@ EXEC_PLUGIN = textwrap.dedent('''
     from harness.strategy import OutputStrategy
 
     _DELAY = float(os.environ.get("EXEC_TEST_SLOW_IMPORT_S", "0"))
-    if _DELAY and str(os.getpid()) != os.environ.get("EXEC_TEST_DRIVER_PID"):
+    _ISOLATION_WORKER = multiprocessing.current_process().name.startswith("ForkServerProcess")
+    if (_DELAY and str(os.getpid()) != os.environ.get("EXEC_TEST_DRIVER_PID")
+            and not _ISOLATION_WORKER):  # slow executor workers, not the cell's own workers
         time.sleep(_DELAY)
 
 

@@ -67,6 +67,10 @@ def ray_cell_task(compute: ComputeFn, cell: CellSpec, env: CellEnvironment,
     from harness.plugins.registry import Registry
 
     registry = Registry.from_manager(make_plugin_manager())
+    if cell.isolation == "process":
+        from harness.isolation.sandbox import warm_up
+
+        warm_up()  # the fork server's preload is start-up, not the cell's compute
     yield "started", os.getpid()
     yield "result", compute(cell, registry, env, digest, None)
 

@@ -72,6 +72,10 @@ def process_worker(conn: Connection, compute: ComputeFn, cell: CellSpec, env: Ce
     from harness.plugins.registry import Registry
 
     registry = Registry.from_manager(make_plugin_manager())
+    if cell.isolation == "process":
+        from harness.isolation.sandbox import warm_up
+
+        warm_up()  # the fork server's preload is start-up, not the cell's compute
     conn.send(("started", time.time()))
     result = compute(cell, registry, env, digest, None)
     conn.send(("result", result))
