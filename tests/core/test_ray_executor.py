@@ -50,7 +50,7 @@ def test_ray_runs_cells_times_out_records_killed_worker_and_resumes(exec_plugin,
     watcher.start()
     try:
         summary = run_grid(parse_overrides([*base, "attacks=nap,hang", "executor=ray", "jobs=2",
-                                            "timeout=6"]), make_plugin_manager(), show_progress=False)
+                                            "timeout=15"]), make_plugin_manager(), show_progress=False)
     finally:
         stop.set()
         watcher.join()
@@ -60,7 +60,7 @@ def test_ray_runs_cells_times_out_records_killed_worker_and_resumes(exec_plugin,
     assert results["nap", 1]["status"] == "failed"
     assert "Ray task failed" in results["nap", 1]["error"]["message"]
     for seed in (0, 1):
-        assert "timed out after 6 s of compute" in results["hang", seed]["error"]["message"]
+        assert "timed out after 15 s of compute" in results["hang", seed]["error"]["message"]
     assert leftovers(tmp_path / "out") == []
     # the driver stopped its local instance: no Ray process of this test is left
     wait_until(lambda: not marked_processes(mark), 60, "the Ray instance's processes to exit")
