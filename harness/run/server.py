@@ -30,10 +30,11 @@ from harness.timing.models import MODELLED, LiveTiming, ReplayTiming, TimingMode
 
 
 class Stream(IntEnum):
-    """Named random streams, ``numpy.random.default_rng([cell seed, stream])``.
+    """Named server streams, ``numpy.random.default_rng([cell seed, stream, *salt])``.
 
-    The attack's own generators are ``ctx.rng(i)``; the numbers are fixed so results
-    stay reproducible across versions.
+    The salt (:func:`harness.isolation.secret.stream_salt`) keeps them underivable from
+    the cell seed the attack receives. The attack's own generators are ``ctx.rng(i)``;
+    the numbers are fixed so results stay reproducible across versions.
     """
 
     ATTACK_DEFENSE = 1
