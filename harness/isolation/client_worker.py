@@ -28,6 +28,7 @@ from harness.isolation.sandbox import PluginSetting, enter_sandbox
 from harness.isolation.stolen import encode_stolen
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.protocol import OutputMode, QueryResult
+from harness.serving.oracle import BudgetCounter
 from harness.timing.network import add_network_delay
 
 NETWORK_STREAM = 0x6E6574
@@ -63,7 +64,7 @@ class ClientRequest:
     """With ``transport=http``: the cell's HTTP gateway; queries go there, not on the pipe."""
 
 
-class OracleClient:
+class OracleClient(BudgetCounter):
     """The attack's oracle in the client process (the OracleHandle API over the wire)."""
 
     def __init__(self, conn: Any, budget: int, output: OutputMode, input_shape: tuple[int, ...],
@@ -78,14 +79,6 @@ class OracleClient:
         self._network = network
         self._network_rng = np.random.default_rng([seed, NETWORK_STREAM])
         self._used = 0
-
-    @property
-    def queries_used(self) -> int:
-        return self._used
-
-    @property
-    def budget_left(self) -> int:
-        return self.budget - self._used
 
     def _call(self, message: Message) -> Message:
         send(self._conn, message)

@@ -30,14 +30,13 @@ from harness.isolation.server_worker import RemoteServer, ServerRequest, VictimP
 from harness.isolation.tripwire import Tripwire
 from harness.plugins.registry import Registry
 from harness.protocol import TrainedVictim
-from harness.run.benign import InterleavedEndpoint
 from harness.run.cell import (
     CellEnvironment,
     Theft,
     _diagnostics,
     _finish_theft,
     attack_label,
-    benign_plan,
+    attacker_stream,
     measure_defense,
     prepare_victim,
     score_theft,
@@ -81,11 +80,9 @@ def _steal(cell: CellSpec, registry: Registry, server: RemoteServer, client: Att
     entry, label, component = attack_label(registry, cell)
     data = victim.data
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
-    mixed = InterleavedEndpoint(
-        attack=lambda x, cid: endpoint.respond(x, client_id=cid),
-        benign=lambda x, cid: endpoint.respond(x, client_id=cid, benign=True),
-        plan=benign_plan(cell.seed, stream_salt(victim.weights_hash), len(data.test)),
-        test_x=data.test.x, budget=cell.budget, failure_of=lambda: endpoint.failure)
+    mixed = attacker_stream(endpoint, lambda x, cid: endpoint.respond(x, client_id=cid,
+                                                                      benign=True),
+                            cell, stream_salt(victim.weights_hash), data.test.x)
     oracle = Oracle(mixed, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
     if gateway is not None:

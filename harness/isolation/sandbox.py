@@ -104,27 +104,27 @@ def warm_up() -> None:
     process.join()
 
 
-def _set_parent_death_signal() -> bool:
+def _prctl(option: int, value: int) -> bool:
+    """``prctl(option, value)`` through ctypes; False where it is not available."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        return libc.prctl(option, value, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def set_parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (False elsewhere)."""
+    return _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def protect_evaluator() -> bool:
     """Make this (the evaluator's) process non-dumpable, so a worker of the same user can
     neither attach a debugger to it nor read its ``/proc/<pid>/environ`` or memory
     (where ``HARNESS_SECRET`` lives); Linux only. Core dumps of the evaluator are lost."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    return _prctl(PR_SET_DUMPABLE, 0)
 
 
 def _world_readable(path: Path) -> bool:
@@ -164,7 +164,7 @@ def scratch_dir(owner_can_drop: bool) -> Path:
 def enter_sandbox(drop: bool, scratch: Path | None = None) -> SandboxReport:
     """Run first in a worker: tie it to its parent, then drop privileges if asked."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the evaluator handles Ctrl-C
-    tied = _set_parent_death_signal()
+    tied = set_parent_death_signal()
     if scratch is not None:
         os.environ["HOME"] = os.environ["TMPDIR"] = str(scratch)
         tempfile.tempdir = str(scratch)

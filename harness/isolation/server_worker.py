@@ -62,19 +62,22 @@ class VictimPayload:
                    np.array(data.val.x))
 
     def rebuild(self, registry: Any, device: str) -> TrainedVictim:
-        recipe = recipe_from_json(self.recipe)
-        model = Toolbox(registry).new_network(
-            recipe.architecture, recipe.input_shape, recipe.num_classes, recipe.num_exits,
-            seed=0, normalization=recipe.normalization, **recipe.params)
+        model = Toolbox(registry).from_recipe(recipe_from_json(self.recipe))
         model.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
         model = model.to(device).eval()
-        strategy = strategy_from_json(self.strategy, registry, model.num_exits, recipe.num_classes)
+        strategy = strategy_from_json(self.strategy, registry, model.num_exits, model.num_classes)
         name, shape, classes, input_range = self.dataset
-        val = Split(self.val_x, np.zeros(len(self.val_x), dtype=np.int64))
-        none = Split(self.val_x[:0], np.zeros(0, dtype=np.int64))
-        data = DatasetSplits(name, tuple(shape), classes, tuple(input_range), none, val, none, none)
+        data = _inputs_only(name, tuple(shape), classes, tuple(input_range), self.val_x)
         return TrainedVictim(self.name, model, strategy, data, self.family, self.weights_hash,
                              dict(self.details))
+
+
+def _inputs_only(name: str, shape: tuple[int, ...], classes: int,
+                 input_range: tuple[float, float], val_x: np.ndarray) -> DatasetSplits:
+    """Splits that hold only ``val_x`` (labels zeroed): what the server may keep."""
+    val = Split(val_x, np.zeros(len(val_x), dtype=np.int64))
+    none = Split(val_x[:0], np.zeros(0, dtype=np.int64))
+    return DatasetSplits(name, shape, classes, input_range, none, val, none, none)
 
 
 @dataclass(frozen=True)
@@ -92,14 +95,9 @@ class ServerRequest:
 
 
 def _without_data(victim: TrainedVictim) -> TrainedVictim:
-    def empty(split: Split) -> Split:
-        return Split(split.x[:0].copy(), split.y[:0].copy())
-
     data = victim.data
-    stripped = DatasetSplits(data.name, data.input_shape, data.num_classes, data.input_range,
-                             empty(data.train), empty(data.val), empty(data.attacker),
-                             empty(data.test))
-    return replace(victim, data=stripped)
+    return replace(victim, data=_inputs_only(data.name, data.input_shape, data.num_classes,
+                                             data.input_range, data.val.x[:0].copy()))
 
 
 def _build(request: ServerRequest) -> Server:

@@ -93,9 +93,7 @@ def rebuild_stolen(message: Message, registry: Registry, *, input_shape: tuple[i
     if not 2 <= recipe.num_exits <= 64:
         raise StolenModelError(f"the substitute has {recipe.num_exits} exits; allowed 2..64")
     try:
-        model = Toolbox(registry).new_network(
-            recipe.architecture, recipe.input_shape, recipe.num_classes, recipe.num_exits,
-            seed=0, normalization=recipe.normalization, **recipe.params)
+        model = Toolbox(registry).from_recipe(recipe)
     except Exception as exc:
         raise StolenModelError(f"cannot rebuild the substitute from its recipe: {exc}") from None
     state = {k[len(STATE_PREFIX):]: v for k, v in message.arrays.items()

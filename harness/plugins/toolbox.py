@@ -93,3 +93,9 @@ class Toolbox:
             normalization=None if normalization is None else
             (tuple(map(float, normalization[0])), tuple(map(float, normalization[1]))))
         return net
+
+    def from_recipe(self, recipe: NetworkRecipe) -> MultiExitNet:
+        """A fresh network built from a recipe (load the weights into it)."""
+        return self.new_network(recipe.architecture, recipe.input_shape, recipe.num_classes,
+                                recipe.num_exits, seed=0, normalization=recipe.normalization,
+                                **recipe.params)

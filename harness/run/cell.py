@@ -136,6 +136,16 @@ def benign_plan(seed: int, salt: Sequence[int], n: int) -> BenignPlan:
     return BenignPlan.draw(n, np.random.default_rng([seed, Stream.BENIGN_PLAN, *salt]))
 
 
+def attacker_stream(endpoint: Any, benign: Any, cell: CellSpec, salt: Sequence[int],
+                    test_x: np.ndarray) -> InterleavedEndpoint:
+    """The attacker's defended ``endpoint`` with the benign clients (``benign(x, id)``
+    answers them on their own timing stream) interleaved by the cell's plan."""
+    return InterleavedEndpoint(attack=lambda x, cid: endpoint.respond(x, client_id=cid),
+                               benign=benign, plan=benign_plan(cell.seed, salt, len(test_x)),
+                               test_x=test_x, budget=cell.budget,
+                               failure_of=lambda: endpoint.failure)
+
+
 def _finish_theft(stolen: StolenModel, oracle: Oracle, mixed: InterleavedEndpoint,
                   num_classes: int, label: str, component: str) -> Theft:
     stolen = _check_stolen(stolen, num_classes, label, component)
@@ -158,11 +168,9 @@ def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
     data = server.victim.data
     endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
     benign_timing = server.rng(Stream.BENIGN_TIMING)
-    mixed = InterleavedEndpoint(
-        attack=lambda x, cid: endpoint.respond(x, client_id=cid),
-        benign=lambda x, cid: endpoint.respond(x, client_id=cid, timing_rng=benign_timing),
-        plan=benign_plan(cell.seed, server.salt, len(data.test)), test_x=data.test.x,
-        budget=cell.budget, failure_of=lambda: endpoint.failure)
+    mixed = attacker_stream(
+        endpoint, lambda x, cid: endpoint.respond(x, client_id=cid, timing_rng=benign_timing),
+        cell, server.salt, data.test.x)
     oracle = Oracle(mixed, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
     ctx = attack_context(cell, server.victim, server.served, device, env, registry)

@@ -17,7 +17,60 @@ from harness.errors import BudgetExhaustedError, InvalidQueryError, QueryError
 from harness.protocol import OutputMode, QueryResult
 
 
-class Oracle:
+def validate_batch(x: object, input_shape: tuple[int, ...],
+                   input_range: tuple[float, float]) -> np.ndarray:
+    """The batch as a float array, or :class:`InvalidQueryError` saying what is wrong.
+
+    Array type, dtype (float32 or float64), shape ``(n, *input_shape)`` with n >= 1,
+    finite values within ``input_range``. Shared by every oracle, so a client refuses
+    exactly what the server would.
+    """
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()  # type: ignore[union-attr]
+    if not isinstance(x, np.ndarray):
+        raise InvalidQueryError(f"query must be a numpy array or torch tensor, got "
+                                f"{type(x).__name__}; nothing was charged")
+    if x.dtype not in (np.float32, np.float64):
+        raise InvalidQueryError(f"query dtype {x.dtype} is not allowed; send float32 (or "
+                                "float64) inputs; nothing was charged")
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise InvalidQueryError(
+            f"query shape {tuple(x.shape)} does not match (n, {', '.join(map(str, input_shape))}); "
+            "send a batch, e.g. x[None] for one input; nothing was charged")
+    if len(x) == 0:
+        raise InvalidQueryError("empty query batch; send at least one input")
+    if not np.isfinite(x).all():
+        raise InvalidQueryError("query contains NaN or inf values; nothing was charged")
+    lo, hi = input_range
+    if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
+        raise InvalidQueryError(f"query values span [{x.min():.4g}, {x.max():.4g}], outside the "
+                                f"input range [{lo}, {hi}]; nothing was charged")
+    return x
+
+
+class BudgetCounter:
+    """The budget bookkeeping every oracle shares: ``budget``, ``queries_used``, ``budget_left``."""
+
+    budget: int
+    _used: int = 0
+
+    @property
+    def queries_used(self) -> int:
+        return self._used
+
+    @property
+    def budget_left(self) -> int:
+        return self.budget - self._used
+
+    def _check_budget(self, n: int) -> None:
+        """Refuse a batch of ``n`` queries that the budget cannot pay for (nothing charged)."""
+        if self._used + n > self.budget:
+            raise BudgetExhaustedError(
+                f"batch of {n} queries exceeds the budget: {self._used} of {self.budget} "
+                f"used, {self.budget_left} left; send at most {self.budget_left}")
+
+
+class Oracle(BudgetCounter):
     """Budgeted, validated query access to a defended endpoint."""
 
     def __init__(self, endpoint: Any, budget: int, output: OutputMode,
@@ -34,44 +87,10 @@ class Oracle:
         self._latencies: list[np.ndarray] = []
         self._refused = 0
 
-    @property
-    def queries_used(self) -> int:
-        return self._used
-
-    @property
-    def budget_left(self) -> int:
-        return self.budget - self._used
-
-    def _validate(self, x: object) -> np.ndarray:
-        if hasattr(x, "detach") and hasattr(x, "cpu"):
-            x = x.detach().cpu().numpy()
-        if not isinstance(x, np.ndarray):
-            raise InvalidQueryError(f"query must be a numpy array or torch tensor, got "
-                                    f"{type(x).__name__}; nothing was charged")
-        if x.dtype not in (np.float32, np.float64):
-            raise InvalidQueryError(f"query dtype {x.dtype} is not allowed; send float32 (or "
-                                    "float64) inputs; nothing was charged")
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise InvalidQueryError(
-                f"query shape {tuple(x.shape)} does not match (n, {', '.join(map(str, self.input_shape))}); "
-                "send a batch, e.g. x[None] for one input; nothing was charged")
-        if len(x) == 0:
-            raise InvalidQueryError("empty query batch; send at least one input")
-        if not np.isfinite(x).all():
-            raise InvalidQueryError("query contains NaN or inf values; nothing was charged")
-        lo, hi = self.input_range
-        if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
-            raise InvalidQueryError(f"query values span [{x.min():.4g}, {x.max():.4g}], outside the "
-                                    f"input range [{lo}, {hi}]; nothing was charged")
-        return x.astype(np.float32, copy=False)
-
     def check(self, x: object) -> np.ndarray:
         """Validate a batch and check the budget without charging (raises on refusal)."""
-        xs = self._validate(x)
-        if self._used + len(xs) > self.budget:
-            raise BudgetExhaustedError(
-                f"batch of {len(xs)} queries exceeds the budget: {self._used} of {self.budget} "
-                f"used, {self.budget_left} left; send at most {self.budget_left}")
+        xs = validate_batch(x, self.input_shape, self.input_range).astype(np.float32, copy=False)
+        self._check_budget(len(xs))
         return xs
 
     def query(self, x: object) -> QueryResult:

@@ -8,35 +8,24 @@ from then on does ``timeout=`` count - and finally sends the result. The driver 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
-import sys
 import time
 from multiprocessing.connection import Connection
 
+from harness.isolation.sandbox import set_parent_death_signal
 from harness.run.executors.base import ComputeFn
 from harness.run.grid import CellSpec
 from harness.run.server import CellEnvironment
-
-PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent_pid: int) -> bool:
     """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has.
 
-    Uses ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` through ctypes (no dependency). Returns False
-    where the call is not available (other systems), where workers only stop when their
-    parent stops them.
+    Returns False where ``prctl`` is not available (other systems), where workers only
+    stop when their parent stops them.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
+    if not set_parent_death_signal():
         return False
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)

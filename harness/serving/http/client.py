@@ -31,6 +31,7 @@ import numpy as np
 from harness.errors import BudgetExhaustedError, HarnessError, InvalidQueryError, QueryError
 from harness.protocol import OutputMode, QueryResult
 from harness.serving.http.wire import CLIENT_HEADER, PROTOCOL, encode_octet, read_answer
+from harness.serving.oracle import BudgetCounter, validate_batch
 from harness.timing.network import NetworkProfile, add_network_delay, network_profile
 
 
@@ -38,7 +39,7 @@ class ServerError(HarnessError):
     """The server could not be reached, or answered something this client cannot read."""
 
 
-class HttpOracle:
+class HttpOracle(BudgetCounter):
     """Budgeted, validated query access to a victim behind ``harness serve``.
 
     ``seed`` seeds the network jitter; ``budget`` caps this client below the server's
@@ -127,38 +128,10 @@ class HttpOracle:
         return doc
 
     # -- the oracle interface --------------------------------------------------------------
-    @property
-    def queries_used(self) -> int:
-        return self._used
-
-    @property
-    def budget_left(self) -> int:
-        return self.budget - self._used
-
     def _as_batch(self, x: object) -> np.ndarray:
         """The batch, checked as the server will (so a bad batch is refused whole, uncharged)."""
-        if hasattr(x, "detach") and hasattr(x, "cpu"):
-            x = x.detach().cpu().numpy()  # type: ignore[union-attr]
-        if not isinstance(x, np.ndarray):
-            raise InvalidQueryError(f"query must be a numpy array or torch tensor, got "
-                                    f"{type(x).__name__}; nothing was charged")
-        if x.dtype not in (np.float32, np.float64):
-            raise InvalidQueryError(f"query dtype {x.dtype} is not allowed; send float32 (or "
-                                    "float64) inputs; nothing was charged")
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            dims = ", ".join(map(str, self.input_shape))
-            raise InvalidQueryError(f"query shape {tuple(x.shape)} does not match (n, {dims}); "
-                                    "send a batch, e.g. x[None] for one input; nothing was charged")
-        if len(x) == 0:
-            raise InvalidQueryError("empty query batch; send at least one input")
-        lo, hi = self.input_range
-        if not np.isfinite(x).all() or x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
-            raise InvalidQueryError(f"query values must be finite and within the input range "
-                                    f"[{lo}, {hi}]; nothing was charged")
-        if self._used + len(x) > self.budget:
-            raise BudgetExhaustedError(
-                f"batch of {len(x)} queries exceeds the budget: {self._used} of {self.budget} "
-                f"used, {self.budget_left} left; send at most {self.budget_left}")
+        x = validate_batch(x, self.input_shape, self.input_range)
+        self._check_budget(len(x))
         return x
 
     def _send(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
