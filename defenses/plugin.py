@@ -8,5 +8,7 @@ import harness
 @harness.hookimpl
 def harness_register_defenses(register):
     from defenses.none import NoDefense
+    from defenses.stack import DefenseStack
 
     register(NoDefense)
+    register(DefenseStack)

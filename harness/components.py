@@ -65,6 +65,12 @@ class Component:
             out[n] = getattr(self, n)
         return out
 
+    @classmethod
+    def label_for(cls, params: dict[str, Any]) -> str:
+        """How results and leaderboards name this component with ``params`` (its name;
+        a composite such as the defense ``stack`` names its members)."""
+        return cls.name
+
     def validate(self, registry: Registry | None = None) -> None:
         """Raise :class:`ConfigError` naming this component for any invalid parameter.
 

@@ -39,6 +39,7 @@ import numpy as np
 from harness.components import Component
 
 if TYPE_CHECKING:
+    from harness.plugins.registry import Registry
     from harness.strategy import OutputStrategy
 
 PROTOCOL_VERSION = 2
@@ -113,8 +114,23 @@ class Defense(Component):
 
     kind: ClassVar[str] = "defense"
 
+    def bind(self, registry: Registry) -> None:
+        """Called by the server once, before ``reset()``, with the run's registry.
+
+        Only a defense built of other registered components needs it (``stack`` builds
+        its members here); the default does nothing.
+        """
+
     def reset(self) -> None:
         """Forget per-client state (called once, before any query)."""
+
+    def report(self) -> dict[str, float]:
+        """JSON counters since ``reset()`` (e.g. padding overruns, flagged clients).
+
+        The server collects them after the attack's phase and writes them in the cell's
+        diagnostics (``defense_report``); values must be finite numbers.
+        """
+        return {}
 
     def admit(self, batch: StageBatch) -> np.ndarray:
         """Boolean mask of queries to answer (refused ones are still charged)."""

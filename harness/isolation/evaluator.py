@@ -53,7 +53,7 @@ HIDDEN_ATTACK = ComponentSpec("attack", "hidden")
 def _start_server(cell: CellSpec, registry: Registry, env: CellEnvironment, device: str,
                   victim: TrainedVictim, drop: bool) -> RemoteServer:
     entry = registry.get("defense", cell.defense.name)
-    label = (f"defense {cell.defense.name!r} (plugin {entry.plugin}, {entry.distribution} "
+    label = (f"defense {cell.defense.display!r} (plugin {entry.plugin}, {entry.distribution} "
              f"{entry.version})")
     request = ServerRequest(replace(cell, attack=HIDDEN_ATTACK), replace(env), device,
                             victim.weights_hash, stream_salt(victim.weights_hash), drop,
@@ -102,7 +102,7 @@ def _check_tripwire(tripwire: Tripwire, cell: CellSpec, registry: Registry) -> N
     tripwire.repair(results, cache)
     _, attack, _ = attack_label(registry, cell)
     entry = registry.get("defense", cell.defense.name)
-    defense = f"defense {cell.defense.name!r} (plugin {entry.plugin}, {entry.distribution})"
+    defense = f"defense {cell.defense.display!r} (plugin {entry.plugin}, {entry.distribution})"
     names = ", ".join(str(p) for p in [*results, *cache][:5])
     raise ComponentFailure(
         f"files outside the cell changed while {attack} and {defense} ran: {names}"

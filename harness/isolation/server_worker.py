@@ -27,9 +27,7 @@ from harness.plugins.toolbox import NetworkRecipe, Toolbox
 from harness.protocol import DatasetSplits, Split, TrainedVictim
 from harness.run.grid import CellSpec
 from harness.run.server import CellEnvironment, Server, Stream
-from harness.serving.endpoint import EndpointResponse
-
-RESPONSE_FIELDS = ("probs", "exits", "cost_fraction", "latency_s", "admitted")
+from harness.serving.endpoint import RESPONSE_FIELDS, EndpointResponse
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,7 @@ def server_main(conn: Any, request: ServerRequest) -> None:
     endpoints: dict[str, Any] = {}
     while True:
         try:
-            message = receive(conn, ("endpoint", "respond", "full_latency", "close"))
+            message = receive(conn, ("endpoint", "respond", "full_latency", "report", "close"))
         except (EOFError, OSError):
             return
         if message.kind == "close":
@@ -153,6 +151,11 @@ def _answer(server: Server, endpoints: dict[str, Any], message: Message) -> Mess
             client_id=str(meta["client_id"]), defended=bool(meta["defended"]))
         endpoints[meta["name"] + "/benign"] = server.rng(Stream.BENIGN_TIMING)
         return Message("ok")
+    if message.kind == "report":
+        try:
+            return Message("report", {"report": endpoints[meta["name"]].report()})
+        except ComponentFailure as exc:
+            return Message("failure", {"message": str(exc), "component": exc.component})
     x = message.arrays["x"].astype(np.float32, copy=False)
     if message.kind == "full_latency":
         return Message("latency", {}, {"latency_s": server.full_latency(x)})
@@ -192,6 +195,19 @@ class RemoteEndpoint:
         if any(len(v) != n for v in fields.values()):
             raise self._server.died("answered a batch with the wrong number of rows")
         return EndpointResponse(**fields)
+
+    def report(self) -> dict[str, float]:
+        """The defense's counters (:meth:`harness.serving.endpoint.Endpoint.report`)."""
+        reply = self._server.call(Message("report", {"name": self.name}), ("report", "failure"))
+        if reply.kind == "failure":
+            self.failure = ComponentFailure(str(reply.meta.get("message")),
+                                            self._server.defense_component)
+            raise self.failure
+        counters = reply.meta.get("report")
+        if not isinstance(counters, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in counters.values()):
+            raise self._server.died("sent a malformed defense report")
+        return {str(k): float(v) for k, v in counters.items()}
 
 
 class RemoteServer:

@@ -1,17 +1,21 @@
 """Aggregate cell results into the leaderboard JSON (DESIGN section 7).
 
-Groups are (victim, defense, attack, threat model) over seeds: mean and a 95% Student-t
-interval of every metric. The threat model (``threat.num_exits``, ``threat.architecture``)
-is part of the key because hiding what the attacker knows changes what it can steal;
-cells written before it was recorded count as granted/granted (what they ran under).
+Groups are everything that determines a result except the seed: each component's label
+(a stack names its members, ``pad_bucket+rounding``) and parameters (a sweep's variants
+are separate groups, shown as ``jitter{scale=0.25}``), isolation and the threat model
+(``threat.num_exits``, ``threat.architecture``; cells written before it was recorded
+count as granted/granted). Each group has the mean and a 95% Student-t interval of
+every metric over its seeds (no interval for one seed) and its cells' config hashes.
 Defenses are ranked per victim and threat model by their *worst case*: the highest mean
-``exit_agreement`` any real (non-reference) attack reaches against them (lower is a
-better defense), with the defense's costs beside it. Attacks are ranked per victim and
-threat model by mean ``exit_agreement`` on the undefended victim (defense ``none``).
+``exit_agreement`` any real (non-reference) attack reaches against them, adaptive
+variants included (lower is a better defense), with the defense's costs and leakage as
+means over all its cells in that scenario. Attacks are ranked per victim and threat
+model by mean ``exit_agreement`` on the undefended victim (defense ``none``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -29,8 +33,14 @@ from harness.run.atomic import write_json_atomic
 from harness.run.results import load_result
 from harness.stages import PROTOCOL_VERSION
 
-COST_METRICS = ("benign_accuracy_drop", "latency_overhead_p50", "latency_overhead_p99",
-                "compute_overhead", "speedup_retained", "leakage_bits", "bayes_exit_accuracy")
+COST_METRICS = ("benign_accuracy_drop", "benign_refusal_rate", "latency_overhead_p50",
+                "latency_overhead_p99", "compute_overhead", "speedup_retained")
+LEAKAGE_METRICS = ("leakage_bits", "bayes_exit_accuracy", "chance_exit_accuracy",
+                   "leakage_bits_intended", "bayes_exit_accuracy_intended",
+                   "chance_exit_accuracy_intended")
+"""A defense's costs and leakage: means over all its cells in a scenario (every attack
+and seed), with 95% intervals; they come from the benign clients, so attacks share them."""
+KINDS = ("victim", "defense", "attack")
 
 
 def mean_ci(values: list[float]) -> dict[str, Any]:
@@ -40,7 +50,7 @@ def mean_ci(values: list[float]) -> dict[str, Any]:
     arr = np.asarray(vals, dtype=np.float64)
     mean = float(arr.mean())
     if len(arr) < 2:
-        return {"mean": mean, "ci95": [mean, mean], "n": 1}
+        return {"mean": mean, "ci95": [None, None], "n": 1}
     half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
     return {"mean": mean, "ci95": [mean - half, mean + half], "n": len(arr)}
 
@@ -65,27 +75,64 @@ def isolation_of(result: dict[str, Any]) -> str:
     return str((result.get("cell") or {}).get("isolation", "none"))
 
 
+def _component_key(result: dict[str, Any], kind: str) -> tuple[str, str]:
+    """(label, canonical params) of one component of a result (label: its name when the
+    result predates labels)."""
+    comp = result["components"][kind]
+    return (str(comp.get("label") or comp["name"]),
+            json.dumps(comp.get("params", {}), sort_keys=True, separators=(",", ":")))
+
+
+def _display_names(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Labels, with the differing parameters appended where one label has several sets."""
+    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for label, params in sorted(set(keys)):
+        by_label[label].append(json.loads(params))
+    names = {}
+    for label, params in sorted(set(keys)):
+        variants = by_label[label]
+        if len(variants) == 1:
+            names[(label, params)] = label
+            continue
+        mine = json.loads(params)
+        differ = sorted({k for v in variants for k in set(v) | set(mine)
+                         if v.get(k) != mine.get(k)})
+        names[(label, params)] = label + "{" + ",".join(
+            f"{k}={json.dumps(mine.get(k), separators=(',', ':'))}" for k in differ) + "}"
+    return names
+
+
 def aggregate(results: list[dict[str, Any]], reference_attacks: set[str]) -> dict[str, Any]:
-    groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+    """Groups = everything that determines a result but the seed: each component's label
+    and parameters, isolation and threat model; then the rankings."""
+    groups: dict[tuple[Any, ...], list[dict]] = defaultdict(list)
     for r in results:
-        names = tuple(r["components"][k]["name"] for k in ("victim", "defense", "attack"))
-        groups[(*names, isolation_of(r), *threat_of(r).values())].append(r)
+        comps = tuple(_component_key(r, k) for k in KINDS)
+        groups[(*comps, isolation_of(r), *threat_of(r).values())].append(r)
+    names = {k: _display_names([key[i] for key in groups]) for i, k in enumerate(KINDS)}
     rows = []
-    for (victim, defense, attack, isolation, *threat), rs in sorted(groups.items()):
+    for key, rs in sorted(groups.items()):
+        comps, (isolation, *threat) = key[:3], key[3:]
         ok = [r for r in rs if r["status"] == "ok"]
-        names = sorted({m for r in ok for m in r["metrics"]})
+        metric_names = sorted({m for r in ok for m in r["metrics"]})
+        attack_name = rs[0]["components"]["attack"]["name"]
         rows.append({
-            "victim": victim, "defense": defense, "attack": attack,
+            **{k: names[k][c] for k, c in zip(KINDS, comps, strict=True)},
             "threat": dict(zip(GRANTED, threat, strict=True)),
-            "reference": attack in reference_attacks, "isolation": isolation,
+            "reference": attack_name in reference_attacks, "isolation": isolation,
             "seeds": sorted(r["seed"] for r in ok), "failed": len(rs) - len(ok),
-            "metrics": {m: mean_ci([r["metrics"].get(m) for r in ok]) for m in names},
+            "config_hashes": sorted(r["config_hash"] for r in rs),
+            "metrics": {m: mean_ci([r["metrics"].get(m) for r in ok]) for m in metric_names},
+            "_cells": ok,
         })
     ranked = [r for r in rows if r["isolation"] != "none"]
-    return {"groups": rows, "defense_ranking": _rank_defenses(ranked),
-            "attack_ranking": _rank_attacks(ranked),
-            "cells": {"ok": sum(r["status"] == "ok" for r in results),
-                      "failed": sum(r["status"] != "ok" for r in results)}}
+    board = {"groups": rows, "defense_ranking": _rank_defenses(ranked),
+             "attack_ranking": _rank_attacks(ranked),
+             "cells": {"ok": sum(r["status"] == "ok" for r in results),
+                       "failed": sum(r["status"] != "ok" for r in results)}}
+    for row in rows:
+        del row["_cells"]
+    return board
 
 
 def _headline(row: dict[str, Any]) -> float | None:
@@ -102,20 +149,30 @@ def _in_scenario(row: dict[str, Any], victim: str, threat: tuple[str, ...]) -> b
 
 
 def _rank_defenses(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scenario, defenses by their worst case over real attacks (adaptive ones
+    included; reference attacks never count), with their costs and leakage."""
     ranked = []
     for victim, threat in _scenarios(rows):
         scenario = [r for r in rows if _in_scenario(r, victim, threat)]
         entries = []
         for defense in sorted({r["defense"] for r in scenario}):
-            real = [r for r in scenario if r["defense"] == defense
-                    and not r["reference"] and _headline(r) is not None]
+            mine = [r for r in scenario if r["defense"] == defense]
+            real = [r for r in mine if not r["reference"] and _headline(r) is not None]
             if not real:
                 continue
             worst = max(real, key=_headline)
-            costs = {m: worst["metrics"][m]["mean"] for m in COST_METRICS if m in worst["metrics"]}
+            cells = [c for r in mine for c in r["_cells"]]
+            costs = {m: mean_ci([c["metrics"].get(m) for c in cells])
+                     for m in (*COST_METRICS, *LEAKAGE_METRICS)
+                     if any(m in c["metrics"] for c in cells)}
             entries.append({"victim": victim, "defense": defense, "threat": dict(worst["threat"]),
                             "worst_attack": worst["attack"],
-                            "worst_exit_agreement": _headline(worst), "costs": costs})
+                            "worst_exit_agreement": _headline(worst),
+                            "worst_exit_agreement_ci95": worst["metrics"]["exit_agreement"]["ci95"],
+                            "seeds": worst["seeds"], "attacks": sorted(r["attack"] for r in real),
+                            "costs": {m: v["mean"] for m, v in costs.items()},
+                            "costs_ci95": {m: v["ci95"] for m, v in costs.items()},
+                            "cells": len(cells)})
         entries.sort(key=lambda e: (e["worst_exit_agreement"], e["defense"]))
         ranked += [{"rank": i + 1, **e} for i, e in enumerate(entries)]
     return ranked
@@ -177,4 +234,40 @@ def format_table(board: dict[str, Any]) -> str:
             vals.append(f"{m:14.3f}" if m is not None else f"{'-':>14}")
         fail = f"  [{row['failed']} failed]" if row["failed"] else ""
         lines.append(f"{row['victim']:14} {row['defense']:14} {name:{width}} " + " ".join(vals) + fail)
+    return "\n".join(lines)
+
+
+def _cell(value: Any, width: int = 8, digits: int = 3) -> str:
+    return f"{value:{width}.{digits}f}" if isinstance(value, int | float) else f"{'n/a':>{width}}"
+
+
+def format_defense_table(board: dict[str, Any]) -> str:
+    """Defenses per scenario: worst case over real attacks, leakage against the served and
+    the intended exit (Bayes accuracy beside chance), and the benign clients' costs."""
+    ranking = board["defense_ranking"]
+    if not ranking:
+        return ""
+    width = max(16, *(len(e["defense"]) for e in ranking))
+    attack_width = max(12, *(len(e["worst_attack"]) for e in ranking))
+    cols = ("worst EA", "bits", "bits int", "bayes", "chance", "acc drop", "refused",
+            "lat p50", "lat p99", "compute", "speedup")
+    lines = []
+    for victim, threat in sorted({(e["victim"], tuple(e["threat"].values())) for e in ranking}):
+        lines.append(f"defenses on {victim}{threat_label(dict(zip(GRANTED, threat, strict=True)))}"
+                     " (worst case over real attacks; costs and leakage: mean over the "
+                     "defense's cells)")
+        lines.append(f"{'#':>2} {'defense':{width}} {'worst attack':{attack_width}} "
+                     + " ".join(f"{c:>8}" for c in cols))
+        for e in ranking:
+            if e["victim"] != victim or tuple(e["threat"].values()) != threat:
+                continue
+            c = e["costs"]
+            vals = [e["worst_exit_agreement"], c.get("leakage_bits"),
+                    c.get("leakage_bits_intended"), c.get("bayes_exit_accuracy"),
+                    c.get("chance_exit_accuracy"), c.get("benign_accuracy_drop"),
+                    c.get("benign_refusal_rate"), c.get("latency_overhead_p50"),
+                    c.get("latency_overhead_p99"), c.get("compute_overhead"),
+                    c.get("speedup_retained")]
+            lines.append(f"{e['rank']:>2} {e['defense']:{width}} {e['worst_attack']:{attack_width}} "
+                         + " ".join(_cell(v) for v in vals))
     return "\n".join(lines)

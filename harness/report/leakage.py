@@ -11,9 +11,13 @@ Both measures work on log latency (scale-free, tames the heavy right tail):
   it is estimated by ``folds``-fold cross-validation (fold ``i % folds``, so no
   randomness): on the training folds, priors are exit frequencies and each exit's
   class-conditional density is a Gaussian KDE (Silverman bandwidth of that exit's
-  sample, floored at 1e-3 of the overall spread; a query beyond a density's grid still
+  sample, floored at 1e-3 of the overall spread and at 1e-9; a query beyond a density's grid still
   gets its nearest kernel's density, so far tails stay ordered); held-out queries are
-  classified by ``argmax prior * density``. Cross-validation keeps it honest (resubstitution
+  classified by ``argmax prior * density``. The estimate is floored at the majority-exit
+  rate (:func:`majority_exit_rate`, chance): the Bayes classifier never does worse than
+  always answering the most common exit, while a cross-validated density classifier can
+  dip below it on tied latencies (padding) through fold-to-fold prior noise.
+  Cross-validation keeps it honest (resubstitution
   overfits rare exits); it is slightly pessimistic for small samples and converges to
   the Bayes accuracy as ``n`` grows. Unlike a k-nearest-neighbour vote it still
   recognises a well-separated exit of a handful of queries (unbalanced exit mixes).
@@ -37,8 +41,8 @@ def _log_latency(latency_s: np.ndarray) -> np.ndarray:
 def leakage_bits(latency_s: np.ndarray, exits: np.ndarray, seed: int = 0) -> float:
     """Mutual information (bits) between served exit and log latency."""
     exits = np.asarray(exits)
-    if len(exits) < 8 or len(np.unique(exits)) < 2:
-        return 0.0
+    if len(exits) < 8 or len(np.unique(exits)) < 2 or len(np.unique(latency_s)) < 2:
+        return 0.0  # one exit, or one latency (a pad to a constant): nothing to learn
     nats = mutual_info_classif(_log_latency(latency_s)[:, None], exits, discrete_features=False,
                                n_neighbors=3, random_state=seed)[0]
     return float(max(0.0, nats) / math.log(2))
@@ -79,9 +83,10 @@ def bayes_exit_accuracy(latency_s: np.ndarray, exits: np.ndarray, folds: int = 5
     n = len(y)
     if n == 0:
         return 0.0
-    if n < 2 * folds or len(np.unique(exits)) < 2:
-        return float(np.mean(exits == np.bincount(exits - exits.min()).argmax() + exits.min()))
-    floor_h = 1e-3 * max(float(y.max() - y.min()), 1e-12)
+    chance = majority_exit_rate(exits)
+    if n < 2 * folds or len(np.unique(exits)) < 2 or y.max() == y.min():
+        return chance  # too few queries, one exit, or one latency (nothing to separate)
+    floor_h = max(1e-3 * float(y.max() - y.min()), 1e-9)
     fold = np.arange(n) % folds
     correct = 0
     for f in range(folds):
@@ -93,4 +98,12 @@ def bayes_exit_accuracy(latency_s: np.ndarray, exits: np.ndarray, folds: int = 5
             for k in labels
         ])
         correct += int(np.sum(labels[np.argmax(scores, axis=0)] == exits[test]))
-    return correct / n
+    return max(correct / n, chance)
+
+
+def majority_exit_rate(exits: np.ndarray) -> float:
+    """Chance level: the share of the most common exit (what guessing it scores)."""
+    exits = np.asarray(exits)
+    if not len(exits):
+        return 0.0
+    return float(np.unique(exits, return_counts=True)[1].max() / len(exits))

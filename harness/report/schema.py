@@ -9,7 +9,9 @@ from harness.run.config import THREAT_CHOICES
 SCHEMA_VERSION = 2
 """2: results and leaderboards record the component protocol version. Threat settings
 (``cell.threat``, leaderboard rows' ``threat``) are optional additions within version 2:
-files written before them stay valid and read as granted/granted."""
+files written before them stay valid and read as granted/granted. So is a component's
+``label`` (a stack's members, a sweep's values; absent -> its name) and a leaderboard
+row's ``label`` fields."""
 
 NUM_OR_NULL = {"type": ["number", "null"]}
 
@@ -22,6 +24,7 @@ COMPONENT = {
         "plugin": {"type": "string"},
         "distribution": {"type": "string"},
         "version": {"type": "string"},
+        "label": {"type": "string"},
     },
 }
 

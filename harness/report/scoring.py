@@ -76,24 +76,37 @@ def exit_estimation_accuracy(estimated: np.ndarray | None, served: np.ndarray) -
 
 def defense_costs(*, labels_def: np.ndarray, labels_undef: np.ndarray, y_true: np.ndarray,
                   latency_def: np.ndarray, latency_undef: np.ndarray, latency_full: np.ndarray,
-                  cost_def: np.ndarray, cost_undef: np.ndarray) -> dict[str, float]:
-    """Benign-traffic cost of a defense; refused benign queries count as wrong and unserved."""
+                  cost_def: np.ndarray, cost_undef: np.ndarray) -> dict[str, float | None]:
+    """Benign-traffic cost of a defense; refused benign queries count as wrong and unserved.
+
+    Latency and compute overheads are over the queries the defense answered; the speed-up
+    retained is scaled by the share answered (a refused query gets no speed-up). A defense
+    that answers nothing scores the worst value of each cost: an accuracy drop equal to
+    the victim's accuracy, refusal rate 1, speed-up retained 0, and the latency and
+    compute overheads not applicable (None), never a flattering zero.
+    """
     served = np.isfinite(latency_def)
     acc_def = float(((labels_def == y_true) & served).mean())
     acc_undef = float((labels_undef == y_true).mean())
-    lat_def = latency_def[served] if served.any() else latency_undef
+    costs: dict[str, float | None] = {
+        "benign_accuracy_drop": acc_undef - acc_def,
+        "benign_refusal_rate": float(1.0 - served.mean()),
+        "latency_overhead_p50": None, "latency_overhead_p99": None,
+        "compute_overhead": None, "speedup_retained": 0.0,
+    }
+    if not served.any():
+        return costs
+    lat_def = latency_def[served]
     p50_u, p99_u = np.percentile(latency_undef, [50, 99])
     p50_d, p99_d = np.percentile(lat_def, [50, 99])
     full = float(np.mean(latency_full))
     speedup_undef = full / float(np.mean(latency_undef))
     speedup_def = full / float(np.mean(lat_def))
     retained = 1.0 if speedup_undef <= 1.0 else (speedup_def - 1.0) / (speedup_undef - 1.0)
-    return {
-        "benign_accuracy_drop": acc_undef - acc_def,
-        "benign_refusal_rate": float(1.0 - served.mean()),
+    costs.update({
         "latency_overhead_p50": float(p50_d / p50_u - 1.0),
         "latency_overhead_p99": float(p99_d / p99_u - 1.0),
-        "compute_overhead": float(cost_def[served].mean() / cost_undef.mean() - 1.0)
-        if served.any() else 0.0,
-        "speedup_retained": float(retained),
-    }
+        "compute_overhead": float(cost_def[served].mean() / cost_undef.mean() - 1.0),
+        "speedup_retained": float(retained * served.mean()),  # a refusal speeds up nothing
+    })
+    return costs

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.serving.endpoint import EndpointResponse
+from harness.serving.endpoint import RESPONSE_FIELDS, EndpointResponse
 
 BENIGN_CLIENTS = 4
 MAX_CHUNK = 16
@@ -67,6 +67,7 @@ class InterleavedEndpoint:
     test_x: np.ndarray
     budget: int
     failure_of: Callable[[], object] = field(default=lambda: None)
+    report_of: Callable[[], dict[str, float]] = field(default=dict)
     _sent: int = 0
     _used: int = 0
     _responses: list[EndpointResponse] = field(default_factory=list)
@@ -74,6 +75,10 @@ class InterleavedEndpoint:
     @property
     def failure(self) -> object:
         return self.failure_of()
+
+    def report(self) -> dict[str, float]:
+        """The defense's counters after everything this stream sent."""
+        return self.report_of()
 
     def _send_until(self, count: int) -> None:
         while self._sent < min(count, len(self.plan.chunks)):
@@ -99,7 +104,7 @@ def assemble(plan: BenignPlan, responses: list[EndpointResponse], n: int) -> End
         raise ValueError("no benign responses to assemble")
     order = np.concatenate(plan.chunks)
     joined = {f: np.concatenate([getattr(r, f) for r in responses])
-              for f in ("probs", "exits", "cost_fraction", "latency_s", "admitted")}
+              for f in RESPONSE_FIELDS}
     out = {}
     for name, values in joined.items():
         arranged = np.empty((n, *values.shape[1:]), dtype=values.dtype)

@@ -29,7 +29,7 @@ from harness.model import MultiExitNet, exit_probabilities
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext, ServedModel, Split, StolenModel, TrainedVictim
-from harness.report.leakage import bayes_exit_accuracy, leakage_bits
+from harness.report.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
 from harness.report.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
 from harness.run.benign import BenignPlan, InterleavedEndpoint, replay
 from harness.run.config import ThreatModel
@@ -56,6 +56,7 @@ class Theft:
     diagnostics: dict[str, Any]
     benign: EndpointResponse
     plan: BenignPlan
+    defense_report: dict[str, float]
 
 
 def prepare_victim(registry: Registry, cell: CellSpec, env: CellEnvironment,
@@ -143,7 +144,7 @@ def attacker_stream(endpoint: Any, benign: Any, cell: CellSpec, salt: Sequence[i
     return InterleavedEndpoint(attack=lambda x, cid: endpoint.respond(x, client_id=cid),
                                benign=benign, plan=benign_plan(cell.seed, salt, len(test_x)),
                                test_x=test_x, budget=cell.budget,
-                               failure_of=lambda: endpoint.failure)
+                               failure_of=lambda: endpoint.failure, report_of=endpoint.report)
 
 
 def _finish_theft(stolen: StolenModel, oracle: Oracle, mixed: InterleavedEndpoint,
@@ -157,7 +158,7 @@ def _finish_theft(stolen: StolenModel, oracle: Oracle, mixed: InterleavedEndpoin
         raise ComponentFailure(f"{label}: {exc}", component) from None
     benign = mixed.finish()
     return Theft(stolen, served, oracle.served_latencies(), oracle.queries_used,
-                 oracle.refused_count, diagnostics, benign, mixed.plan)
+                 oracle.refused_count, diagnostics, benign, mixed.plan, mixed.report())
 
 
 def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
@@ -236,12 +237,21 @@ def measure_defense(server: Any, test: Split, seed: int, theft: Theft) -> dict[s
         latency_def=r_def.latency_s, latency_undef=r_undef.latency_s,
         latency_full=server.full_latency(test.x), cost_def=r_def.cost_fraction,
         cost_undef=r_undef.cost_fraction)
-    ok = r_def.admitted
-    metrics["leakage_bits"] = (leakage_bits(r_def.latency_s[ok], r_def.exits[ok], seed=seed)
-                               if ok.any() else 0.0)
-    metrics["bayes_exit_accuracy"] = (bayes_exit_accuracy(r_def.latency_s[ok], r_def.exits[ok])
-                                      if ok.any() else None)
+    metrics.update(leakage_metrics(r_def, seed))
     return metrics
+
+
+def leakage_metrics(response: EndpointResponse, seed: int) -> dict[str, float | None]:
+    """What the answered benign latencies reveal about the exit that served and about the
+    exit the victim's policy intended, each beside its chance level (majority-exit rate)."""
+    ok = response.admitted
+    out: dict[str, float | None] = {}
+    for suffix, exits in (("", response.exits), ("_intended", response.policy_exits)):
+        lat, ex = response.latency_s[ok], exits[ok]
+        out[f"leakage_bits{suffix}"] = leakage_bits(lat, ex, seed=seed) if ok.any() else 0.0
+        out[f"bayes_exit_accuracy{suffix}"] = bayes_exit_accuracy(lat, ex) if ok.any() else None
+        out[f"chance_exit_accuracy{suffix}"] = majority_exit_rate(ex) if ok.any() else None
+    return out
 
 
 def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment) -> tuple[dict, dict]:
@@ -269,6 +279,7 @@ def _diagnostics(victim: TrainedVictim, served: ServedModel, quantiles: Any, the
         "victim_weights_hash": victim.weights_hash,
         "server_latency_quantiles_s": [list(map(float, q)) for q in quantiles],
         "attack": theft.diagnostics,
+        "defense_report": theft.defense_report,
         "isolation": {**isolation, "secret": secret_mode()},
     }
     if victim.details:  # only victims that say more (cells of the others are unchanged)

@@ -6,6 +6,10 @@ Grammar (DESIGN section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all
 as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and
 ``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML);
 ``ray.address=`` (a Ray cluster to join with ``executor=ray``; a ``[ray]`` table in TOML).
+A parameter sweep, ``sweep.defense.NAME.PARAM=v1,v2,v3`` (or ``[v1,v2]``; likewise
+``sweep.attack.`` and ``sweep.victim.``; a ``[sweep.defense.NAME]`` table in TOML), runs
+that component once per value (several sweeps of one component: every combination), so
+each defense family draws its own cost/leakage frontier.
 Values of parameters are parsed as JSON when they are valid JSON (numbers,
 ``[0.9,0.8]``, ``true``, ``null``) and kept as strings otherwise.
 Everything is checked here, before any work starts.
@@ -64,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
 def _valid_keys_hint() -> str:
     return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS, *THREAT_KEYS, *RAY_KEYS))}, "
             "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM, "
-            "timing.network")
+            "timing.network, sweep.defense.NAME.PARAM (likewise sweep.attack., sweep.victim.)")
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class RunSpec:
     transport: str = "inproc"
     network: str = "none"
     ray_address: str | None = None
+    sweeps: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = field(default=())
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -165,6 +170,27 @@ def parse_seeds(raw: Any) -> tuple[int, ...]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={raw!r}: give distinct non-negative integers, e.g. seeds=0,1,2")
     return tuple(seeds)
+
+
+def parse_sweep(key: str, rest: str, raw: Any) -> tuple[str, str, str, tuple[Any, ...]]:
+    """``sweep.KIND.NAME.PARAM=v1,v2`` -> (kind, name, param, values)."""
+    parts = rest.split(".")
+    if len(parts) != 3 or parts[0] not in COMPONENT_PREFIXES or not all(parts):
+        raise ConfigError(f"unknown key {key!r}; a sweep is sweep.defense.NAME.PARAM=v1,v2 "
+                          "(or sweep.attack., sweep.victim.)")
+    if isinstance(raw, list | tuple):
+        values = [parse_value(v) for v in raw]
+    else:
+        text = str(raw).strip()
+        parsed = parse_value(text) if text.startswith("[") else None
+        values = (parsed if isinstance(parsed, list) else
+                  [parse_value(v.strip()) for v in text.strip("[]").split(",") if v.strip()])
+    if not values:
+        raise ConfigError(f"{key}={raw!r}: give the values to sweep, e.g. {key}=0.1,0.5,1.0")
+    canonical = [json.dumps(v, sort_keys=True) for v in values]
+    if len(set(canonical)) != len(canonical):
+        raise ConfigError(f"{key}={raw!r}: a value is listed twice")
+    return parts[0], parts[1], parts[2], tuple(values)
 
 
 def _reject_constant(name: str) -> float:
@@ -293,6 +319,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     threat: dict[str, str] = {}
     ray_address: str | None = None
     network = "none"
+    sweeps: list[tuple[str, str, str, tuple[Any, ...]]] = []
     for key, raw in pairs.items():
         head, _, rest = key.partition(".")
         if key in LIST_KEYS:
@@ -304,6 +331,8 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         elif head in COMPONENT_PREFIXES and rest.count(".") == 1 and all(rest.split(".")):
             name, param = rest.split(".")
             component_params.append((head, name, param, parse_value(raw)))
+        elif head == "sweep":
+            sweeps.append(parse_sweep(key, rest, raw))
         elif key in THREAT_KEYS:
             threat[rest] = str(raw).strip()
         elif key == "ray.address":
@@ -347,5 +376,5 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
         profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),
         timing_params=tuple(sorted(timing_params, key=str)), threat=ThreatModel(**threat),
-        ray_address=ray_address,
+        ray_address=ray_address, sweeps=tuple(sorted(sweeps, key=str)),
     )

@@ -10,6 +10,7 @@ parameters given for a component outside the grid are an error (likely a typo).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ from harness.run.config import RunSpec, ThreatModel
 from harness.run.provenance import package_versions
 from harness.stages import PROTOCOL_VERSION
 
+STACK = "stack"
+"""The registered defense that runs ``defenses=a+b`` (``defenses/stack.py``)."""
+STACK_SEPARATOR = "+"
+
 
 @dataclass(frozen=True)
 class ComponentSpec:
@@ -31,10 +36,16 @@ class ComponentSpec:
     kind: str
     name: str
     params_json: str = "{}"
+    label: str = field(default="", compare=False)
+    """How results name it (``pad_bucket+rounding`` for a stack); not part of the hash."""
 
     @property
     def params(self) -> dict[str, Any]:
         return json.loads(self.params_json)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,8 @@ class CellSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.victim.name} x {self.defense.name} x {self.attack.name} (seed {self.seed})"
+        return (f"{self.victim.display} x {self.defense.display} x {self.attack.display} "
+                f"(seed {self.seed})")
 
 
 def config_hash(cell: CellSpec, registry: Registry) -> str:
@@ -90,19 +102,65 @@ def config_hash(cell: CellSpec, registry: Registry) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def members_of(name: str) -> tuple[str, ...]:
+    """``a+b`` -> (a, b); a plain name -> (name,)."""
+    return tuple(p.strip() for p in name.split(STACK_SEPARATOR))
+
+
 def _resolve(kind: str, requested: tuple[str, ...], registry: Registry) -> tuple[str, ...]:
     if requested == ("all",):
-        names = tuple(registry.names(kind))
+        names = tuple(n for n in registry.names(kind) if not (kind == "defense" and n == STACK))
         if not names:
             raise ConfigError(f"no {kind} is registered; check `harness plugins`")
         return names
     for name in requested:
-        registry.get(kind, name)  # raises UnknownComponentError listing the available ones
+        members = members_of(name)
+        if len(members) > 1:
+            if kind != "defense" or not all(members):
+                raise ConfigError(f"{kind}s={name!r}: only defenses stack with '+', as "
+                                  "defenses=pad_bucket+rounding (no empty member)")
+            registry.get("defense", STACK)
+        for member in members:
+            registry.get(kind, member)  # raises UnknownComponentError listing the available ones
     return requested
 
 
-def _component(kind: str, name: str, spec: RunSpec, registry: Registry) -> ComponentSpec:
-    params = spec.params_for(kind, name)
+def _param_sets(kind: str, name: str, spec: RunSpec) -> list[tuple[dict[str, Any], str]]:
+    """The parameters of ``name`` for every combination of its sweeps, with a label suffix."""
+    base = spec.params_for(kind, name)
+    sweeps = [(p, values) for k, n, p, values in spec.sweeps if k == kind and n == name]
+    for param, _ in sweeps:
+        if param in base:
+            raise ConfigError(f"{kind}.{name}.{param} is both set and swept "
+                              f"(sweep.{kind}.{name}.{param}); keep one")
+    out = []
+    for combo in itertools.product(*(values for _, values in sweeps)):
+        chosen = dict(zip((p for p, _ in sweeps), combo, strict=True))
+        suffix = ",".join(f"{p}={json.dumps(v)}" for p, v in chosen.items())
+        out.append(({**base, **chosen}, f"[{suffix}]" if suffix else ""))
+    return out
+
+
+def _components(kind: str, name: str, spec: RunSpec, registry: Registry) -> list[ComponentSpec]:
+    """One spec per parameter set of ``name`` (a ``+`` name is a defense stack)."""
+    members = members_of(name)
+    if len(members) == 1:
+        return [_component(kind, name, params, registry, suffix=suffix)
+                for params, suffix in _param_sets(kind, name, spec)]
+    specs = []
+    for combo in itertools.product(*(_param_sets(kind, m, spec) for m in members)):
+        full = [{"name": m, "params": _component(kind, m, params, registry).params}
+                for m, (params, _) in zip(members, combo, strict=True)]
+        label = STACK_SEPARATOR.join(m + suffix for m, (_, suffix) in zip(members, combo,
+                                                                         strict=True))
+        specs.append(_component(kind, STACK, {"members": full}, registry, label=label))
+    return specs
+
+
+def _component(kind: str, name: str, params: dict[str, Any], registry: Registry,
+               suffix: str = "", label: str = "") -> ComponentSpec:
+    """The validated spec with full parameters; named ``label`` (else the component's own
+    :meth:`label_for`) plus the sweep ``suffix``."""
     entry = registry.get(kind, name)
     where = f"(plugin {entry.plugin}, {entry.distribution} {entry.version})"
     try:
@@ -110,12 +168,13 @@ def _component(kind: str, name: str, spec: RunSpec, registry: Registry) -> Compo
         obj.validate(registry)
         full = obj.get_params()
         params_json = json.dumps(full, sort_keys=True, allow_nan=False)
+        label = str(label or entry.cls.label_for(full)) + suffix
     except ConfigError as exc:
         raise ConfigError(f"{exc} {where}") from None
     except Exception as exc:  # a plugin's __init__ or validate() itself failed
         raise ConfigError(f"{kind} {name!r} {where} rejected parameters {params}: "
                           f"{type(exc).__name__}: {exc}") from exc
-    return ComponentSpec(kind, name, params_json)
+    return ComponentSpec(kind, name, params_json, label)
 
 
 def _warn_unregistered_families(victims: tuple[str, ...], registry: Registry) -> None:
@@ -190,15 +249,16 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
         "defense": _resolve("defense", spec.defenses, registry),
         "attack": _resolve("attack", spec.attacks, registry),
     }
-    for kind, name, param, _ in spec.component_params:
-        if name not in chosen[kind]:
+    for kind, name, param, *_ in (*spec.component_params, *spec.sweeps):
+        in_grid = {m for n in chosen[kind] for m in members_of(n)}
+        if name not in in_grid:
             registry.get(kind, name)
             raise ConfigError(f"{kind}.{name}.{param} is set but {kind} {name!r} is not in this "
                               f"grid ({', '.join(chosen[kind])}); add it or drop the parameter")
     check_timing(spec)
     registry.get("backend", spec.backend)  # unknown names list the registered backends
     _warn_unregistered_families(chosen["victim"], registry)
-    comps = {kind: [_component(kind, n, spec, registry) for n in names]
+    comps = {kind: [c for n in names for c in _components(kind, n, spec, registry)]
              for kind, names in chosen.items()}
     timing_json = json.dumps(dict(spec.timing_params), sort_keys=True)
     return [

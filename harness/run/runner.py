@@ -65,6 +65,7 @@ def cell_path(out: Path, cell: CellSpec, digest: str) -> Path:
 
 def _component_info(registry: Registry, cell: CellSpec) -> dict[str, Any]:
     return {k: {"name": getattr(cell, k).name, "params": getattr(cell, k).params,
+                "label": getattr(cell, k).display,
                 **registry.get(k, getattr(cell, k).name).origin()}
             for k in ("victim", "defense", "attack")}
 

@@ -131,10 +131,14 @@ class Server:
                                np.random.default_rng([cell.seed, Stream.SERVER_INFO, *salt]))
         entry = registry.get("defense", cell.defense.name)
         params = cell.defense.params
-        label = (f"defense {cell.defense.name!r} (plugin {entry.plugin}, {entry.distribution} "
+        label = (f"defense {cell.defense.display!r} (plugin {entry.plugin}, {entry.distribution} "
                  f"{entry.version})")
-        return cls(victim, served, timing, info, cell.seed,
-                   lambda: build_component(entry.cls, params), label,  # type: ignore[arg-type]
+        def new_defense() -> Defense:
+            defense = build_component(entry.cls, params)
+            defense.bind(registry)  # type: ignore[attr-defined]
+            return defense  # type: ignore[return-value]
+
+        return cls(victim, served, timing, info, cell.seed, new_defense, label,
                    f"defense:{cell.defense.name}", tuple(salt))
 
     def endpoint(self, defense_stream: Stream, timing_stream: Stream, *, client_id: str,

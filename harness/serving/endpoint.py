@@ -9,6 +9,8 @@ measured by really serving each sample when the timing measures) ->
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,13 +27,35 @@ SIMPLEX_ATOL = 1e-6
 
 @dataclass(frozen=True)
 class EndpointResponse:
-    """Everything the server knows about a batch; the oracle reveals only part of it."""
+    """Everything the server knows about a batch; the oracle reveals only part of it.
+
+    ``exits`` is the exit that served each query, ``policy_exits`` the one the victim's
+    strategy intended (they differ when a defense chooses exits); both are -1 for a
+    refused query.
+    """
 
     probs: np.ndarray
     exits: np.ndarray
     cost_fraction: np.ndarray
     latency_s: np.ndarray
     admitted: np.ndarray
+    policy_exits: np.ndarray
+
+
+RESPONSE_FIELDS = ("probs", "exits", "cost_fraction", "latency_s", "admitted", "policy_exits")
+
+
+SPIN_S = 300e-6
+"""The last stretch of a hold is spun, not slept: sleeps overshoot by ~50-100 us."""
+
+
+def hold_until(deadline: float) -> None:
+    """Wait until ``perf_counter() >= deadline``: sleep, then spin the last stretch."""
+    left = deadline - time.perf_counter()
+    if left > SPIN_S:
+        time.sleep(left - SPIN_S)
+    while time.perf_counter() < deadline:
+        pass
 
 
 class Endpoint:
@@ -100,10 +124,29 @@ class Endpoint:
                              "never shorter than the computation it follows")
         return shaped
 
+    def report(self) -> dict[str, float]:
+        """The defense's counters (:meth:`~harness.stages.Defense.report`), checked."""
+        try:
+            counters = self.defense.report()
+            out = {str(k): float(v) for k, v in dict(counters).items()
+                   if not isinstance(v, bool)}
+        except Exception as exc:
+            raise self._fail("report", f"raised {type(exc).__name__}: {exc}") from exc
+        if len(out) != len(counters) or not all(math.isfinite(v) for v in out.values()):
+            raise self._fail("report", f"must return {{str: finite number}}, got {counters!r}")
+        return out
+
     def respond(self, x: np.ndarray, *, client_id: str | None = None,
                 timing_rng: np.random.Generator | None = None) -> EndpointResponse:
         """Answer one batch of one client (``client_id`` and the timing stream may be given
-        per batch, so several clients can share this endpoint's defense)."""
+        per batch, so several clients can share this endpoint's defense).
+
+        When the timing measures (``live``), the defense's own stage time is part of the
+        latency (shared evenly by the batch's queries; ``shape_latency`` sees it), and the
+        response is really held back until the longest shaped latency has passed since
+        the batch arrived, so a client timing its round trip waits what a defense asks.
+        """
+        start = time.perf_counter()
         n = len(x)
         k = self.served.num_exits
         client_id = self.client_id if client_id is None else client_id
@@ -113,8 +156,10 @@ class Endpoint:
         admitted = self._stage("admit", batch, bool)
         if admitted.shape != (n,):
             raise self._fail("admit", f"returned shape {admitted.shape}, expected ({n},)")
+        stage_s = time.perf_counter() - start
         probs = np.full((n, self.server.num_classes), np.nan)
         exits = np.full(n, -1, dtype=np.int64)
+        intended = np.full(n, -1, dtype=np.int64)
         latency = np.full(n, np.nan)
         idx = np.flatnonzero(admitted)
         if len(idx):
@@ -126,8 +171,10 @@ class Endpoint:
                                policy_exits=read_only(policy_exits),
                                exits=read_only(policy_exits),
                                per_exit_probs=tuple(read_only(p) for p in per_exit))
+            t0 = time.perf_counter()
             raw = self._stage("choose_exits", batch, np.float64)
             chosen = self._check_exits(raw.astype(np.int64), raw, len(idx))
+            stage_s += time.perf_counter() - t0
             out = answering_probs(per_exit, chosen)
             if self.timing.measures:
                 trace = self.timing.serve(self.served, xa, self.strategy,
@@ -137,11 +184,21 @@ class Endpoint:
                 raw_latency = self.timing.latencies(chosen, self.served.cost_fraction, timing_rng)
             batch = replace(batch, exits=read_only(chosen), outputs=read_only(out),
                             latency_s=read_only(raw_latency))
+            t0 = time.perf_counter()
             out = self._check_outputs(self._stage("perturb_outputs", batch, np.float64), len(idx))
-            batch = replace(batch, outputs=read_only(out))
+            stage_s += time.perf_counter() - t0
+            if self.timing.measures:  # the defense's compute is part of what clients wait
+                raw_latency = raw_latency + stage_s / n
+            batch = replace(batch, outputs=read_only(out), latency_s=read_only(raw_latency))
+            t0 = time.perf_counter()
             shaped = self._check_latency(self._stage("shape_latency", batch, np.float64),
                                          raw_latency)
+            if self.timing.measures:
+                shaped = shaped + (time.perf_counter() - t0) / n
             probs[idx], exits[idx], latency[idx] = out, chosen, shaped
+            intended[idx] = policy_exits
+        if self.timing.measures and len(idx):
+            hold_until(start + float(latency[idx].max()))
         frac = np.asarray(self.served.cost_fraction)
         cost = np.where(exits >= 0, frac[np.clip(exits, 0, k - 1)], 0.0)
-        return EndpointResponse(probs, exits, cost, latency, admitted)
+        return EndpointResponse(probs, exits, cost, latency, admitted, intended)

@@ -9,6 +9,7 @@ range) applies exactly as in a cell.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,11 @@ BATCH_SIZES = (1, 7)
 PROPERTY_EXAMPLES = 25
 
 
-def _fresh(cls: type[Defense], params: dict[str, Any] | None) -> Defense:
+def _fresh(cls: type[Defense], params: dict[str, Any] | None,
+           registry: Registry | None = None) -> Defense:
+    """Built, bound and reset, as the server does it."""
     defense = cls(**(params or {}))
+    defense.bind(registry or default_registry())
     defense.reset()
     return defense
 
@@ -69,7 +73,7 @@ def check_stage_shapes(cls: type[Defense], params: dict[str, Any] | None = None,
     """Every stage answers well on batches of 1, 7 and the whole pool."""
     victim, pool = _setup(registry)
     for size in (*BATCH_SIZES, len(pool)):
-        response = _respond(cls, _fresh(cls, params), victim, pool[:size], seed=0)
+        response = _respond(cls, _fresh(cls, params, registry), victim, pool[:size], seed=0)
         if response.admitted.shape != (size,):
             raise _fail(cls, "stages", f"{size} queries gave {response.admitted.shape} "
                         "admissions", "admit one flag per query")
@@ -81,9 +85,9 @@ def check_seeded_determinism(cls: type[Defense], params: dict[str, Any] | None =
     victim, pool = _setup(registry)
     for size in BATCH_SIZES:
         a = [_respond(cls, d, victim, pool[i:i + size], seed=3)
-             for d in [_fresh(cls, params)] for i in range(0, 3 * size, size)]
+             for d in [_fresh(cls, params, registry)] for i in range(0, 3 * size, size)]
         b = [_respond(cls, d, victim, pool[i:i + size], seed=3)
-             for d in [_fresh(cls, params)] for i in range(0, 3 * size, size)]
+             for d in [_fresh(cls, params, registry)] for i in range(0, 3 * size, size)]
         if not all(_same(x, y) for x, y in zip(a, b, strict=True)):
             raise _fail(cls, "seeded_determinism", "the same seed gave different responses",
                         "draw randomness only from batch.rng and keep no global state")
@@ -94,7 +98,7 @@ def check_no_input_mutation(cls: type[Defense], params: dict[str, Any] | None = 
     """The queries the client sent are unchanged after the server answered."""
     victim, pool = _setup(registry)
     x = pool[:7].copy()
-    _respond(cls, _fresh(cls, params), victim, x, seed=0)
+    _respond(cls, _fresh(cls, params, registry), victim, x, seed=0)
     if not np.array_equal(x, pool[:7]):
         raise _fail(cls, "no_input_mutation", "the query batch changed while being answered",
                     "never modify batch.inputs; work on copies")
@@ -104,12 +108,12 @@ def check_reset_honoured(cls: type[Defense], params: dict[str, Any] | None = Non
                          registry: Registry | None = None) -> None:
     """After ``reset()`` a used instance answers like a fresh one."""
     victim, pool = _setup(registry)
-    used = _fresh(cls, params)
+    used = _fresh(cls, params, registry)
     for i in range(0, len(pool) // 2, 16):
         _respond(cls, used, victim, pool[i:i + 16], seed=5)
     used.reset()
     tail = pool[len(pool) // 2:]
-    fresh = _fresh(cls, params)
+    fresh = _fresh(cls, params, registry)
     again = [_respond(cls, used, victim, tail[i:i + 8], seed=6 + i) for i in range(0, len(tail), 8)]
     first = [_respond(cls, fresh, victim, tail[i:i + 8], seed=6 + i) for i in range(0, len(tail), 8)]
     if not all(_same(a, b) for a, b in zip(again, first, strict=True)):
@@ -127,7 +131,7 @@ def check_stage_properties(cls: type[Defense], params: dict[str, Any] | None = N
               suppress_health_check=list(HealthCheck))
     @given(query_batches(shape, victim.data.input_range, max_size=9))
     def prop(x: np.ndarray) -> None:
-        response = _respond(cls, _fresh(cls, params), victim, x, seed=1)
+        response = _respond(cls, _fresh(cls, params, registry), victim, x, seed=1)
         ok = response.admitted
         if ok.any() and not np.all(response.latency_s[ok] > 0):
             raise _fail(cls, "stage_properties", "a latency was not positive",
@@ -142,8 +146,31 @@ def check_stage_properties(cls: type[Defense], params: dict[str, Any] | None = N
                     "handle every batch the oracle can send") from None
 
 
+def check_report(cls: type[Defense], params: dict[str, Any] | None = None,
+                 registry: Registry | None = None) -> None:
+    """``report()`` gives string keys and finite numbers, before and after queries."""
+    victim, pool = _setup(registry)
+    defense = _fresh(cls, params, registry)
+    for step in range(2):
+        try:
+            counters = defense.report()
+            bad = (not isinstance(counters, dict)
+                   or any(not isinstance(k, str) or isinstance(v, bool)
+                          or not isinstance(v, int | float) or not math.isfinite(v)
+                          for k, v in counters.items()))
+        except Exception as exc:
+            raise _fail(cls, "report", f"report() raised {type(exc).__name__}: {exc}",
+                        "return a dict of counters; never raise") from None
+        if bad:
+            raise _fail(cls, "report", f"report() returned {counters!r}",
+                        "return {str: finite number}, e.g. {'overruns': 3}")
+        if step == 0:
+            _respond(cls, defense, victim, pool[:16], seed=2)
+
+
 DEFENSE_CHECKS = (check_protocol, check_stage_shapes, check_seeded_determinism,
-                  check_no_input_mutation, check_reset_honoured, check_stage_properties)
+                  check_no_input_mutation, check_reset_honoured, check_stage_properties,
+                  check_report)
 
 
 def check_defense(cls: type[Defense], params: dict[str, Any] | None = None,

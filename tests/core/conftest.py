@@ -55,7 +55,8 @@ TINY_PLUGIN = textwrap.dedent('''
             est = (np.argsort(np.argsort(res.latency_s)) * 3 // len(x)).astype(np.int64)
             return StolenModel(model, OutputStrategy(ctx.policy("max_prob"), (0.1005, 0.1008)),
                                estimated_exits=est,
-                               diagnostics={"mean_latency": float(res.latency_s.mean())})
+                               diagnostics={"mean_latency": float(res.latency_s[res.admitted].mean())
+                                            if res.admitted.any() else None})
 
 
     class BoomAttack(Attack):
@@ -84,6 +85,18 @@ TINY_PLUGIN = textwrap.dedent('''
             return batch.latency_s + self.pad_s
 
 
+    class RefuseAll(Defense):
+        """Refuses every query (the worst-cost defense)."""
+
+        name = "refuse_all"
+
+        def __init__(self):
+            pass
+
+        def admit(self, batch):
+            return np.zeros(len(batch), dtype=bool)
+
+
     @harness.hookimpl
     def harness_register_victims(register):
         register(TinyVictim)
@@ -98,6 +111,7 @@ TINY_PLUGIN = textwrap.dedent('''
     @harness.hookimpl
     def harness_register_defenses(register):
         register(SlowDefense)
+        register(RefuseAll)
 ''')
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.report.leakage import bayes_exit_accuracy, leakage_bits
+from harness.report.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
 from harness.report.scoring import (
     cohen_kappa,
     defense_costs,
@@ -106,3 +106,48 @@ def test_bayes_exit_accuracy_small_or_single_exit_is_the_majority_rate():
     assert bayes_exit_accuracy(np.array([1e-4, 2e-4, 3e-4]), np.array([0, 0, 1])) == pytest.approx(2 / 3)
     assert bayes_exit_accuracy(np.full(50, 1e-4), np.full(50, 2)) == 1.0
     assert bayes_exit_accuracy(np.zeros(0), np.zeros(0, dtype=np.int64)) == 0.0
+
+
+def _costs(latency_def, labels_def=None, n=4):
+    lat = np.array([1.0, 2.0, 3.0, 4.0])
+    labels = np.array([1, 2, 3, 4])
+    return defense_costs(labels_def=labels if labels_def is None else labels_def,
+                         labels_undef=labels, y_true=np.array([1, 2, 3, 0]),
+                         latency_def=latency_def, latency_undef=lat,
+                         latency_full=np.full(4, 5.0), cost_def=np.ones(4), cost_undef=np.ones(4))
+
+
+def test_defense_that_answers_nothing_scores_the_worst_costs():
+    c = _costs(np.full(4, np.nan), labels_def=np.full(4, -1))
+    assert c["benign_accuracy_drop"] == pytest.approx(0.75)  # the victim's whole accuracy
+    assert c["benign_refusal_rate"] == 1.0 and c["speedup_retained"] == 0.0
+    assert c["latency_overhead_p50"] is None and c["latency_overhead_p99"] is None
+    assert c["compute_overhead"] is None
+
+
+def test_speedup_retained_counts_refused_queries_as_no_speedup():
+    half = _costs(np.array([1.0, 2.0, np.nan, np.nan]), labels_def=np.array([1, 2, -1, -1]))
+    assert half["benign_refusal_rate"] == 0.5
+    # the two answered queries keep (5/1.5 - 1) / (5/2.5 - 1) of the speed-up; half are refused
+    assert half["speedup_retained"] == pytest.approx(0.5 * (5 / 1.5 - 1) / (5 / 2.5 - 1))
+
+
+@given(st.integers(0, 2**31), st.integers(2, 6), st.integers(20, 300))
+def test_tied_latencies_never_score_below_chance_or_leak(seed, exits_count, n):
+    rng = np.random.default_rng(seed)
+    exits = rng.integers(0, exits_count, n)
+    tied = np.full(n, 3e-3)  # a pad to a constant
+    assert bayes_exit_accuracy(tied, exits) >= majority_exit_rate(exits)
+    assert bayes_exit_accuracy(tied, exits) <= majority_exit_rate(exits) + 1e-12
+    assert leakage_bits(tied, exits) == 0.0
+
+
+def test_mostly_tied_latencies_stay_near_chance():
+    rng = np.random.default_rng(2)
+    exits = rng.integers(0, 4, 600)
+    lat = np.full(600, 3e-3)
+    overrun = rng.random(600) < 0.01  # a few overruns keep their own, exit-independent latency
+    lat[overrun] = 3e-3 * (1 + rng.random(overrun.sum()))
+    chance = majority_exit_rate(exits)
+    assert chance <= bayes_exit_accuracy(lat, exits) <= chance + 0.02
+    assert leakage_bits(lat, exits) <= 0.05

@@ -105,7 +105,8 @@ def test_parametrize_with_checks_makes_one_case_per_check():
     mark = parametrize_with_checks([Jitter])
     ids = [p.id for p in mark.args[1]]
     assert ids == [f"jitter_ok-{c.__name__}" for c in checks_for(Jitter)]
-    assert "jitter_ok-check_reset_honoured" in ids and len(ids) == 7
+    assert "jitter_ok-check_reset_honoured" in ids and "jitter_ok-check_report" in ids
+    assert len(ids) == 8
 
 
 @settings(max_examples=40, deadline=None)

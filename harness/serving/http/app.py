@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from harness.errors import BudgetExhaustedError, ConfigError, QueryError
+from harness.serving.endpoint import hold_until
 from harness.serving.http.clients import Client, ClientTable
 from harness.serving.http.wire import (
     CLIENT_HEADER,
@@ -49,8 +50,6 @@ from harness.serving.http.wire import (
 from harness.serving.oracle import Oracle
 
 LOG = logging.getLogger("harness.serve")
-SPIN_S = 300e-6
-"""The last stretch of a hold is spun, not slept: sleeps overshoot by ~50-100 us."""
 
 
 @dataclass(frozen=True)
@@ -93,15 +92,6 @@ class ServeTarget:
     new_oracle: Callable[[str], Oracle]
     measures: bool = False
     pace: bool = True
-
-
-def hold_until(deadline: float) -> None:
-    """Wait until ``perf_counter() >= deadline``: sleep, then spin the last stretch."""
-    left = deadline - time.perf_counter()
-    if left > SPIN_S:
-        time.sleep(left - SPIN_S)
-    while time.perf_counter() < deadline:
-        pass
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
