@@ -7,8 +7,14 @@ import harness
 
 @harness.hookimpl
 def harness_register_defenses(register):
+    from defenses.confidence_noise import ConfidenceNoise
+    from defenses.exit_noise import ExitNoise
+    from defenses.jitter import Jitter
     from defenses.none import NoDefense
+    from defenses.padding import PadBucket, PadConstant
     from defenses.stack import DefenseStack
+    from defenses.timeguard import TimeGuard
 
-    register(NoDefense)
-    register(DefenseStack)
+    for cls in (NoDefense, PadConstant, PadBucket, Jitter, TimeGuard, ExitNoise,
+                ConfidenceNoise, DefenseStack):
+        register(cls)
