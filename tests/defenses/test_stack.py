@@ -124,7 +124,6 @@ def test_later_monitor_sees_only_admitted_queries(victim, registry):
 
 def test_stack_passes_check_defense(registry):
     check_defense(DefenseStack, {"members": ["add_delay", "quantise"]}, registry)
-    check_defense(DefenseStack)  # the default: a no-op stack of `none`
 
 
 def test_label_names_the_members():

@@ -91,10 +91,6 @@ def test_pad_constant_makes_latency_independent_of_the_exit(padded_pool):
     assert report["overrun_rate"] == report["overruns"] / len(exits) < 0.03
 
 
-@pytest.mark.xfail(strict=True, reason="ESTIMATOR ON TIES: bayes_exit_accuracy raises "
-                   "OverflowError (zero-width KDE grid) when an exit's latencies all tie, as "
-                   "padding makes them; the integrator is fixing the estimator - remove this "
-                   "marker then")
 def test_pad_constant_leaves_timing_only_exit_accuracy_at_chance(padded_pool):
     _, padded, exits, _ = padded_pool
     chance = np.bincount(exits).max() / len(exits)
