@@ -157,7 +157,7 @@ def test_jitter_delays_have_the_requested_scale():
 
 # -- timeguard --------------------------------------------------------------------------
 
-STEP = 0.0625  # TimeGuard's default grid step for inputs in [0, 1]
+STEP = TimeGuard().resolution  # the default grid step for inputs in [0, 1]
 
 
 def guard_delays(inputs, exits, latency=None, defense=None, info=INFO) -> np.ndarray:
