@@ -132,6 +132,10 @@ class Defense(Component):
         """Latency the client waits (finite, never shorter than ``batch.latency_s``)."""
         return batch.latency_s
 
+    def report(self) -> dict[str, float]:
+        """JSON counters of what the defense did in this phase (none by default)."""
+        return {}
+
     def stages(self) -> tuple[str, ...]:
         """Names of the stages this defense overrides."""
         return tuple(n for n in STAGES if getattr(type(self), n) is not getattr(Defense, n))
