@@ -8,5 +8,8 @@ import harness
 @harness.hookimpl
 def harness_register_defenses(register):
     from defenses.none import NoDefense
+    from defenses.output import GaussianNoise, LabelOnly, ReverseSigmoid, Rounding
 
     register(NoDefense)
+    for cls in (LabelOnly, Rounding, ReverseSigmoid, GaussianNoise):
+        register(cls)
