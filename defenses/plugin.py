@@ -9,7 +9,8 @@ import harness
 def harness_register_defenses(register):
     from defenses.none import NoDefense
     from defenses.output import GaussianNoise, LabelOnly, ReverseSigmoid, Rounding
+    from defenses.prada import Prada
 
     register(NoDefense)
-    for cls in (LabelOnly, Rounding, ReverseSigmoid, GaussianNoise):
+    for cls in (LabelOnly, Rounding, ReverseSigmoid, GaussianNoise, Prada):
         register(cls)

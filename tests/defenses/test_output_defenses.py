@@ -30,10 +30,10 @@ def assert_on_simplex(out: np.ndarray, shape: tuple[int, int]) -> None:
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=SIMPLEX_ATOL)
 
 
-def test_every_output_defense_runs_the_conformance_kit():
+def test_every_output_defense_and_prada_run_the_conformance_kit():
     """tests/core/test_conformance.py runs check_defense on every registered defense."""
     names = {p.id for p in conformance_cases("defense")}
-    assert {"label_only", "rounding", "reverse_sigmoid", "gaussian_noise"} <= names
+    assert {"label_only", "rounding", "reverse_sigmoid", "gaussian_noise", "prada"} <= names
 
 
 @given(ROWS)
