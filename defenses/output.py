@@ -69,6 +69,15 @@ def project_to_simplex(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - theta[:, None], 0.0)
 
 
+def _residual_on_top(rounded: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """``rounded`` with the ``top`` class of each row replaced by 1 minus the others."""
+    rows = np.arange(len(rounded))
+    out = rounded.copy()
+    out[rows, top] = 0.0
+    out[rows, top] = 1.0 - out.sum(axis=1)
+    return out
+
+
 class LabelOnly(Defense):
     """Label only: the one-hot vector of the top-1 class replaces the probabilities."""
 
@@ -102,23 +111,14 @@ class Rounding(Defense):
     def __init__(self, decimals: int = 2) -> None:
         self.decimals = decimals
 
-    def _residual_on_top(self, probs: np.ndarray, top: np.ndarray, others: np.ndarray
-                         ) -> np.ndarray:
-        rows = np.arange(len(probs))
-        out = others.copy()
-        out[rows, top] = 0.0
-        out[rows, top] = 1.0 - out.sum(axis=1)
-        return out
-
     def perturb_outputs(self, batch: StageBatch) -> np.ndarray:
         probs = np.clip(batch.outputs, 0.0, 1.0)
         top = probs.argmax(axis=1)
         scale = 10.0 ** self.decimals
-        out = self._residual_on_top(probs, top, np.round(probs * scale) / scale)
+        out = _residual_on_top(np.round(probs * scale) / scale, top)
         bad = (out.argmax(axis=1) != top) | (out.min(axis=1) < 0)
         if bad.any():
-            out[bad] = self._residual_on_top(probs[bad], top[bad],
-                                             np.floor(probs[bad] * scale) / scale)
+            out[bad] = _residual_on_top(np.floor(probs[bad] * scale) / scale, top[bad])
         return out
 
 
@@ -127,19 +127,21 @@ class ReverseSigmoid(Defense):
 
     Each probability ``y`` becomes ``y - beta * (sigmoid(gamma * logit(y)) - 1/2)``,
     negative values are clipped to 0 and the row is divided by its sum (the paper's
-    normaliser ``alpha``). Small probabilities are pushed up and large ones down, and
-    the map is flat or even decreasing near 0 and 1, so the log-probabilities a
-    substitute is trained on no longer follow the victim's logits. Defaults are those
-    of ART's implementation (``beta=1``, ``gamma=0.1``).
+    normaliser ``alpha``). Small probabilities are pushed up and large ones down (for
+    ``gamma < 1`` the map even decreases near 0 and 1), so many logits give the same
+    answer and the log-probabilities a substitute is trained on no longer follow the
+    victim's logits. Defaults are those of ART's implementation (``beta=1``,
+    ``gamma=0.1``).
 
     Top-1: with ``keep_label=False`` the label is kept for every row, whatever the
     number of classes, when the map is strictly increasing on [0, 1]: ``gamma > 1`` and
-    ``beta * gamma <= 1``, or ``gamma == 1`` and ``beta < 1`` (at ``gamma == 1`` the map
-    is linear, ``(1 - beta) * y + beta / 2``: constant 1/2 at ``beta == 1``). Outside
-    that it is flat or decreasing somewhere and rows can flip; for ``gamma < 1`` it sends 0 to
-    ``beta / 2``, so at the defaults a row such as (0.4, 0.3, 0.3, 0, ..., 0) comes out
-    with a zero class on top. With ``keep_label=True`` (default, as in Orekondy et
-    al.'s implementation, ``top1_preserve``) :func:`keep_top1` restores the label.
+    ``beta * gamma <= 1``, or ``gamma == 1`` and ``beta < 1`` (at ``gamma == 1`` the
+    map is linear, ``(1 - beta) * y + beta / 2``, constant at ``beta == 1``). Outside
+    that it is flat or decreasing somewhere and rows can flip; for ``gamma < 1`` it
+    sends 0 to ``beta / 2``, so at the defaults a row such as (0.4, 0.3, 0.3, 0, ...,
+    0) comes out with a zero class on top. With ``keep_label=True`` (default, as in
+    Orekondy et al.'s implementation, ``top1_preserve``) :func:`keep_top1` restores
+    the label.
     """
 
     name = "reverse_sigmoid"
@@ -168,9 +170,9 @@ class GaussianNoise(Defense):
     With ``keep_label=True`` (default) a row whose top-1 class moved gets the entries of
     the true top-1 and the new one swapped (:func:`keep_top1`), so the label is kept
     deterministically and at no extra draws (a redraw would change how much noise the
-    other rows get and could loop). With
-    ``keep_label=False`` the top-1 changes whenever the noise reorders it, which for a
-    ``scale`` comparable with the margin between the two largest probabilities is often.
+    other rows get and could loop). With ``keep_label=False`` the top-1 changes
+    whenever the noise reorders it, which is often once ``scale`` is comparable with
+    the margin between the two largest probabilities.
     """
 
     name = "gaussian_noise"

@@ -104,7 +104,9 @@ class Prada(Defense):
     never went below W = 0.909 from 30 distances on, while 9 of them dipped below
     0.92. JBDA-like streams (sign steps from a few seeds) fall to W ~ 0.18 at the first
     test. Uniform noise mostly passes (3 of 20 streams flagged): in 64 dimensions its
-    nearest-neighbour distances are themselves close to normal.
+    nearest-neighbour distances are themselves close to normal. In a digits cell
+    (budget 300), ``exit_steal`` sending each pool digit once is never refused, and
+    with ``repeats=3`` it is refused from its 31st query on.
     """
 
     name = "prada"
@@ -140,12 +142,14 @@ class Prada(Defense):
 
     def _client(self, client_id: str, dim: int) -> _Client:
         if client_id not in self._clients:
-            self._clients[client_id] = _Client(np.empty((0, dim)),
-                                               np.empty(self.max_history))
+            self._clients[client_id] = _Client(np.empty((0, dim)), np.empty(0))
         return self._clients[client_id]
 
     def _flags(self, client: _Client, distance: float) -> bool:
         """Record one distance; whether the test now due rejects normality."""
+        if client.measured == len(client.window) < self.max_history:
+            client.window = np.resize(client.window,
+                                      min(max(64, 2 * len(client.window)), self.max_history))
         client.window[client.measured % self.max_history] = distance
         client.measured += 1
         due = (client.measured >= self.min_queries
