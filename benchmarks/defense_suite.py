@@ -52,10 +52,11 @@ def real_attacks(registry: Registry) -> list[str]:
 
 
 def run(victims: list[str], seeds: list[int], others_seed: int | None, out: Path,
-        jobs: int, extra: list[str]) -> tuple[dict[str, Any], float, list[float]]:
+        jobs: int, extra: list[str], attacks: str | None = None,
+        defenses: str = "all") -> tuple[dict[str, Any], float, list[float]]:
     """Run the grids; returns the leaderboard, the wall time and each cell's wall time."""
     registry = Registry.from_manager(make_plugin_manager())
-    attacks = ",".join(real_attacks(registry))
+    attacks = attacks or ",".join(real_attacks(registry))
     grids = [(victims[:1], seeds)]
     if others_seed is not None and len(victims) > 1:
         grids.append((victims[1:], [others_seed]))
@@ -63,7 +64,7 @@ def run(victims: list[str], seeds: list[int], others_seed: int | None, out: Path
     cell_walls: list[float] = []
     for names, grid_seeds in grids:
         spec = parse_overrides([f"victims={','.join(names)}", f"attacks={attacks}",
-                                "defenses=all", f"seeds={','.join(map(str, grid_seeds))}",
+                                f"defenses={defenses}", f"seeds={','.join(map(str, grid_seeds))}",
                                 f"out={out}", "executor=process", f"jobs={jobs}", *extra])
         summary = run_grid(spec, make_plugin_manager(), show_progress=True)
         for path in summary.result_paths:
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--others-seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--attacks", default=None, help="default: every real attack")
+    parser.add_argument("--defenses", default="all")
     parser.add_argument("--out", type=Path, default=Path("results/defense_suite"))
     parser.add_argument("--json", type=Path, default=RESULTS / "defense_suite.json")
     parser.add_argument("--png", type=Path, default=RESULTS / "defense_frontier.png")
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     victims = [v for v in args.victims.split(",") if v]
     seeds = [int(s) for s in args.seeds.split(",")]
     board, wall, cell_walls = run(victims, seeds, args.others_seed, args.out, args.jobs,
-                                  args.extra)
+                                  args.extra, args.attacks, args.defenses)
     rows = defense_rows(board)
     for victim in sorted({r["victim"] for r in rows}):
         print(f"\n{victim}")
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"wall_s": wall, "cells": len(cell_walls),
                "cell_wall_median_s": cell_walls[len(cell_walls) // 2] if cell_walls else None,
                "cells_failed": board["cells"]["failed"], "victims": victims, "seeds": seeds,
-               "others_seed": args.others_seed, "extra": args.extra}
+               "others_seed": args.others_seed, "extra": args.extra,
+               "attacks": args.attacks or "every real attack", "defenses": args.defenses}
     write_json(args.json, {"summary": summary, "rows": rows})
     png = plot(rows, args.png)
     print(f"\n{summary}\njson: {args.json}\nplot: {png}")
