@@ -37,9 +37,11 @@ above). The named variants of :mod:`attacks.adaptive` set them against one defen
   input's first is the input plus uniform noise in ``[-s, s]`` times the range width,
   clipped to the range. A defense that keys its delay on the (quantised) input gives
   exact repeats the same delay, so ``min`` over them removes nothing; a perturbation
-  beyond its grid step draws a fresh delay each time. The repeats' outputs are not
-  averaged then: the row keeps the first admitted repeat's input and output (the clean
-  input unless it was refused), so the performance loss never mixes inputs.
+  beyond its grid step draws a fresh delay each time. The combined latency still gives
+  one estimated exit per input, but every admitted copy is then a training and search
+  row of its own (its own input and output, its input's estimated exit): the copies
+  were paid for, and with repeats the inputs alone would be a third of the data. A
+  copy near a threshold may have taken another exit than its input's estimate.
 * ``exit_label_noise`` (in ``[0, 0.5)``): the assumed rate ``eps`` at which an estimated
   exit is not the exit the victim's strategy chose (a defense that answers from another
   exit, uniformly, with probability ``eps``). Latency and output both follow the exit
@@ -111,12 +113,11 @@ PERFORMANCE = ("exit_logits", "soft_ce", "labels")
 
 
 def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
-                    combine: str, first_only: bool = False) -> tuple[Transcript, np.ndarray]:
+                    combine: str) -> tuple[Transcript, np.ndarray]:
     """One row per input from ``repeats`` consecutive queries of it; returns (rows, kept).
 
     ``kept`` marks inputs with at least one admitted repeat (the returned rows are the
-    kept inputs only, all admitted). ``first_only``: the row's input and output are
-    those of the first admitted repeat (repeats were perturbed copies), not an average.
+    kept inputs only, all admitted).
     """
     n = len(inputs)
     adm = raw.admitted.reshape(n, repeats)
@@ -126,11 +127,6 @@ def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
     latency = reducer(lat, axis=1)
     outs = raw.outputs.reshape(n, repeats, *raw.outputs.shape[1:])[kept]
     adm_k = adm[kept]
-    if first_only:
-        first = np.argmax(adm_k, axis=1)
-        rows_x = raw.x.reshape(n, repeats, *raw.x.shape[1:])[kept][np.arange(len(first)), first]
-        outputs = outs[np.arange(len(outs)), first]
-        return Transcript(rows_x, outputs, latency, np.ones(len(first), dtype=bool)), kept
     if outs.ndim == 3:  # probabilities: average the admitted repeats
         w = adm_k[:, :, None].astype(np.float64)
         outputs = (np.nan_to_num(outs) * w).sum(axis=1) / w.sum(axis=1)
@@ -138,6 +134,15 @@ def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
         outputs = outs[np.arange(len(outs)), np.argmax(adm_k, axis=1)]
     rows = Transcript(inputs[kept], outputs, latency, np.ones(int(kept.sum()), dtype=bool))
     return rows, kept
+
+
+def admitted_copies(raw: Transcript, kept: np.ndarray, repeats: int
+                    ) -> tuple[Transcript, np.ndarray]:
+    """Every admitted query as its own row, and the index of its input among the kept."""
+    owner = (np.cumsum(kept) - 1).repeat(repeats)[raw.admitted]
+    ok = raw.admitted
+    rows = Transcript(raw.x[ok], raw.outputs[ok], raw.latency_s[ok], np.ones(int(ok.sum()), bool))
+    return rows, owner
 
 
 def perturbed_repeats(inputs: np.ndarray, repeats: int, scale: float,
@@ -257,8 +262,9 @@ class ExitStealAttack(Attack):
 
     # -- stage 1 ----------------------------------------------------------------------
     def _query(self, oracle: Oracle, pool: np.ndarray, ctx: AttackContext
-               ) -> tuple[Transcript, np.ndarray, np.ndarray]:
-        """(combined admitted rows, kept mask per input, input index of every query)."""
+               ) -> tuple[Transcript, np.ndarray, np.ndarray, tuple | None]:
+        """(combined admitted rows, kept mask per input, input index of every query,
+        perturbed copies with their kept-input index, or None without perturbation)."""
         n_inputs = min(ctx.budget, oracle.budget_left) // self.repeats
         if n_inputs < 1:
             raise self._fail(f"budget {oracle.budget_left} is too small for repeats="
@@ -269,8 +275,9 @@ class ExitStealAttack(Attack):
                                      ctx.rng(2)) if perturb
                    else np.repeat(inputs, self.repeats, axis=0))
         raw = query_inputs(oracle, queries)
-        rows, kept = combine_repeats(raw, inputs, self.repeats, self.combine, first_only=perturb)
-        return rows, kept, np.repeat(np.arange(n_inputs), self.repeats)
+        rows, kept = combine_repeats(raw, inputs, self.repeats, self.combine)
+        copies = admitted_copies(raw, kept, self.repeats) if perturb else None
+        return rows, kept, np.repeat(np.arange(n_inputs), self.repeats), copies
 
     def _estimate(self, est_name: str, rows: Transcript, kept: np.ndarray, oracle: Oracle,
                   ctx: AttackContext) -> ExitEstimate:
@@ -349,7 +356,7 @@ class ExitStealAttack(Attack):
 
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
         est_name = self.estimator_name()
-        rows, kept, query_input = self._query(oracle, np.asarray(attacker_data), ctx)
+        rows, kept, query_input, copies = self._query(oracle, np.asarray(attacker_data), ctx)
         per_input = np.zeros(len(kept), dtype=np.int64)
         policy = ctx.policy(self.policy)
         if len(rows.x) < 2:  # everything refused: nothing to learn from
@@ -362,7 +369,9 @@ class ExitStealAttack(Attack):
         estimate = self._estimate(est_name, rows, kept, oracle, ctx)
         est = np.asarray(estimate.exits, dtype=np.int64)
         num_exits = ctx.num_exits or estimate.num_exits
-        model, first, final, notes = self._train(rows, est, max(num_exits, 1), ctx, policy)
+        train_rows, train_est = (rows, est) if copies is None else (copies[0], est[copies[1]])
+        model, first, final, notes = self._train(train_rows, train_est, max(num_exits, 1), ctx,
+                                                 policy)
         per_input[kept] = est
         diagnostics = {
             "estimator": est_name,
@@ -373,6 +382,7 @@ class ExitStealAttack(Attack):
             "estimated_exit_histogram": np.bincount(est, minlength=num_exits).tolist(),
             "queries": len(query_input),
             "admitted_inputs": len(rows.x),
+            "training_rows": len(train_rows.x),
             "repeats": self.repeats,
             "search_agreement_before_finetune": first.agreement,
             "search_agreement": final.agreement,

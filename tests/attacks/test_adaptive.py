@@ -11,7 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attacks.adaptive import ADAPTIVE_ATTACKS, ExitStealLabels, ExitStealNoisy, ExitStealPerturb
-from attacks.exit_steal import ExitStealAttack, combine_repeats, perturbed_repeats
+from attacks.exit_steal import (
+    ExitStealAttack,
+    admitted_copies,
+    combine_repeats,
+    perturbed_repeats,
+)
 from attacks.noisy_labels import clean_label_weights, provisional_accuracy
 from attacks.strategy_loss import strategy_loss
 from attacks.substitute import Transcript
@@ -87,9 +92,10 @@ def test_params_round_trip_validate_and_keep_plain_defaults(harness_registry):
 
 def test_exact_repeats_without_perturbation(make_tiny_oracle, pool):
     rec = Recorder()
-    steal(make_tiny_oracle, pool, ExitStealAttack, 30, defense=rec, repeats=3)
+    stolen, _, _ = steal(make_tiny_oracle, pool, ExitStealAttack, 30, defense=rec, repeats=3)
     sent = np.concatenate(rec.seen).reshape(10, 3, -1)
     assert (sent == sent[:, :1]).all()
+    assert stolen.diagnostics["training_rows"] == 10
 
 
 def test_perturbed_repeats_stay_in_range_and_charge_the_budget(make_tiny_oracle, pool):
@@ -97,6 +103,10 @@ def test_perturbed_repeats_stay_in_range_and_charge_the_budget(make_tiny_oracle,
     stolen, oracle, ctx = steal(make_tiny_oracle, pool, ExitStealAttack, 31, defense=rec,
                                 repeats=3, repeat_perturb=0.1)
     assert oracle.queries_used == 30 and stolen.estimated_exits.shape == (30,)
+    assert stolen.diagnostics["admitted_inputs"] == 10
+    assert stolen.diagnostics["training_rows"] == 30  # every copy is a row of its own
+    per_input = stolen.estimated_exits.reshape(10, 3)  # one estimate per input
+    assert (per_input == per_input[:, :1]).all()
     lo, hi = ctx.input_range
     sent = np.concatenate(rec.seen).reshape(10, 3, -1)
     assert sent.min() >= lo and sent.max() <= hi
@@ -115,16 +125,17 @@ def test_perturbed_repeats_helper_is_seeded_and_clipped():
     assert not np.array_equal(a[1::4], x)
 
 
-def test_combine_first_only_keeps_the_first_admitted_repeat():
-    x = np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [1.2]])
-    probs = np.array([[0.9, 0.1], [0.5, 0.5], [0.5, 0.5], [np.nan] * 2, [0.3, 0.7], [0.5, 0.5]])
-    lat = np.array([3.0, 1.0, 2.0, np.nan, 5.0, 4.0])
-    raw = Transcript(x, probs, lat, np.isfinite(lat))
-    rows, kept = combine_repeats(raw, x[::3], 3, "min", first_only=True)
-    assert kept.tolist() == [True, True]
-    assert rows.x[:, 0].tolist() == [0.0, 1.1]
-    assert rows.outputs.tolist() == [[0.9, 0.1], [0.3, 0.7]]
-    assert rows.latency_s.tolist() == [1.0, 4.0]
+def test_admitted_copies_are_rows_of_their_own():
+    x = np.arange(6.0)[:, None]
+    lat = np.array([3.0, 1.0, 2.0, np.nan, np.nan, np.nan])
+    raw = Transcript(x, np.tile([[0.5, 0.5]], (6, 1)), lat, np.isfinite(lat))
+    rows, kept = combine_repeats(raw, x[::3], 3, "min")
+    copies, owner = admitted_copies(raw, kept, 3)
+    assert kept.tolist() == [True, False] and rows.latency_s.tolist() == [1.0]
+    assert copies.x[:, 0].tolist() == [0.0, 1.0, 2.0] and owner.tolist() == [0, 0, 0]
+    raw = Transcript(x, raw.outputs, lat[::-1], np.isfinite(lat[::-1]))
+    rows, kept = combine_repeats(raw, x[::3], 3, "min")
+    assert admitted_copies(raw, kept, 3)[1].tolist() == [0, 0, 0]
 
 
 def test_label_mode_uses_only_the_returned_top1(make_tiny_oracle, pool):
