@@ -7,6 +7,13 @@ import harness
 
 @harness.hookimpl
 def harness_register_defenses(register):
+    from defenses.confidence_noise import ConfidenceNoise
+    from defenses.exit_noise import ExitNoise
+    from defenses.jitter import Jitter
     from defenses.none import NoDefense
+    from defenses.padding import PadBucket, PadConstant
+    from defenses.timeguard import TimeGuard
 
-    register(NoDefense)
+    for cls in (NoDefense, PadConstant, PadBucket, Jitter, TimeGuard, ExitNoise,
+                ConfidenceNoise):
+        register(cls)

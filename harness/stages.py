@@ -31,7 +31,7 @@ for protocol 1 is refused at registration with a porting message
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -55,7 +55,10 @@ class ServerInfo:
     ``latency_quantiles[k][j]`` is the ``quantile_levels[j]`` quantile, in seconds, of
     the computation latency of exit ``k`` under the cell's timing mode (analytic: the
     model; replay: the profile; live: measured on this machine when the server starts).
-    ``strategy`` is the victim's output strategy (server-side knowledge).
+    ``strategy`` is the victim's output strategy (server-side knowledge). ``secret`` is a
+    per-cell server-side key (derived from the cell seed and the salted server streams, see
+    :mod:`harness.isolation.secret`) for defenses that need keyed hashes the client cannot
+    compute; empty when the server was described without one.
     """
 
     num_exits: int
@@ -66,6 +69,7 @@ class ServerInfo:
     timing: str
     output: str
     strategy: OutputStrategy
+    secret: bytes = field(default=b"", repr=False)
 
     def latency_quantile(self, exit_index: int, q: float) -> float:
         """Latency (seconds) of exit ``exit_index`` at quantile ``q`` (interpolated)."""
@@ -115,6 +119,11 @@ class Defense(Component):
 
     def reset(self) -> None:
         """Forget per-client state (called once, before any query)."""
+
+    def report(self) -> dict[str, float]:
+        """JSON counters since ``reset()`` (e.g. overruns), collected by the server after each
+        phase and written in the cell's diagnostics; none by default."""
+        return {}
 
     def admit(self, batch: StageBatch) -> np.ndarray:
         """Boolean mask of queries to answer (refused ones are still charged)."""

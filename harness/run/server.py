@@ -8,6 +8,7 @@ with a fresh defense instance and its own named random streams.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,14 +88,29 @@ def prepare_registered_victim(registry: Registry, name: str, params: dict[str, A
                                               salt=env.victim_salt))
 
 
+SECRET_LABEL = "harness defense secret"
+"""Domain label of :func:`defense_secret` (keeps the key apart from the stream seeds)."""
+
+
+def defense_secret(seed: int, salt: tuple[int, ...]) -> bytes:
+    """The cell's server-side key for keyed defenses: sha256 of (cell seed, salt, label).
+
+    The salt already mixes in ``HARNESS_SECRET`` when set, so the key is no more
+    derivable from the cell seed than the server's streams are.
+    """
+    text = json.dumps([int(seed), [int(v) for v in salt], SECRET_LABEL])
+    return hashlib.sha256(text.encode()).digest()
+
+
 def describe_server(victim: TrainedVictim, served: ServedModel, timing: TimingModel,
-                    output: str, rng: np.random.Generator) -> ServerInfo:
-    """What defenses may read: exits, classes, costs, per-exit latency quantiles, modes."""
+                    output: str, rng: np.random.Generator, *, secret: bytes = b"") -> ServerInfo:
+    """What defenses may read: exits, classes, costs, per-exit latency quantiles, modes,
+    and the server-side ``secret`` key."""
     quantiles = timing.exit_quantiles(served, victim.data.val.x, QUANTILE_LEVELS, rng)
     return ServerInfo(num_exits=served.num_exits, num_classes=victim.model.num_classes,
                       cost_fraction=tuple(served.cost_fraction), latency_quantiles=quantiles,
                       quantile_levels=QUANTILE_LEVELS, timing=timing.mode, output=output,
-                      strategy=victim.strategy)
+                      strategy=victim.strategy, secret=secret)
 
 
 @dataclass(frozen=True)
@@ -128,7 +144,8 @@ class Server:
         if salt is None:
             salt = stream_salt(victim.weights_hash)
         info = describe_server(victim, served, timing, cell.output,
-                               np.random.default_rng([cell.seed, Stream.SERVER_INFO, *salt]))
+                               np.random.default_rng([cell.seed, Stream.SERVER_INFO, *salt]),
+                               secret=defense_secret(cell.seed, tuple(salt)))
         entry = registry.get("defense", cell.defense.name)
         params = cell.defense.params
         label = (f"defense {cell.defense.name!r} (plugin {entry.plugin}, {entry.distribution} "

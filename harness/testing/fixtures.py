@@ -41,6 +41,10 @@ from harness.stages import Defense
 from harness.strategy import OutputStrategy
 from harness.timing.models import AnalyticTiming, TimingModel
 
+TEST_SECRET = b"harness.testing fixed server secret"
+"""The tiny endpoint's server key (:attr:`harness.stages.ServerInfo.secret`): fixed, so kit
+tests are reproducible; real cells derive theirs from the cell seed and salt."""
+
 
 def default_registry() -> Registry:
     """The registry of every installed plugin (the built-ins included)."""
@@ -129,7 +133,8 @@ def tiny_endpoint(victim: TrainedVictim, defense: Defense | None = None, *,
     """A defended endpoint (the defense is used as given; call ``reset()`` yourself)."""
     served = served or BatchedServed(victim.model)
     timing = timing or AnalyticTiming()
-    info = describe_server(victim, served, timing, output, np.random.default_rng([seed, 8]))
+    info = describe_server(victim, served, timing, output, np.random.default_rng([seed, 8]),
+                           secret=TEST_SECRET)
     return Endpoint(served, victim.strategy, defense or Defense(), timing,
                     np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2]),
                     server=info, client_id=client_id, defense_label=defense_label)
