@@ -11,9 +11,11 @@ def harness_register_defenses(register):
     from defenses.exit_noise import ExitNoise
     from defenses.jitter import Jitter
     from defenses.none import NoDefense
+    from defenses.output import GaussianNoise, LabelOnly, ReverseSigmoid, Rounding
     from defenses.padding import PadBucket, PadConstant
+    from defenses.prada import Prada
     from defenses.timeguard import TimeGuard
 
     for cls in (NoDefense, PadConstant, PadBucket, Jitter, TimeGuard, ExitNoise,
-                ConfidenceNoise):
+                ConfidenceNoise, LabelOnly, Rounding, ReverseSigmoid, GaussianNoise, Prada):
         register(cls)
