@@ -30,6 +30,35 @@ Three stages (DESIGN section 1):
    the substitute's exits with ``e`` on all admitted queries, ties broken by label
    agreement with the victim, then by the conservative (larger) threshold.
 
+**Adaptive settings** (all off by default; then the attack is bit-identical to the one
+above). The named variants of :mod:`attacks.adaptive` set them against one defense each.
+
+* ``repeat_perturb`` (>= 0, a fraction of ``ctx.input_range``): every repeat after an
+  input's first is the input plus uniform noise in ``[-s, s]`` times the range width,
+  clipped to the range. A defense that keys its delay on the (quantised) input gives
+  exact repeats the same delay, so ``min`` over them removes nothing; a perturbation
+  beyond its grid step draws a fresh delay each time. The combined latency still gives
+  one estimated exit per input, but every admitted copy is then a training and search
+  row of its own (its own input and output, its input's estimated exit): the copies
+  were paid for, and with repeats the inputs alone would be a third of the data. A
+  copy near a threshold may have taken another exit than its input's estimate.
+* ``exit_label_noise`` (in ``[0, 0.5)``): the assumed rate ``eps`` at which an estimated
+  exit is not the exit the victim's strategy chose (a defense that answers from another
+  exit, uniformly, with probability ``eps``). Latency and output both follow the exit
+  that really answered, so the exit-logit term stays exact; what goes wrong is the
+  strategy loss, which pushes the substitute to fire where the victim's strategy did
+  not. After the first search each query's strategy-loss term is weighted by the
+  posterior probability that its estimated exit is clean, given whether the provisional
+  substitute exit agrees with it (:func:`attacks.noisy_labels.clean_label_weights`).
+  The threshold search stays unweighted: under noise that is uniform over the other
+  exits its agreement objective is an increasing affine function of the agreement with
+  the clean exits, so its maximiser is unchanged, while weights taken from the
+  substitute's own exits would only confirm its current thresholds.
+* ``performance="labels"``: cross-entropy on the returned top-1 labels (output
+  perturbations such as rounding, reverse sigmoid or noise keep the top-1 but distort
+  the probabilities that exit-logit matching regresses onto), and the strategy loss'
+  victim confidence is left unknown.
+
 Thresholds are fitted on every admitted query: they are the attacker's only data with
 (estimated) exits, and with at most a few hundred queries a held-out split costs more
 agreement than it saves; epochs and weights are fixed parameters, not tuned per cell.
@@ -58,6 +87,7 @@ import numpy as np
 import torch
 
 from attacks.exit_distill import train_exit_distillation
+from attacks.noisy_labels import clean_label_weights
 from attacks.strategy_loss import strategy_loss
 from attacks.strategy_search import search_strategy
 from attacks.substitute import (
@@ -79,7 +109,7 @@ if TYPE_CHECKING:
     from harness.plugins.registry import Registry
 
 COMBINE = ("min", "median")
-PERFORMANCE = ("exit_logits", "soft_ce")
+PERFORMANCE = ("exit_logits", "soft_ce", "labels")
 
 
 def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
@@ -104,6 +134,29 @@ def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
         outputs = outs[np.arange(len(outs)), np.argmax(adm_k, axis=1)]
     rows = Transcript(inputs[kept], outputs, latency, np.ones(int(kept.sum()), dtype=bool))
     return rows, kept
+
+
+def admitted_copies(raw: Transcript, kept: np.ndarray, repeats: int
+                    ) -> tuple[Transcript, np.ndarray]:
+    """Every admitted query as its own row, and the index of its input among the kept."""
+    owner = (np.cumsum(kept) - 1).repeat(repeats)[raw.admitted]
+    ok = raw.admitted
+    rows = Transcript(raw.x[ok], raw.outputs[ok], raw.latency_s[ok], np.ones(int(ok.sum()), bool))
+    return rows, owner
+
+
+def perturbed_repeats(inputs: np.ndarray, repeats: int, scale: float,
+                      input_range: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """Each input ``repeats`` times in a row; repeats after the first get uniform noise.
+
+    The noise is in ``[-scale, scale]`` times the range width, clipped to the range.
+    """
+    lo, hi = (float(v) for v in input_range)
+    out = np.repeat(inputs, repeats, axis=0)
+    later = np.arange(len(out)) % repeats > 0
+    noise = rng.uniform(-scale, scale, size=(int(later.sum()), *inputs.shape[1:])) * (hi - lo)
+    out[later] = np.clip(out[later] + noise, lo, hi).astype(out.dtype)
+    return out
 
 
 def accepts_keyword(method: Any, name: str) -> bool:
@@ -141,6 +194,8 @@ class ExitStealAttack(Attack):
         "max_sweeps": [Interval("int", 1, 10_000)],
         "performance": [Options(*PERFORMANCE)],
         "other_exit_weight": [Interval("real", 0, None)],
+        "repeat_perturb": [Interval("real", 0, 1)],
+        "exit_label_noise": [Interval("real", 0, 0.5, closed="left")],
     }
 
     def __init__(self, estimator: str | None = None, estimator_params: dict | None = None,
@@ -151,7 +206,8 @@ class ExitStealAttack(Attack):
                  strategy_weight: float = 3.0, temperature: float = 1.0,
                  confidence_weight: float = 0.0,
                  policy: str = "max_prob", max_sweeps: int = 10,
-                 performance: str = "exit_logits", other_exit_weight: float = 0.0) -> None:
+                 performance: str = "exit_logits", other_exit_weight: float = 0.0,
+                 repeat_perturb: float = 0.0, exit_label_noise: float = 0.0) -> None:
         self.estimator = estimator
         self.estimator_params = estimator_params
         self.repeats = repeats
@@ -170,6 +226,8 @@ class ExitStealAttack(Attack):
         self.max_sweeps = max_sweeps
         self.performance = performance
         self.other_exit_weight = other_exit_weight
+        self.repeat_perturb = repeat_perturb
+        self.exit_label_noise = exit_label_noise
 
     # -- parameters -------------------------------------------------------------------
     def _fail(self, message: str) -> ConfigError:
@@ -204,16 +262,22 @@ class ExitStealAttack(Attack):
 
     # -- stage 1 ----------------------------------------------------------------------
     def _query(self, oracle: Oracle, pool: np.ndarray, ctx: AttackContext
-               ) -> tuple[Transcript, np.ndarray, np.ndarray]:
-        """(combined admitted rows, kept mask per input, input index of every query)."""
+               ) -> tuple[Transcript, np.ndarray, np.ndarray, tuple | None]:
+        """(combined admitted rows, kept mask per input, input index of every query,
+        perturbed copies with their kept-input index, or None without perturbation)."""
         n_inputs = min(ctx.budget, oracle.budget_left) // self.repeats
         if n_inputs < 1:
             raise self._fail(f"budget {oracle.budget_left} is too small for repeats="
                              f"{self.repeats}; lower repeats or raise budget")
         inputs = pool[draw_pool_indices(n_inputs, len(pool), ctx.rng(0))]
-        raw = query_inputs(oracle, np.repeat(inputs, self.repeats, axis=0))
+        perturb = self.repeat_perturb > 0 and self.repeats > 1
+        queries = (perturbed_repeats(inputs, self.repeats, self.repeat_perturb, ctx.input_range,
+                                     ctx.rng(2)) if perturb
+                   else np.repeat(inputs, self.repeats, axis=0))
+        raw = query_inputs(oracle, queries)
         rows, kept = combine_repeats(raw, inputs, self.repeats, self.combine)
-        return rows, kept, np.repeat(np.arange(n_inputs), self.repeats)
+        copies = admitted_copies(raw, kept, self.repeats) if perturb else None
+        return rows, kept, np.repeat(np.arange(n_inputs), self.repeats), copies
 
     def _estimate(self, est_name: str, rows: Transcript, kept: np.ndarray, oracle: Oracle,
                   ctx: AttackContext) -> ExitEstimate:
@@ -233,23 +297,38 @@ class ExitStealAttack(Attack):
         probs = exit_probabilities(model, rows.x, ctx.device)
         return search_strategy(probs, est, labels, policy, self.max_sweeps)
 
+    def _clean_weights(self, model: MultiExitNet, rows: Transcript, est: np.ndarray,
+                       first: Any, ctx: AttackContext) -> np.ndarray | None:
+        """Per-query weights of the strategy loss under ``exit_label_noise`` (else None)."""
+        if self.exit_label_noise <= 0:
+            return None
+        provisional = first.strategy.exits(exit_probabilities(model, rows.x, ctx.device))
+        return clean_label_weights(provisional, est, self.exit_label_noise, model.num_exits)
+
     def _fit(self, model: MultiExitNet, rows: Transcript, est: np.ndarray, ctx: AttackContext,
              *, epochs: int, lr: float, seed: int, extra=None, extra_targets=()) -> None:
         """One training pass with the performance loss (+ ``extra(exit_logits, est, *t)``)."""
-        if ctx.output == "probs" and self.performance == "exit_logits":
+        if self.performance == "labels" and ctx.output == "probs":
+            rows = Transcript(rows.x, victim_labels(rows.outputs), rows.latency_s, rows.admitted)
+            output = "label"
+        else:
+            output = ctx.output
+        if output == "probs" and self.performance == "exit_logits":
             train_exit_distillation(model, rows, est, epochs=epochs, lr=lr,
                                     batch_size=self.batch_size, seed=seed, device=ctx.device,
                                     other_weight=self.other_exit_weight, extra_loss=extra,
                                     extra_targets=tuple(extra_targets))
             return
         targets = [torch.as_tensor(est), *extra_targets]
-        distill(model, rows, ctx.output, epochs=epochs, lr=lr, batch_size=self.batch_size,
+        distill(model, rows, output, epochs=epochs, lr=lr, batch_size=self.batch_size,
                 seed=seed, device=ctx.device, extra_targets=targets if extra else (),
                 extra_loss=extra)
 
     def _train(self, rows: Transcript, est: np.ndarray, num_exits: int, ctx: AttackContext,
-               policy: ExitPolicy) -> tuple[MultiExitNet, Any, Any]:
+               policy: ExitPolicy) -> tuple[MultiExitNet, Any, Any, dict[str, float]]:
+        """(substitute, first search, final search, diagnostics of the adaptive settings)."""
         model = self._network(ctx, num_exits)
+        notes: dict[str, float] = {}
         labels = victim_labels(rows.outputs)
         self._fit(model, rows, est, ctx, epochs=self.epochs, lr=self.lr, seed=ctx.seed)
         first = self._search(model, rows, est, labels, ctx, policy)
@@ -257,23 +336,27 @@ class ExitStealAttack(Attack):
             s_loss = strategy_loss(policy, first.strategy.thresholds, self.temperature,
                                    self.confidence_weight)
             weight = float(self.strategy_weight)
-            if ctx.output == "probs":
+            if ctx.output == "probs" and self.performance != "labels":
                 conf = policy.confidence_logit_np(rows.outputs)
             else:
                 conf = np.full(len(rows.x), np.nan)
+            targets = [torch.as_tensor(conf, dtype=torch.float32)]
+            clean = self._clean_weights(model, rows, est, first, ctx)
+            if clean is not None:
+                targets.append(torch.as_tensor(clean, dtype=torch.float32))
+                notes["clean_weight_mean"] = float(clean.mean())
 
-            def extra(exit_logits, estimated, victim_conf):
-                return weight * s_loss(exit_logits, estimated, victim_conf)
+            def extra(exit_logits, estimated, victim_conf, *sample_weight):
+                return weight * s_loss(exit_logits, estimated, victim_conf, *sample_weight)
 
             self._fit(model, rows, est, ctx, epochs=self.finetune_epochs, lr=self.finetune_lr,
-                      seed=ctx.seed + 1, extra=extra,
-                      extra_targets=[torch.as_tensor(conf, dtype=torch.float32)])
+                      seed=ctx.seed + 1, extra=extra, extra_targets=targets)
         final = self._search(model, rows, est, labels, ctx, policy)
-        return model, first, final
+        return model, first, final, notes
 
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
         est_name = self.estimator_name()
-        rows, kept, query_input = self._query(oracle, np.asarray(attacker_data), ctx)
+        rows, kept, query_input, copies = self._query(oracle, np.asarray(attacker_data), ctx)
         per_input = np.zeros(len(kept), dtype=np.int64)
         policy = ctx.policy(self.policy)
         if len(rows.x) < 2:  # everything refused: nothing to learn from
@@ -286,7 +369,9 @@ class ExitStealAttack(Attack):
         estimate = self._estimate(est_name, rows, kept, oracle, ctx)
         est = np.asarray(estimate.exits, dtype=np.int64)
         num_exits = ctx.num_exits or estimate.num_exits
-        model, first, final = self._train(rows, est, max(num_exits, 1), ctx, policy)
+        train_rows, train_est = (rows, est) if copies is None else (copies[0], est[copies[1]])
+        model, first, final, notes = self._train(train_rows, train_est, max(num_exits, 1), ctx,
+                                                 policy)
         per_input[kept] = est
         diagnostics = {
             "estimator": est_name,
@@ -297,11 +382,13 @@ class ExitStealAttack(Attack):
             "estimated_exit_histogram": np.bincount(est, minlength=num_exits).tolist(),
             "queries": len(query_input),
             "admitted_inputs": len(rows.x),
+            "training_rows": len(train_rows.x),
             "repeats": self.repeats,
             "search_agreement_before_finetune": first.agreement,
             "search_agreement": final.agreement,
             "search_greedy_agreement": final.greedy_agreement,
             "search_sweeps": final.sweeps,
+            **notes,
         }
         return StolenModel(model=model.cpu().eval(), strategy=final.strategy,
                            estimated_exits=per_input[query_input], diagnostics=diagnostics)

@@ -7,11 +7,12 @@ import harness
 
 @harness.hookimpl
 def harness_register_attacks(register):
+    from attacks.adaptive import ADAPTIVE_ATTACKS
     from attacks.exit_steal import EXIT_STEAL_ATTACKS
     from attacks.knockoff import KnockoffAttack
 
     register(KnockoffAttack)
-    for attack in EXIT_STEAL_ATTACKS:
+    for attack in (*EXIT_STEAL_ATTACKS, *ADAPTIVE_ATTACKS):
         register(attack)
 
 

@@ -19,7 +19,10 @@ with per-exit shifts ``tau_k`` (the thresholds an output strategy search found o
 substitute so far) and a temperature ``T``. It pushes the confidence at exits ``k < e``
 below the exit's threshold and the confidence at ``e`` above it; a hinge would stop
 at the margin, the BCE keeps ordering samples, which is what a later threshold search
-needs. The final exit always answers, so it has no BCE term.
+needs. The final exit always answers, so it has no BCE term. Optional per-sample weights
+``w_i`` turn the mean into ``sum w_i BCE / sum w_i`` over the same pairs (the attack's
+noisy-exit mode down-weights queries whose estimated exit is probably not the
+strategy's).
 
 With ``output=probs`` the returned vector *is* the victim's exit-``e`` output (float64),
 so the victim's confidence there, ``c_i = g(p_victim)``, is known exactly. A
@@ -56,9 +59,10 @@ def exit_targets(estimated: torch.Tensor, num_exits: int) -> tuple[torch.Tensor,
 
 def strategy_loss(policy: ExitPolicy, thresholds: Sequence[float], temperature: float = 1.0,
                   confidence_weight: float = 1.0) -> Callable[..., torch.Tensor]:
-    """``loss(exit_logits, estimated_exits, victim_conf)`` (see the module docstring).
+    """``loss(exit_logits, estimated_exits, victim_conf, sample_weight)`` (module docstring).
 
-    ``victim_conf`` holds ``g(p_victim)`` per sample, NaN where unknown.
+    ``victim_conf`` holds ``g(p_victim)`` per sample, NaN where unknown; the optional
+    ``sample_weight`` (>= 0 per sample) weights each sample's BCE pairs in the mean.
     """
     if not policy.trainable():
         raise ConfigError(policy._not_trainable())
@@ -67,7 +71,8 @@ def strategy_loss(policy: ExitPolicy, thresholds: Sequence[float], temperature: 
     shift = torch.tensor([policy.threshold_logit(t) for t in thresholds], dtype=torch.float32)
 
     def loss(exit_logits: list[torch.Tensor], estimated: torch.Tensor,
-             victim_conf: torch.Tensor | None = None) -> torch.Tensor:
+             victim_conf: torch.Tensor | None = None,
+             sample_weight: torch.Tensor | None = None) -> torch.Tensor:
         num_exits = len(exit_logits)
         if len(shift) != num_exits - 1:
             raise ValueError(f"strategy loss: {len(shift)} thresholds for {num_exits} exits")
@@ -76,7 +81,9 @@ def strategy_loss(policy: ExitPolicy, thresholds: Sequence[float], temperature: 
         target, mask = exit_targets(est, num_exits)
         z = (conf[:, :-1] - shift.to(conf.device)) / temperature
         per_pair = F.binary_cross_entropy_with_logits(z, target, reduction="none")
-        total = (per_pair * mask).sum() / mask.sum().clamp_min(1.0)
+        if sample_weight is not None:
+            mask = mask * sample_weight[:, None]
+        total = (per_pair * mask).sum() / mask.sum().clamp_min(1e-6)
         if victim_conf is not None and confidence_weight > 0:
             known = torch.isfinite(victim_conf)
             if known.any():
