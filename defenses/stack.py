@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.components import build_component, check_nested
 from harness.errors import ConfigError
-from harness.stages import Defense, StageBatch, read_only
+from harness.stages import Defense, StageBatch, bind_defense, defense_report, read_only
 
 if TYPE_CHECKING:
     from harness.plugins.registry import Registry
@@ -79,7 +79,7 @@ class DefenseStack(Defense):
         self._members = []
         for name, params in self._specs():
             member = build_component(registry.get("defense", name).cls, params)
-            member.bind(registry)
+            bind_defense(member, registry)
             self._members.append(member)
 
     def _built(self) -> list[Defense]:
@@ -95,7 +95,7 @@ class DefenseStack(Defense):
 
     def report(self) -> dict[str, float]:
         return {f"{i}:{m.name}.{k}": v for i, m in enumerate(self._built())
-                for k, v in m.report().items()}
+                for k, v in defense_report(m).items()}
 
     def admit(self, batch: StageBatch) -> np.ndarray:
         admitted = np.ones(len(batch), dtype=bool)

@@ -157,6 +157,21 @@ class Defense(Component):
         return tuple(n for n in STAGES if getattr(type(self), n) is not getattr(Defense, n))
 
 
+def bind_defense(defense: Defense, registry: Registry) -> None:
+    """Call ``bind`` as the class defines it (a plugin's own parameter named ``bind``,
+    stored on the instance, must not shadow the protocol's method)."""
+    method = getattr(type(defense), "bind", None)
+    if callable(method):
+        method(defense, registry)
+
+
+def defense_report(defense: Defense) -> dict[str, float]:
+    """``report()`` as the class defines it (an instance attribute named ``report``, e.g.
+    a plugin's parameter, does not shadow it); a class without one reports nothing."""
+    method = getattr(type(defense), "report", None)
+    return method(defense) if callable(method) else {}
+
+
 def _positional(method: object) -> list[str]:
     params = list(inspect.signature(method).parameters.values())
     return [p.name for p in params[1:]

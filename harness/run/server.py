@@ -26,7 +26,7 @@ from harness.plugins.toolbox import Toolbox
 from harness.protocol import ServedModel, TrainedVictim, VictimContext
 from harness.run.grid import CellSpec
 from harness.serving.endpoint import Endpoint
-from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo
+from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, bind_defense
 from harness.timing.models import MODELLED, LiveTiming, ReplayTiming, TimingModel
 
 
@@ -152,7 +152,7 @@ class Server:
                  f"{entry.version})")
         def new_defense() -> Defense:
             defense = build_component(entry.cls, params)
-            defense.bind(registry)  # type: ignore[attr-defined]
+            bind_defense(defense, registry)  # type: ignore[arg-type]
             return defense  # type: ignore[return-value]
 
         return cls(victim, served, timing, info, cell.seed, new_defense, label,

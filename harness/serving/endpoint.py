@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.errors import ComponentFailure
 from harness.protocol import ServedModel
-from harness.stages import Defense, ServerInfo, StageBatch, read_only
+from harness.stages import Defense, ServerInfo, StageBatch, defense_report, read_only
 from harness.strategy import OutputStrategy, answering_probs
 from harness.timing.models import TimingModel
 
@@ -127,7 +127,7 @@ class Endpoint:
     def report(self) -> dict[str, float]:
         """The defense's counters (:meth:`~harness.stages.Defense.report`), checked."""
         try:
-            counters = self.defense.report()
+            counters = defense_report(self.defense)
             out = {str(k): float(v) for k, v in dict(counters).items()
                    if not isinstance(v, bool)}
         except Exception as exc:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from harness.errors import HarnessError
 from harness.plugins.registry import Registry
 from harness.serving.endpoint import EndpointResponse
-from harness.stages import Defense, protocol_problems
+from harness.stages import Defense, bind_defense, defense_report, protocol_problems
 from harness.testing.checks import ConformanceError, _fail, check_component
 from harness.testing.fixtures import default_registry, tiny_endpoint, tiny_victim
 from harness.testing.strategies import query_batches
@@ -31,7 +31,7 @@ def _fresh(cls: type[Defense], params: dict[str, Any] | None,
            registry: Registry | None = None) -> Defense:
     """Built, bound and reset, as the server does it."""
     defense = cls(**(params or {}))
-    defense.bind(registry or default_registry())
+    bind_defense(defense, registry or default_registry())
     defense.reset()
     return defense
 
@@ -153,7 +153,7 @@ def check_report(cls: type[Defense], params: dict[str, Any] | None = None,
     defense = _fresh(cls, params, registry)
     for step in range(2):
         try:
-            counters = defense.report()
+            counters = defense_report(defense)
             bad = (not isinstance(counters, dict)
                    or any(not isinstance(k, str) or isinstance(v, bool)
                           or not isinstance(v, int | float) or not math.isfinite(v)

@@ -189,3 +189,24 @@ def test_bad_stack_and_sweep_keys(registry, overrides, match):
 def test_bad_sweep_syntax(raw, match):
     with pytest.raises(ConfigError, match=match):
         parse_overrides([raw])
+
+
+class ParamsNamedLikeMethods(Defense):
+    """Test defense whose own parameters are called ``report`` and ``bind``."""
+
+    name = "shadowing"
+    _parameter_constraints: ClassVar[dict] = {"report": [str], "bind": [str]}
+
+    def __init__(self, report: str = "out.json", bind: str = "0.0.0.0") -> None:
+        self.report = report
+        self.bind = bind
+
+
+def test_parameters_named_report_or_bind_do_not_shadow_the_protocol(victim, registry):
+    defense = ParamsNamedLikeMethods()
+    stack = _bound(DefenseStack(members=["add_delay"]), registry)
+    stack._members.append(defense)  # a member whose parameters shadow the methods
+    endpoint = tiny_endpoint(victim, stack)
+    endpoint.respond(victim.data.attacker.x[:4])
+    assert endpoint.report() == {}
+    check_defense(ParamsNamedLikeMethods, registry=registry)
