@@ -18,6 +18,7 @@ under ``--out`` and reused, so an interrupted run resumes.
 
     python benchmarks/defense_suite.py                     # the full benchmark (long)
     python benchmarks/defense_suite.py --seeds 0 --victims digits_cnn   # one victim, one seed
+    python benchmarks/defense_suite.py --no-run --out DIR  # tables and plot of finished cells
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--attacks", default=None, help="default: every real attack")
     parser.add_argument("--defenses", default="all")
+    parser.add_argument("--no-run", action="store_true",
+                        help="only aggregate the cells already under --out (no new cells)")
     parser.add_argument("--out", type=Path, default=Path("results/defense_suite"))
     parser.add_argument("--json", type=Path, default=RESULTS / "defense_suite.json")
     parser.add_argument("--png", type=Path, default=RESULTS / "defense_frontier.png")
@@ -154,14 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     victims = [v for v in args.victims.split(",") if v]
     seeds = [int(s) for s in args.seeds.split(",")]
-    board, wall, cell_walls = run(victims, seeds, args.others_seed, args.out, args.jobs,
-                                  args.extra, args.attacks, args.defenses)
+    if args.no_run:
+        registry = Registry.from_manager(make_plugin_manager())
+        reference = {n for n in registry.names("attack")
+                     if registry.get("attack", n).cls.reference}
+        board, wall = build_leaderboard(args.out, reference), 0.0
+        cell_walls = [float(json.loads(p.read_text())["wall_time_s"])
+                      for p in sorted((args.out / "cells").rglob("*.json"))]
+    else:
+        board, wall, cell_walls = run(victims, seeds, args.others_seed, args.out, args.jobs,
+                                      args.extra, args.attacks, args.defenses)
     rows = defense_rows(board)
     for victim in sorted({r["victim"] for r in rows}):
         print(f"\n{victim}")
         print_table([r for r in rows if r["victim"] == victim], COLUMNS)
     cell_walls.sort()
-    summary = {"wall_s": wall, "cells": len(cell_walls),
+    if args.no_run:  # what the finished cells cover, not what the options would have run
+        victims = sorted({r["victim"] for r in rows})
+        seeds = sorted({s for r in rows for s in r["seeds"]})
+    summary = {"wall_s": wall, "cells": len(cell_walls), "aggregated_only": args.no_run,
                "cell_wall_median_s": cell_walls[len(cell_walls) // 2] if cell_walls else None,
                "cells_failed": board["cells"]["failed"], "victims": victims, "seeds": seeds,
                "others_seed": args.others_seed, "extra": args.extra,
