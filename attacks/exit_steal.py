@@ -33,15 +33,16 @@ Three stages (DESIGN section 1):
 **Adaptive settings** (all off by default; then the attack is bit-identical to the one
 above). The named variants of :mod:`attacks.adaptive` set them against one defense each.
 
-* ``repeat_perturb`` (>= 0, a fraction of ``ctx.input_range``): every repeat after an
-  input's first is the input plus uniform noise in ``[-s, s]`` times the range width,
-  clipped to the range. A defense that keys its delay on the (quantised) input gives
-  exact repeats the same delay, so ``min`` over them removes nothing; a perturbation
-  beyond its grid step draws a fresh delay each time. The combined latency still gives
-  one estimated exit per input, but every admitted copy is then a training and search
-  row of its own (its own input and output, its input's estimated exit): the copies
-  were paid for, and with repeats the inputs alone would be a third of the data. A
-  copy near a threshold may have taken another exit than its input's estimate.
+* ``repeat_perturb`` (in ``[0, 1]``, a fraction of the width of ``ctx.input_range``;
+  acts with ``repeats > 1``): every repeat after an input's first is the input plus
+  uniform noise in ``[-s, s]`` times the range width, clipped to the range
+  (:mod:`attacks.repeats`). A defense that keys its delay on the (quantised) input
+  gives exact repeats the same delay, so ``min`` over them removes nothing; a
+  perturbation beyond its grid step draws a fresh delay each time. The combined latency
+  still gives one estimated exit per input, but every admitted copy is then a training
+  and search row of its own (its own input and output, its input's estimated exit):
+  the copies were paid for, and the inputs alone would be ``1 / repeats`` of the data.
+  A copy near a threshold may have taken another exit than its input's estimate.
 * ``exit_label_noise`` (in ``[0, 0.5)``): the assumed rate ``eps`` at which an estimated
   exit is not the exit the victim's strategy chose (a defense that answers from another
   exit, uniformly, with probability ``eps``). Latency and output both follow the exit
@@ -88,6 +89,7 @@ import torch
 
 from attacks.exit_distill import train_exit_distillation
 from attacks.noisy_labels import clean_label_weights
+from attacks.repeats import COMBINE, admitted_copies, combine_repeats, perturbed_repeats
 from attacks.strategy_loss import strategy_loss
 from attacks.strategy_search import search_strategy
 from attacks.substitute import (
@@ -108,55 +110,7 @@ from harness.strategy import ExitPolicy, OutputStrategy
 if TYPE_CHECKING:
     from harness.plugins.registry import Registry
 
-COMBINE = ("min", "median")
 PERFORMANCE = ("exit_logits", "soft_ce", "labels")
-
-
-def combine_repeats(raw: Transcript, inputs: np.ndarray, repeats: int,
-                    combine: str) -> tuple[Transcript, np.ndarray]:
-    """One row per input from ``repeats`` consecutive queries of it; returns (rows, kept).
-
-    ``kept`` marks inputs with at least one admitted repeat (the returned rows are the
-    kept inputs only, all admitted).
-    """
-    n = len(inputs)
-    adm = raw.admitted.reshape(n, repeats)
-    kept = adm.any(axis=1)
-    lat = np.where(adm, raw.latency_s.reshape(n, repeats), np.nan)[kept]
-    reducer = np.nanmin if combine == "min" else np.nanmedian
-    latency = reducer(lat, axis=1)
-    outs = raw.outputs.reshape(n, repeats, *raw.outputs.shape[1:])[kept]
-    adm_k = adm[kept]
-    if outs.ndim == 3:  # probabilities: average the admitted repeats
-        w = adm_k[:, :, None].astype(np.float64)
-        outputs = (np.nan_to_num(outs) * w).sum(axis=1) / w.sum(axis=1)
-    else:  # labels: the first admitted repeat
-        outputs = outs[np.arange(len(outs)), np.argmax(adm_k, axis=1)]
-    rows = Transcript(inputs[kept], outputs, latency, np.ones(int(kept.sum()), dtype=bool))
-    return rows, kept
-
-
-def admitted_copies(raw: Transcript, kept: np.ndarray, repeats: int
-                    ) -> tuple[Transcript, np.ndarray]:
-    """Every admitted query as its own row, and the index of its input among the kept."""
-    owner = (np.cumsum(kept) - 1).repeat(repeats)[raw.admitted]
-    ok = raw.admitted
-    rows = Transcript(raw.x[ok], raw.outputs[ok], raw.latency_s[ok], np.ones(int(ok.sum()), bool))
-    return rows, owner
-
-
-def perturbed_repeats(inputs: np.ndarray, repeats: int, scale: float,
-                      input_range: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    """Each input ``repeats`` times in a row; repeats after the first get uniform noise.
-
-    The noise is in ``[-scale, scale]`` times the range width, clipped to the range.
-    """
-    lo, hi = (float(v) for v in input_range)
-    out = np.repeat(inputs, repeats, axis=0)
-    later = np.arange(len(out)) % repeats > 0
-    noise = rng.uniform(-scale, scale, size=(int(later.sum()), *inputs.shape[1:])) * (hi - lo)
-    out[later] = np.clip(out[later] + noise, lo, hi).astype(out.dtype)
-    return out
 
 
 def accepts_keyword(method: Any, name: str) -> bool:

@@ -11,13 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attacks.adaptive import ADAPTIVE_ATTACKS, ExitStealLabels, ExitStealNoisy, ExitStealPerturb
-from attacks.exit_steal import (
-    ExitStealAttack,
-    admitted_copies,
-    combine_repeats,
-    perturbed_repeats,
-)
+from attacks.exit_steal import ExitStealAttack
 from attacks.noisy_labels import clean_label_weights, provisional_accuracy
+from attacks.repeats import admitted_copies, combine_repeats, perturbed_repeats
 from attacks.strategy_loss import strategy_loss
 from attacks.substitute import Transcript
 from harness.errors import ConfigError
