@@ -65,7 +65,10 @@ def process_worker(conn: Connection, compute: ComputeFn, cell: CellSpec, env: Ce
         from harness.isolation.sandbox import warm_up
 
         warm_up()  # the fork server's preload is start-up, not the cell's compute
-    conn.send(("started", time.time()))
+    try:
+        conn.send(("started", time.time()))
+    except (BrokenPipeError, EOFError, OSError):
+        return  # the runner stopped (Ctrl-C) while this worker was starting: nothing to do
     result = compute(cell, registry, env, digest, None)
     conn.send(("result", result))
     conn.close()
