@@ -48,8 +48,14 @@ COLUMNS = ("defense", "worst_attack", "worst_ea", "bits", "bits_intended", "baye
            "speedup", "cells")
 
 
+def reference_attacks(registry: Registry) -> set[str]:
+    """Attacks marked ``reference`` (upper bounds, never ranked)."""
+    return {n for n in registry.names("attack") if registry.get("attack", n).cls.reference}
+
+
 def real_attacks(registry: Registry) -> list[str]:
-    return [n for n in registry.names("attack") if not registry.get("attack", n).cls.reference]
+    reference = reference_attacks(registry)
+    return [n for n in registry.names("attack") if n not in reference]
 
 
 def run(victims: list[str], seeds: list[int], others_seed: int | None, out: Path,
@@ -71,8 +77,8 @@ def run(victims: list[str], seeds: list[int], others_seed: int | None, out: Path
         for path in summary.result_paths:
             result = json.loads(path.read_text())
             cell_walls.append(float(result["wall_time_s"]))
-    reference = {n for n in registry.names("attack") if registry.get("attack", n).cls.reference}
-    return build_leaderboard(out, reference), time.perf_counter() - start, cell_walls
+    return build_leaderboard(out, reference_attacks(registry)), time.perf_counter() - start, \
+        cell_walls
 
 
 def defense_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
@@ -159,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.no_run:
         registry = Registry.from_manager(make_plugin_manager())
-        reference = {n for n in registry.names("attack")
-                     if registry.get("attack", n).cls.reference}
-        board, wall = build_leaderboard(args.out, reference), 0.0
+        board, wall = build_leaderboard(args.out, reference_attacks(registry)), 0.0
         cell_walls = [float(json.loads(p.read_text())["wall_time_s"])
                       for p in sorted((args.out / "cells").rglob("*.json"))]
     else:
