@@ -31,11 +31,24 @@ def runner_summary(proc: subprocess.Popen, timeout: float = 240) -> dict[str, in
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _state(pid: str) -> str | None:
+def _stat_fields(pid: str) -> list[str]:
+    """Fields of ``/proc/PID/stat`` after the command name (state, ppid, ...); [] if gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return None
+        return []
+
+
+def _state(pid: str) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def orphans_of_other_runs(mark: str) -> list[int]:
+    """:func:`marked_processes` less this process' own children (after a run in this process
+    its fork server and resource tracker live on as long as it does: they are not orphans)."""
+    own = str(os.getpid())
+    return [pid for pid in marked_processes(mark) if _stat_fields(str(pid))[1:2] != [own]]
 
 
 def marked_processes(mark: str) -> list[int]:

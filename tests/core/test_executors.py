@@ -22,6 +22,7 @@ from tests.core.executor_helpers import (
     MARK_VAR,
     leftovers,
     marked_processes,
+    orphans_of_other_runs,
     result_files,
     runner_summary,
     start_runner,
@@ -133,7 +134,7 @@ def test_sigkill_mid_grid_then_resume(exec_plugin, tmp_path, mark, executor):
     assert (summary.reused, summary.ran, summary.failed) == (len(finished), 4 - len(finished), 0)
     assert all(load_result(p)["status"] == "ok" for p in summary.result_paths)
     assert leftovers(out) == []
-    assert marked_processes(mark) == []
+    assert orphans_of_other_runs(mark) == []
 
 
 def test_two_runners_on_one_out_never_run_a_cell_twice(exec_plugin, tmp_path, monkeypatch):
