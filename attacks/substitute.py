@@ -2,7 +2,8 @@
 
 Substitute networks come from ``ctx.new_network`` (a registered architecture, by default
 the victim's family; when the threat model hides the family, :data:`DEFAULT_ARCHITECTURE`);
-this module only queries and trains.
+this module queries, and builds the distillation loss that it hands to the shared
+trainer (:mod:`attacks.trainer`).
 
 Distillation (the *performance loss*) is the SDN-weighted sum over exits of the soft
 cross-entropy ``-sum_c p_victim(c) log softmax(z_k)(c)`` toward the victim's returned

@@ -111,7 +111,7 @@ def test_refused_queries_are_charged_but_not_trained_on(run, cls, params):
 
 
 def test_knockoff_refuses_certainty_on_labels_and_reports_its_rewards(run):
-    with pytest.raises(ConfigError, match="attack 'knockoff'.*certainty.*output=probs"):
+    with pytest.raises(ConfigError, match=r"attack 'knockoff'.*certainty.*output=probs"):
         run(KnockoffAttack, 40, "label", rewards="certainty")
     stolen, _ = run(KnockoffAttack, 40, "label", **ROUNDS)
     assert stolen.diagnostics["rewards"] == ["diversity", "loss"]
@@ -201,13 +201,13 @@ def test_params_round_trip_and_validation(harness_registry):
         assert cls(**params).get_params() == params
         attack.validate(harness_registry)
         assert harness_registry.get("attack", cls.name).cls is cls
-    with pytest.raises(ConfigError, match="attack 'knockoff'.*sampling='bandit'"):
+    with pytest.raises(ConfigError, match=r"attack 'knockoff'.*sampling='bandit'"):
         KnockoffAttack(sampling="bandit").validate()
-    with pytest.raises(ConfigError, match="attack 'activethief'.*strategy='dfal'"):
+    with pytest.raises(ConfigError, match=r"attack 'activethief'.*strategy='dfal'"):
         ActiveThiefAttack(strategy="dfal").validate()
-    with pytest.raises(ConfigError, match="attack 'jbda'.*step=0"):
+    with pytest.raises(ConfigError, match=r"attack 'jbda'.*step=0"):
         JbdaAttack(step=0).validate()
-    with pytest.raises(ConfigError, match="attack 'function_only'.*max_drop=2"):
+    with pytest.raises(ConfigError, match=r"attack 'function_only'.*max_drop=2"):
         FunctionOnlyAttack(max_drop=2).validate()
     with pytest.raises(ConfigError, match=r"architecture_params=\{'width': 0\}"):
         JbdaAttack(architecture="small_cnn",

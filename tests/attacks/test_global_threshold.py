@@ -77,7 +77,7 @@ def test_rule_meets_its_bound_or_falls_back_to_the_strictest(seed, k, max_drop):
     victim = g.integers(0, 4, 30)
     cost = tuple(np.linspace(1 / k, 1, k))
     choice = choose_global_threshold(probs, victim, MaxProbPolicy(), cost, 4, max_drop)
-    exits, labels = strategy_outcomes(probs, MaxProbPolicy(), np.array([choice.threshold]))
+    _, labels = strategy_outcomes(probs, MaxProbPolicy(), np.array([choice.threshold]))
     assert choice.fidelity == pytest.approx((labels[0] == victim).mean())
     assert (choice.fidelity >= choice.final_exit_fidelity - max_drop - 1e-12
             or choice.threshold == 1.0)
