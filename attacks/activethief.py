@@ -113,7 +113,7 @@ class ActiveThiefAttack(BaselineAttack):
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
         pool = np.asarray(attacker_data)
         start = oracle.queries_used
-        budget = min(ctx.budget, oracle.budget_left, len(pool))
+        budget = min(self.available_budget(oracle, ctx), len(pool))
         rng = ctx.rng(0)
         unused = np.ones(len(pool), dtype=bool)
         picked = np.sort(rng.choice(len(pool), size=min(self.seed_size, budget), replace=False))

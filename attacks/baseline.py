@@ -27,10 +27,10 @@ from attacks.global_threshold import global_strategy
 from attacks.substitute import Transcript, distill, substitute_architecture, victim_labels
 from attacks.trainer import TrainRecipe, TrainReport
 from harness.components import check_nested
-from harness.errors import ConfigError
+from harness.errors import BudgetExhaustedError, ConfigError
 from harness.model import MultiExitNet
 from harness.params import ComponentName, Interval
-from harness.protocol import Attack, AttackContext, StolenModel
+from harness.protocol import Attack, AttackContext, OracleHandle, StolenModel
 
 if TYPE_CHECKING:
     from harness.plugins.registry import Registry
@@ -85,6 +85,14 @@ class BaselineAttack(Attack):
                          self.architecture_params, "architecture_params")
 
     # -- pieces -----------------------------------------------------------------------
+    def available_budget(self, oracle: OracleHandle, ctx: AttackContext) -> int:
+        """Queries this attack may still make (``ctx.budget`` capped by what is left)."""
+        left = min(ctx.budget, oracle.budget_left)
+        if left <= 0:
+            raise BudgetExhaustedError(f"attack {self.name!r}: no query budget left "
+                                       f"({oracle.queries_used} of {oracle.budget} used)")
+        return left
+
     def new_substitute(self, ctx: AttackContext) -> MultiExitNet:
         """A fresh substitute, seeded by the cell seed."""
         return ctx.new_network(ctx.num_exits or DEFAULT_NUM_EXITS, ctx.seed,

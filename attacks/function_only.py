@@ -42,5 +42,6 @@ class FunctionOnlyAttack(BaselineAttack):
 
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
         start = oracle.queries_used
-        rows = query_pool(oracle, np.asarray(attacker_data), ctx.budget, ctx.rng(0))
+        budget = self.available_budget(oracle, ctx)
+        rows = query_pool(oracle, np.asarray(attacker_data), budget, ctx.rng(0))
         return self.finish(rows, ctx, oracle.queries_used - start)

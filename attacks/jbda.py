@@ -107,7 +107,7 @@ class JbdaAttack(BaselineAttack):
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
         pool = np.asarray(attacker_data)
         start = oracle.queries_used
-        budget = min(ctx.budget, oracle.budget_left)
+        budget = self.available_budget(oracle, ctx)
         rng = ctx.rng(0)
         lo, hi = ctx.input_range
         new = pool[draw_pool_indices(min(self.seed_size, budget), len(pool), rng)]

@@ -91,21 +91,21 @@ class KnockoffAttack(BaselineAttack):
     def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
         pool = np.asarray(attacker_data)
         start = oracle.queries_used
+        budget = self.available_budget(oracle, ctx)
         if self.sampling == "random":
-            rows = query_pool(oracle, pool, ctx.budget, ctx.rng(0))
+            rows = query_pool(oracle, pool, budget, ctx.rng(0))
             return self.finish(rows, ctx, oracle.queries_used - start, {"sampling": "random"})
         try:
             kinds = used_rewards(self.rewards, ctx.output)
         except ValueError as exc:
             raise self.fail(str(exc)) from None
-        rows, notes = self._adaptive(oracle, pool, ctx, kinds)
+        rows, notes = self._adaptive(oracle, pool, ctx, kinds, budget)
         return self.finish(rows, ctx, oracle.queries_used - start,
                            {"sampling": "adaptive", "rewards": list(kinds), **notes})
 
     def _adaptive(self, oracle: Oracle, pool: np.ndarray, ctx: AttackContext,
-                  kinds: tuple[str, ...]) -> tuple[Transcript, dict[str, Any]]:
-        """Query in rounds by the bandit policy; (all rows, diagnostics)."""
-        budget = min(ctx.budget, oracle.budget_left)
+                  kinds: tuple[str, ...], budget: int) -> tuple[Transcript, dict[str, Any]]:
+        """Query ``budget`` inputs in rounds by the bandit policy; (all rows, diagnostics)."""
         clusters = pool_clusters(pool, self.num_clusters, ctx.seed)
         k = int(clusters.max()) + 1
         members = [np.flatnonzero(clusters == c) for c in range(k)]

@@ -12,7 +12,7 @@ from attacks.activethief import ActiveThiefAttack, kcenter_greedy
 from attacks.function_only import FunctionOnlyAttack
 from attacks.jbda import JbdaAttack
 from attacks.knockoff import KnockoffAttack
-from harness.errors import ConfigError
+from harness.errors import BudgetExhaustedError, ConfigError
 from harness.stages import Defense
 from harness.testing import check_attack
 
@@ -221,3 +221,13 @@ def test_fixed_threshold_and_holdout_reach_the_strategy(run):
     assert stolen.diagnostics["training"]["holdout_rows"] == 20
     assert stolen.diagnostics["global_threshold"]["rows_from"] == "holdout"
     assert stolen.diagnostics["global_threshold"]["rows"] == 20
+
+
+@pytest.mark.parametrize(("cls", "params"), VARIANTS)
+def test_a_spent_budget_is_a_clear_budget_error(make_tiny_oracle, trained_tiny_victim, cls,
+                                                 params):
+    oracle, ctx = make_tiny_oracle(10)
+    pool = trained_tiny_victim.data.attacker.x.copy()
+    oracle.query(pool[:10])
+    with pytest.raises(BudgetExhaustedError, match=rf"attack '{cls.name}': no query budget"):
+        cls(**TINY, **params).steal(oracle, pool, ctx)
