@@ -26,8 +26,8 @@ import torch
 from torch.nn import functional as F
 
 from attacks.substitute import Transcript
+from attacks.trainer import TrainRecipe, TrainReport, train_substitute
 from harness.model import MultiExitNet
-from harness.nn.training import train_loop
 
 
 def exit_logit_loss(other_weight: float = 0.0) -> Callable[..., torch.Tensor]:
@@ -50,12 +50,13 @@ def exit_logit_loss(other_weight: float = 0.0) -> Callable[..., torch.Tensor]:
     return loss
 
 
-def train_exit_distillation(model: MultiExitNet, rows: Transcript, estimated: np.ndarray, *,
-                            epochs: int, lr: float, batch_size: int, seed: int, device: str,
-                            other_weight: float = 0.0, clip: float = 30.0,
+def train_exit_distillation(model: MultiExitNet, rows: Transcript, estimated: np.ndarray,
+                            recipe: TrainRecipe, *, other_weight: float = 0.0,
+                            clip: float = 30.0,
                             extra_loss: Callable[..., torch.Tensor] | None = None,
-                            extra_targets: tuple[torch.Tensor, ...] = ()) -> None:
-    """Train on admitted probability rows; ``extra_loss(exit_logits, est, *extra)`` is added."""
+                            extra_targets: tuple[torch.Tensor, ...] = ()) -> TrainReport:
+    """Train on admitted probability rows through the shared trainer
+    (:mod:`attacks.trainer`); ``extra_loss(exit_logits, est, *extra)`` is added."""
     x = torch.as_tensor(np.ascontiguousarray(rows.x, dtype=np.float32))
     probs = np.asarray(rows.outputs, dtype=np.float64)
     logp = torch.as_tensor(np.maximum(np.log(np.clip(probs, 1e-300, 1.0)), -clip),
@@ -68,6 +69,4 @@ def train_exit_distillation(model: MultiExitNet, rows: Transcript, estimated: np
         value = base(exit_logits, t_logp, t_p, t_est)
         return value + extra_loss(exit_logits, t_est, *rest) if extra_loss is not None else value
 
-    train_loop(model, [x, logp, p, est, *extra_targets], loss, epochs=epochs, lr=lr,
-               batch_size=batch_size, seed=seed, device=device,
-               num_threads=1 if device == "cpu" else None)
+    return train_substitute(model, [x, logp, p, est, *extra_targets], loss, recipe)

@@ -63,6 +63,10 @@ above). The named variants of :mod:`attacks.adaptive` set them against one defen
 Thresholds are fitted on every admitted query: they are the attacker's only data with
 (estimated) exits, and with at most a few hundred queries a held-out split costs more
 agreement than it saves; epochs and weights are fixed parameters, not tuned per cell.
+For the same reason both training passes run through the shared trainer
+(:mod:`attacks.trainer`) with ``holdout=0`` by default: every admitted query is trained
+on for all epochs. ``holdout`` / ``patience`` turn on its early stopping (a seeded
+fraction of the rows is held out of *training* only; the search still uses every row).
 
 ``estimated_exits`` holds one entry per oracle query in query order (each repeat gets
 its input's estimate; refused inputs get 0). Variants differ only in the default
@@ -98,7 +102,9 @@ from attacks.substitute import (
     draw_pool_indices,
     query_inputs,
     substitute_architecture,
+    victim_labels,
 )
+from attacks.trainer import TrainRecipe
 from harness.components import check_nested
 from harness.errors import ConfigError
 from harness.model import MultiExitNet, exit_probabilities
@@ -117,11 +123,6 @@ def accepts_keyword(method: Any, name: str) -> bool:
     """Whether ``method`` takes keyword ``name`` (older plugin estimators may not)."""
     params = inspect.signature(method).parameters
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def victim_labels(outputs: np.ndarray) -> np.ndarray:
-    """Labels of returned outputs (probabilities or labels)."""
-    return outputs.argmax(axis=1) if outputs.ndim == 2 else outputs.astype(np.int64)
 
 
 class ExitStealAttack(Attack):
@@ -150,6 +151,8 @@ class ExitStealAttack(Attack):
         "other_exit_weight": [Interval("real", 0, None)],
         "repeat_perturb": [Interval("real", 0, 1)],
         "exit_label_noise": [Interval("real", 0, 0.5, closed="left")],
+        "holdout": [Interval("real", 0, 1, closed="left")],
+        "patience": [Interval("int", 0, 100_000)],
     }
 
     def __init__(self, estimator: str | None = None, estimator_params: dict | None = None,
@@ -161,7 +164,8 @@ class ExitStealAttack(Attack):
                  confidence_weight: float = 0.0,
                  policy: str = "max_prob", max_sweeps: int = 10,
                  performance: str = "exit_logits", other_exit_weight: float = 0.0,
-                 repeat_perturb: float = 0.0, exit_label_noise: float = 0.0) -> None:
+                 repeat_perturb: float = 0.0, exit_label_noise: float = 0.0,
+                 holdout: float = 0.0, patience: int = 0) -> None:
         self.estimator = estimator
         self.estimator_params = estimator_params
         self.repeats = repeats
@@ -182,6 +186,8 @@ class ExitStealAttack(Attack):
         self.other_exit_weight = other_exit_weight
         self.repeat_perturb = repeat_perturb
         self.exit_label_noise = exit_label_noise
+        self.holdout = holdout
+        self.patience = patience
 
     # -- parameters -------------------------------------------------------------------
     def _fail(self, message: str) -> ConfigError:
@@ -267,15 +273,16 @@ class ExitStealAttack(Attack):
             output = "label"
         else:
             output = ctx.output
+        recipe = TrainRecipe(epochs=epochs, lr=lr, batch_size=self.batch_size, seed=seed,
+                             device=ctx.device, holdout=self.holdout, patience=self.patience,
+                             label=f"{self.name} ({'fine-tune' if extra else 'performance'})")
         if output == "probs" and self.performance == "exit_logits":
-            train_exit_distillation(model, rows, est, epochs=epochs, lr=lr,
-                                    batch_size=self.batch_size, seed=seed, device=ctx.device,
+            train_exit_distillation(model, rows, est, recipe,
                                     other_weight=self.other_exit_weight, extra_loss=extra,
                                     extra_targets=tuple(extra_targets))
             return
         targets = [torch.as_tensor(est), *extra_targets]
-        distill(model, rows, output, epochs=epochs, lr=lr, batch_size=self.batch_size,
-                seed=seed, device=ctx.device, extra_targets=targets if extra else (),
+        distill(model, rows, output, recipe, extra_targets=targets if extra else (),
                 extra_loss=extra)
 
     def _train(self, rows: Transcript, est: np.ndarray, num_exits: int, ctx: AttackContext,

@@ -2,7 +2,8 @@
 
 Substitute networks come from ``ctx.new_network`` (a registered architecture, by default
 the victim's family; when the threat model hides the family, :data:`DEFAULT_ARCHITECTURE`);
-this module only queries and trains.
+this module queries, and builds the distillation loss that it hands to the shared
+trainer (:mod:`attacks.trainer`).
 
 Distillation (the *performance loss*) is the SDN-weighted sum over exits of the soft
 cross-entropy ``-sum_c p_victim(c) log softmax(z_k)(c)`` toward the victim's returned
@@ -18,8 +19,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from attacks.trainer import TrainRecipe, TrainReport, train_substitute
 from harness.model import MultiExitNet
-from harness.nn.training import sdn_exit_weights, train_loop
+from harness.nn.training import sdn_exit_weights
 from harness.protocol import AttackContext
 from harness.serving.oracle import Oracle
 
@@ -45,6 +47,24 @@ class Transcript:
     outputs: np.ndarray
     latency_s: np.ndarray
     admitted: np.ndarray
+
+
+def victim_labels(outputs: np.ndarray) -> np.ndarray:
+    """Labels of returned outputs (probabilities or labels)."""
+    return outputs.argmax(axis=1) if outputs.ndim == 2 else outputs.astype(np.int64)
+
+
+def admitted_only(transcript: Transcript) -> Transcript:
+    """The rows a query monitor admitted (refused rows carry no answer)."""
+    ok = np.asarray(transcript.admitted, dtype=bool)
+    return Transcript(transcript.x[ok], transcript.outputs[ok], transcript.latency_s[ok],
+                      transcript.admitted[ok])
+
+
+def concat_transcripts(parts: Sequence[Transcript]) -> Transcript:
+    """Transcripts of successive rounds as one, in query order."""
+    return Transcript(*(np.concatenate([getattr(t, f) for t in parts])
+                        for f in ("x", "outputs", "latency_s", "admitted")))
 
 
 def draw_pool_indices(n: int, pool_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -88,17 +108,17 @@ def performance_loss(output: str, weights: Sequence[float]) -> Callable[..., tor
     return loss
 
 
-def distill(model: MultiExitNet, transcript: Transcript, output: str, *, epochs: int,
-            lr: float, batch_size: int, seed: int, device: str,
+def distill(model: MultiExitNet, transcript: Transcript, output: str, recipe: TrainRecipe, *,
             extra_targets: Sequence[torch.Tensor] = (),
-            extra_loss: Callable[..., torch.Tensor] | None = None) -> None:
-    """Train ``model`` on the admitted queries with the performance loss (+ ``extra_loss``)."""
+            extra_loss: Callable[..., torch.Tensor] | None = None) -> TrainReport:
+    """Train ``model`` on the admitted queries with the performance loss (+ ``extra_loss``)
+    through the shared trainer (:mod:`attacks.trainer`)."""
     ok = transcript.admitted
     x = torch.as_tensor(np.ascontiguousarray(transcript.x[ok], dtype=np.float32))
     if output == "label":
-        target = torch.as_tensor(transcript.outputs[ok].astype(np.int64))
+        target = torch.as_tensor(np.asarray(transcript.outputs)[ok].astype(np.int64))
     else:
-        target = torch.as_tensor(transcript.outputs[ok].astype(np.float32))
+        target = torch.as_tensor(np.asarray(transcript.outputs)[ok].astype(np.float32))
     perf = performance_loss(output, sdn_exit_weights(model.num_exits))
     extras = [t[torch.as_tensor(ok)] if len(t) == len(ok) else t for t in extra_targets]
 
@@ -106,6 +126,4 @@ def distill(model: MultiExitNet, transcript: Transcript, output: str, *, epochs:
         value = perf(exit_logits, tgt)
         return value + extra_loss(exit_logits, *rest) if extra_loss is not None else value
 
-    train_loop(model, [x, target, *extras], loss, epochs=epochs, lr=lr,
-               batch_size=batch_size, seed=seed, device=device,
-               num_threads=1 if device == "cpu" else None)
+    return train_substitute(model, [x, target, *extras], loss, recipe)

@@ -82,23 +82,30 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+EpochHook = Callable[[int, float], bool]
+"""``on_epoch_end(epoch, mean_train_loss) -> stop``: called after every epoch."""
+
+
 def train_loop(model: nn.Module, tensors: Sequence[torch.Tensor], loss_fn: LossFn, *,
                epochs: int, lr: float, batch_size: int, seed: int, device: str = "cpu",
-               weight_decay: float = 0.0, num_threads: int | None = None) -> TrainHistory:
+               weight_decay: float = 0.0, num_threads: int | None = None,
+               on_epoch_end: EpochHook | None = None) -> TrainHistory:
     """Train ``model`` on ``tensors`` (inputs first, then targets of equal length).
 
     Each step calls ``loss_fn(model(x), *targets)``. The model is moved to ``device``
     and left in eval mode. ``num_threads`` pins torch's CPU threads while training.
+    ``on_epoch_end`` (e.g. validation for early stopping) ends training when it returns
+    True; it must leave the model in train mode. It consumes nothing of the loop's RNG.
     """
     with torch_threads(num_threads):
         return _train_loop(model, tensors, loss_fn, epochs=epochs, lr=lr,
                            batch_size=batch_size, seed=seed, device=device,
-                           weight_decay=weight_decay)
+                           weight_decay=weight_decay, on_epoch_end=on_epoch_end)
 
 
 def _train_loop(model: nn.Module, tensors: Sequence[torch.Tensor], loss_fn: LossFn, *,
                 epochs: int, lr: float, batch_size: int, seed: int, device: str,
-                weight_decay: float) -> TrainHistory:
+                weight_decay: float, on_epoch_end: EpochHook | None) -> TrainHistory:
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise ValueError("need epochs >= 0, batch_size >= 1 and lr > 0")
     n = len(tensors[0])
@@ -114,7 +121,7 @@ def _train_loop(model: nn.Module, tensors: Sequence[torch.Tensor], loss_fn: Loss
         optimizer, T_max=max(1, epochs * steps_per_epoch))
     losses = []
     model.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         total = 0.0
         for idx in minibatch_indices(n, batch_size, generator):
             idx = idx.to(device)
@@ -126,6 +133,8 @@ def _train_loop(model: nn.Module, tensors: Sequence[torch.Tensor], loss_fn: Loss
             scheduler.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / n)
+        if on_epoch_end is not None and on_epoch_end(epoch, losses[-1]):
+            break
     model.eval()
     return TrainHistory(tuple(losses), time.perf_counter() - started)
 
