@@ -30,6 +30,7 @@ from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext
 from harness.run.config import MAX_BUDGET, MAX_SEED, default_cache_dir, parse_value, split_override
+from harness.run.pool import load_pool
 from harness.run.stolen_export import RecordingToolbox, save_stolen
 from harness.serving.devices import resolve_device
 from harness.serving.http.client import HttpOracle
@@ -105,11 +106,8 @@ def _pool(opts: dict[str, str], health: dict[str, Any], registry: Registry) -> n
                               "datasets)")
         name = registry.get("victim", victim).cls.dataset
     root = Path(opts["data_root"]) if opts.get("data_root") else None
-    data = registry.get("dataset", name).cls().load(root)
-    if tuple(data.input_shape) != tuple(health["input_shape"]):
-        raise ConfigError(f"attack: pool={name} has inputs of shape {data.input_shape} but the "
-                          f"server takes {tuple(health['input_shape'])}; choose a matching pool")
-    return data.attacker.x.copy()
+    return load_pool(registry, name, root, health["input_shape"], health["input_range"],
+                     f"the server's victim {health.get('victim')!r}", who="attack")
 
 
 def _plain(obj: Any) -> Any:
