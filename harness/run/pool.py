@@ -33,14 +33,16 @@ SAME = "same"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def check_pool_name(pool: str, registry: Registry | None = None) -> str:
-    """``pool`` if it is ``same`` or a registered dataset; else an error listing the choices."""
-    pool = str(pool).strip()
+def check_pool_name(pool: str, registry: Registry | None = None, who: str = "") -> str:
+    """``pool`` if it is ``same`` or a registered dataset; else an error listing the choices
+    (``who`` prefixes the message)."""
+    pool, prefix = str(pool).strip(), f"{who}: " if who else ""
     if pool != SAME and not _NAME.fullmatch(pool):
-        raise ConfigError(f"pool={pool!r} is not a dataset name; write pool=same (the victim "
-                          "dataset's attacker split) or pool=DATASET (harness list datasets)")
+        raise ConfigError(f"{prefix}pool={pool!r} is not a dataset name; write pool=same (the "
+                          "victim dataset's attacker split) or pool=DATASET (harness list "
+                          "datasets)")
     if registry is not None and pool != SAME and pool not in registry.names("dataset"):
-        raise ConfigError(f"pool={pool!r} is not a registered dataset; choose same or one of "
+        raise ConfigError(f"{prefix}pool={pool!r} is not a registered dataset; choose same or one of "
                           f"{', '.join(registry.names('dataset')) or 'none'} (harness list "
                           "datasets)")
     return pool
@@ -110,7 +112,7 @@ def load_pool(registry: Registry, pool: str, data_root: Path | None,
               input_shape: Sequence[int], input_range: Sequence[float], target: str,
               who: str = "") -> np.ndarray:
     """The attacker split of dataset ``pool`` (a private float32 copy), checked to fit."""
-    check_pool_name(pool, registry)
+    check_pool_name(pool, registry, who)
     data = registry.get("dataset", pool).cls().load(data_root)
     check_compatible(pool, data.input_shape, data.input_range, target, input_shape, input_range,
                      who)
