@@ -267,6 +267,7 @@ def test_the_attack_receives_the_chosen_pool(registry, pool_plugin, tmp_path, is
                            show_progress=False)
         (result,) = [json.loads(Path(p).read_text()) for p in summary.result_paths]
         assert result["status"] == "ok", result["error"]
+        assert result["cell"]["threat"].get("pool", "same") == pool
         seen[pool] = result["diagnostics"]["attack"]["pool_fingerprint"]
     assert seen["same"] == _fingerprint(digits.attacker.x)
     assert seen["noise_pool"] == _fingerprint(noise.attacker.x)
