@@ -231,11 +231,15 @@ class StolenModel:
 class DatasetSource(Component):
     """A dataset plugin: loads deterministic splits from a package or ``data_root``.
 
-    ``num_classes`` (optional) lets victims' thresholds be checked before any data load.
+    ``num_classes`` (optional) lets victims' thresholds be checked before any data load;
+    ``input_shape`` and ``input_range`` (optional, both or neither) let ``pool=`` be
+    checked against a victim's dataset without loading either (else both are loaded).
     """
 
     kind: ClassVar[str] = "dataset"
     num_classes: ClassVar[int | None] = None
+    input_shape: ClassVar[tuple[int, ...] | None] = None
+    input_range: ClassVar[tuple[float, float] | None] = None
 
     @abstractmethod
     def load(self, data_root: Path | None) -> DatasetSplits:

@@ -9,7 +9,8 @@ available from a remote server, so nothing is scored here.
 Keys: ``attack.NAME.PARAM=``, ``seed=``, ``budget=`` (at most the server's per-client
 budget), ``out=DIR`` (default ``stolen/NAME-seedS``), ``client_id=``, ``device=``,
 ``cache_dir=``, ``data_root=``, ``pool=DATASET`` (the attacker's unlabeled pool: that
-dataset's attacker split; default the dataset of the victim the server names),
+dataset's attacker split, checked like ``harness run``'s ``pool=`` by
+:mod:`harness.run.pool`; default, or ``same``: the dataset of the victim the server names),
 ``threat.num_exits=hidden|K`` and ``threat.architecture=hidden|NAME`` (what the attacker
 believes it knows; default hidden), ``timing.network=none|lan|wan`` (jitter added to
 the measured latency) and ``per_sample=true|false`` (one request per input).
@@ -30,6 +31,7 @@ from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext
 from harness.run.config import MAX_BUDGET, MAX_SEED, default_cache_dir, parse_value, split_override
+from harness.run.pool import SAME, load_pool
 from harness.run.stolen_export import RecordingToolbox, save_stolen
 from harness.serving.devices import resolve_device
 from harness.serving.http.client import HttpOracle
@@ -97,7 +99,7 @@ def _context(opts: dict[str, str], health: dict[str, Any], budget: int, registry
 def _pool(opts: dict[str, str], health: dict[str, Any], registry: Registry) -> np.ndarray:
     """The attacker split of ``pool=`` (default: the dataset of the victim /health names)."""
     name = opts.get("pool")
-    if name is None:
+    if name in (None, SAME):
         victim = health["victim"]
         if victim not in registry.names("victim"):
             raise ConfigError(f"attack: the server's victim {victim!r} is not registered here, "
@@ -105,11 +107,8 @@ def _pool(opts: dict[str, str], health: dict[str, Any], registry: Registry) -> n
                               "datasets)")
         name = registry.get("victim", victim).cls.dataset
     root = Path(opts["data_root"]) if opts.get("data_root") else None
-    data = registry.get("dataset", name).cls().load(root)
-    if tuple(data.input_shape) != tuple(health["input_shape"]):
-        raise ConfigError(f"attack: pool={name} has inputs of shape {data.input_shape} but the "
-                          f"server takes {tuple(health['input_shape'])}; choose a matching pool")
-    return data.attacker.x.copy()
+    return load_pool(registry, name, root, health["input_shape"], health["input_range"],
+                     f"the server's victim {health.get('victim')!r}", who="attack")
 
 
 def _plain(obj: Any) -> Any:

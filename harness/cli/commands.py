@@ -12,6 +12,7 @@ from harness.errors import OutputDirError
 from harness.params import describe_alternatives
 from harness.plugins.manager import make_plugin_manager, plugin_infos
 from harness.plugins.registry import Registry
+from harness.report.ceiling import format_ceilings
 from harness.report.leaderboard import build_leaderboard, format_defense_table, format_table
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
@@ -28,6 +29,7 @@ def run(overrides: list[str], config: Path | None, progress: bool, strict: bool)
     summary = run_grid(spec, pm, show_progress=progress)
     board = build_leaderboard(summary.out, _reference_attacks(registry))
     print(format_table(board))
+    _print_ceilings(board)
     _print_defenses(board)
     print(f"\n{summary.total} cells ({summary.reused} reused, {summary.ran} run, "
           f"{summary.failed} failed)")
@@ -83,6 +85,14 @@ def plugins(as_json: bool, strict: bool) -> int:
     return 0
 
 
+def _print_ceilings(board: dict) -> None:
+    """Each victim's replica ceiling (mean and interval over its replicas, or n/a and why)."""
+    text = format_ceilings(board)
+    if text:
+        print()
+        print(text)
+
+
 def _print_defenses(board: dict) -> None:
     """The defense table, when the board ranks more than the undefended baseline."""
     if any(e["defense"] != "none" for e in board["defense_ranking"]):
@@ -104,6 +114,7 @@ def leaderboard(out: Path, strict: bool) -> int:
     _, registry = _registry(strict)
     board = build_leaderboard(out, _reference_attacks(registry))
     print(format_table(board))
+    _print_ceilings(board)
     _print_defenses(board)
     print(f"leaderboard: {Path(out) / 'leaderboard.json'}")
     return 0

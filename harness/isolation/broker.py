@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness.errors import ComponentFailure, QueryError
 from harness.isolation.client_worker import ClientRequest, client_main
 from harness.isolation.sandbox import worker_context
@@ -125,8 +123,3 @@ def _attack_error(meta: dict[str, Any], label: str, component: str,
     failure = ComponentFailure(f"{label} raised {reason}", component)
     failure.remote_traceback = str(meta.get("traceback", ""))  # type: ignore[attr-defined]
     return failure
-
-
-def pool_copy(x: np.ndarray) -> np.ndarray:
-    """The attacker's pool as sent to the client (a private copy)."""
-    return np.ascontiguousarray(x, dtype=np.float32).copy()

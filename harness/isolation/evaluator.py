@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from harness.errors import ComponentFailure
-from harness.isolation.broker import AttackClient, pool_copy
+from harness.isolation.broker import AttackClient
 from harness.isolation.client_worker import ClientRequest
 from harness.isolation.gateway import HttpGateway
 from harness.isolation.sandbox import (
@@ -43,6 +43,7 @@ from harness.run.cell import (
     threat_view,
 )
 from harness.run.grid import CellSpec, ComponentSpec
+from harness.run.pool import attacker_pool
 from harness.run.server import Stream
 from harness.serving.oracle import Oracle
 
@@ -61,13 +62,15 @@ def _start_server(cell: CellSpec, registry: Registry, env: CellEnvironment, devi
     return RemoteServer(request, label, f"defense:{cell.defense.name}", cell.seed)
 
 
-def _client_request(cell: CellSpec, victim: TrainedVictim, device: str,
-                    drop: bool, oracle_url: str | None) -> ClientRequest:
+def _client_request(cell: CellSpec, victim: TrainedVictim, device: str, drop: bool,
+                    oracle_url: str | None, registry: Registry,
+                    env: CellEnvironment) -> ClientRequest:
     data = victim.data
     cost_fraction = victim.model.cost_fraction
     view = threat_view(cell.threat, victim.model.num_exits, victim.family, cost_fraction)
+    pool = attacker_pool(registry, cell.threat.pool, data, env.data_root, cell.victim.name)
     return ClientRequest(
-        attack=cell.attack.name, params=cell.attack.params, attacker_x=pool_copy(data.attacker.x),
+        attack=cell.attack.name, params=cell.attack.params, attacker_x=pool,
         seed=cell.seed, device=device, budget=cell.budget, output=cell.output,  # type: ignore[arg-type]
         input_shape=data.input_shape, num_classes=data.num_classes, input_range=data.input_range,
         client_timed=cell.timing == "live", scratch=str(scratch_dir(drop)),
@@ -129,7 +132,7 @@ def run_isolated(cell: CellSpec, registry: Registry, env: CellEnvironment,
     gateway = HttpGateway(cell, victim.data) if cell.transport == "http" else None
     try:
         with gateway.running() if gateway is not None else nullcontext() as url:
-            client = AttackClient(_client_request(cell, victim, device, drop, url))
+            client = AttackClient(_client_request(cell, victim, device, drop, url, registry, env))
             served = registry.get("backend", cell.backend).cls().load(victim, device,
                                                                       env.cache_dir)
             server.wait_ready()

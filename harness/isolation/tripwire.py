@@ -2,9 +2,11 @@
 
 Workers that keep the user's permissions (not started as root) could write any file
 the user can. The evaluator therefore fingerprints, before each isolated cell, every
-finished (``ok``) result under ``out=`` and every file of the victim cache, and
-checks them after the cell. No cell legitimately rewrites either: a finished result is
-reused, never rewritten, and cache entries are written whole under new names. So a
+finished (``ok``) result under ``out=``, every finished replica ceiling
+(``out/replicas``, status ``ok`` or ``not_available``) and every file of the victim
+cache, and checks them after the cell. No cell legitimately rewrites any of them: a
+finished result or ceiling is reused, never rewritten (ceilings are written between
+cells), and cache entries are written whole under new names. So a
 change is tampering: results are restored from the evaluator's copy, changed cache
 entries are removed (the victim is retrained on next use), and the cell fails naming
 its attack and defense. Fingerprints use inode, size and the modification *and*
@@ -29,16 +31,29 @@ def _fingerprint(path: Path) -> Fingerprint | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _ok_result(blob: bytes) -> bool:
+FINISHED = ("ok", "not_available")
+"""Statuses of a finished result (``ok``) or replica ceiling (``ok``, ``not_available``)."""
+
+
+def _finished(blob: bytes) -> bool:
     try:
-        return json.loads(blob).get("status") == "ok"
+        return json.loads(blob).get("status") in FINISHED
     except (ValueError, AttributeError, UnicodeDecodeError):
         return False
 
 
+def _result_files(out: Path) -> list[Path]:
+    """Cell results and replica ceilings under ``out``."""
+    files = list((out / "cells").rglob("*.json")) if (out / "cells").is_dir() else []
+    if (out / "replicas").is_dir():
+        files += list((out / "replicas").glob("*.json"))
+    return files
+
+
 @dataclass(frozen=True)
 class Tripwire:
-    """Fingerprints of finished results (with their bytes) and of the cache's files."""
+    """Fingerprints of finished results and ceilings (with their bytes) and of the cache's
+    files."""
 
     results: dict[Path, tuple[Fingerprint, bytes]]
     cache: dict[Path, Fingerprint]
@@ -46,15 +61,14 @@ class Tripwire:
     @classmethod
     def arm(cls, out: Path | None, cache_dir: Path | None) -> Tripwire:
         results: dict[Path, tuple[Fingerprint, bytes]] = {}
-        if out is not None and (out / "cells").is_dir():
-            for path in (out / "cells").rglob("*.json"):
-                fp = _fingerprint(path)
-                try:
-                    blob = path.read_bytes()
-                except OSError:
-                    continue
-                if fp is not None and _ok_result(blob):
-                    results[path] = (fp, blob)
+        for path in _result_files(Path(out)) if out is not None else []:
+            fp = _fingerprint(path)
+            try:
+                blob = path.read_bytes()
+            except OSError:
+                continue
+            if fp is not None and _finished(blob):
+                results[path] = (fp, blob)
         cache: dict[Path, Fingerprint] = {}
         if cache_dir is not None and Path(cache_dir).is_dir():
             for path in Path(cache_dir).rglob("*"):

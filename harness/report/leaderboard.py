@@ -3,32 +3,32 @@
 Groups are everything that determines a result except the seed: each component's label
 (a stack names its members, ``pad_bucket+rounding``) and parameters (a sweep's variants
 are separate groups, shown as ``jitter{scale=0.25}``), isolation and the threat model
-(``threat.num_exits``, ``threat.architecture``; cells written before it was recorded
-count as granted/granted). Each group has the mean and a 95% Student-t interval of
+(``threat.num_exits``, ``threat.architecture``, ``pool``; cells written before they were
+recorded count as granted/granted with pool ``same``). Each group has the mean and a 95% Student-t interval of
 every metric over its seeds (no interval for one seed) and its cells' config hashes.
 Defenses are ranked per victim and threat model by their *worst case*: the highest mean
 ``exit_agreement`` any real (non-reference) attack reaches against them, adaptive
 variants included (lower is a better defense), with the defense's costs and leakage as
 means over all its cells in that scenario. Attacks are ranked per victim and threat
-model by mean ``exit_agreement`` on the undefended victim (defense ``none``).
+model by mean ``exit_agreement`` on the undefended victim (defense ``none``), each
+beside its victim's replica ceiling (:mod:`harness.report.ceiling`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
-from scipy import stats
 
 from harness import __version__
 from harness.errors import OutputDirError
+from harness.report.ceiling import ceiling_entries, ceiling_row, load_ceilings
 from harness.report.schema import SCHEMA_VERSION, leaderboard_schema
+from harness.report.stats import mean_ci
 from harness.run.atomic import write_json_atomic
 from harness.run.results import load_result
 from harness.stages import PROTOCOL_VERSION
@@ -43,29 +43,18 @@ and seed), with 95% intervals; they come from the benign clients, so attacks sha
 KINDS = ("victim", "defense", "attack")
 
 
-def mean_ci(values: list[float]) -> dict[str, Any]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return {"mean": None, "ci95": [None, None], "n": 0}
-    arr = np.asarray(vals, dtype=np.float64)
-    mean = float(arr.mean())
-    if len(arr) < 2:
-        return {"mean": mean, "ci95": [None, None], "n": 1}
-    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
-    return {"mean": mean, "ci95": [mean - half, mean + half], "n": len(arr)}
-
-
 def load_results(out: Path) -> list[dict[str, Any]]:
     return [r for p in sorted((Path(out) / "cells").rglob("*.json"))
             if (r := load_result(p)) is not None]
 
 
-GRANTED = {"num_exits": "granted", "architecture": "granted"}
-"""The threat model of a cell that does not record one (written before it was a grid key)."""
+GRANTED = {"num_exits": "granted", "architecture": "granted", "pool": "same"}
+"""The threat model of a cell that does not record one (written before it was a grid key;
+``pool`` is recorded only when it is not ``same``)."""
 
 
 def threat_of(result: dict[str, Any]) -> dict[str, str]:
-    """A result's threat settings; granted/granted for results that predate them."""
+    """A result's threat settings; granted/granted, pool ``same``, for results that predate them."""
     recorded = (result.get("cell") or {}).get("threat") or {}
     return {k: str(recorded.get(k, v)) for k, v in GRANTED.items()}
 
@@ -102,9 +91,11 @@ def _display_names(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return names
 
 
-def aggregate(results: list[dict[str, Any]], reference_attacks: set[str]) -> dict[str, Any]:
+def aggregate(results: list[dict[str, Any]], reference_attacks: set[str],
+              ceilings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Groups = everything that determines a result but the seed: each component's label
-    and parameters, isolation and threat model; then the rankings."""
+    and parameters, isolation and threat model; then the rankings, and each victim's
+    replica ceiling from ``ceilings`` (replica-ceiling files; none -> ``missing``)."""
     groups: dict[tuple[Any, ...], list[dict]] = defaultdict(list)
     for r in results:
         comps = tuple(_component_key(r, k) for k in KINDS)
@@ -126,8 +117,11 @@ def aggregate(results: list[dict[str, Any]], reference_attacks: set[str]) -> dic
             "_cells": ok,
         })
     ranked = [r for r in rows if r["isolation"] != "none"]
+    victim_keys = {key[0] for key in groups}
+    ceiling = ceiling_entries({k: names["victim"][k] for k in victim_keys}, ceilings or [])
     board = {"groups": rows, "defense_ranking": _rank_defenses(ranked),
-             "attack_ranking": _rank_attacks(ranked),
+             "attack_ranking": _rank_attacks(ranked, ceiling),
+             "replica_ceiling": ceiling,
              "cells": {"ok": sum(r["status"] == "ok" for r in results),
                        "failed": sum(r["status"] != "ok" for r in results)}}
     for row in rows:
@@ -178,15 +172,22 @@ def _rank_defenses(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ranked
 
 
-def _rank_attacks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _rank_attacks(rows: list[dict[str, Any]],
+                  ceiling: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scenario, attacks by mean exit agreement on the undefended victim, each beside
+    the victim's replica ceiling (None where it is not available)."""
+    ceil = {e["victim"]: e["metrics"] for e in ceiling}
     ranked = []
     for victim, threat in _scenarios(rows):
+        mine = ceil.get(victim, {})
         entries = [{"victim": victim, "attack": r["attack"], "threat": dict(r["threat"]),
                     "reference": r["reference"],
                     "exit_agreement": _headline(r),
                     "exit_kappa": r["metrics"].get("exit_kappa", {}).get("mean"),
                     "efficiency_gap": r["metrics"].get("efficiency_gap", {}).get("mean"),
-                    "fidelity": r["metrics"].get("fidelity", {}).get("mean")}
+                    "fidelity": r["metrics"].get("fidelity", {}).get("mean"),
+                    "ceiling_exit_agreement": mine.get("exit_agreement", {}).get("mean"),
+                    "ceiling_fidelity": mine.get("fidelity", {}).get("mean")}
                    for r in rows if _in_scenario(r, victim, threat) and r["defense"] == "none"
                    and _headline(r) is not None]
         entries.sort(key=lambda e: (-e["exit_agreement"], e["attack"]))
@@ -195,10 +196,13 @@ def _rank_attacks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def threat_label(threat: dict[str, str]) -> str:
-    """A short marker of what a row's threat model hides ('' when everything is granted)."""
+    """A short marker of what a row's threat model hides and of another pool ('' when
+    everything is granted and the pool is the victim dataset's own)."""
     hidden = [{"num_exits": "exits", "architecture": "arch"}.get(k, k)
               for k, v in threat.items() if v == "hidden"]
-    return f" [hidden: {','.join(hidden)}]" if hidden else ""
+    pool = threat.get("pool", "same")
+    return ((f" [hidden: {','.join(hidden)}]" if hidden else "")
+            + (f" [pool: {pool}]" if pool != "same" else ""))
 
 
 def build_leaderboard(out: Path, reference_attacks: set[str]) -> dict[str, Any]:
@@ -206,7 +210,8 @@ def build_leaderboard(out: Path, reference_attacks: set[str]) -> dict[str, Any]:
     board = {"schema_version": SCHEMA_VERSION, "harness_version": __version__,
              "protocol_version": PROTOCOL_VERSION,
              "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-             "headline": "exit_agreement", **aggregate(load_results(out), reference_attacks)}
+             "headline": "exit_agreement",
+             **aggregate(load_results(out), reference_attacks, load_ceilings(out))}
     jsonschema.validate(board, leaderboard_schema())
     target = Path(out) / "leaderboard.json"
     try:
@@ -234,6 +239,11 @@ def format_table(board: dict[str, Any]) -> str:
             vals.append(f"{m:14.3f}" if m is not None else f"{'-':>14}")
         fail = f"  [{row['failed']} failed]" if row["failed"] else ""
         lines.append(f"{row['victim']:14} {row['defense']:14} {name:{width}} " + " ".join(vals) + fail)
+    for entry in board.get("replica_ceiling") or []:  # beside every attack: the ceiling
+        name, means = ceiling_row(entry)
+        vals = [f"{means[c]:14.3f}" if means.get(c) is not None else f"{'n/a':>14}"
+                for c in cols]
+        lines.append(f"{entry['victim']:14} {'-':14} {name:{width}} " + " ".join(vals))
     return "\n".join(lines)
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.run.config import THREAT_CHOICES
+from harness.run.config import MAX_REPLICAS, MAX_SEED, THREAT_CHOICES
 
 SCHEMA_VERSION = 2
 """2: results and leaderboards record the component protocol version. Threat settings
 (``cell.threat``, leaderboard rows' ``threat``) are optional additions within version 2:
 files written before them stay valid and read as granted/granted. So is a component's
 ``label`` (a stack's members, a sweep's values; absent -> its name) and a leaderboard
-row's ``label`` fields."""
+row's ``label`` fields. So are ``pool`` in threat settings (absent -> ``same``), the
+replica-ceiling files (``OUT/replicas/*.json``) and the leaderboard's
+``replica_ceiling`` section (absent in leaderboards written before it)."""
 
 NUM_OR_NULL = {"type": ["number", "null"]}
 
@@ -28,10 +30,15 @@ COMPONENT = {
     },
 }
 
+NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 128}
+HEX = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+SEED = {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
+
 THREAT = {
     "type": "object",
     "required": list(THREAT_CHOICES),
-    "properties": {k: {"enum": list(v)} for k, v in THREAT_CHOICES.items()},
+    "properties": {**{k: {"enum": list(v)} for k, v in THREAT_CHOICES.items()},
+                   "pool": NAME},  # "same" or a dataset name
     "additionalProperties": False,
 }
 
@@ -86,6 +93,73 @@ def cell_result_schema() -> dict[str, Any]:
     }
 
 
+REPLICA_STATUS = ("ok", "not_available", "failed")
+"""Status of a replica-ceiling file; a leaderboard adds ``missing`` (no file for a victim)."""
+REPLICAS = {"type": "array", "maxItems": MAX_REPLICAS, "items": {
+    "type": "object", "required": ["seed", "metrics"],
+    "properties": {"seed": SEED, "weights_hash": HEX,
+                   "thresholds": {"type": "array", "items": {"type": "number"},
+                                  "maxItems": 1024},
+                   "metrics": {"type": "object", "maxProperties": 64,
+                               "additionalProperties": NUM_OR_NULL}}}}
+SEEDS = {"type": "array", "items": SEED, "maxItems": MAX_REPLICAS, "uniqueItems": True}
+REASON = {"type": ["string", "null"], "maxLength": 4000}
+
+
+def replica_ceiling_schema() -> dict[str, Any]:
+    """``OUT/replicas/<victim>-<hash16>.json`` (:mod:`harness.run.replicas`)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "replica ceiling",
+        "type": "object",
+        "required": ["kind", "schema_version", "harness_version", "config_hash", "victim",
+                     "replicas_requested", "seed_param", "secret_mode", "device", "status",
+                     "reason", "seeds", "replicas", "metrics", "wall_time_s", "finished_at"],
+        "properties": {
+            "kind": {"const": "replica_ceiling"},
+            "schema_version": {"const": SCHEMA_VERSION},
+            "harness_version": {"type": "string"},
+            "config_hash": HEX,
+            "victim": COMPONENT,
+            "replicas_requested": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
+            "seed_param": NAME,
+            "secret_mode": {"enum": ["public", "secret"]},
+            "device": {"type": "string"},
+            "status": {"enum": list(REPLICA_STATUS)},
+            "reason": REASON,
+            "victim_train_seed": SEED,
+            "victim_weights_hash": HEX,
+            "seeds": SEEDS,
+            "replicas": REPLICAS,
+            "metrics": {"type": "object", "maxProperties": 64, "additionalProperties": STAT},
+            "wall_time_s": {"type": "number", "minimum": 0},
+            "finished_at": {"type": "string"},
+        },
+        "allOf": [{"if": {"properties": {"status": {"const": "ok"}}},
+                   "then": {"required": ["victim_train_seed"],
+                            "properties": {"replicas": {"minItems": 1},
+                                           "metrics": {"required": ["exit_agreement",
+                                                                    "fidelity"]}}}}],
+    }
+
+
+CEILING_ENTRY = {
+    "type": "object", "required": ["victim", "status", "reason", "n", "seeds", "metrics"],
+    "properties": {"victim": {"type": "string"},
+                   "status": {"enum": [*REPLICA_STATUS, "missing"]},
+                   "reason": REASON,
+                   "n": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS},
+                   "seeds": SEEDS,
+                   "victim_train_seed": {"oneOf": [SEED, {"type": "null"}]},
+                   "metrics": {"type": "object", "maxProperties": 64,
+                               "additionalProperties": STAT},
+                   "replicas": REPLICAS,
+                   "config_hash": {"oneOf": [HEX, {"type": "null"}]},
+                   "secret_mode": {"enum": ["public", "secret", None]}},
+}
+"""One victim's replica ceiling in a leaderboard (``missing``: no file in the run dir)."""
+
+
 def leaderboard_schema() -> dict[str, Any]:
     row = {"type": "object", "required": ["victim", "defense", "attack", "reference", "seeds",
                                           "failed", "metrics"],
@@ -118,20 +192,25 @@ def leaderboard_schema() -> dict[str, Any]:
             "attack_ranking": {"type": "array", "items": {
                 "type": "object", "required": ["rank", "victim", "attack", "reference",
                                                "exit_agreement"],
-                "properties": {"threat": THREAT}}},
+                "properties": {"threat": THREAT, "ceiling_exit_agreement": NUM_OR_NULL,
+                               "ceiling_fidelity": NUM_OR_NULL}}},
+            "replica_ceiling": {"type": "array", "items": CEILING_ENTRY},
         },
     }
 
 
 def combined_schema() -> dict[str, Any]:
-    """The file committed as ``leaderboard/schema.json``: both schemas under ``$defs``."""
-    defs = {"cell_result": cell_result_schema(), "leaderboard": leaderboard_schema()}
+    """The file committed as ``leaderboard/schema.json``: the three schemas under ``$defs``."""
+    defs = {"cell_result": cell_result_schema(), "leaderboard": leaderboard_schema(),
+            "replica_ceiling": replica_ceiling_schema()}
     for d in defs.values():
         d.pop("$schema")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "exitsteal-harness results (a cell result or a leaderboard)",
+            "title": "exitsteal-harness results (a cell result, a leaderboard or a replica "
+                     "ceiling)",
             "$defs": defs,
-            "oneOf": [{"$ref": "#/$defs/cell_result"}, {"$ref": "#/$defs/leaderboard"}]}
+            "oneOf": [{"$ref": "#/$defs/cell_result"}, {"$ref": "#/$defs/leaderboard"},
+                      {"$ref": "#/$defs/replica_ceiling"}]}
 
 
 if __name__ == "__main__":  # python -m harness.report.schema > leaderboard/schema.json

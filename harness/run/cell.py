@@ -34,6 +34,7 @@ from harness.report.scoring import defense_costs, exit_estimation_accuracy, stra
 from harness.run.benign import BenignPlan, InterleavedEndpoint, replay
 from harness.run.config import ThreatModel
 from harness.run.grid import CellSpec
+from harness.run.pool import attacker_pool
 from harness.run.server import CellEnvironment, Server, Stream, prepare_registered_victim
 from harness.serving.devices import resolve_device
 from harness.serving.endpoint import EndpointResponse
@@ -175,8 +176,9 @@ def steal(cell: CellSpec, registry: Registry, server: Server, device: str,
     oracle = Oracle(mixed, cell.budget, cell.output, data.input_shape, data.input_range,
                     allow_truth=entry.cls.reference)
     ctx = attack_context(cell, server.victim, server.served, device, env, registry)
+    pool = attacker_pool(registry, cell.threat.pool, data, env.data_root, cell.victim.name)
     try:
-        stolen = attack.steal(oracle, data.attacker.x.copy(), ctx)
+        stolen = attack.steal(oracle, pool, ctx)
     except Exception as exc:
         if endpoint.failure is not None:  # the defense failed while the attack queried
             raise endpoint.failure from None

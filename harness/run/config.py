@@ -4,7 +4,10 @@ Grammar (DESIGN section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all
 ``a,b`` or ``[a,b]``; ``seeds=0,1,2``; scalar keys below; per-component parameters as
 ``attack.NAME.PARAM=VALUE`` (likewise ``defense.``, ``victim.``) and timing parameters
 as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and
-``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML);
+``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML) and
+``pool=same|DATASET`` (the attacker's unlabeled pool, :mod:`harness.run.pool`);
+``replicas=N`` (replicas of each victim for the replica ceiling, 0 = off;
+:mod:`harness.run.replicas`);
 ``ray.address=`` (a Ray cluster to join with ``executor=ray``; a ``[ray]`` table in TOML).
 A parameter sweep, ``sweep.defense.NAME.PARAM=v1,v2,v3`` (or ``[v1,v2]``; likewise
 ``sweep.attack.`` and ``sweep.victim.``; a ``[sweep.defense.NAME]`` table in TOML), runs
@@ -52,6 +55,12 @@ SCALAR_KEYS = (*CHOICES, *NAME_KEYS, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
 THREAT_CHOICES = {"num_exits": ("granted", "hidden"), "architecture": ("granted", "hidden")}
 """What the threat model may grant an attack (``threat.KEY=``); ``granted`` is the default."""
 THREAT_KEYS = tuple(f"threat.{k}" for k in THREAT_CHOICES)
+POOL_KEY = "pool"
+"""The attacker's unlabeled pool: ``same`` (default) or a registered dataset's name."""
+REPLICAS_KEY = "replicas"
+MAX_REPLICAS = 20
+"""``replicas=0..20``: independently retrained replicas per victim (0 turns the ceiling off)."""
+DEFAULT_REPLICAS = 3
 RAY_KEYS = ("ray.address",)
 """Settings of ``executor=ray``: ``ray.address=`` joins a running cluster (``auto`` or
 ``HOST:PORT``); without it a local instance with ``jobs`` CPUs is started."""
@@ -66,7 +75,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _valid_keys_hint() -> str:
-    return (f"valid keys: {', '.join((*LIST_KEYS, 'seeds', *SCALAR_KEYS, *THREAT_KEYS, *RAY_KEYS))}, "
+    keys = (*LIST_KEYS, 'seeds', *SCALAR_KEYS, POOL_KEY, REPLICAS_KEY, *THREAT_KEYS, *RAY_KEYS)
+    return (f"valid keys: {', '.join(keys)}, "
             "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM, "
             "timing.network, sweep.defense.NAME.PARAM (likewise sweep.attack., sweep.victim.)")
 
@@ -76,11 +86,15 @@ class ThreatModel:
     """What the attacker is told about the victim beyond the oracle (each ``granted``/``hidden``).
 
     ``num_exits``: the number of exits; ``architecture``: the victim's network family
-    (and, with both granted, its exits' cost fractions). Part of every cell's config.
+    (and, with both granted, its exits' cost fractions); ``pool``: the attacker's
+    unlabeled pool (``same`` or a dataset name, :mod:`harness.run.pool`). Part of every
+    cell's config; ``pool`` is written only when it is not ``same``, so cells from before
+    the key keep their config hash.
     """
 
     num_exits: str = "granted"
     architecture: str = "granted"
+    pool: str = "same"
 
     def __post_init__(self) -> None:
         for key, choices in THREAT_CHOICES.items():
@@ -88,6 +102,9 @@ class ThreatModel:
             if value not in choices:
                 raise ConfigError(f"threat.{key}={value!r} is not allowed; choose one of "
                                   f"{', '.join(choices)}")
+        from harness.run.pool import check_pool_name
+
+        check_pool_name(self.pool)
 
     @property
     def grants_num_exits(self) -> bool:
@@ -98,7 +115,8 @@ class ThreatModel:
         return self.architecture == "granted"
 
     def to_json(self) -> dict[str, str]:
-        return {"num_exits": self.num_exits, "architecture": self.architecture}
+        return {"num_exits": self.num_exits, "architecture": self.architecture,
+                **({"pool": self.pool} if self.pool != "same" else {})}
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,7 @@ class RunSpec:
     network: str = "none"
     ray_address: str | None = None
     sweeps: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = field(default=())
+    replicas: int = DEFAULT_REPLICAS
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -170,6 +189,21 @@ def parse_seeds(raw: Any) -> tuple[int, ...]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={raw!r}: give distinct non-negative integers, e.g. seeds=0,1,2")
     return tuple(seeds)
+
+
+def parse_replicas(raw: Any) -> int:
+    """``replicas=N``: an integer in 0..MAX_REPLICAS (0 turns the replica ceiling off)."""
+    try:
+        if isinstance(raw, bool | float):
+            raise ValueError
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"replicas={raw!r} is not an integer; give 0 (no replica ceiling) "
+                          f"to {MAX_REPLICAS}") from None
+    if not 0 <= value <= MAX_REPLICAS:
+        raise ConfigError(f"replicas={value} is outside 0..{MAX_REPLICAS} (0 turns the replica "
+                          "ceiling off)")
+    return value
 
 
 def parse_sweep(key: str, rest: str, raw: Any) -> tuple[str, str, str, tuple[Any, ...]]:
@@ -317,6 +351,7 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     component_params: list[tuple[str, str, str, Any]] = []
     timing_params: list[tuple[str, Any]] = []
     threat: dict[str, str] = {}
+    replicas = DEFAULT_REPLICAS
     ray_address: str | None = None
     network = "none"
     sweeps: list[tuple[str, str, str, tuple[Any, ...]]] = []
@@ -335,6 +370,10 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
             sweeps.append(parse_sweep(key, rest, raw))
         elif key in THREAT_KEYS:
             threat[rest] = str(raw).strip()
+        elif key == POOL_KEY:
+            threat["pool"] = str(raw).strip()
+        elif key == REPLICAS_KEY:
+            replicas = parse_replicas(raw)
         elif key == "ray.address":
             ray_address = str(raw).strip() or None
         elif key == "timing.network":
@@ -376,5 +415,5 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
         profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),
         timing_params=tuple(sorted(timing_params, key=str)), threat=ThreatModel(**threat),
-        ray_address=ray_address, sweeps=tuple(sorted(sweeps, key=str)),
+        ray_address=ray_address, sweeps=tuple(sorted(sweeps, key=str)), replicas=replicas,
     )

@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.components import build_component
@@ -21,6 +21,7 @@ from harness.errors import ConfigError, DatasetError
 from harness.isolation.secret import secret_mode
 from harness.plugins.registry import Registry
 from harness.run.config import RunSpec, ThreatModel
+from harness.run.pool import check_pool, check_pool_name, resolve_pool
 from harness.run.provenance import package_versions
 from harness.stages import PROTOCOL_VERSION
 
@@ -54,7 +55,8 @@ class CellSpec:
 
     ``threat`` is recorded under its own ``"threat"`` key of :meth:`to_json`, beside the
     keys cells have always had, so older results (which lack it) still read as
-    granted/granted and compare with new ones key by key.
+    granted/granted and compare with new ones key by key. Its ``pool`` is resolved per
+    victim (``same`` when it names the victim's own dataset).
     """
 
     victim: ComponentSpec
@@ -218,20 +220,29 @@ def _check_dataset(registry: Registry, victim: str, data_root) -> None:
 
 
 def available_victims(spec: RunSpec, registry: Registry) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Victims to run and, for ``victims=all``, those skipped because their data is absent.
+    """Victims to run and, for ``victims=all``, those skipped because their data is absent
+    or because ``pool=`` does not fit them (another input shape or range).
 
-    A victim named explicitly whose dataset is absent is an error before any work.
+    A victim named explicitly whose dataset is absent, or that the pool does not fit,
+    is an error before any work.
     """
     names = _resolve("victim", spec.victims, registry)
+    check_pool_name(spec.threat.pool, registry)  # unknown names list the datasets
     if spec.victims != ("all",):
         for name in names:
             _check_dataset(registry, name, spec.data_root)
+            check_pool(registry, spec.threat.pool, name, spec.data_root)
         return names, {}
     keep, skipped = [], {}
     for name in names:
         try:
             _check_dataset(registry, name, spec.data_root)
         except DatasetError as exc:
+            skipped[name] = str(exc).split(";")[0]
+            continue
+        try:
+            check_pool(registry, spec.threat.pool, name, spec.data_root)
+        except (ConfigError, DatasetError) as exc:
             skipped[name] = str(exc).split(";")[0]
             continue
         keep.append(name)
@@ -261,11 +272,13 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
     comps = {kind: [c for n in names for c in _components(kind, n, spec, registry)]
              for kind, names in chosen.items()}
     timing_json = json.dumps(dict(spec.timing_params), sort_keys=True)
+    threat = {v.name: replace(spec.threat, pool=resolve_pool(
+        spec.threat.pool, registry.get("victim", v.name).cls.dataset)) for v in comps["victim"]}
     return [
         CellSpec(victim=v, defense=d, attack=a, seed=seed, budget=spec.budget,
                  output=spec.output, timing=spec.timing, timing_params_json=timing_json,
                  profile_hash=profile_hash, backend=spec.backend, device=spec.device,
-                 repeats=spec.repeats, threat=spec.threat, isolation=spec.isolation,
+                 repeats=spec.repeats, threat=threat[v.name], isolation=spec.isolation,
                  transport=spec.transport, network=spec.network)
         for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
         for seed in spec.seeds

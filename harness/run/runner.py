@@ -8,6 +8,9 @@ corrupt files and failed cells are run again. A cell whose plugin raises anythin
 as ``failed`` with its error (the console prints the one-line reason) and the grid goes
 on. Ctrl-C stops the grid cleanly: finished cells are kept and a re-run resumes.
 
+After the cells, each victim's replica ceiling (:mod:`harness.run.replicas`,
+``replicas=N``) is computed once per run dir, here, and reused on resume.
+
 Where cells run is the executor's business (:mod:`harness.run.executors`: ``serial``,
 ``process``, ``ray``); this process always writes the results. Each cell is claimed with
 a lock before it runs, so two runners on one ``out=`` never run a cell twice.
@@ -40,6 +43,7 @@ from harness.run.grid import CellSpec, available_victims, config_hash, expand_gr
 from harness.run.interrupts import InterruptGuard
 from harness.run.progress import Progress
 from harness.run.provenance import git_commit, machine_info, package_versions
+from harness.run.replicas import grid_ceilings
 from harness.run.results import check_out_dir, load_result
 from harness.serving.devices import resolve_device
 from harness.stages import PROTOCOL_VERSION
@@ -56,6 +60,8 @@ class GridSummary:
     failed: int
     result_paths: tuple[Path, ...]
     elsewhere: int = 0
+    ceilings: tuple[Path, ...] = ()
+    """The replica-ceiling files of the grid's victims (none with ``replicas=0``)."""
 
 
 def cell_path(out: Path, cell: CellSpec, digest: str) -> Path:
@@ -278,6 +284,8 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
                 run_processes(queue, ctx)
             else:
                 run_serial(queue, ctx)
+            ceilings = grid_ceilings(cells, spec.replicas, registry, env, spec.device,
+                                     note=progress.note, is_interrupt=guard.is_real)
         except KeyboardInterrupt:
             progress.close()
             kept = len(done) + sum(r["status"] == "ok" for r in results)
@@ -289,4 +297,4 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     failed = sum(r["status"] != "ok" for r in results)
     paths = tuple(cell_path(out, c, d) for c, d in planned)
     return GridSummary(out, len(planned), len(done) + queue.finished_elsewhere, len(results),
-                       failed, paths, elsewhere=queue.elsewhere)
+                       failed, paths, elsewhere=queue.elsewhere, ceilings=tuple(ceilings))

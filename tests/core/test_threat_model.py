@@ -175,7 +175,8 @@ def test_cells_hand_attacks_the_context_of_their_threat_model(probe_plugin, tmp_
         assert seen[key]["cost_fraction"] is None
     board = aggregate(_results((tmp_path / "out" / "cells").rglob("*.json")), set())
     rows = [r for r in board["groups"] if r["attack"] == "ctx_probe"]
-    assert sorted(tuple(r["threat"].values()) for r in rows) == sorted(seen)
+    assert sorted(tuple(r["threat"].values()) for r in rows) == sorted(
+        (*key, "same") for key in seen)  # rows also name the pool (the default here)
     assert all(r["seeds"] == [0] for r in rows)
     assert "[hidden: exits,arch]" in format_table(board)
 
@@ -212,9 +213,9 @@ def test_default_settings_and_hidden_settings_are_separate_leaderboard_rows(tiny
     del legacy["cell"]["threat"]  # a result written before threat settings were recorded
     board = aggregate([*results, legacy], set())
     rows = {tuple(r["threat"].values()): r for r in board["groups"]}
-    assert set(rows) == {("granted", "granted"), ("hidden", "granted")}
-    assert rows["granted", "granted"]["seeds"] == [0, 0]  # the legacy cell joined the default
-    assert rows["hidden", "granted"]["seeds"] == [0]
+    assert set(rows) == {("granted", "granted", "same"), ("hidden", "granted", "same")}
+    assert rows["granted", "granted", "same"]["seeds"] == [0, 0]  # the legacy cell joined
+    assert rows["hidden", "granted", "same"]["seeds"] == [0]
     ranked = {(e["attack"], e["threat"]["num_exits"]) for e in board["attack_ranking"]}
     assert ranked == {("knockoff", "granted"), ("knockoff", "hidden")}
     assert all(e["rank"] == 1 for e in board["attack_ranking"])

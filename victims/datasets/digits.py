@@ -21,6 +21,8 @@ class DigitsDataset(DatasetSource):
 
     name = "digits"
     num_classes: ClassVar[int] = 10
+    input_shape: ClassVar[tuple[int, ...]] = (1, 8, 8)
+    input_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "split_seed": [Interval("int", 0, 2**32 - 1)]}
 
@@ -36,5 +38,5 @@ class DigitsDataset(DatasetSource):
         x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None, :, :]
         y = np.asarray(bunch.target, dtype=np.int64)
         rng = np.random.default_rng(self.split_seed)
-        return build_dataset_splits(self.name, x, y, num_classes=self.num_classes, input_range=(0.0, 1.0),
-                                    rng=rng)
+        return build_dataset_splits(self.name, x, y, num_classes=self.num_classes,
+                                    input_range=self.input_range, rng=rng)

@@ -46,6 +46,7 @@ class TorchvisionDataset(DatasetSource):
     """Common loading, validation, subsampling and splitting of the torchvision sources."""
 
     input_shape: ClassVar[tuple[int, int, int]]
+    input_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     num_classes: ClassVar[int]
     files: ClassVar[tuple[str, ...]]
     """Files the source needs, relative to ``data_root``."""
@@ -90,7 +91,7 @@ class TorchvisionDataset(DatasetSource):
         train, val, attacker = (self._split(x_train, y_train, train_idx[p]) for p in parts)
         return DatasetSplits(
             name=self.name, input_shape=tuple(self.input_shape), num_classes=self.num_classes,
-            input_range=(0.0, 1.0), train=train, val=val, attacker=attacker,
+            input_range=self.input_range, train=train, val=val, attacker=attacker,
             test=self._split(x_test, y_test, test_idx))
 
     def expected_layout(self, root: Path | str = "<data_root>") -> str:
