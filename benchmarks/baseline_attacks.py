@@ -3,7 +3,8 @@
 Part 1, one table per digits victim (undefended, ``realistic`` timing, one budget for
 all, seeds 0-2 by default): every real attack's accuracy, fidelity, exit agreement,
 Cohen's kappa of the exits, efficiency gap and queries used (mean and 95% t-interval
-over seeds), its final-exit-only fidelity and efficiency where the attack reports them,
+over seeds), the final-exit-only fidelity and efficiency gap (the substitute with no
+early exit, scored on the test split: ``final_exit_fidelity``, ``final_exit_efficiency_gap``),
 and the victim's replica ceiling (retrained replicas, the victim's own calibration rule)
 as the last row. ``knockoff`` runs twice, ``sampling=random`` and ``sampling=adaptive``
 (a sweep). The victims are ``digits_cnn`` (default), ``digits_cnn_random`` draw
@@ -90,13 +91,6 @@ def mean_ci(values: list[float]) -> tuple[float | None, list[float] | None]:
     return mean, [mean - half, mean + half]
 
 
-def final_only(result: dict[str, Any]) -> dict[str, Any]:
-    """The attack's final-exit-only diagnostic (empty when it reports none)."""
-    diag = result.get("diagnostics", {}).get("attack", {})
-    value = diag.get("final_exit_only")
-    return value if isinstance(value, dict) else {}
-
-
 def attack_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per attack label: means (and the exit agreement's interval) over seeds."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -112,9 +106,9 @@ def attack_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             mean, ci = mean_ci([c["metrics"].get(m) for c in cells])
             row[m], row[f"{m}_ci95"] = mean, ci
         row["final_only_fidelity"] = mean_ci(
-            [final_only(c).get("fidelity") for c in cells])[0]
+            [c["metrics"].get("final_exit_fidelity") for c in cells])[0]
         row["final_only_gap"] = mean_ci(
-            [final_only(c).get("efficiency_gap") for c in cells])[0]
+            [c["metrics"].get("final_exit_efficiency_gap") for c in cells])[0]
         rows.append(row)
     failed = sorted({r["components"]["attack"]["name"] for r in results if r["status"] != "ok"})
     for name in failed:
@@ -123,20 +117,16 @@ def attack_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ceiling_row(board: dict[str, Any], victim: str) -> dict[str, Any] | None:
-    """The victim's replica ceiling from the leaderboard, as a table row."""
-    ceilings = board.get("replica_ceiling") or {}
-    entry = ceilings.get(victim) if isinstance(ceilings, dict) else None
-    if not entry or not entry.get("available", True):
-        return None
-    metrics = entry.get("metrics", entry)
-    row: dict[str, Any] = {"attack": "replica ceiling", "n": entry.get("n")}
-    for m in ("accuracy", "fidelity", "exit_agreement", "exit_kappa", "efficiency_gap"):
-        value = metrics.get(m)
-        if isinstance(value, dict):
-            row[m], row[f"{m}_ci95"] = value.get("mean"), value.get("ci95")
-        else:
-            row[m] = value
-    return row
+    """The victim's replica ceiling from the leaderboard, as a table row (None if absent)."""
+    for entry in board.get("replica_ceiling") or []:
+        if entry["victim"] != victim or entry["status"] != "ok":
+            continue
+        row: dict[str, Any] = {"attack": "replica ceiling", "n": entry["n"],
+                               "seeds": entry["seeds"]}
+        for m, stat in entry["metrics"].items():
+            row[m], row[f"{m}_ci95"] = stat.get("mean"), stat.get("ci95")
+        return row
+    return None
 
 
 def tables(args: argparse.Namespace) -> list[dict[str, Any]]:

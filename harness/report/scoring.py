@@ -61,6 +61,16 @@ def strategy_scores(*, victim_exits: np.ndarray, victim_labels: np.ndarray,
     }
 
 
+def final_exit_scores(*, victim_exits: np.ndarray, victim_labels: np.ndarray,
+                      victim_cost: tuple[float, ...], final_labels: np.ndarray) -> dict[str, float]:
+    """The substitute answered by its final exit only (no strategy): its fidelity, and the
+    efficiency gap of always running the full network against the victim's strategy. Beside
+    the stolen strategy's scores this shows what early exit gains or loses the attacker."""
+    ratio = 1.0 / mean_cost(victim_exits, victim_cost)
+    return {"final_exit_fidelity": float((final_labels == victim_labels).mean()),
+            "final_exit_efficiency_gap": abs(ratio - 1.0)}
+
+
 def exit_estimation_accuracy(estimated: np.ndarray | None, served: np.ndarray) -> float | None:
     """Accuracy of the attack's estimated exits on its admitted queries (None if not given)."""
     if estimated is None:

@@ -30,7 +30,12 @@ from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext, ServedModel, Split, StolenModel, TrainedVictim
 from harness.report.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
-from harness.report.scoring import defense_costs, exit_estimation_accuracy, strategy_scores
+from harness.report.scoring import (
+    defense_costs,
+    exit_estimation_accuracy,
+    final_exit_scores,
+    strategy_scores,
+)
 from harness.run.benign import BenignPlan, InterleavedEndpoint, replay
 from harness.run.config import ThreatModel
 from harness.run.grid import CellSpec
@@ -64,13 +69,6 @@ def prepare_victim(registry: Registry, cell: CellSpec, env: CellEnvironment,
                    device: str) -> TrainedVictim:
     """The cell's victim, trained or loaded from the cache."""
     return prepare_registered_victim(registry, cell.victim.name, cell.victim.params, env, device)
-
-
-def substitute_exits(stolen: StolenModel, x: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exits and labels of the substitute under its stolen strategy (float64, as served)."""
-    probs = exit_probabilities(stolen.model, x, device)
-    exits = stolen.strategy.exits(probs)
-    return exits, answering_probs(probs, exits).argmax(axis=1)
 
 
 def _check_stolen(stolen: Any, num_classes: int, label: str, component: str) -> StolenModel:
@@ -199,11 +197,16 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
     victim_exits = victim.strategy.exits(victim_probs)
     victim_labels = answering_probs(victim_probs, victim_exits).argmax(1)
     stolen = theft.stolen
-    sub_exits, sub_labels = substitute_exits(stolen, test.x, device)
+    sub_probs = exit_probabilities(stolen.model, test.x, device)
+    sub_exits = stolen.strategy.exits(sub_probs)
+    sub_labels = answering_probs(sub_probs, sub_exits).argmax(axis=1)
     metrics: dict[str, Any] = strategy_scores(
         victim_exits=victim_exits, victim_labels=victim_labels,
         victim_cost=served.cost_fraction, sub_exits=sub_exits, sub_labels=sub_labels,
         sub_cost=stolen.model.cost_fraction, y_true=test.y)
+    metrics.update(final_exit_scores(victim_exits=victim_exits, victim_labels=victim_labels,
+                                     victim_cost=served.cost_fraction,
+                                     final_labels=sub_probs[-1].argmax(axis=1)))
     metrics["exit_estimation_accuracy"] = exit_estimation_accuracy(stolen.estimated_exits,
                                                                    theft.served_exits)
     answered = theft.served_exits >= 0

@@ -12,6 +12,7 @@ from harness.report.scoring import (
     exit_agreement,
     exit_distribution_tv,
     exit_estimation_accuracy,
+    final_exit_scores,
     strategy_scores,
 )
 
@@ -40,6 +41,17 @@ def test_strategy_scores_costs():
     assert s["fidelity"] == 0.5 and s["accuracy"] == 0.5 and s["victim_accuracy"] == 1.0
     assert s["cost_ratio"] == pytest.approx(1.0 / 0.75)
     assert s["efficiency_gap"] == pytest.approx(1.0 / 0.75 - 1.0)
+
+
+def test_final_exit_scores_are_the_substitute_without_early_exit():
+    # victim: mean cost (0.5 + 1.0) / 2 = 0.75, so always running the full network costs 1/0.75
+    s = final_exit_scores(victim_exits=np.array([0, 1]), victim_labels=np.array([3, 4]),
+                          victim_cost=(0.5, 1.0), final_labels=np.array([3, 9]))
+    assert s == {"final_exit_fidelity": 0.5,
+                 "final_exit_efficiency_gap": pytest.approx(1.0 / 0.75 - 1.0)}
+    full = final_exit_scores(victim_exits=np.array([1, 1]), victim_labels=np.array([3, 4]),
+                             victim_cost=(0.5, 1.0), final_labels=np.array([3, 4]))
+    assert full == {"final_exit_fidelity": 1.0, "final_exit_efficiency_gap": 0.0}
 
 
 def test_exit_estimation_accuracy_alignment():
