@@ -193,6 +193,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
                 hi = [p[2][1] if p[2] else p[1] for p in pts]
                 ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
             ax.set_xscale("log")
+            ax.minorticks_off()
             ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS])
             ax.set_xlabel("queries (budget)")
             ax.set_ylabel(metric.replace("_", " "))
