@@ -112,16 +112,19 @@ class BocpdEstimator(LatencyEstimator):
         score[1:][np.diff(sub) <= 0] = 0.0  # never cut between equal values
         gap = max(2, math.ceil(self.min_size * len(sub)))
         score[:gap] = score[len(sub) - gap + 1:] = 0.0
+        # a cut at i separates sub[i-1] from sub[i], so only i >= 1 is a cut (index 0 would
+        # pair sub[-1] with sub[0] and land the cut mid-trace, out of order)
+        score = score[1:]
         if num_exits is None:
             left = np.concatenate([[-1.0], score[:-1]])
             right = np.concatenate([score[1:], [-1.0]])
             peaks = (score >= self.threshold) & (score >= left) & (score >= right)
             count = min(int(peaks.sum()), self.max_exits - 1)
-            chosen = peak_cuts(np.where(peaks, score, 0.0), count, gap)
+            chosen = peak_cuts(np.where(peaks, score, 0.0), count, gap) + 1
         else:
-            chosen = peak_cuts(score, num_exits - 1, gap)
+            chosen = peak_cuts(score, num_exits - 1, gap) + 1
             if len(chosen) < num_exits - 1:  # spacing too strict: relax it
-                chosen = peak_cuts(score, num_exits - 1, 1)
+                chosen = peak_cuts(score, num_exits - 1, 1) + 1
         # a cut between sub[i-1] and sub[i] -> first data index with value > their midpoint
         mids = 0.5 * (sub[chosen - 1] + sub[chosen])
         cuts = np.searchsorted(z, mids, side="right")

@@ -107,3 +107,18 @@ def test_sub_structured_components_are_not_split_when_well_separated():
         if cls.name in SHARED_NOISE:
             est = cls().estimate(lat, 3, np.random.default_rng(0))
             assert np.mean(est.exits == exits) > 0.98, cls.name
+
+
+def test_bocpd_with_more_exits_than_clusters_returns_ordered_cuts():
+    """Regression (found by hypothesis): three tight clusters and five exits asked for made
+    bocpd pick index 0 as a cut, which paired the last value with the first and put that cut
+    mid-trace, out of order."""
+    from attacks.exit_estimation.bocpd import BocpdEstimator
+
+    levels = np.array([0.42e-3, 0.55e-3, 0.69e-3])
+    rng = np.random.default_rng(3)
+    exits = rng.integers(0, 3, 50)
+    lat = levels[exits] * (1 + 0.02 * rng.random(50))
+    est = BocpdEstimator().estimate(lat, 5, np.random.default_rng(0))
+    assert len(est.boundaries) == 4 and np.all(np.diff(est.boundaries) >= 0)
+    assert est.exits.min() >= 0 and est.exits.max() < 5
