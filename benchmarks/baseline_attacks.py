@@ -29,21 +29,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy import stats
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
 from harness.plugins.manager import make_plugin_manager
 from harness.report.leaderboard import build_leaderboard
+from harness.report.stats import mean_ci
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
@@ -80,16 +77,11 @@ def load_cells(out: Path) -> list[dict[str, Any]]:
         if (out / "cells").exists() else []
 
 
-def mean_ci(values: list[float]) -> tuple[float | None, list[float] | None]:
-    """Mean and 95% t-interval (None for n < 2)."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not vals:
-        return None, None
-    mean = float(np.mean(vals))
-    if len(vals) < 2:
-        return mean, None
-    half = float(stats.t.ppf(0.975, len(vals) - 1) * np.std(vals, ddof=1) / math.sqrt(len(vals)))
-    return mean, [mean - half, mean + half]
+def mean_and_ci(values: list[Any]) -> tuple[float | None, list[float] | None]:
+    """Mean and 95% t-interval over seeds (:func:`harness.report.stats.mean_ci`; the
+    interval is None for fewer than two values)."""
+    stat = mean_ci(values)
+    return stat["mean"], (stat["ci95"] if stat["n"] >= 2 else None)
 
 
 def attack_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -104,11 +96,11 @@ def attack_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"attack": label, "n": len(cells),
                                "seeds": sorted(c["seed"] for c in cells)}
         for m in METRICS:
-            mean, ci = mean_ci([c["metrics"].get(m) for c in cells])
+            mean, ci = mean_and_ci([c["metrics"].get(m) for c in cells])
             row[m], row[f"{m}_ci95"] = mean, ci
-        row["final_only_fidelity"] = mean_ci(
+        row["final_only_fidelity"] = mean_and_ci(
             [c["metrics"].get("final_exit_fidelity") for c in cells])[0]
-        row["final_only_gap"] = mean_ci(
+        row["final_only_gap"] = mean_and_ci(
             [c["metrics"].get("final_exit_efficiency_gap") for c in cells])[0]
         rows.append(row)
     failed = sorted({r["components"]["attack"]["name"] for r in results if r["status"] != "ok"})

@@ -10,7 +10,6 @@ table shows it as n/a.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from harness.report.schema import replica_ceiling_schema
+from harness.run.results import load_valid_json
 
 CEILING_METRICS = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
                    "exit_distribution_tv")
@@ -26,17 +26,9 @@ CEILING_METRICS = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
 
 def load_ceiling(path: Path) -> dict[str, Any] | None:
     """A valid replica-ceiling file, or None (with a warning when it is corrupt)."""
-    try:
-        obj = json.loads(Path(path).read_text())
-        jsonschema.validate(obj, replica_ceiling_schema())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError, jsonschema.ValidationError) as exc:
-        reason = getattr(exc, "message", None) or str(exc)
-        warnings.warn(f"replica ceiling file {path} is corrupt or invalid ({reason[:200]}); it "
-                      "is ignored (and computed again by the next harness run)", stacklevel=2)
-        return None
-    return obj
+    return load_valid_json(path, lambda obj: jsonschema.validate(obj, replica_ceiling_schema()),
+                           "replica ceiling",
+                           "it is ignored (and computed again by the next harness run)")
 
 
 def load_ceilings(out: Path) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +34,25 @@ def validate_result(obj: Any) -> None:
     jsonschema.validate(obj, cell_result_schema())
 
 
-def load_result(path: Path) -> dict[str, Any] | None:
-    """A valid result dict, or None (with a warning) for a corrupt or invalid file."""
+def load_valid_json(path: Path, validate: Callable[[Any], None], what: str,
+                    consequence: str) -> Any | None:
+    """``path``'s JSON if ``validate`` accepts it; None if the file is missing, or (with a
+    warning naming ``what`` and ``consequence``) when it is corrupt or invalid."""
     try:
         obj = json.loads(Path(path).read_text())
-        validate_result(obj)
+        validate(obj)
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError, jsonschema.ValidationError) as exc:
         reason = getattr(exc, "message", None) or str(exc)
-        warnings.warn(f"result file {path} is corrupt or invalid ({reason[:200]}); the cell "
-                      "will be run again", stacklevel=2)
+        warnings.warn(f"{what} file {path} is corrupt or invalid ({reason[:200]}); "
+                      f"{consequence}", stacklevel=3)
         return None
     return obj
+
+
+def load_result(path: Path) -> dict[str, Any] | None:
+    """A valid result dict, or None (with a warning) for a corrupt or invalid file."""
+    return load_valid_json(path, validate_result, "result", "the cell will be run again")
 
 
