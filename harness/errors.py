@@ -64,3 +64,12 @@ class ComponentFailure(HarnessError):
 
 class GridInterrupted(HarnessError):
     """The user pressed Ctrl-C; finished cells are kept and a re-run resumes."""
+
+
+class ResultFileError(HarnessError):
+    """A result file that cannot be trusted: unreadable, truncated, invalid or edited."""
+
+    def __init__(self, message: str, path: object = None, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.fields = fields

@@ -23,10 +23,11 @@ def _registry(strict: bool) -> tuple[object, Registry]:
     return pm, Registry.from_manager(pm)
 
 
-def run(overrides: list[str], config: Path | None, progress: bool, strict: bool) -> int:
+def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
+        force: bool = False) -> int:
     spec = parse_overrides(overrides, config)
     pm, registry = _registry(strict)
-    summary = run_grid(spec, pm, show_progress=progress)
+    summary = run_grid(spec, pm, show_progress=progress, force=force)
     board = build_leaderboard(summary.out, _reference_attacks(registry))
     print(format_table(board))
     _print_ceilings(board)

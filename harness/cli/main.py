@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     run.add_argument("--config", type=Path, help="grid TOML file (overrides win)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--force", action="store_true",
+                     help="run every cell again, finished and intact ones included")
     lst = sub.add_parser("list", help="list registered components and their parameters")
     lst.add_argument("kind", nargs="?", choices=sorted(KIND_ALIASES))
     plugins = sub.add_parser("plugins", help="list loaded plugins")
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         from harness.cli import commands
 
         if args.command == "run":
-            return commands.run(args.overrides, args.config, not args.quiet, args.strict_plugins)
+            return commands.run(args.overrides, args.config, not args.quiet, args.strict_plugins,
+                                force=args.force)
         if args.command == "list":
             kinds = [KIND_ALIASES[args.kind]] if args.kind else list(KIND_ALIASES.values())
             return commands.list_components(kinds, args.strict_plugins)

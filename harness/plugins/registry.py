@@ -10,6 +10,7 @@ naming both plugins.
 
 from __future__ import annotations
 
+import types
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from harness.components import validate_name
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning
+from harness.plugins.source import component_source_digest
 from harness.protocol import Architecture, Attack, DatasetSource, ExitEstimator, ServingBackend, Victim
 from harness.stages import PROTOCOL_VERSION, Defense, protocol_problems
 from harness.strategy import ExitPolicy
@@ -43,9 +45,16 @@ class Registered:
     plugin: str
     distribution: str
     version: str
+    plugin_module: str = ""
+    """The module the registering plugin object lives in (its source enters the digest)."""
 
     def origin(self) -> dict[str, str]:
-        return {"plugin": self.plugin, "distribution": self.distribution, "version": self.version}
+        return {"plugin": self.plugin, "distribution": self.distribution, "version": self.version,
+                "source_digest": self.source_digest()}
+
+    def source_digest(self) -> str:
+        """sha256 of the component's package source (:mod:`harness.plugins.source`)."""
+        return component_source_digest(self.cls, self.plugin_module or None)
 
 
 class Registry:
@@ -61,6 +70,7 @@ class Registry:
         for kind, (hook_name, base) in KINDS.items():
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
                 plugin = impl.plugin_name
+                module = _module_name(impl.plugin)
                 if plugin in failed:
                     continue
                 dist, version = pm.distribution_of(plugin)
@@ -68,7 +78,8 @@ class Registry:
                 found: list[Registered] = []
 
                 def register(component: Any, *, _kind=kind, _base=base, _where=where,
-                             _plugin=plugin, _dist=dist, _version=version, _found=found) -> None:
+                             _plugin=plugin, _dist=dist, _version=version, _found=found,
+                             _module=module) -> None:
                     if not (isinstance(component, type) and issubclass(component, _base)):
                         raise PluginError(
                             f"{_where} registered {component!r} as a {_kind}, but it is not a "
@@ -80,7 +91,8 @@ class Registry:
                             f"{_where} registered {_kind} {name!r}, written for an older "
                             f"protocol (this harness speaks protocol {PROTOCOL_VERSION}): "
                             + "; ".join(problems))
-                    _found.append(Registered(_kind, name, component, _plugin, _dist, _version))
+                    _found.append(Registered(_kind, name, component, _plugin, _dist, _version,
+                                              _module))
 
                 kwargs = {"register": register}
                 try:
@@ -130,3 +142,12 @@ class Registry:
     def policy(self, name: str) -> ExitPolicy:
         """An exit-policy instance by name."""
         return self.get("exit_policy", name).cls()
+
+
+def _module_name(plugin: Any) -> str:
+    """The module a plugin object was defined in ('' when unknown)."""
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    if isinstance(plugin, type):
+        return plugin.__module__
+    return str(getattr(type(plugin), "__module__", "") or "")

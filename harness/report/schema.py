@@ -6,8 +6,11 @@ from typing import Any
 
 from harness.run.config import MAX_REPLICAS, MAX_SEED, THREAT_CHOICES
 
-SCHEMA_VERSION = 2
-"""2: results and leaderboards record the component protocol version. Threat settings
+SCHEMA_VERSION = 3
+"""3: cell results carry a content digest (``content_digest``, :mod:`harness.run.integrity`),
+their metrics are a closed set each bounded to its range (:data:`METRIC_BOUNDS`), and
+component origins carry a ``source_digest``; leaderboard rows carry their exact group key
+and provenance. 2: results and leaderboards record the component protocol version. Threat settings
 (``cell.threat``, leaderboard rows' ``threat``) are optional additions within version 2:
 files written before them stay valid and read as granted/granted. So is a component's
 ``label`` (a stack's members, a sweep's values; absent -> its name) and a leaderboard
@@ -16,6 +19,44 @@ replica-ceiling files (``OUT/replicas/*.json``) and the leaderboard's
 ``replica_ceiling`` section (absent in leaderboards written before it)."""
 
 NUM_OR_NULL = {"type": ["number", "null"]}
+
+UNIT = (0.0, 1.0)
+SIGNED_UNIT = (-1.0, 1.0)
+RATIO = (-1.0, None)
+NON_NEGATIVE = (0.0, None)
+METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    **dict.fromkeys(("exit_agreement", "fidelity", "accuracy", "victim_accuracy",
+                     "exit_distribution_tv", "final_exit_fidelity", "exit_estimation_accuracy",
+                     "query_bayes_exit_accuracy", "benign_refusal_rate", "bayes_exit_accuracy",
+                     "bayes_exit_accuracy_intended", "chance_exit_accuracy",
+                     "chance_exit_accuracy_intended"), UNIT),
+    "exit_kappa": SIGNED_UNIT, "benign_accuracy_drop": SIGNED_UNIT,
+    **dict.fromkeys(("cost_ratio", "efficiency_gap", "final_exit_efficiency_gap",
+                     "queries_used", "queries_refused"), NON_NEGATIVE),
+    **dict.fromkeys(("leakage_bits", "leakage_bits_intended"), (0.0, 6.0)),
+    **dict.fromkeys(("latency_overhead_p50", "latency_overhead_p99", "compute_overhead"), RATIO),
+    "speedup_retained": (None, None),
+}
+"""Every metric a cell reports and its range (None: unbounded on that side). Rates lie in
+[0, 1]; kappa and the accuracy drop in [-1, 1]; relative overheads (x / baseline - 1) are
+at least -1; leakage is at most log2(64) = 6 bits (the most exits a victim may have);
+``speedup_retained`` is a ratio of speed-ups that is negative when a defense slows benign
+clients below the full network. Anything else, or a value out of range, is invalid."""
+
+
+def bounded(bounds: tuple[float | None, float | None]) -> dict[str, Any]:
+    """A schema for a number (or null) within ``bounds``."""
+    lo, hi = bounds
+    number: dict[str, Any] = {"type": "number"}
+    if lo is not None:
+        number["minimum"] = lo
+    if hi is not None:
+        number["maximum"] = hi
+    return {"oneOf": [{"type": "null"}, number]}
+
+
+METRICS = {"type": "object", "additionalProperties": False,
+           "properties": {m: bounded(b) for m, b in METRIC_BOUNDS.items()}}
 
 COMPONENT = {
     "type": "object",
@@ -59,7 +100,8 @@ def cell_result_schema() -> dict[str, Any]:
         "required": ["schema_version", "harness_version", "protocol_version", "config_hash",
                      "cell", "components",
                      "seed", "timing", "device", "machine", "packages", "git_commit", "status",
-                     "error", "metrics", "diagnostics", "wall_time_s", "finished_at"],
+                     "error", "metrics", "diagnostics", "wall_time_s", "finished_at",
+                     "content_digest"],
         "properties": {
             "schema_version": {"const": SCHEMA_VERSION},
             "harness_version": {"type": "string"},
@@ -82,8 +124,14 @@ def cell_result_schema() -> dict[str, Any]:
                 "properties": {"type": {"type": "string"}, "message": {"type": "string"},
                                "component": {"type": ["string", "null"]},
                                "traceback": {"type": "string"}}}]},
-            "metrics": {"type": "object", "additionalProperties": NUM_OR_NULL},
+            "metrics": METRICS,
             "diagnostics": {"type": "object"},
+            "content_digest": {"type": "object", "required": ["algorithm", "sha256", "fields"],
+                               "properties": {"algorithm": {"type": "string"},
+                                              "sha256": HEX,
+                                              "fields": {"type": "object",
+                                                         "additionalProperties": {
+                                                             "type": "string"}}}},
             "wall_time_s": {"type": "number", "minimum": 0},
             "finished_at": {"type": "string"},
         },

@@ -71,6 +71,33 @@ def final_exit_scores(*, victim_exits: np.ndarray, victim_labels: np.ndarray,
             "final_exit_efficiency_gap": abs(ratio - 1.0)}
 
 
+def exit_confusion(victim_exits: np.ndarray, sub_exits: np.ndarray, agree: np.ndarray,
+                   num_exits: int) -> dict[str, list[list[int]]]:
+    """Counts of test inputs by (victim exit, stolen exit): all of them and those where the
+    labels agree. Exit agreement is the first matrix's trace over its sum, fidelity the
+    second's sum over the first's: both are functions of the counts, so a leaderboard can
+    bootstrap them over test samples without the samples."""
+    index = np.asarray(victim_exits) * num_exits + np.asarray(sub_exits)
+    size = num_exits * num_exits
+    counts = np.bincount(index, minlength=size).reshape(num_exits, num_exits)
+    agreeing = np.bincount(index[np.asarray(agree, dtype=bool)],
+                           minlength=size).reshape(num_exits, num_exits)
+    return {"counts": counts.tolist(), "label_agree": agreeing.tolist()}
+
+
+def latency_histogram(latency_s: np.ndarray, exits: np.ndarray, num_exits: int,
+                      bins: int = 48) -> dict[str, list] | None:
+    """Observed latencies by the exit that served them, on log-spaced bins between the
+    smallest and largest answered latency (None when fewer than two were answered)."""
+    ok = (np.asarray(exits) >= 0) & np.isfinite(latency_s) & (np.asarray(latency_s) > 0)
+    lat, ex = np.asarray(latency_s, dtype=np.float64)[ok], np.asarray(exits)[ok]
+    if len(lat) < 2 or lat.min() == lat.max():
+        return None
+    edges = np.geomspace(lat.min(), lat.max(), bins + 1)
+    counts = [np.histogram(lat[ex == k], bins=edges)[0].tolist() for k in range(num_exits)]
+    return {"edges_s": edges.tolist(), "counts_by_exit": counts}
+
+
 def exit_estimation_accuracy(estimated: np.ndarray | None, served: np.ndarray) -> float | None:
     """Accuracy of the attack's estimated exits on its admitted queries (None if not given)."""
     if estimated is None:

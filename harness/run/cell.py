@@ -32,8 +32,10 @@ from harness.protocol import AttackContext, ServedModel, Split, StolenModel, Tra
 from harness.report.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
 from harness.report.scoring import (
     defense_costs,
+    exit_confusion,
     exit_estimation_accuracy,
     final_exit_scores,
+    latency_histogram,
     strategy_scores,
 )
 from harness.run.benign import BenignPlan, InterleavedEndpoint, replay
@@ -221,6 +223,10 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
         "substitute_exit_histogram": np.bincount(sub_exits,
                                                  minlength=stolen.model.num_exits).tolist(),
         "stolen_strategy": stolen.strategy.to_json(),
+        "exit_confusion": exit_confusion(victim_exits, sub_exits, sub_labels == victim_labels,
+                                         max(served.num_exits, stolen.model.num_exits)),
+        "query_latency_histogram": latency_histogram(theft.served_latency_s, theft.served_exits,
+                                                     served.num_exits),
     }
     return metrics, diagnostics
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import jsonschema
 
-from harness.errors import OutputDirError
+from harness.errors import OutputDirError, ResultFileError
 from harness.report.schema import cell_result_schema
+from harness.run.integrity import seal_problems
 
 
 def check_out_dir(out: Path, key: str = "out") -> Path:
@@ -51,8 +52,43 @@ def load_valid_json(path: Path, validate: Callable[[Any], None], what: str,
     return obj
 
 
+def _field_path(exc: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in exc.absolute_path) or "(top level)"
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A trusted cell result, or :class:`ResultFileError` saying what is wrong with the file
+    and which field: not JSON (truncated or corrupt), outside the schema, or edited since
+    it was written (its content digest does not match). FileNotFoundError passes through.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultFileError(f"result file {path} is not valid JSON (truncated or corrupt: "
+                              f"{exc})", path) from None
+    try:
+        validate_result(obj)
+    except jsonschema.ValidationError as exc:
+        where = _field_path(exc)
+        raise ResultFileError(f"result file {path} does not match the result schema at field "
+                              f"{where}: {exc.message[:200]}", path, (where,)) from None
+    problems = seal_problems(obj)
+    if problems:
+        fields = tuple(p.split()[1] for p in problems if p.startswith("field "))
+        raise ResultFileError(f"result file {path} was changed after it was written: "
+                              + "; ".join(problems), path, fields)
+    return obj
+
+
 def load_result(path: Path) -> dict[str, Any] | None:
-    """A valid result dict, or None (with a warning) for a corrupt or invalid file."""
-    return load_valid_json(path, validate_result, "result", "the cell will be run again")
-
-
+    """A trusted result, or None: missing, or (with a warning that says why and names the
+    field) corrupt, invalid or edited; ``harness run`` then runs the cell again."""
+    try:
+        return read_result(path)
+    except FileNotFoundError:
+        return None
+    except ResultFileError as exc:
+        warnings.warn(f"{exc}; the cell will be run again", stacklevel=2)
+        return None

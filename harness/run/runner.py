@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import ComponentFailure, ConfigError, GridInterrupted
+from harness.errors import ComponentFailure, ConfigError, GridInterrupted, ResultFileError
 from harness.isolation.sandbox import worker_context
 from harness.isolation.secret import victim_salt
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
@@ -40,11 +40,12 @@ from harness.run.cell import CellEnvironment, prepare_victim, run_cell
 from harness.run.config import RunSpec
 from harness.run.executors import CellOps, Job, JobQueue, RunContext, run_processes, run_serial
 from harness.run.grid import CellSpec, available_victims, config_hash, expand_grid
+from harness.run.integrity import seal
 from harness.run.interrupts import InterruptGuard
 from harness.run.progress import Progress
 from harness.run.provenance import git_commit, machine_info, package_versions
 from harness.run.replicas import grid_ceilings
-from harness.run.results import check_out_dir, load_result
+from harness.run.results import check_out_dir, read_result
 from harness.serving.devices import resolve_device
 from harness.stages import PROTOCOL_VERSION
 
@@ -111,6 +112,7 @@ def write_result(path: Path, result: dict[str, Any], cell: CellSpec,
                  registry: Registry) -> dict[str, Any]:
     """Write ``result`` atomically; if that fails, return a ``failed`` result (not written)."""
     try:
+        result = seal(result)
         write_json_atomic(path, result)
         return result
     except (OSError, TypeError, ValueError) as exc:
@@ -225,9 +227,21 @@ def _plan(spec: RunSpec, registry: Registry) -> tuple[list[CellSpec], dict[str, 
     return expand_grid(spec, registry, profile_hash=profile_hash, victims=victims), skipped
 
 
+def previous_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A cell's earlier result if its file is intact, else (None, why not) - edited,
+    truncated or invalid - or (None, None) when there is none."""
+    try:
+        return read_result(path), None
+    except FileNotFoundError:
+        return None, None
+    except ResultFileError as exc:
+        return None, str(exc)
+
+
 def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
-             show_progress: bool = True) -> GridSummary:
-    """Validate everything, then run the grid (reusing finished cells).
+             show_progress: bool = True, force: bool = False) -> GridSummary:
+    """Validate everything, then run the grid (reusing finished, intact cells unless
+    ``force``; an edited or unreadable cell file is reported and its cell run again).
 
     Raises :class:`GridInterrupted` on Ctrl-C, after the cells finished so far are kept.
     """
@@ -247,20 +261,29 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     planned = [(c, config_hash(c, registry)) for c in cells]
     todo: list[Job] = []
     done: list[Path] = []
+    problems: list[str] = []
     for cell, digest in planned:
         path = cell_path(out, cell, digest)
-        old = load_result(path)
-        if old is not None and old["status"] == "ok" and old["config_hash"] == digest:
+        old, problem = previous_result(path)
+        if problem:
+            problems.append(f"{cell.label}: {problem}; running it again")
+        if (not force and old is not None and old["status"] == "ok"
+                and old["config_hash"] == digest):
             done.append(path)
         else:
             todo.append(Job(cell, digest, path))
     progress = Progress(len(todo), enabled=show_progress)
+    for problem in problems:
+        progress.note(problem)
+    if force:
+        progress.note("--force: every cell runs again, finished ones included")
     for name, reason in skipped.items():
         progress.note(f"victims=all: skipped {name} ({reason})")
     progress.note(f"{len(planned)} cells: {len(done)} finished earlier (reused), "
                   f"{len(todo)} to run -> {out}")
     results: list[dict[str, Any]] = []
-    queue = JobQueue(list(todo), lambda job, why: progress.step(f"{job.cell.label}: {why}"))
+    queue = JobQueue(list(todo), lambda job, why: progress.step(f"{job.cell.label}: {why}"),
+                     written_after=time.time() if force else None)
     with InterruptGuard() as guard:
 
         def finish(cell: CellSpec, path: Path, result: dict[str, Any]) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ResultFileError
 from harness.plugins.registry import Registry
 from harness.run.claims import Claim, remove_stale_temporaries, try_claim
 from harness.run.grid import CellSpec
 from harness.run.interrupts import InterruptGuard
-from harness.run.results import load_result
+from harness.run.results import read_result
 from harness.run.server import CellEnvironment
 
 Result = dict[str, Any]
@@ -82,6 +83,17 @@ class JobQueue:
     elsewhere: int = 0
     finished_elsewhere: int = 0
     claims: dict[Path, Claim] = field(default_factory=dict)
+    written_after: float | None = None
+    """With ``--force``: reuse only results written after this time (``time.time()``), so
+    the finished cells being forced are not mistaken for another runner's work."""
+
+    def _fresh(self, path: Path) -> bool:
+        if self.written_after is None:
+            return True
+        try:
+            return path.stat().st_mtime >= self.written_after
+        except OSError:
+            return False
 
     def next(self) -> Job | None:
         while self.pending:
@@ -91,8 +103,9 @@ class JobQueue:
                 self.elsewhere += 1
                 self.skipped(job, "running elsewhere (another runner holds it); skipped")
                 continue
-            old = load_result(job.path)
-            if old is not None and old["status"] == "ok" and old["config_hash"] == job.digest:
+            old = _intact(job.path)
+            if (old is not None and old["status"] == "ok" and old["config_hash"] == job.digest
+                    and self._fresh(job.path)):
                 claim.release()
                 self.finished_elsewhere += 1
                 self.skipped(job, "finished by another runner meanwhile (reused)")
@@ -152,3 +165,11 @@ def abort(ctx: RunContext, queue: JobQueue, job: Job, message: str, wall: float)
     """Record a cell the executor had to stop (timeout, dead worker) as ``failed``."""
     result = ctx.ops.abort(job.cell, ctx.registry, job.digest, message, wall)
     return complete(ctx, queue, job, result)
+
+
+def _intact(path: Path) -> Result | None:
+    """The result at ``path`` when intact (the planner already reported bad files)."""
+    try:
+        return read_result(path)
+    except (FileNotFoundError, ResultFileError):
+        return None
