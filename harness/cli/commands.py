@@ -13,7 +13,8 @@ from harness.params import describe_alternatives
 from harness.plugins.manager import make_plugin_manager, plugin_infos
 from harness.plugins.registry import Registry
 from harness.report.ceiling import format_ceilings
-from harness.report.leaderboard import build_leaderboard, format_defense_table, format_table
+from harness.report.leaderboard import build_leaderboard
+from harness.report.tables import format_defense_table, format_table
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
@@ -37,6 +38,11 @@ def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
     print(f"cell results: {summary.out / 'cells'}")
     print(f"leaderboard:  {summary.out / 'leaderboard.json'}")
     return 1 if summary.failed else 0
+
+
+def reference_attacks(strict: bool) -> set[str]:
+    """The names of the registered reference attacks (never ranked as real ones)."""
+    return _reference_attacks(_registry(strict)[1])
 
 
 def _reference_attacks(registry: Registry) -> set[str]:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli import leaderboard as leaderboard_cli
 from harness.errors import GridInterrupted, HarnessError
 
 KIND_ALIASES = {"victims": "victim", "attacks": "attack", "defenses": "defense",
@@ -32,9 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("kind", nargs="?", choices=sorted(KIND_ALIASES))
     plugins = sub.add_parser("plugins", help="list loaded plugins")
     plugins.add_argument("--json", action="store_true")
-    board = sub.add_parser("leaderboard", help="aggregate results into leaderboard.json")
-    board.add_argument("out", nargs="?", type=Path, default=Path("results"),
-                       help="the out= folder of `harness run` (holds cells/)")
+    leaderboard_cli.add_parser(sub)
     cal = sub.add_parser("calibrate", help="record a live latency profile: KEY=VALUE")
     cal.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     _serve_parsers(sub)
@@ -67,7 +66,8 @@ def _serve_parsers(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(
+        leaderboard_cli.legacy_argv(list(sys.argv[1:] if argv is None else argv)))
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     if len(overrides) != len(extra) or (extra and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plugins":
             return commands.plugins(args.json, args.strict_plugins)
         if args.command == "leaderboard":
-            return commands.leaderboard(args.out, args.strict_plugins)
+            return leaderboard_cli.run(args, lambda: commands.reference_attacks(
+                args.strict_plugins))
         if args.command == "calibrate":
             return commands.calibrate(args.overrides, args.strict_plugins)
         if args.command == "serve":

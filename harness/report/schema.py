@@ -208,40 +208,84 @@ CEILING_ENTRY = {
 """One victim's replica ceiling in a leaderboard (``missing``: no file in the run dir)."""
 
 
+INTERVAL = {"oneOf": [{"type": "null"},
+                      {"type": "array", "items": NUM_OR_NULL, "minItems": 2, "maxItems": 2}]}
+ORIGIN = {"type": "object", "required": ["plugin", "distribution", "version"],
+          "properties": {"plugin": {"type": "string"}, "distribution": {"type": "string"},
+                         "version": {"type": "string"}, "source_digest": {"type": "string"}}}
+GROUP_ROW = {
+    "type": "object",
+    "required": ["group_id", "key", "victim", "defense", "attack", "variant", "scenario",
+                 "scenario_id", "reference", "seeds", "failed", "config_hashes", "cells",
+                 "plugins", "packages", "metrics", "bootstrap_ci95", "exit_confusion"],
+    "properties": {
+        "group_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+        "key": {"type": "object", "required": ["victim", "defense", "attack", "budget",
+                                               "output", "timing", "backend", "device",
+                                               "threat"]},
+        "victim": {"type": "string"}, "defense": {"type": "string"},
+        "attack": {"type": "string"}, "variant": {"type": "string"},
+        "scenario": {"type": "string"}, "threat": THREAT,
+        "reference": {"type": "boolean"},
+        "seeds": {"type": "array", "items": {"type": "integer"}},
+        "failed": {"type": "integer", "minimum": 0},
+        "config_hashes": {"type": "array", "items": HEX, "minItems": 1},
+        "cells": {"type": "array", "items": {"type": "string"}},
+        "plugins": {"type": "object", "required": ["victim", "defense", "attack"],
+                    "additionalProperties": {"type": "array", "items": ORIGIN}},
+        "packages": {"type": "array", "items": {"type": "object"}},
+        "metrics": {"type": "object", "additionalProperties": STAT},
+        "bootstrap_ci95": {"type": "object", "additionalProperties": INTERVAL},
+        "exit_confusion": {"oneOf": [{"type": "null"}, {
+            "type": "array", "items": {"type": "array", "items": {"type": "integer",
+                                                                  "minimum": 0}}}]},
+    },
+}
+DEFENSE_ENTRY = {
+    "type": "object",
+    "required": ["rank", "victim", "scenario", "defense", "worst_attack",
+                 "worst_exit_agreement", "status", "complete", "missing_attacks",
+                 "failed_attacks", "within_budget", "over_budget", "pareto", "costs"],
+    "properties": {"rank": {"type": ["integer", "null"], "minimum": 1}, "threat": THREAT,
+                   "status": {"enum": ["ranked", "incomplete", "over_budget"]},
+                   "complete": {"type": "boolean"}, "within_budget": {"type": "boolean"},
+                   "pareto": {"type": "boolean"},
+                   "worst_exit_agreement": bounded(UNIT),
+                   "costs": {"type": "object", "additionalProperties": NUM_OR_NULL}},
+}
+
+
 def leaderboard_schema() -> dict[str, Any]:
-    row = {"type": "object", "required": ["victim", "defense", "attack", "reference", "seeds",
-                                          "failed", "metrics"],
-           "properties": {"victim": {"type": "string"}, "defense": {"type": "string"},
-                          "attack": {"type": "string"}, "threat": THREAT,
-                          "reference": {"type": "boolean"},
-                          "seeds": {"type": "array", "items": {"type": "integer"}},
-                          "failed": {"type": "integer", "minimum": 0},
-                          "metrics": {"type": "object", "additionalProperties": STAT}}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "leaderboard",
         "type": "object",
         "required": ["schema_version", "harness_version", "protocol_version", "generated_at",
-                     "headline",
-                     "cells", "groups", "defense_ranking", "attack_ranking"],
+                     "headline", "command", "cost_budget", "cells", "groups",
+                     "defense_ranking", "attack_ranking", "paired_differences"],
         "properties": {
             "schema_version": {"const": SCHEMA_VERSION},
             "harness_version": {"type": "string"},
             "protocol_version": {"type": "integer", "minimum": 1},
             "generated_at": {"type": "string"},
             "headline": {"const": "exit_agreement"},
+            "command": {"type": ["string", "null"]},
+            "sources": {"type": "array", "items": {"type": "object"}},
+            "cost_budget": {"type": "object", "additionalProperties": {"type": "number"}},
             "cells": {"type": "object", "required": ["ok", "failed"],
                       "properties": {"ok": {"type": "integer"}, "failed": {"type": "integer"}}},
-            "groups": {"type": "array", "items": row},
-            "defense_ranking": {"type": "array", "items": {
-                "type": "object", "required": ["rank", "victim", "defense", "worst_attack",
-                                               "worst_exit_agreement", "costs"],
-                "properties": {"threat": THREAT}}},
+            "groups": {"type": "array", "items": GROUP_ROW},
+            "defense_ranking": {"type": "array", "items": DEFENSE_ENTRY},
             "attack_ranking": {"type": "array", "items": {
-                "type": "object", "required": ["rank", "victim", "attack", "reference",
-                                               "exit_agreement"],
+                "type": "object", "required": ["rank", "victim", "scenario", "attack",
+                                               "reference", "exit_agreement"],
                 "properties": {"threat": THREAT, "ceiling_exit_agreement": NUM_OR_NULL,
-                               "ceiling_fidelity": NUM_OR_NULL}}},
+                               "ceiling_fidelity": NUM_OR_NULL,
+                               "exit_agreement": bounded(UNIT)}}},
+            "paired_differences": {"type": "array", "items": {
+                "type": "object", "required": ["kind", "a", "b", "metric", "mean", "ci95",
+                                               "n", "seeds"],
+                "properties": {"kind": {"enum": ["attack", "defense"]}}}},
             "replica_ceiling": {"type": "array", "items": CEILING_ENTRY},
         },
     }

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from harness.plugins.manager import make_plugin_manager
-from harness.report.leaderboard import build_leaderboard, format_defense_table
+from harness.report.leaderboard import build_leaderboard
+from harness.report.tables import format_defense_table
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 

@@ -20,7 +20,8 @@ from harness.cli.attack import _pool
 from harness.errors import ConfigError, DatasetError
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
-from harness.report.leaderboard import aggregate, format_table, load_results
+from harness.report.leaderboard import aggregate, load_results
+from harness.report.tables import format_table
 from harness.run.config import ThreatModel, parse_overrides
 from harness.run.grid import config_hash, expand_grid
 from harness.run.pool import attacker_pool, check_pool

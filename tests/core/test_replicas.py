@@ -20,8 +20,9 @@ from harness.errors import ConfigError
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
 from harness.report.ceiling import format_ceilings
-from harness.report.leaderboard import build_leaderboard, format_table
+from harness.report.leaderboard import build_leaderboard
 from harness.report.schema import leaderboard_schema, replica_ceiling_schema
+from harness.report.tables import format_table
 from harness.run import replicas as replicas_mod
 from harness.run.config import parse_overrides
 from harness.run.grid import expand_grid

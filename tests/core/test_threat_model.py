@@ -18,7 +18,8 @@ from harness.cli import main
 from harness.errors import ConfigError, HarnessError
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
-from harness.report.leaderboard import aggregate, format_table
+from harness.report.leaderboard import aggregate
+from harness.report.tables import format_table
 from harness.run.config import ThreatModel, parse_overrides
 from harness.run.grid import config_hash, expand_grid
 from harness.run.runner import run_grid
