@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from harness.report.board_view import (
@@ -102,8 +103,9 @@ def frontier_plot(board: dict[str, Any]) -> Plots:
         flags = [e.get("pareto") for e in entries]
         if all(isinstance(f, bool) for f in flags):
             front = sorted((j for j, f in enumerate(flags) if f), key=lambda j: xy[j])
-        else:
-            front = pareto_front(xy)
+        else:  # over-budget defenses (refuse everything: no leak) are not on the front
+            eligible = [j for j, e in enumerate(entries) if e.get("within_budget") is not False]
+            front = [eligible[j] for j in pareto_front([xy[j] for j in eligible])]
         if front:
             ax.plot([xy[j][0] for j in front], [xy[j][1] for j in front], "-", color="0.4",
                     lw=1.2, zorder=1, label="Pareto front")
@@ -128,7 +130,8 @@ def frontier_plot(board: dict[str, Any]) -> Plots:
     return Plots({"defense_frontier.png": png_bytes(fig)}, notes, {
         "defense_frontier.png": "Defense trade-off: latency overhead (p50, benign clients) "
         "against the worst-case exit agreement over real attacks; lower-left is better. "
-        "Pareto-front points are joined; hollow markers exceed the cost budget; squares "
+        "Pareto-front points (among defenses within the cost budget) are joined; hollow "
+        "markers exceed the cost budget; squares "
         "marked * are incomplete (an attack failed)."})
 
 
@@ -195,8 +198,8 @@ def _draw_heatmap(victim: str, attacks: list[str], defenses: list[str],
     grid = [[math.nan if v is None else v for v in row] for row in values]
     fig = Figure(figsize=(2.2 + 0.85 * len(defenses), 1.4 + 0.42 * len(attacks)))
     ax = fig.add_subplot()
-    image = ax.imshow(grid, cmap="RdYlGn_r", vmin=0.0, vmax=1.0, aspect="auto")
-    image.cmap.set_bad("0.85")
+    cmap = colormaps["RdYlGn_r"].with_extremes(bad="0.85")
+    image = ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     for i, row in enumerate(values):
         for j, v in enumerate(row):
             ax.text(j, i, "n/a" if v is None else f"{v:.2f}", ha="center", va="center",
