@@ -196,7 +196,7 @@ def heatmap_plots(board: dict[str, Any]) -> Plots:
 def _draw_heatmap(victim: str, attacks: list[str], defenses: list[str],
                   values: list[list[float | None]]) -> bytes:
     grid = [[math.nan if v is None else v for v in row] for row in values]
-    fig = Figure(figsize=(2.2 + 0.85 * len(defenses), 1.4 + 0.42 * len(attacks)))
+    fig = Figure(figsize=(max(4.8, 2.2 + 0.85 * len(defenses)), max(2.8, 1.4 + 0.42 * len(attacks))))
     ax = fig.add_subplot()
     cmap = colormaps["RdYlGn_r"].with_extremes(bad="0.85")
     image = ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
