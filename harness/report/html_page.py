@@ -28,7 +28,7 @@ from harness.report.board_view import (
     text,
     threat_text,
 )
-from harness.report.tables import SORTER_JS, STYLE, fmt_num, interval, table, td
+from harness.report.html_tables import SORTER_JS, STYLE, fmt_num, interval, table, td
 
 KNOWN_TOP = {"groups", "defense_ranking", "attack_ranking", "replica_ceiling", "paired_differences",
              "schema_version", "harness_version", "protocol_version", "generated_at", "headline",
