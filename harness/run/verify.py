@@ -33,7 +33,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,119 +47,17 @@ from harness.run.interrupts import InterruptGuard
 from harness.run.respec import CannotRebuild, find_profile, rebuild_cell, why_stale
 from harness.run.server import CellEnvironment
 from harness.run.tolerance import MachineClass, regime_of, tolerance_for
+from harness.run.verify_report import (
+    MISSING,
+    Mismatch,
+    Stale,
+    Unverifiable,
+    Verified,
+    VerifyReport,
+)
 
-MISSING = "<missing>"
-"""How a report shows a field present on one side only."""
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """One field of one cell that the re-run did not reproduce."""
-
-    path: Path
-    config_hash: str
-    field: str
-    expected: Any
-    got: Any
-    tolerance: str
-
-    def __str__(self) -> str:
-        return (f"{self.path}: {self.field}: committed {self.expected!r}, re-run {self.got!r} "
-                f"(tolerance {self.tolerance}; cell {self.config_hash[:12]})")
-
-
-@dataclass(frozen=True)
-class Verified:
-    """A cell whose re-run reproduced it; ``regime`` says how closely it had to."""
-
-    path: Path
-    config_hash: str
-    regime: str
-    why: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Stale:
-    """A cell whose config hash no longer matches today's code, versions or protocol.
-
-    ``rerun``: whether it was re-run anyway (``rerun_stale=True``); ``mismatches`` then
-    holds what differed (empty: it still reproduces).
-    """
-
-    path: Path
-    stored_hash: str
-    current_hash: str
-    why: str = ""
-    rerun: bool = False
-    mismatches: tuple[Mismatch, ...] = ()
-
-
-@dataclass(frozen=True)
-class Unverifiable:
-    """A cell that cannot be re-run here, and why."""
-
-    path: Path
-    reason: str
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The outcome of one verification. ``ok``: no mismatch and nothing stale."""
-
-    verified: tuple[Verified, ...]
-    mismatches: tuple[Mismatch, ...]
-    stale: tuple[Stale, ...]
-    cannot_verify: tuple[Unverifiable, ...]
-    wall_s: float
-    ok_cells: int
-    """The ok cells found (before sampling)."""
-    sampled: int
-    """The ok cells chosen for verification."""
-    rerun_seconds: tuple[float, ...] = field(default=())
-    """The wall time of every re-run (verified, mismatching and re-run stale cells)."""
-
-    @property
-    def ok(self) -> bool:
-        return not self.mismatches and not self.stale
-
-    @property
-    def mismatched_cells(self) -> tuple[Path, ...]:
-        return tuple(dict.fromkeys(m.path for m in self.mismatches))
-
-    def format_report(self) -> str:
-        """Text naming every mismatch with its cell and field, then stale and unverifiable."""
-        exact = sum(v.regime == "exact" for v in self.verified)
-        per_cell = (f"; {np.median(self.rerun_seconds):.1f} s median per re-run cell"
-                    if self.rerun_seconds else "")
-        lines = [f"verify: {self.sampled} of {self.ok_cells} ok cells checked in "
-                 f"{self.wall_s:.1f} s{per_cell}",
-                 f"  verified: {len(self.verified)} ({exact} exact, "
-                 f"{len(self.verified) - exact} within tolerance)",
-                 f"  mismatching: {len(self.mismatched_cells)} cells, "
-                 f"{len(self.mismatches)} fields",
-                 f"  stale (code, versions or protocol changed; counted apart): {len(self.stale)}",
-                 f"  cannot verify: {len(self.cannot_verify)}"]
-        if self.mismatches:
-            lines.append("mismatches:")
-            lines += [f"  {m}" for m in self.mismatches]
-        if self.stale:
-            lines.append("stale cells (config hash differs from the committed one):")
-            for s in self.stale:
-                tail = ("" if not s.rerun else
-                        "; re-run: reproduces" if not s.mismatches else
-                        f"; re-run: {len(s.mismatches)} fields differ")
-                lines.append(f"  {s.path}: committed {s.stored_hash[:12]}, now "
-                             f"{s.current_hash[:12]}{tail}")
-                if s.why:
-                    lines.append(f"    changed: {s.why}")
-                lines += [f"    {m.field}: committed {m.expected!r}, re-run {m.got!r} "
-                          f"(tolerance {m.tolerance})" for m in s.mismatches]
-        if self.cannot_verify:
-            lines.append("cannot verify:")
-            lines += [f"  {u.path}: {u.reason}" for u in self.cannot_verify]
-        lines.append("verify: OK" if self.ok else "verify: FAILED")
-        return "\n".join(lines)
+__all__ = ["Mismatch", "Stale", "Unverifiable", "Verified", "VerifyReport", "compare_results",
+           "load_board", "select_sample", "verify_leaderboard", "verify_results"]
 
 
 def _label(result: Mapping[str, Any], kind: str) -> str:
@@ -173,11 +71,11 @@ def select_sample(results: Sequence[tuple[Path, Mapping[str, Any]]], sample: int
     """A seeded subset of ``sample`` cells in which every attack and every defense appears
     if ``sample`` allows (first a covering pass in a random order, then random fill);
     ``None`` (or a sample at least as large) keeps all. Returned in path order."""
+    if sample is not None and sample < 0:
+        raise ConfigError(f"sample={sample}: give a number of cells >= 0, or none for all")
     ordered = sorted(results, key=lambda item: str(item[0]))
     if sample is None or sample >= len(ordered):
         return ordered
-    if sample < 0:
-        raise ConfigError(f"sample={sample}: give a number of cells >= 0, or none for all")
     order = np.random.default_rng(seed).permutation(len(ordered))
     chosen: list[int] = []
     seen: set[tuple[str, str]] = set()
@@ -215,7 +113,7 @@ def compare_results(path: Path, expected: Mapping[str, Any], got: Mapping[str, A
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Plan:
     """A cell ready to re-run."""
 
