@@ -247,6 +247,8 @@ def test_sample_is_a_seeded_covering_subset(pairs, sample, seed):
     assert len({p for p, _ in chosen}) == len(chosen) and all(c in items for c in chosen)
     assert chosen == select_sample(list(reversed(items)), sample, seed)
     attacks, defenses = {a for a, _ in pairs}, {d for _, d in pairs}
+    with pytest.raises(ConfigError, match="sample=-1"):
+        select_sample(items, -1, seed)
     if sample >= len(attacks) + len(defenses):
         assert {r["components"]["attack"]["name"] for _, r in chosen} == attacks
         assert {r["components"]["defense"]["name"] for _, r in chosen} == defenses
