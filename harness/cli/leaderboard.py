@@ -124,7 +124,24 @@ def run(args: argparse.Namespace, reference_attacks: Any) -> int:
         for png in report.plots:
             print(f"plot: {png}")
         return 0
-    from harness.run.verify import run_verify
+    return _verify(args)
 
-    _board_dir(args.board, "verify")
-    return run_verify(args)
+
+def _verify(args: argparse.Namespace) -> int:
+    """Re-run (a sample of) the board's cells; exit 1 on a mismatch, a stale cell, or when
+    nothing could be re-run."""
+    import sys
+
+    from harness.run.config import default_cache_dir
+    from harness.run.verify import verify_leaderboard
+
+    board = _board_dir(args.board, "verify")
+    if args.sample is not None and args.sample < 1:
+        raise OutputDirError(f"leaderboard verify: --sample {args.sample} must be at least 1 "
+                             "(or leave it out to verify every cell)")
+    report = verify_leaderboard(board, sample=args.sample, seed=args.seed,
+                                cache_dir=args.cache_dir or default_cache_dir(),
+                                data_root=args.data_root, rerun_stale=args.rerun_stale,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(report.format_report())
+    return 0 if report.ok and report.verified else 1

@@ -84,11 +84,11 @@ def dedupe(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         newest = max(same, key=lambda r: (r["finished_at"], r.get("_path", "")))
         digests = {(r.get(SEAL) or {}).get("sha256") for r in same}
         if len(same) > 1:
-            where = ", ".join(sorted(str(r.get("_path", "?")) for r in same))
+            where = ", ".join(sorted(str(r.get("_path", "a result")) for r in same))
             what = ("copies of one cell result" if len(digests) == 1 else
                     "different results of the same cell (same config hash and seed)")
             warnings.warn(f"{where} are {what}; counted once (kept "
-                          f"{newest.get('_path', '?')}, the newest)", stacklevel=2)
+                          f"{newest.get('_path', 'the newest')}; config hash {newest['config_hash'][:16]})", stacklevel=2)
         kept.append(newest)
     return sorted(kept, key=lambda r: r.get("_path", r["config_hash"]))
 
