@@ -19,7 +19,7 @@ from harness.plugins.source import component_source_digest
 from harness.report.build import build_board
 from harness.run.results import read_result
 
-GRID = ["victims=tiny_victim", "attacks=tiny_attack", "defenses=none,pad_tiny", "seeds=0,1",
+GRID = ["victims=tiny_victim", "attacks=tiny_attack", "defenses=none,pad_tiny", "seeds=0",
         "replicas=0", "isolation=none"]
 
 
@@ -85,7 +85,7 @@ def test_force_reruns_finished_cells(tiny_plugin, tmp_path, capsys):
     capsys.readouterr()
     main(["run", *GRID, f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}", "--force"])
     err = capsys.readouterr().err
-    assert "--force" in err and "4 to run" in err
+    assert "--force" in err and "2 to run" in err
     after = {p: read_result(p)["finished_at"] + str(p.stat().st_mtime_ns) for p in _cells(tmp_path)}
     assert all(before[p] != after[p] for p in before)
 
@@ -110,14 +110,14 @@ def test_changed_plugin_code_changes_the_digest_and_makes_cells_stale(tiny_plugi
     assert component_source_digest(entry.cls) != before
     capsys.readouterr()
     main(["run", *GRID, f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"])
-    assert "0 finished earlier (reused), 4 to run" in capsys.readouterr().err
+    assert "0 finished earlier (reused), 2 to run" in capsys.readouterr().err
 
 
 def test_build_refuses_edited_and_truncated_cells_naming_the_field(tiny_plugin, tmp_path):
     assert _run(tmp_path) == 0
     board = build_board([tmp_path / "out"], tmp_path / "board", set(), command="test")
-    assert board["cells"]["ok"] == 4 and board["command"] == "test"
-    assert len(list((tmp_path / "board" / "cells").rglob("*.json"))) == 4
+    assert board["cells"]["ok"] == 2 and board["command"] == "test"
+    assert len(list((tmp_path / "board" / "cells").rglob("*.json"))) == 2
     for row in board["groups"]:  # the copied files are the rows' cells
         for cell in row["cells"]:
             read_result(tmp_path / "board" / cell)
@@ -136,8 +136,8 @@ def test_build_counts_a_copied_cell_once(tiny_plugin, tmp_path):
     shutil.copyfile(first, first.with_name("seed9-copy.json"))
     with pytest.warns(UserWarning, match="copies of one cell result"):
         board = build_board([tmp_path / "out"], tmp_path / "board", set())
-    assert board["cells"]["ok"] == 4
-    assert sum(len(r["seeds"]) for r in board["groups"]) == 4
+    assert board["cells"]["ok"] == 2
+    assert sum(len(r["seeds"]) for r in board["groups"]) == 2
 
 
 def test_build_refuses_mixed_schema_versions(tiny_plugin, tmp_path, capsys):
