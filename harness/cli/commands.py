@@ -8,7 +8,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.components import Component
-from harness.errors import OutputDirError
 from harness.params import describe_alternatives
 from harness.plugins.manager import make_plugin_manager, plugin_infos
 from harness.plugins.registry import Registry
@@ -108,16 +107,9 @@ def _print_defenses(board: dict) -> None:
 
 
 def leaderboard(out: Path, strict: bool) -> int:
-    out = Path(out)
-    if not out.exists():
-        raise OutputDirError(f"leaderboard: {out} does not exist; give the out= folder of a "
-                             "`harness run` (it holds cells/)")
-    if not out.is_dir():
-        raise OutputDirError(f"leaderboard: {out} is a file; give the out= folder of a "
-                             "`harness run` (it holds cells/)")
-    if not (out / "cells").is_dir():
-        raise OutputDirError(f"leaderboard: {out} holds no cells/ folder, so it is not the out= "
-                             "folder of a `harness run`; check the path")
+    from harness.report.build import check_run_dir
+
+    out = check_run_dir(out, "leaderboard")
     _, registry = _registry(strict)
     board = build_leaderboard(out, _reference_attacks(registry))
     print(format_table(board))

@@ -42,14 +42,18 @@ def _versions(path: Path) -> tuple[Any, Any]:
     return obj.get("schema_version"), obj.get("protocol_version")
 
 
-def check_run_dir(run: Path) -> Path:
+def check_run_dir(run: Path, command: str = "leaderboard build") -> Path:
+    """``run`` if it is the out= folder of a `harness run`, else a clear error."""
     run = Path(run)
+    if not run.exists():
+        raise OutputDirError(f"{command}: {run} does not exist; give the out= folder of a "
+                             "`harness run` (it holds cells/)")
     if not run.is_dir():
-        raise OutputDirError(f"leaderboard build: {run} is not a folder; give the out= folder "
-                             "of a `harness run` (it holds cells/)")
+        raise OutputDirError(f"{command}: {run} is a file; give the out= folder of a "
+                             "`harness run` (it holds cells/)")
     if not (run / "cells").is_dir():
-        raise OutputDirError(f"leaderboard build: {run} holds no cells/ folder, so it is not "
-                             "the out= folder of a `harness run`; check the path")
+        raise OutputDirError(f"{command}: {run} holds no cells/ folder, so it is not the out= "
+                             "folder of a `harness run`; check the path")
     return run
 
 

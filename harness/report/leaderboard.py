@@ -88,7 +88,8 @@ def dedupe(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             what = ("copies of one cell result" if len(digests) == 1 else
                     "different results of the same cell (same config hash and seed)")
             warnings.warn(f"{where} are {what}; counted once (kept "
-                          f"{newest.get('_path', 'the newest')}; config hash {newest['config_hash'][:16]})", stacklevel=2)
+                          f"{newest.get('_path', 'the newest')}; config hash "
+                          f"{newest['config_hash'][:16]})", stacklevel=2)
         kept.append(newest)
     return sorted(kept, key=lambda r: r.get("_path", r["config_hash"]))
 

@@ -147,19 +147,19 @@ def _components(kind: str, name: str, spec: RunSpec, registry: Registry) -> list
     """One spec per parameter set of ``name`` (a ``+`` name is a defense stack)."""
     members = members_of(name)
     if len(members) == 1:
-        return [_component(kind, name, params, registry, suffix=suffix)
+        return [component_spec(kind, name, params, registry, suffix=suffix)
                 for params, suffix in _param_sets(kind, name, spec)]
     specs = []
     for combo in itertools.product(*(_param_sets(kind, m, spec) for m in members)):
-        full = [{"name": m, "params": _component(kind, m, params, registry).params}
+        full = [{"name": m, "params": component_spec(kind, m, params, registry).params}
                 for m, (params, _) in zip(members, combo, strict=True)]
         label = STACK_SEPARATOR.join(m + suffix for m, (_, suffix) in zip(members, combo,
                                                                          strict=True))
-        specs.append(_component(kind, STACK, {"members": full}, registry, label=label))
+        specs.append(component_spec(kind, STACK, {"members": full}, registry, label=label))
     return specs
 
 
-def _component(kind: str, name: str, params: dict[str, Any], registry: Registry,
+def component_spec(kind: str, name: str, params: dict[str, Any], registry: Registry,
                suffix: str = "", label: str = "") -> ComponentSpec:
     """The validated spec with full parameters; named ``label`` (else the component's own
     :meth:`label_for`) plus the sweep ``suffix``."""

@@ -23,11 +23,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.components import build_component
 from harness.errors import ConfigError, HarnessError
 from harness.plugins.registry import Registry
 from harness.run.config import ThreatModel
-from harness.run.grid import CellSpec, ComponentSpec
+from harness.run.grid import CellSpec, ComponentSpec, component_spec
 
 KINDS = ("victim", "defense", "attack")
 
@@ -55,16 +54,12 @@ def rebuild_component(kind: str, stored: Mapping[str, Any], label: str,
     except ConfigError as exc:  # UnknownComponentError lists the registered ones
         raise CannotRebuild(f"{kind} {name!r} is not registered here ({exc}); install the "
                             "plugin that provides it") from None
-    where = f"{kind} {name!r} (plugin {entry.plugin}, {entry.distribution} {entry.version})"
-    try:
-        obj = build_component(entry.cls, params)
-        obj.validate(registry)
-        full = obj.get_params()
-        params_json = json.dumps(full, sort_keys=True, allow_nan=False)
-    except Exception as exc:  # the component's own checks, or its __init__, refused them
-        raise CannotRebuild(f"{where} refuses the stored parameters {params}: "
-                            f"{type(exc).__name__}: {exc}") from None
-    return ComponentSpec(kind, name, params_json, label or name)
+    try:  # the grid's own check, so the rebuilt params (and hash) match what it would build
+        return component_spec(kind, name, params, registry, label=label or name)
+    except ConfigError as exc:  # the component's own checks, or its __init__, refused them
+        raise CannotRebuild(f"{kind} {name!r} (plugin {entry.plugin}, {entry.distribution} "
+                            f"{entry.version}) refuses the stored parameters {params}: "
+                            f"{exc}") from None
 
 
 def rebuild_cell(result: Mapping[str, Any], registry: Registry) -> CellSpec:
