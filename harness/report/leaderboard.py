@@ -27,19 +27,15 @@ from harness import __version__
 from harness.errors import OutputDirError
 from harness.report.ceiling import ceiling_entries, load_ceilings
 from harness.report.groups import (
-    GRANTED,
     KINDS,
     canonical,
     component_id,
     group_key,
     key_id,
     scenario_of,
-    threat_of,
     variants,
 )
 from harness.report.ranking import (
-    COST_METRICS,
-    LEAKAGE_METRICS,
     CostBudget,
     paired_differences,
     rank_attacks,
@@ -52,8 +48,8 @@ from harness.run.integrity import SEAL
 from harness.run.results import load_result, read_result
 from harness.stages import PROTOCOL_VERSION
 
-__all__ = ["COST_METRICS", "GRANTED", "LEAKAGE_METRICS", "aggregate", "build_leaderboard",
-           "dedupe", "load_results", "threat_of"]
+__all__ = ["aggregate", "board_header", "build_leaderboard", "dedupe", "load_results",
+           "write_board"]
 
 BOOTSTRAP_SEED = 20261129
 """The bootstrap's fixed seed (with the group id), so a leaderboard rebuilds identically."""
