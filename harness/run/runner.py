@@ -273,8 +273,11 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
         else:
             todo.append(Job(cell, digest, path))
     progress = Progress(len(todo), enabled=show_progress)
-    for problem in problems:
-        progress.note(problem)
+    for problem in problems:  # said even with --quiet: a result was changed or lost
+        if show_progress:
+            progress.note(problem)
+        else:
+            warnings.warn(problem, stacklevel=2)
     if force:
         progress.note("--force: every cell runs again, finished ones included")
     for name, reason in skipped.items():

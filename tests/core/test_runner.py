@@ -73,7 +73,7 @@ def test_interrupted_run_loses_no_finished_cell(tiny_plugin, tmp_path):
     for p in lost:  # simulate a kill: one half-written file, one never written
         p.unlink()
     lost[0].write_text(json.dumps(results([keep[0]])[0])[:100])
-    with pytest.warns(UserWarning, match="corrupt or invalid"):
+    with pytest.warns(UserWarning, match="not valid JSON.*running it again"):
         again = run_grid(s, make_plugin_manager(), show_progress=False)
     assert (again.reused, again.ran, again.failed) == (2, 2, 0)
     for p in again.result_paths:
