@@ -92,7 +92,7 @@ def variants(keys: list[dict[str, Any]], fields_of: Any = None) -> list[str]:
     differs from the other keys with the same victim, defense and attack labels; '' when
     its labels are unique. ``fields_of`` maps a key to what is compared (default: all)."""
     fields_of = fields_of or (lambda k: k)
-    flat = [flatten({k: v for k, v in fields_of(key).items() if k != "label"}) for key in keys]
+    flat = [flatten(fields_of(key)) for key in keys]
     labels = [tuple(k[kind]["label"] for kind in KINDS if kind in k) for k in keys]
     by_label: dict[tuple, list[int]] = defaultdict(list)
     for i, lab in enumerate(labels):
