@@ -37,6 +37,7 @@ from _common import print_table, write_json
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
 from harness.report.leaderboard import build_leaderboard
+from harness.report.ranking import pareto_front
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
@@ -100,15 +101,6 @@ def defense_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both coordinates (lower is better)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if not any((u <= x and v <= y) and (u < x or v < y) for u, v in points):
-            front.append(i)
-    return front
-
-
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     """Leakage and worst-case agreement against latency overhead, Pareto fronts marked."""
     import matplotlib
@@ -124,7 +116,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
                                (row_axes[1], "worst_ea", "worst-case exit agreement")):
             pts = [(r["lat_p50"], r[key]) for r in mine if r[key] is not None]
             named = [r for r in mine if r[key] is not None]
-            front = set(pareto(pts))
+            front = set(pareto_front(pts))
             for i, ((x, y), r) in enumerate(zip(pts, named, strict=True)):
                 ax.scatter([x], [y], color="tab:red" if i in front else "tab:blue", zorder=3)
                 ax.annotate(r["defense"], (x, y), fontsize=7, xytext=(3, 3),

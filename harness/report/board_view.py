@@ -14,7 +14,9 @@ import re
 from collections import Counter
 from typing import Any
 
-DEFAULT_THREAT = {"num_exits": "granted", "architecture": "granted", "pool": "same"}
+from harness.report.groups import GRANTED
+
+DEFAULT_THREAT = GRANTED
 """The threat model of a row that records none (as in :mod:`harness.report.leaderboard`)."""
 
 

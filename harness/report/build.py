@@ -13,7 +13,6 @@ command that built it and the source runs) and ``schema.json``; its old ``cells/
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,18 +24,13 @@ from harness.report.leaderboard import aggregate, board_header, dedupe, write_bo
 from harness.report.ranking import CostBudget
 from harness.report.schema import SCHEMA_VERSION, combined_schema
 from harness.run.atomic import write_json_atomic
-from harness.run.results import read_result
+from harness.run.results import check_result, parse_result
 from harness.stages import PROTOCOL_VERSION
 
 
-def _versions(path: Path) -> tuple[Any, Any]:
-    """(schema_version, protocol_version) of a result file, read before validation so a
-    file of another version gets that message, not a schema error."""
-    try:
-        obj = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultFileError(f"result file {path} is not valid JSON (truncated or corrupt: "
-                              f"{exc}); re-run its cell or remove it", path) from None
+def _versions(obj: Any, path: Path) -> tuple[Any, Any]:
+    """(schema_version, protocol_version) of a parsed result file, read before validation
+    so a file of another version gets that message, not a schema error."""
     if not isinstance(obj, dict):
         raise ResultFileError(f"result file {path} is not a JSON object", path)
     return obj.get("schema_version"), obj.get("protocol_version")
@@ -59,11 +53,11 @@ def check_run_dir(run: Path, command: str = "leaderboard build") -> Path:
 
 def read_runs(runs: list[Path]) -> list[tuple[Path, Path, dict[str, Any]]]:
     """(run, file, result) for every cell file; refuses mixed versions and bad files."""
-    files = [(run, p) for run in map(check_run_dir, runs)
+    files = [(run, p, parse_result(p)) for run in map(check_run_dir, runs)
              for p in sorted((run / "cells").rglob("*.json"))]
     found: dict[tuple[Any, Any], list[Path]] = {}
-    for _, path in files:
-        found.setdefault(_versions(path), []).append(path)
+    for _, path, obj in files:
+        found.setdefault(_versions(obj, path), []).append(path)
     expected = (SCHEMA_VERSION, PROTOCOL_VERSION)
     if set(found) - {expected}:
         lines = [f"schema {s}, protocol {p}: {len(ps)} cells (e.g. {ps[0]})"
@@ -74,7 +68,7 @@ def read_runs(runs: list[Path]) -> list[tuple[Path, Path, dict[str, Any]]]:
             "numbers of other versions are not comparable. Re-run the old grids with this "
             "harness (`harness run` with the same keys) or build them with the harness that "
             "wrote them.")
-    return [(run, path, read_result(path)) for run, path in files]
+    return [(run, path, check_result(obj, path)) for run, path, obj in files]
 
 
 def _replace_tree(target: Path, fill: Any) -> None:

@@ -45,7 +45,7 @@ from harness.report.schema import SCHEMA_VERSION, leaderboard_schema
 from harness.report.stats import bootstrap_ci, mean_ci
 from harness.run.atomic import write_json_atomic
 from harness.run.integrity import SEAL
-from harness.run.results import load_result, read_result
+from harness.run.results import load_result
 from harness.stages import PROTOCOL_VERSION
 
 __all__ = ["aggregate", "board_header", "build_leaderboard", "dedupe", "load_results",
@@ -55,14 +55,14 @@ BOOTSTRAP_SEED = 20261129
 """The bootstrap's fixed seed (with the group id), so a leaderboard rebuilds identically."""
 
 
-def load_results(out: Path, strict: bool = False) -> list[dict[str, Any]]:
+def load_results(out: Path) -> list[dict[str, Any]]:
     """The results under ``out/cells``, each with its path relative to ``out`` under
-    ``_path``; a bad file is skipped with a warning, or (``strict``) refused with a
-    :class:`ResultFileError` that names the file and the field."""
+    ``_path``; a bad file is skipped with a warning (``harness leaderboard build`` is the
+    strict reader)."""
     out = Path(out)
     results = []
     for path in sorted((out / "cells").rglob("*.json")):
-        result = read_result(path) if strict else load_result(path)
+        result = load_result(path)
         if result is not None:
             results.append({**result, "_path": str(path.relative_to(out))})
     return dedupe(results)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from harness.report.board_view import (
     text,
     threat_text,
 )
+from harness.report.ranking import pareto_front
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,6 @@ def slug(name: str, taken: set[str]) -> str:
         out, i = f"{base}-{i}", i + 1
     taken.add(out)
     return out
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point dominates (lower x and lower y are better),
-    ordered by x."""
-    front = [i for i, (x, y) in enumerate(points)
-             if not any(ox <= x and oy <= y and (ox < x or oy < y) for ox, oy in points)]
-    return sorted(front, key=lambda i: points[i])
 
 
 def frontier_plot(board: dict[str, Any]) -> Plots:

@@ -20,6 +20,7 @@ entries: a defense is on it when no other is at least as good on both and better
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -108,14 +109,21 @@ def _defense_entry(mine: list[dict[str, Any]], real_attacks: dict[str, str],
             "cells": len(cells), "pareto": False}
 
 
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates (lower is better on both
+    coordinates), ordered by point."""
+    front = [i for i, (x, y) in enumerate(points)
+             if not any(ox <= x and oy <= y and (ox < x or oy < y) for ox, oy in points)]
+    return sorted(front, key=lambda i: points[i])
+
+
 def _mark_pareto(entries: list[dict[str, Any]]) -> None:
     """Mark the ranked entries no other ranked entry dominates on (worst case, p50 overhead)."""
-    pts = [(e, e["worst_exit_agreement"], e["costs"].get("latency_overhead_p50"))
-           for e in entries if e["status"] == "ranked"]
-    pts = [(e, x, y) for e, x, y in pts if x is not None and y is not None]
-    for e, x, y in pts:
-        e["pareto"] = not any((x2 <= x and y2 <= y) and (x2 < x or y2 < y)
-                              for _, x2, y2 in pts)
+    pts = [e for e in entries if e["status"] == "ranked"
+           and e["costs"].get("latency_overhead_p50") is not None]
+    for i in pareto_front([(e["worst_exit_agreement"], e["costs"]["latency_overhead_p50"])
+                           for e in pts]):
+        pts[i]["pareto"] = True
 
 
 def rank_defenses(rows: list[dict[str, Any]], budget: CostBudget) -> list[dict[str, Any]]:

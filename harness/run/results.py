@@ -61,13 +61,21 @@ def read_result(path: Path) -> dict[str, Any]:
     and which field: not JSON (truncated or corrupt), outside the schema, or edited since
     it was written (its content digest does not match). FileNotFoundError passes through.
     """
-    path = Path(path)
-    raw = path.read_bytes()
+    return check_result(parse_result(path), path)
+
+
+def parse_result(path: Path) -> Any:
+    """A result file's JSON, or :class:`ResultFileError` when it is not JSON."""
     try:
-        obj = json.loads(raw)
+        return json.loads(Path(path).read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultFileError(f"result file {path} is not valid JSON (truncated or corrupt: "
                               f"{exc})", path) from None
+
+
+def check_result(obj: Any, path: Path) -> dict[str, Any]:
+    """``obj`` (read from ``path``) if it matches the schema and its content digest, else
+    :class:`ResultFileError` naming the field."""
     try:
         validate_result(obj)
     except jsonschema.ValidationError as exc:
@@ -82,13 +90,21 @@ def read_result(path: Path) -> dict[str, Any]:
     return obj
 
 
+def previous_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A cell's earlier result if its file is intact, else (None, why not) - edited,
+    truncated or invalid - or (None, None) when there is none."""
+    try:
+        return read_result(path), None
+    except FileNotFoundError:
+        return None, None
+    except ResultFileError as exc:
+        return None, str(exc)
+
+
 def load_result(path: Path) -> dict[str, Any] | None:
     """A trusted result, or None: missing, or (with a warning that says why and names the
     field) corrupt, invalid or edited; ``harness run`` then runs the cell again."""
-    try:
-        return read_result(path)
-    except FileNotFoundError:
-        return None
-    except ResultFileError as exc:
-        warnings.warn(f"{exc}; the cell will be run again", stacklevel=2)
-        return None
+    result, problem = previous_result(path)
+    if problem:
+        warnings.warn(f"{problem}; the cell will be run again", stacklevel=2)
+    return result

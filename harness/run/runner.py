@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import ComponentFailure, ConfigError, GridInterrupted, ResultFileError
+from harness.errors import ComponentFailure, ConfigError, GridInterrupted
 from harness.isolation.sandbox import worker_context
 from harness.isolation.secret import victim_salt
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
@@ -45,7 +45,7 @@ from harness.run.interrupts import InterruptGuard
 from harness.run.progress import Progress
 from harness.run.provenance import git_commit, machine_info, package_versions
 from harness.run.replicas import grid_ceilings
-from harness.run.results import check_out_dir, read_result
+from harness.run.results import check_out_dir, previous_result
 from harness.serving.devices import resolve_device
 from harness.stages import PROTOCOL_VERSION
 
@@ -225,17 +225,6 @@ def _plan(spec: RunSpec, registry: Registry) -> tuple[list[CellSpec], dict[str, 
             raise ConfigError(f"profile {spec.profile} was recorded for victim {profile.victim!r} "
                               f"and cannot replay {', '.join(other)}; run one grid per victim")
     return expand_grid(spec, registry, profile_hash=profile_hash, victims=victims), skipped
-
-
-def previous_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """A cell's earlier result if its file is intact, else (None, why not) - edited,
-    truncated or invalid - or (None, None) when there is none."""
-    try:
-        return read_result(path), None
-    except FileNotFoundError:
-        return None, None
-    except ResultFileError as exc:
-        return None, str(exc)
 
 
 def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,

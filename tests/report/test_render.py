@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from harness.errors import ConfigError, OutputDirError
 from harness.report.board_view import pick_groups
 from harness.report.html_page import build_page
-from harness.report.plots import pareto_front
+from harness.report.ranking import pareto_front
 from harness.report.render import render_leaderboard
 from tests.report.conftest import HOSTILE, HOSTILE_MATH, make_board
 

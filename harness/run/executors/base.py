@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ResultFileError
 from harness.plugins.registry import Registry
 from harness.run.claims import Claim, remove_stale_temporaries, try_claim
 from harness.run.grid import CellSpec
 from harness.run.interrupts import InterruptGuard
-from harness.run.results import read_result
+from harness.run.results import previous_result
 from harness.run.server import CellEnvironment
 
 Result = dict[str, Any]
@@ -103,7 +102,7 @@ class JobQueue:
                 self.elsewhere += 1
                 self.skipped(job, "running elsewhere (another runner holds it); skipped")
                 continue
-            old = _intact(job.path)
+            old = previous_result(job.path)[0]  # the planner already reported bad files
             if (old is not None and old["status"] == "ok" and old["config_hash"] == job.digest
                     and self._fresh(job.path)):
                 claim.release()
@@ -165,11 +164,3 @@ def abort(ctx: RunContext, queue: JobQueue, job: Job, message: str, wall: float)
     """Record a cell the executor had to stop (timeout, dead worker) as ``failed``."""
     result = ctx.ops.abort(job.cell, ctx.registry, job.digest, message, wall)
     return complete(ctx, queue, job, result)
-
-
-def _intact(path: Path) -> Result | None:
-    """The result at ``path`` when intact (the planner already reported bad files)."""
-    try:
-        return read_result(path)
-    except (FileNotFoundError, ResultFileError):
-        return None
