@@ -20,7 +20,7 @@ pairs) it
    only is one too.
 
 :func:`verify_leaderboard` loads ``BOARD/cells/**/*.json`` with
-:func:`~harness.run.results.load_result` and calls the core. A cell whose file
+:func:`~harness.run.results.previous_result` and calls the core. A cell whose file
 holds the same config hash as another is re-run once. Cells run serially in this
 process (``compute_result`` starts the isolation workers of ``isolation=process``
 cells itself). Two runs with the same ``HARNESS_SECRET`` *mode* but different secrets
@@ -247,22 +247,16 @@ def load_board(board_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list
     if not cells.is_dir():
         raise ConfigError(f"{board_dir} has no cells/ folder; give a leaderboard or run "
                           "folder (one holding cells/<victim>/<defense>/<attack>/*.json)")
-    from harness.run.results import load_result
+    from harness.run.results import previous_result
 
     loaded, bad = [], []
     for path in sorted(cells.rglob("*.json")):
-        reasons: list[str] = []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                result = load_result(path)
-            except (HarnessError, ValueError, OSError) as exc:  # a refused (tampered) file
-                result = None
-                reasons.append(str(exc))
-        reasons += [str(w.message) for w in caught]
+        try:
+            result, problem = previous_result(path)
+        except OSError as exc:  # unreadable (permissions, a folder named *.json)
+            result, problem = None, str(exc)
         if result is None:
-            bad.append(Unverifiable(path, "not loadable: "
-                                    + ("; ".join(reasons) or "missing or unreadable")))
+            bad.append(Unverifiable(path, "not loadable: " + (problem or "missing")))
         else:
             loaded.append((path, result))
     if not loaded and not bad:
