@@ -30,8 +30,7 @@ from attacks.baseline import COMMON_CONSTRAINTS, BaselineAttack
 from attacks.substitute import Transcript, concat_transcripts, query_inputs
 from harness.model import MultiExitNet, exit_probabilities
 from harness.params import Interval, Options
-from harness.protocol import AttackContext, StolenModel
-from harness.serving.oracle import Oracle
+from harness.protocol import AttackContext, OracleHandle, StolenModel
 
 STRATEGIES = ("random", "uncertainty", "kcenter")
 
@@ -110,7 +109,7 @@ class ActiveThiefAttack(BaselineAttack):
         centers = exit_probabilities(model, pool[queried], ctx.device)[-1]
         return free[kcenter_greedy(probs, centers, n)]
 
-    def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
+    def steal(self, oracle: OracleHandle, attacker_data, ctx: AttackContext) -> StolenModel:
         pool = np.asarray(attacker_data)
         start = oracle.queries_used
         budget = min(self.available_budget(oracle, ctx), len(pool))

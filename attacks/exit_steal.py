@@ -109,8 +109,7 @@ from harness.components import check_nested
 from harness.errors import ConfigError
 from harness.model import MultiExitNet, exit_probabilities
 from harness.params import ComponentName, Interval, Options
-from harness.protocol import Attack, AttackContext, ExitEstimate, StolenModel
-from harness.serving.oracle import Oracle
+from harness.protocol import Attack, AttackContext, ExitEstimate, OracleHandle, StolenModel
 from harness.strategy import ExitPolicy, OutputStrategy
 
 if TYPE_CHECKING:
@@ -221,7 +220,7 @@ class ExitStealAttack(Attack):
                                **(self.architecture_params or {}))
 
     # -- stage 1 ----------------------------------------------------------------------
-    def _query(self, oracle: Oracle, pool: np.ndarray, ctx: AttackContext
+    def _query(self, oracle: OracleHandle, pool: np.ndarray, ctx: AttackContext
                ) -> tuple[Transcript, np.ndarray, np.ndarray, tuple | None]:
         """(combined admitted rows, kept mask per input, input index of every query,
         perturbed copies with their kept-input index, or None without perturbation)."""
@@ -239,7 +238,7 @@ class ExitStealAttack(Attack):
         copies = admitted_copies(raw, kept, self.repeats) if perturb else None
         return rows, kept, np.repeat(np.arange(n_inputs), self.repeats), copies
 
-    def _estimate(self, est_name: str, rows: Transcript, kept: np.ndarray, oracle: Oracle,
+    def _estimate(self, est_name: str, rows: Transcript, kept: np.ndarray, oracle: OracleHandle,
                   ctx: AttackContext) -> ExitEstimate:
         estimator = ctx.estimator(est_name, **(self.estimator_params or {}))
         rng = ctx.rng(1)
@@ -315,7 +314,7 @@ class ExitStealAttack(Attack):
         final = self._search(model, rows, est, labels, ctx, policy)
         return model, first, final, notes
 
-    def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
+    def steal(self, oracle: OracleHandle, attacker_data, ctx: AttackContext) -> StolenModel:
         est_name = self.estimator_name()
         rows, kept, query_input, copies = self._query(oracle, np.asarray(attacker_data), ctx)
         per_input = np.zeros(len(kept), dtype=np.int64)

@@ -16,8 +16,7 @@ import numpy as np
 
 from attacks.baseline import COMMON_CONSTRAINTS, BaselineAttack
 from attacks.substitute import query_pool
-from harness.protocol import AttackContext, StolenModel
-from harness.serving.oracle import Oracle
+from harness.protocol import AttackContext, OracleHandle, StolenModel
 
 
 class FunctionOnlyAttack(BaselineAttack):
@@ -40,7 +39,7 @@ class FunctionOnlyAttack(BaselineAttack):
         self.holdout = holdout
         self.patience = patience
 
-    def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
+    def steal(self, oracle: OracleHandle, attacker_data, ctx: AttackContext) -> StolenModel:
         start = oracle.queries_used
         budget = self.available_budget(oracle, ctx)
         rows = query_pool(oracle, np.asarray(attacker_data), budget, ctx.rng(0))

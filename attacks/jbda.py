@@ -35,8 +35,7 @@ from attacks.substitute import Transcript, concat_transcripts, draw_pool_indices
 from attacks.substitute import victim_labels as labels_of
 from harness.model import MultiExitNet
 from harness.params import Interval
-from harness.protocol import AttackContext, StolenModel
-from harness.serving.oracle import Oracle
+from harness.protocol import AttackContext, OracleHandle, StolenModel
 
 GRAD_BATCH = 256
 
@@ -104,7 +103,7 @@ class JbdaAttack(BaselineAttack):
         sign = -1.0 if self.flip_every and (round_index // self.flip_every) % 2 else 1.0
         return sign * self.step * (hi - lo)
 
-    def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
+    def steal(self, oracle: OracleHandle, attacker_data, ctx: AttackContext) -> StolenModel:
         pool = np.asarray(attacker_data)
         start = oracle.queries_used
         budget = self.available_budget(oracle, ctx)

@@ -39,8 +39,7 @@ from attacks.knockoff_bandit import (
 from attacks.substitute import Transcript, concat_transcripts, query_inputs, query_pool
 from harness.model import MultiExitNet, exit_probabilities
 from harness.params import Interval, Options
-from harness.protocol import AttackContext, StolenModel
-from harness.serving.oracle import Oracle
+from harness.protocol import AttackContext, OracleHandle, StolenModel
 
 SAMPLING = ("random", "adaptive")
 
@@ -88,7 +87,7 @@ class KnockoffAttack(BaselineAttack):
         self.holdout = holdout
         self.patience = patience
 
-    def steal(self, oracle: Oracle, attacker_data, ctx: AttackContext) -> StolenModel:
+    def steal(self, oracle: OracleHandle, attacker_data, ctx: AttackContext) -> StolenModel:
         pool = np.asarray(attacker_data)
         start = oracle.queries_used
         budget = self.available_budget(oracle, ctx)
@@ -103,7 +102,7 @@ class KnockoffAttack(BaselineAttack):
         return self.finish(rows, ctx, oracle.queries_used - start,
                            {"sampling": "adaptive", "rewards": list(kinds), **notes})
 
-    def _adaptive(self, oracle: Oracle, pool: np.ndarray, ctx: AttackContext,
+    def _adaptive(self, oracle: OracleHandle, pool: np.ndarray, ctx: AttackContext,
                   kinds: tuple[str, ...], budget: int) -> tuple[Transcript, dict[str, Any]]:
         """Query ``budget`` inputs in rounds by the bandit policy; (all rows, diagnostics)."""
         clusters = pool_clusters(pool, self.num_clusters, ctx.seed)

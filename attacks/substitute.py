@@ -22,8 +22,7 @@ from torch.nn import functional as F
 from attacks.trainer import TrainRecipe, TrainReport, train_substitute
 from harness.model import MultiExitNet
 from harness.nn.training import sdn_exit_weights
-from harness.protocol import AttackContext
-from harness.serving.oracle import Oracle
+from harness.protocol import AttackContext, OracleHandle
 
 DEFAULT_ARCHITECTURE = "small_cnn"
 """The substitute family an attacker picks when the threat model hides the victim's
@@ -54,13 +53,6 @@ def victim_labels(outputs: np.ndarray) -> np.ndarray:
     return outputs.argmax(axis=1) if outputs.ndim == 2 else outputs.astype(np.int64)
 
 
-def admitted_only(transcript: Transcript) -> Transcript:
-    """The rows a query monitor admitted (refused rows carry no answer)."""
-    ok = np.asarray(transcript.admitted, dtype=bool)
-    return Transcript(transcript.x[ok], transcript.outputs[ok], transcript.latency_s[ok],
-                      transcript.admitted[ok])
-
-
 def concat_transcripts(parts: Sequence[Transcript]) -> Transcript:
     """Transcripts of successive rounds as one, in query order."""
     return Transcript(*(np.concatenate([getattr(t, f) for t in parts])
@@ -75,7 +67,7 @@ def draw_pool_indices(n: int, pool_size: int, rng: np.random.Generator) -> np.nd
     return idx[:n]
 
 
-def query_pool(oracle: Oracle, pool: np.ndarray, n: int, rng: np.random.Generator,
+def query_pool(oracle: OracleHandle, pool: np.ndarray, n: int, rng: np.random.Generator,
                batch_size: int = 256) -> Transcript:
     """Query ``n`` pool inputs drawn without replacement (repeating only if n > pool)."""
     n = min(n, oracle.budget_left)
@@ -84,7 +76,7 @@ def query_pool(oracle: Oracle, pool: np.ndarray, n: int, rng: np.random.Generato
     return query_inputs(oracle, pool[draw_pool_indices(n, len(pool), rng)], batch_size)
 
 
-def query_inputs(oracle: Oracle, x: np.ndarray, batch_size: int = 256) -> Transcript:
+def query_inputs(oracle: OracleHandle, x: np.ndarray, batch_size: int = 256) -> Transcript:
     """Query the inputs ``x`` in order (batched); the caller keeps within the budget."""
     outs, lats, adm = [], [], []
     for start in range(0, len(x), batch_size):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.run.atomic import atomic_write_bytes
+from harness.io.atomic import atomic_write_bytes
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

@@ -38,9 +38,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
+from harness.board.leaderboard import build_leaderboard
+from harness.metrics.stats import mean_ci
 from harness.plugins.manager import make_plugin_manager
-from harness.report.leaderboard import build_leaderboard
-from harness.report.stats import mean_ci
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
@@ -78,7 +78,7 @@ def load_cells(out: Path) -> list[dict[str, Any]]:
 
 
 def mean_and_ci(values: list[Any]) -> tuple[float | None, list[float] | None]:
-    """Mean and 95% t-interval over seeds (:func:`harness.report.stats.mean_ci`; the
+    """Mean and 95% t-interval over seeds (:func:`harness.metrics.stats.mean_ci`; the
     interval is None for fewer than two values)."""
     stat = mean_ci(values)
     return stat["mean"], (stat["ci95"] if stat["n"] >= 2 else None)

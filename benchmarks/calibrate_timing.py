@@ -25,8 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import write_json
 from benchmarks.latency_corpus import load_corpus
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.plugins.toolbox import Toolbox
 
 LEVELS = np.concatenate([[0.0005, 0.002], np.linspace(0.01, 0.99, 99), [0.998, 0.9995]])
@@ -40,7 +39,7 @@ def cost_fraction(tools: Toolbox, trace: dict) -> np.ndarray:
 
 
 def main() -> None:
-    tools = Toolbox(Registry.from_manager(make_plugin_manager()))
+    tools = Toolbox(load_registry())
     residuals, deviations, used = [], [], []
     for trace in load_corpus(("tuned",)):
         y, exits, k = np.log(trace["latency_s"]), trace["exits"], trace["num_exits"]

@@ -33,7 +33,7 @@ from attacks.exit_estimation import (
 from attacks.exit_estimation.base import peak_cuts
 from attacks.exit_estimation.normal_gamma import NormalGammaPrior
 from benchmarks._common import print_table, write_json
-from harness.report.leakage import bayes_exit_accuracy
+from harness.metrics.leakage import bayes_exit_accuracy
 
 COST = (0.15, 0.45, 0.76, 1.0)
 K = 4

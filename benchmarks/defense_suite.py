@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table, write_json
 
+from harness.board.leaderboard import build_leaderboard
+from harness.board.ranking import pareto_front
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.report.leaderboard import build_leaderboard
-from harness.report.ranking import pareto_front
+from harness.plugins.registry import Registry, load_registry
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
@@ -63,7 +63,7 @@ def run(victims: list[str], seeds: list[int], others_seed: int | None, out: Path
         jobs: int, extra: list[str], attacks: str | None = None,
         defenses: str = "all") -> tuple[dict[str, Any], float, list[float]]:
     """Run the grids; returns the leaderboard, the wall time and each cell's wall time."""
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     attacks = attacks or ",".join(real_attacks(registry))
     grids = [(victims[:1], seeds)]
     if others_seed is not None and len(victims) > 1:
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     victims = [v for v in args.victims.split(",") if v]
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.no_run:
-        registry = Registry.from_manager(make_plugin_manager())
+        registry = load_registry()
         board, wall = build_leaderboard(args.out, reference_attacks(registry)), 0.0
         cell_walls = [float(json.loads(p.read_text())["wall_time_s"])
                       for p in sorted((args.out / "cells").rglob("*.json"))]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
@@ -46,7 +46,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "end_to_end.json"
 
 def pool_size() -> int:
     """Size of the digits attacker pool (the budget: every pool input once)."""
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     return len(registry.get("dataset", "digits").cls().load(None).attacker)
 
 

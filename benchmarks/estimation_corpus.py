@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
 from benchmarks.latency_corpus import load_corpus
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "estimation_corpus.json"
 TARGET_N = 2000
@@ -75,7 +74,7 @@ def main() -> None:
                         help="traces counted in the summary (the target is for n >= 2000)")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args()
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     names = (args.estimators.split(",") if args.estimators else
              [e.name for e in registry.entries("exit_estimator") if not e.cls.reference])
     traces = load_corpus()

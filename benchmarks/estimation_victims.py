@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
 from benchmarks.attack_victims import victims
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.report.leakage import bayes_exit_accuracy
+from harness.cell.server import Server, Stream
+from harness.cell.spec import CellEnvironment
+from harness.metrics.leakage import bayes_exit_accuracy
+from harness.plugins.registry import load_registry
 from harness.run.config import default_cache_dir, parse_overrides
 from harness.run.grid import expand_grid
-from harness.run.server import CellEnvironment, Server, Stream
 from harness.serving.oracle import Oracle
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "estimation_victims.json"
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--budget", type=int, default=500)
     args = parser.parse_args()
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     env = CellEnvironment(cache_dir=default_cache_dir(), data_root=None)
     estimators = [e for e in registry.entries("exit_estimator") if not e.cls.reference]
     stats: dict[str, dict[str, list[float]]] = {e.name: {"acc": [], "gap": [], "occ": []}

@@ -64,9 +64,9 @@ if str(ROOT) not in sys.path:
 
 from benchmarks._common import print_table, write_json  # noqa: E402
 from benchmarks.serving_latency import build_net, make_victim, random_splits  # noqa: E402
+from harness.metrics.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.model import MultiExitNet  # noqa: E402
 from harness.protocol import ServedModel, TrainedVictim  # noqa: E402
-from harness.report.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.serving.devices import cuda_available  # noqa: E402
 from victims.serving.staged import StagedServedModel  # noqa: E402
 
@@ -294,10 +294,11 @@ def attack_cell(args: argparse.Namespace, device: str, cache: Path,
     processes), it is run once more with ``isolation=none`` so that one GPU run still
     yields the attack's figures; the section then stays ``error`` and says both.
     """
-    from harness.isolation.secret import victim_salt
+    from harness.cell.server import prepare_registered_victim
+    from harness.cell.spec import CellEnvironment
+    from harness.io.secret import victim_salt
     from harness.plugins.manager import make_plugin_manager
     from harness.plugins.registry import Registry
-    from harness.run.server import CellEnvironment, prepare_registered_victim
     from victims.serving import TorchBackend
 
     overrides = ["victims=digits_cnn", "attacks=exit_steal", "defenses=none",

@@ -40,9 +40,9 @@ if str(ROOT) not in sys.path:
 
 from benchmarks._common import print_table, write_json  # noqa: E402
 from harness.cli.serve import build_server, serve_target  # noqa: E402
+from harness.metrics.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.plugins.registry import Registry  # noqa: E402
 from harness.plugins.toolbox import Toolbox  # noqa: E402
-from harness.report.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.serving.http.client import HttpOracle  # noqa: E402
 from harness.testing.fixtures import default_registry  # noqa: E402
 

@@ -15,7 +15,7 @@ and true exit. The factors vary across traces, each level in at least two of the
 heldout`` records a third as many in a separate run under a different background load
 (a memory-bound process), never to be tuned on. Each trace stores float32 latencies in
 microseconds and uint8 exits in ``benchmarks/corpus/<plan>.npz``; the metadata, with
-each trace's Bayes-optimal timing-only exit accuracy (:func:`harness.report.leakage.
+each trace's Bayes-optimal timing-only exit accuracy (:func:`harness.metrics.leakage.
 bayes_exit_accuracy`, 5-fold cross-validated, plus its binomial standard error), goes
 to ``benchmarks/corpus/<plan>.json``.
 
@@ -40,13 +40,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.io.atomic import atomic_write_bytes
+from harness.io.provenance import machine_info
+from harness.metrics.leakage import bayes_exit_accuracy
+from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import TrainedVictim
-from harness.report.leakage import bayes_exit_accuracy
-from harness.run.atomic import atomic_write_bytes
-from harness.run.provenance import machine_info
 from harness.testing.fixtures import random_splits, spread_thresholds, weights_digest
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -216,7 +215,7 @@ class Background:
 
 
 def record(plan: str) -> None:
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     arrays, meta = {}, []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,7 +248,7 @@ def record(plan: str) -> None:
         "plan": plan, "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": asdict(machine_info("cpu")), "mixes": MIXES, "traces": meta,
         "wall_s": round(time.perf_counter() - started, 1),
-        "bayes_method": "harness.report.leakage.bayes_exit_accuracy: 5-fold cross-validated "
+        "bayes_method": "harness.metrics.leakage.bayes_exit_accuracy: 5-fold cross-validated "
                         "argmax prior x Gaussian KDE (Silverman) density of log latency; se = "
                         "sqrt(acc (1 - acc) / n)"})
     atomic_write_bytes(CORPUS / ".gitattributes", b"*.npz binary\n")

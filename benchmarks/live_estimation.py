@@ -22,15 +22,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.report.leakage import bayes_exit_accuracy
-from harness.run.cell import CellEnvironment, prepare_registered_victim
+from harness.cell.server import prepare_registered_victim
+from harness.cell.spec import CellEnvironment
+from harness.metrics.leakage import bayes_exit_accuracy
+from harness.plugins.registry import load_registry
 from harness.run.config import default_cache_dir
 
 
 def live_trace(victim_name: str, backend: str, rounds: int):
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     env = CellEnvironment(cache_dir=default_cache_dir(), data_root=None)
     victim = prepare_registered_victim(registry, victim_name, {}, env, "cpu")
     served = registry.get("backend", backend).cls().load(victim, "cpu", env.cache_dir)
@@ -54,7 +54,7 @@ def main() -> None:
            "p50_us": float(np.median(latency) * 1e6), "p99_us": float(np.quantile(latency, .99) * 1e6),
            "bayes_optimal": bayes_exit_accuracy(latency, exits)}
     timings = {}
-    estimators = [e.cls for e in Registry.from_manager(make_plugin_manager()).entries(
+    estimators = [e.cls for e in load_registry().entries(
         "exit_estimator") if not e.cls.reference]
     for cls in estimators:
         for given in (True, False):

@@ -27,12 +27,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
+from harness.io.claims import try_claim
+from harness.io.results import load_result
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.run.claims import try_claim
+from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
 from harness.run.grid import config_hash, expand_grid
-from harness.run.results import load_result
 from harness.run.runner import run_grid, write_result
 
 OUT = Path(__file__).resolve().parent / "results" / "ray_scaling.json"
@@ -60,7 +60,7 @@ def time_grid(args: list[str]) -> dict[str, Any]:
 def driver_cost_per_cell(result_path: Path, repeats: int = 50) -> dict[str, float]:
     """Seconds the driver spends per cell outside compute: claim, atomic write, resume read."""
     result = load_result(result_path)
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     spec = parse_overrides(["victims=digits_cnn", "defenses=none", "attacks=knockoff"])
     cell = expand_grid(spec, registry)[0]
     config_hash(cell, registry)

@@ -29,9 +29,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import write_json  # noqa: E402
+from harness.metrics.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.model import MultiExitNet  # noqa: E402
 from harness.protocol import DatasetSplits, Split, TrainedVictim  # noqa: E402
-from harness.report.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.serving.devices import resolve_device  # noqa: E402
 from harness.strategy import MaxProbPolicy, OutputStrategy  # noqa: E402
 from harness.timing.recording import record_profile  # noqa: E402
@@ -45,7 +45,7 @@ def build_net(input_shape: tuple[int, ...], num_classes: int, num_exits: int,
               width: int) -> MultiExitNet:
     """The project's small CNN when available, else an equivalent local one."""
     try:
-        from victims.architectures.small_cnn import build_small_cnn
+        from victims.architectures.small_cnn import SmallCNN
     except ImportError:
         blocks, heads, c_in = [], [], input_shape[0]
         for k in range(num_exits):
@@ -58,7 +58,7 @@ def build_net(input_shape: tuple[int, ...], num_classes: int, num_exits: int,
                                        nn.Linear(width * 4, num_classes)))
             c_in = width
         return MultiExitNet(blocks, heads, input_shape, num_classes).eval()
-    return build_small_cnn(input_shape, num_classes, num_exits=num_exits, width=width).eval()
+    return SmallCNN(width=width).build(input_shape, num_classes, num_exits).eval()
 
 
 def digits_splits(seed: int) -> DatasetSplits:
@@ -206,12 +206,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def registered_victim(name: str) -> TrainedVictim:
     """The registered victim, prepared exactly as a harness run would (cached weights)."""
-    from harness.plugins.manager import make_plugin_manager
-    from harness.plugins.registry import Registry
-    from harness.run.cell import CellEnvironment, prepare_registered_victim
+    from harness.cell.server import prepare_registered_victim
+    from harness.cell.spec import CellEnvironment
+    from harness.plugins.registry import load_registry
     from harness.run.config import default_cache_dir
 
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     env = CellEnvironment(cache_dir=default_cache_dir(), data_root=None)
     return prepare_registered_victim(registry, name, {}, env, "cpu")
 

@@ -24,10 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
 from benchmarks.latency_corpus import load_corpus
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.metrics.leakage import bayes_exit_accuracy
+from harness.plugins.registry import load_registry
 from harness.plugins.toolbox import Toolbox
-from harness.report.leakage import bayes_exit_accuracy
 from harness.timing.models import AnalyticTiming, RealisticTiming
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "timing_fidelity.json"
@@ -42,7 +41,7 @@ def twin(trace: dict, model, cost: tuple[float, ...]) -> tuple[np.ndarray, np.nd
 
 def main() -> None:
     started = time.perf_counter()
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     tools = Toolbox(registry)
     estimators = [e for e in registry.entries("exit_estimator") if not e.cls.reference]
     sources: dict[str, list[tuple[np.ndarray, np.ndarray, int]]] = {"live": []}

@@ -15,17 +15,8 @@ errors) and :func:`make_plugin_manager`; the layers live in the subpackages
 
 from __future__ import annotations
 
-import pluggy
-
-__version__ = "0.1.0"
-
-PROJECT_NAME = "harness"
-
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-"""Decorator for plugin hook implementations (``@harness.hookimpl``)."""
-
-from harness.components import Component  # noqa: E402
-from harness.errors import (  # noqa: E402
+from harness.components import Component
+from harness.errors import (
     BudgetExhaustedError,
     CacheError,
     ComponentFailure,
@@ -36,10 +27,11 @@ from harness.errors import (  # noqa: E402
     PluginError,
     QueryError,
 )
-from harness.model import MultiExitNet  # noqa: E402
-from harness.params import ComponentName, Interval, ListOf, Options  # noqa: E402
-from harness.plugins.manager import make_plugin_manager  # noqa: E402
-from harness.protocol import (  # noqa: E402
+from harness.hookspecs import PROJECT_NAME, hookimpl
+from harness.model import MultiExitNet
+from harness.params import ComponentName, Interval, ListOf, Options
+from harness.plugins.manager import make_plugin_manager
+from harness.protocol import (
     Architecture,
     Attack,
     AttackContext,
@@ -56,8 +48,9 @@ from harness.protocol import (  # noqa: E402
     Victim,
     VictimContext,
 )
-from harness.stages import PROTOCOL_VERSION, Defense, ServerInfo, StageBatch  # noqa: E402
-from harness.strategy import ExitPolicy, OutputStrategy  # noqa: E402
+from harness.stages import PROTOCOL_VERSION, Defense, ServerInfo, StageBatch
+from harness.strategy import ExitPolicy, OutputStrategy
+from harness.version import __version__
 
 __all__ = [
     "PROJECT_NAME",

@@ -14,13 +14,11 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from harness.errors import ConfigError
+from harness.lookup import Lookup
 from harness.params import check_params
-
-if TYPE_CHECKING:
-    from harness.plugins.registry import Registry
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -71,7 +69,7 @@ class Component:
         a composite such as the defense ``stack`` names its members)."""
         return cls.name
 
-    def validate(self, registry: Registry | None = None) -> None:
+    def validate(self, registry: Lookup | None = None) -> None:
         """Raise :class:`ConfigError` naming this component for any invalid parameter.
 
         Checks every declared constraint; names of other components (policies,
@@ -121,7 +119,7 @@ def validate_name(name: object, owner: str) -> str:
     return name
 
 
-def check_nested(owner: str, registry: Registry, kind: str, name: str,
+def check_nested(owner: str, registry: Lookup, kind: str, name: str,
                  params: dict[str, Any] | None, label: str) -> None:
     """Validate ``params`` meant for another registered component (e.g. ``estimator_params``)."""
     entry = registry.get(kind, name)

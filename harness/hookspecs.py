@@ -1,7 +1,8 @@
-"""Hook specifications. Every hook is ``harness_``-prefixed.
+"""Hook specifications and the pluggy markers. Every hook is ``harness_``-prefixed.
 
-Registration hooks receive a ``register`` callback; a plugin calls it once per
-component class, e.g.::
+``hookimpl`` (re-exported as ``harness.hookimpl``) marks a plugin's implementations;
+``PROJECT_NAME`` is pluggy's project name and the entry-point group. Registration hooks
+receive a ``register`` callback; a plugin calls it once per component class, e.g.::
 
     @harness.hookimpl
     def harness_register_defenses(register):
@@ -17,9 +18,12 @@ from typing import Any
 
 import pluggy
 
-from harness import PROJECT_NAME
+PROJECT_NAME = "harness"
+"""pluggy's project name and the entry-point group third-party plugins register under."""
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Decorator for plugin hook implementations (``@harness.hookimpl``)."""
 
 Register = Callable[[type], None]
 

@@ -24,12 +24,10 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from harness.errors import ConfigError
-
-if TYPE_CHECKING:
-    from harness.plugins.registry import Registry
+from harness.lookup import Lookup
 
 Closed = Literal["both", "left", "right", "neither"]
 
@@ -49,7 +47,7 @@ class Constraint(ABC):
     """One accepted form of a parameter value."""
 
     @abstractmethod
-    def accepts(self, value: Any, registry: Registry | None) -> bool:
+    def accepts(self, value: Any, registry: Lookup | None) -> bool:
         """Whether ``value`` satisfies the constraint (names are checked when a registry is given)."""
 
     @abstractmethod
@@ -67,7 +65,7 @@ class Interval(Constraint):
         self.high = high
         self.closed = closed
 
-    def accepts(self, value: Any, registry: Registry | None) -> bool:
+    def accepts(self, value: Any, registry: Lookup | None) -> bool:
         if not (is_int(value) if self.kind == "int" else is_real(value)):
             return False
         left = self.closed in ("both", "left")
@@ -96,7 +94,7 @@ class Options(Constraint):
     def __init__(self, *values: Any) -> None:
         self.values = values
 
-    def accepts(self, value: Any, registry: Registry | None) -> bool:
+    def accepts(self, value: Any, registry: Lookup | None) -> bool:
         return isinstance(value, str | int | float) and not isinstance(value, bool) and (
             value in self.values)
 
@@ -110,7 +108,7 @@ class ComponentName(Constraint):
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
-    def accepts(self, value: Any, registry: Registry | None) -> bool:
+    def accepts(self, value: Any, registry: Lookup | None) -> bool:
         if not isinstance(value, str):
             return False
         return registry is None or value in registry.names(self.kind)
@@ -127,7 +125,7 @@ class ListOf(Constraint):
         self.min_len = min_len
         self.max_len = max_len
 
-    def accepts(self, value: Any, registry: Registry | None) -> bool:
+    def accepts(self, value: Any, registry: Lookup | None) -> bool:
         if not isinstance(value, list | tuple):
             return False
         if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
@@ -145,7 +143,7 @@ class InstanceOf(Constraint):
     def __init__(self, *types: type) -> None:
         self.types = types
 
-    def accepts(self, value: Any, registry: Registry | None) -> bool:
+    def accepts(self, value: Any, registry: Lookup | None) -> bool:
         if isinstance(value, bool) and bool not in self.types:
             return False
         if isinstance(value, float) and not math.isfinite(value):
@@ -179,7 +177,7 @@ def describe_alternatives(alternatives: Iterable[Any]) -> str:
     return " or ".join(parts) if parts else "any JSON value"
 
 
-def accepts(alternatives: Iterable[Any], value: Any, registry: Registry | None) -> bool:
+def accepts(alternatives: Iterable[Any], value: Any, registry: Lookup | None) -> bool:
     """Whether any alternative accepts ``value``."""
     for alt in alternatives:
         c = as_constraint(alt)
@@ -188,18 +186,27 @@ def accepts(alternatives: Iterable[Any], value: Any, registry: Registry | None) 
     return False
 
 
+def check_value(what: str, value: Any, alternatives: Iterable[Any],
+                registry: Lookup | None = None, shown: Any = None) -> None:
+    """Raise a :class:`ConfigError` ``"{what}={value!r} is invalid; allowed: ..."`` unless an
+    alternative accepts ``value`` (registered names are listed for a component name);
+    ``shown`` replaces the value in the message (what the user typed, before parsing)."""
+    alternatives = list(alternatives)
+    if accepts(alternatives, value, registry):
+        return
+    hint = ""
+    for alt in alternatives:
+        if isinstance(alt, ComponentName) and registry is not None and isinstance(value, str):
+            hint = (f"; registered {alt.kind} names: "
+                    f"{', '.join(registry.names(alt.kind)) or 'none'}")
+    raise ConfigError(f"{what}={value if shown is None else shown!r} is invalid; allowed: "
+                      f"{describe_alternatives(alternatives)}{hint}")
+
+
 def check_params(owner: str, params: Mapping[str, Any], constraints: Mapping[str, list[Any]],
-                 registry: Registry | None = None) -> None:
+                 registry: Lookup | None = None) -> None:
     """Raise a :class:`ConfigError` for the first parameter no alternative accepts."""
     for name, value in params.items():
         alternatives = constraints.get(name)
-        if alternatives is None:
-            continue
-        if not accepts(alternatives, value, registry):
-            hint = ""
-            for alt in alternatives:
-                if isinstance(alt, ComponentName) and registry is not None and isinstance(value, str):
-                    hint = (f"; registered {alt.kind} names: "
-                            f"{', '.join(registry.names(alt.kind)) or 'none'}")
-            raise ConfigError(f"{owner}: parameter {name}={value!r} is invalid; allowed: "
-                              f"{describe_alternatives(alternatives)}{hint}")
+        if alternatives is not None:
+            check_value(f"{owner}: parameter {name}", value, alternatives, registry)

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from harness.model import MultiExitNet
-    from harness.plugins.toolbox import Toolbox
     from harness.strategy import ExitPolicy, OutputStrategy
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
@@ -90,12 +89,27 @@ class QueryResult:
     admitted: np.ndarray
 
 
+class Tools(Protocol):
+    """How contexts build registered components by name (fulfilled by
+    :class:`harness.plugins.toolbox.Toolbox`, a read-only view of the registry)."""
+
+    def names(self, kind: str) -> list[str]: ...
+
+    def policy(self, name: str) -> ExitPolicy: ...
+
+    def estimator(self, name: str, **params: Any) -> ExitEstimator: ...
+
+    def new_network(self, architecture: str, input_shape: Sequence[int], num_classes: int,
+                    num_exits: int, seed: int, normalization: Normalization | None = None,
+                    **params: Any) -> MultiExitNet: ...
+
+
 class _RegistryAccess:
     """Shared by the contexts: reach registered components through ``self.toolbox``."""
 
-    toolbox: Toolbox | None
+    toolbox: Tools | None
 
-    def _tools(self) -> Toolbox:
+    def _tools(self) -> Tools:
         if self.toolbox is None:
             raise HarnessError(f"{type(self).__name__}: this context was built without a "
                                "registry; contexts that cells and harness.testing hand out "
@@ -156,7 +170,7 @@ class AttackContext(_RegistryAccess):
     num_exits: int | None
     victim_family: str | None
     cache_dir: Path | None = None
-    toolbox: Toolbox | None = field(default=None, repr=False, compare=False)
+    toolbox: Tools | None = field(default=None, repr=False, compare=False)
     cost_fraction: tuple[float, ...] | None = None
 
     def rng(self, stream: int = 0) -> np.random.Generator:
@@ -192,7 +206,7 @@ class VictimContext(_RegistryAccess):
 
     cache_dir: Path
     device: str
-    toolbox: Toolbox | None = field(default=None, repr=False, compare=False)
+    toolbox: Tools | None = field(default=None, repr=False, compare=False)
     salt: str = field(default="", repr=False)
 
     def salted_seed(self, seed: int) -> int:

@@ -25,21 +25,20 @@ that are not finite or shorter than the computation.
 
 Protocol 2 (this one) replaced protocol 1's per-stage argument lists; a defense written
 for protocol 1 is refused at registration with a porting message
-(:func:`protocol_problems`).
+(:func:`harness.plugins.porting.protocol_problems`).
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from harness.components import Component
+from harness.lookup import Lookup
 
 if TYPE_CHECKING:
-    from harness.plugins.registry import Registry
     from harness.strategy import OutputStrategy
 
 PROTOCOL_VERSION = 2
@@ -58,7 +57,7 @@ class ServerInfo:
     model; replay: the profile; live: measured on this machine when the server starts).
     ``strategy`` is the victim's output strategy (server-side knowledge). ``secret`` is a
     per-cell server-side key (derived from the cell seed and the salted server streams, see
-    :mod:`harness.isolation.secret`) for defenses that need keyed hashes the client cannot
+    :mod:`harness.io.secret`) for defenses that need keyed hashes the client cannot
     compute; empty when the server was described without one.
     """
 
@@ -118,7 +117,7 @@ class Defense(Component):
 
     kind: ClassVar[str] = "defense"
 
-    def bind(self, registry: Registry) -> None:
+    def bind(self, registry: Lookup) -> None:
         """Called by the server once, before ``reset()``, with the run's registry.
 
         Only a defense built of other registered components needs it (``stack`` builds
@@ -157,7 +156,7 @@ class Defense(Component):
         return tuple(n for n in STAGES if getattr(type(self), n) is not getattr(Defense, n))
 
 
-def bind_defense(defense: Defense, registry: Registry) -> None:
+def bind_defense(defense: Defense, registry: Lookup) -> None:
     """Call ``bind`` as the class defines it (a plugin's own parameter named ``bind``,
     stored on the instance, must not shadow the protocol's method)."""
     method = getattr(type(defense), "bind", None)
@@ -170,38 +169,3 @@ def defense_report(defense: Defense) -> dict[str, float]:
     a plugin's parameter, does not shadow it); a class without one reports nothing."""
     method = getattr(type(defense), "report", None)
     return method(defense) if callable(method) else {}
-
-
-def _positional(method: object) -> list[str]:
-    params = list(inspect.signature(method).parameters.values())
-    return [p.name for p in params[1:]
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-
-
-def protocol_problems(cls: type) -> list[str]:
-    """Why ``cls`` does not fit protocol 2 (empty when it does), each with how to port it."""
-    from harness.protocol import Victim
-
-    problems = []
-    if issubclass(cls, Defense):
-        for stage in STAGES:
-            method = getattr(cls, stage)
-            if method is getattr(Defense, stage):
-                continue
-            args = _positional(method)
-            if len(args) != 1:
-                problems.append(
-                    f"stage {stage!r} takes ({', '.join(args)}), the protocol-1 signature; "
-                    f"since protocol {PROTOCOL_VERSION} every stage takes one StageBatch: write "
-                    f"`def {stage}(self, batch)` and read batch.inputs, batch.exits, "
-                    "batch.per_exit_probs, batch.outputs, batch.latency_s, batch.rng and "
-                    "batch.server (harness.stages)")
-    if issubclass(cls, Victim):
-        args = _positional(cls.prepare)
-        if len(args) != 2:
-            problems.append(
-                f"prepare takes ({', '.join(args)}), the protocol-1 signature; since protocol "
-                f"{PROTOCOL_VERSION} it is `def prepare(self, data, ctx)` with ctx.cache_dir, "
-                "ctx.device, ctx.policy(name) and ctx.new_network(...) (harness.protocol."
-                "VictimContext)")
-    return problems

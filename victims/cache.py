@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from harness.errors import CacheError
-from harness.run.atomic import atomic_write_bytes
+from harness.io.atomic import atomic_write_bytes
 
 MAGIC = b"EXITSTEAL-WEIGHTS\n"
 FORMAT_VERSION = 1

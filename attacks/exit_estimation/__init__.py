@@ -3,7 +3,7 @@
 Built-in estimators (registered names): ``bayes`` (exact Normal-Gamma segmentation),
 ``bocpd`` (online run-length recursion), ``ruptures`` (Dynp), ``ruptures_pelt``,
 ``ruptures_binseg``, ``ruptures_kernel`` (KernelCPD), ``kde`` (density valleys) and the
-reference ``true_exits``. :func:`harness.report.leakage.bayes_exit_accuracy` is the ceiling
+reference ``true_exits``. :func:`harness.metrics.leakage.bayes_exit_accuracy` is the ceiling
 each is compared with; :func:`synthetic_latencies` draws traces with known exits.
 """
 

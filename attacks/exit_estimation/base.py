@@ -39,9 +39,9 @@ import numpy as np
 
 from attacks.exit_estimation.mapping import map_to_exits
 from harness.errors import ConfigError
+from harness.metrics.density import silverman_bandwidth
 from harness.params import Interval, Options
 from harness.protocol import ExitEstimate, ExitEstimator
-from harness.report.density import silverman_bandwidth
 
 TRANSFORMS = ("log", "linear")
 MAX_TRIM_FRACTION = 0.1

@@ -28,8 +28,8 @@ from scipy.optimize import brentq
 from scipy.signal import find_peaks
 
 from attacks.exit_estimation.base import COMMON_CONSTRAINTS, LatencyEstimator, Segmentation
+from harness.metrics.density import kde_grid, silverman_bandwidth
 from harness.params import Interval, Options
-from harness.report.density import kde_grid, silverman_bandwidth
 
 BANDWIDTHS = ("isj", "silverman", "scott")
 

@@ -10,7 +10,7 @@ Keys: ``attack.NAME.PARAM=``, ``seed=``, ``budget=`` (at most the server's per-c
 budget), ``out=DIR`` (default ``stolen/NAME-seedS``), ``client_id=``, ``device=``,
 ``cache_dir=``, ``data_root=``, ``pool=DATASET`` (the attacker's unlabeled pool: that
 dataset's attacker split, checked like ``harness run``'s ``pool=`` by
-:mod:`harness.run.pool`; default, or ``same``: the dataset of the victim the server names),
+:mod:`harness.cell.pool`; default, or ``same``: the dataset of the victim the server names),
 ``threat.num_exits=hidden|K`` and ``threat.architecture=hidden|NAME`` (what the attacker
 believes it knows; default hidden), ``timing.network=none|lan|wan`` (jitter added to
 the measured latency) and ``per_sample=true|false`` (one request per input).
@@ -18,21 +18,22 @@ the measured latency) and ``per_sample=true|false`` (one request per input).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.cell.attacker import AttackerRequest, attack_failure, run_attack
+from harness.cell.pool import SAME, load_pool
+from harness.cell.spec import MAX_BUDGET
+from harness.cell.stolen import encode_stolen, save_stolen
 from harness.components import build_component
 from harness.errors import ConfigError, HarnessError
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.io.jsonable import to_jsonable
+from harness.io.schema import MAX_SEED
+from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import Toolbox
-from harness.protocol import AttackContext
-from harness.run.config import MAX_BUDGET, MAX_SEED, default_cache_dir, parse_value, split_override
-from harness.run.pool import SAME, load_pool
-from harness.run.stolen_export import RecordingToolbox, save_stolen
+from harness.run.config import default_cache_dir, parse_value, split_override
 from harness.serving.devices import resolve_device
 from harness.serving.http.client import HttpOracle
 from harness.serving.http.wire import CLIENT_ID
@@ -76,9 +77,9 @@ def parse_keys(name: str, overrides: list[str]) -> tuple[dict[str, str], dict[st
     return opts, params
 
 
-def _context(opts: dict[str, str], health: dict[str, Any], budget: int, registry: Registry,
-             toolbox: Toolbox) -> AttackContext:
-    """The attack's context: the task from /health, exits/family from the attacker's beliefs."""
+def _request(name: str, params: dict[str, Any], opts: dict[str, str], health: dict[str, Any],
+             budget: int, pool: np.ndarray, registry: Registry) -> AttackerRequest:
+    """The attack's request: the task from /health, exits/family from the attacker's beliefs."""
     shape = tuple(int(s) for s in health["input_shape"])
     classes = int(health["num_classes"])
     k = None if opts["threat.num_exits"] == "hidden" else int(opts["threat.num_exits"])
@@ -88,12 +89,12 @@ def _context(opts: dict[str, str], health: dict[str, Any], budget: int, registry
         registry.get("architecture", family)  # unknown names list the registered ones
         if k is not None:  # the attacker measures the cost fractions on its own copy
             cost = Toolbox(registry).new_network(family, shape, classes, k, 0).cost_fraction
-    return AttackContext(seed=int(opts["seed"]), device=resolve_device(opts["device"]),
-                         budget=budget, output=health["output"], input_shape=shape,
-                         num_classes=classes, input_range=tuple(health["input_range"]),
-                         num_exits=k, victim_family=family,
-                         cache_dir=Path(opts.get("cache_dir") or default_cache_dir()),
-                         toolbox=toolbox, cost_fraction=cost)
+    return AttackerRequest(attack=name, params=params, attacker_x=pool, seed=int(opts["seed"]),
+                           device=resolve_device(opts["device"]), budget=budget,
+                           output=health["output"], input_shape=shape, num_classes=classes,
+                           input_range=tuple(health["input_range"]), num_exits=k,
+                           victim_family=family, cost_fraction=cost,
+                           network=opts["timing.network"])
 
 
 def _pool(opts: dict[str, str], health: dict[str, Any], registry: Registry) -> np.ndarray:
@@ -111,22 +112,9 @@ def _pool(opts: dict[str, str], health: dict[str, Any], registry: Registry) -> n
                      f"the server's victim {health.get('victim')!r}", who="attack")
 
 
-def _plain(obj: Any) -> Any:
-    """Diagnostics as JSON values (numpy to lists and numbers, non-finite to null)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [_plain(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def attack_command(name: str, url: str, overrides: list[str], strict: bool) -> int:
     opts, params = parse_keys(name, overrides)
-    registry = Registry.from_manager(make_plugin_manager(strict=strict))
+    registry = load_registry(strict=strict)
     entry = registry.get("attack", name)
     if entry.cls.reference:
         raise ConfigError(f"attack: {name!r} is a reference attack (it reads true exits), which "
@@ -136,18 +124,20 @@ def attack_command(name: str, url: str, overrides: list[str], strict: bool) -> i
     oracle = HttpOracle(url, opts["client_id"], per_sample=opts["per_sample"] == "true",
                         network=opts["timing.network"], seed=int(opts["seed"]),
                         budget=int(opts["budget"]) if "budget" in opts else None)
-    toolbox = RecordingToolbox(registry)
-    ctx = _context(opts, oracle.health, oracle.budget, registry, toolbox)
     pool = _pool(opts, oracle.health, registry)
+    request = _request(name, attack.get_params(), opts, oracle.health, oracle.budget, pool,
+                       registry)
+    cache_dir = Path(opts.get("cache_dir") or default_cache_dir())
     out = Path(opts.get("out") or f"stolen/{name}-seed{opts['seed']}")
     try:
         with oracle:
-            stolen = attack.steal(oracle, pool, ctx)
+            stolen = run_attack(request, oracle, registry, cache_dir)
+            record = encode_stolen(stolen)
     except HarnessError:
         raise
     except Exception as exc:
-        raise HarnessError(f"attack {name!r} (plugin {entry.plugin}) raised "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise attack_failure(type(exc).__name__, str(exc), False, entry.label(),
+                             f"attack:{name}") from exc
     compute = np.array(oracle.server_compute_s or [np.nan])
     extra = {"attack": {"name": name, "params": attack.get_params(), "plugin": entry.plugin},
              "server": {"url": oracle.url, "health": oracle.health},
@@ -156,9 +146,8 @@ def attack_command(name: str, url: str, overrides: list[str], strict: bool) -> i
              "network_jitter": oracle.network.name,
              "threat": {"num_exits": opts["threat.num_exits"],
                         "architecture": opts["threat.architecture"]},
-             "server_compute_median_s": _plain(float(np.median(compute))),
-             "diagnostics": _plain(dict(stolen.diagnostics))}
-    path = save_stolen(out, stolen, toolbox.recipe_of(stolen.model), extra)
+             "server_compute_median_s": to_jsonable(float(np.median(compute)))}
+    path = save_stolen(out, record, extra)
     print(f"{name}: {oracle.queries_used} queries to {oracle.url}; stolen strategy "
           f"{stolen.strategy.to_json()}")
     print(f"stolen model: {path.parent / 'model.pt'} + {path}")

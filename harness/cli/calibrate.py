@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.cell.driver import prepare_victim
+from harness.cell.spec import CellEnvironment
+from harness.components import build_component
 from harness.errors import ConfigError, OutputDirError
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.run.cell import CellEnvironment, prepare_victim
-from harness.run.config import parse_value, split_override
+from harness.io.results import check_out_dir
+from harness.io.schema import MAX_SEED
+from harness.plugins.registry import load_registry
+from harness.run.config import parse_overrides, parse_value, split_override
 from harness.run.grid import expand_grid
-from harness.run.results import check_out_dir
 from harness.serving.devices import resolve_device
 from harness.timing.recording import record_profile
 
@@ -34,9 +36,6 @@ def check_profile_path(out: Path) -> None:
 
 
 def calibrate_command(overrides: list[str], strict: bool) -> int:
-    from harness.components import build_component
-    from harness.run.config import MAX_SEED, parse_overrides
-
     opts: dict[str, str] = {"victim": "digits_cnn", "backend": "torch", "device": "cpu",
                             "samples": "200", "repeats": "1", "seed": "0"}
     victim_params: list[str] = []
@@ -61,10 +60,11 @@ def calibrate_command(overrides: list[str], strict: bool) -> int:
                 f"backend={opts['backend']}", f"device={opts['device']}", *victim_params]
     run_keys += [f"{k}={opts[k]}" for k in ("cache_dir", "data_root") if k in opts]
     spec = parse_overrides(run_keys)
-    registry = Registry.from_manager(make_plugin_manager(strict=strict))
+    registry = load_registry(strict=strict)
     cell = expand_grid(spec, registry)[0]
-    device = resolve_device(spec.device)
-    backend = build_component(registry.get("backend", spec.backend).cls, backend_params)
+    backend_name = spec.settings.backend
+    device = resolve_device(spec.settings.device)
+    backend = build_component(registry.get("backend", backend_name).cls, backend_params)
     backend.validate(registry)
     out = Path(os.path.expanduser(opts["out"])) if "out" in opts else None
     if out is not None:
@@ -75,9 +75,9 @@ def calibrate_command(overrides: list[str], strict: bool) -> int:
     served = backend.load(victim, device, spec.cache_dir)
     profile = record_profile(served, victim, samples_per_exit=int(opts["samples"]),
                         repeats=int(opts["repeats"]), seed=int(opts["seed"]),
-                        backend=spec.backend, device=device)
+                        backend=backend_name, device=device)
     default = (spec.cache_dir / "profiles"
-               / f"{victim.name}-{spec.backend}-{device}-{victim.weights_hash[:12]}.json")
+               / f"{victim.name}-{backend_name}-{device}-{victim.weights_hash[:12]}.json")
     try:
         path = profile.save(out or default)
     except OSError as exc:

@@ -1,24 +1,24 @@
-"""Implementations of the CLI subcommands (the CLI module only parses)."""
+"""``harness run``, ``list``, ``plugins`` and ``leaderboard RUN_DIR`` (main.py only parses)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
 
+from harness.board.build import check_run_dir
+from harness.board.ceiling import format_ceilings
+from harness.board.leaderboard import build_leaderboard
+from harness.board.tables import format_defense_table, format_table
 from harness.components import Component
 from harness.params import describe_alternatives
-from harness.plugins.manager import make_plugin_manager, plugin_infos
+from harness.plugins.manager import HarnessPluginManager, make_plugin_manager, plugin_infos
 from harness.plugins.registry import Registry
-from harness.report.ceiling import format_ceilings
-from harness.report.leaderboard import build_leaderboard
-from harness.report.tables import format_defense_table, format_table
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
 
-def _registry(strict: bool) -> tuple[object, Registry]:
+def _registry(strict: bool) -> tuple[HarnessPluginManager, Registry]:
     pm = make_plugin_manager(strict=strict)
     return pm, Registry.from_manager(pm)
 
@@ -28,7 +28,7 @@ def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
     spec = parse_overrides(overrides, config)
     pm, registry = _registry(strict)
     summary = run_grid(spec, pm, show_progress=progress, force=force)
-    board = build_leaderboard(summary.out, _reference_attacks(registry))
+    board = build_leaderboard(summary.out, reference_attacks(registry))
     print(format_table(board))
     _print_ceilings(board)
     _print_defenses(board)
@@ -39,12 +39,8 @@ def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
     return 1 if summary.failed else 0
 
 
-def reference_attacks(strict: bool) -> set[str]:
+def reference_attacks(registry: Registry) -> set[str]:
     """The names of the registered reference attacks (never ranked as real ones)."""
-    return _reference_attacks(_registry(strict)[1])
-
-
-def _reference_attacks(registry: Registry) -> set[str]:
     return {e.name for e in registry.entries("attack") if getattr(e.cls, "reference", False)}
 
 
@@ -106,37 +102,13 @@ def _print_defenses(board: dict) -> None:
         print(format_defense_table(board))
 
 
-def leaderboard(out: Path, strict: bool) -> int:
-    from harness.report.build import check_run_dir
-
+def update_leaderboard(out: Path, strict: bool) -> int:
+    """``harness leaderboard RUN_DIR``: aggregate one run folder in place and print it."""
     out = check_run_dir(out, "leaderboard")
     _, registry = _registry(strict)
-    board = build_leaderboard(out, _reference_attacks(registry))
+    board = build_leaderboard(out, reference_attacks(registry))
     print(format_table(board))
     _print_ceilings(board)
     _print_defenses(board)
     print(f"leaderboard: {Path(out) / 'leaderboard.json'}")
     return 0
-
-
-def calibrate(overrides: list[str], strict: bool) -> int:
-    from harness.cli.calibrate import calibrate_command
-
-    return calibrate_command(overrides, strict)
-
-
-def serve(args: argparse.Namespace, strict: bool) -> int:
-    from harness.cli.serve import ServeOptions, serve_command
-    from harness.serving.http.app import ServeLimits
-
-    limits = ServeLimits(max_body_bytes=args.max_body_bytes, max_json_bytes=args.max_json_bytes,
-                         max_batch=args.max_batch, rate=args.rate, burst=args.burst,
-                         max_clients=args.max_clients)
-    options = ServeOptions(host=args.host, port=args.port, limits=limits, pace=not args.no_pace)
-    return serve_command(args.overrides, options, strict)
-
-
-def attack(name: str, url: str, overrides: list[str], strict: bool) -> int:
-    from harness.cli.attack import attack_command
-
-    return attack_command(name, url, overrides, strict)

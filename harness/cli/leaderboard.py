@@ -2,65 +2,31 @@
 
 ``build`` merges run folders into a citable leaderboard folder; ``show`` prints its
 tables; ``render`` writes a static page with plots; ``verify`` re-runs committed cells.
-``harness leaderboard RUN_DIR`` (the form before the subcommands) still aggregates one
-run folder in place.
+``harness leaderboard RUN_DIR`` (the form before the subcommands, :func:`harness.cli.
+parser.legacy_argv`) still aggregates one run folder in place. The arguments are
+defined in :mod:`harness.cli.parser`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
+from harness.board.build import build_board
+from harness.board.ranking import CostBudget
+from harness.board.render import render_leaderboard
+from harness.board.tables import format_board
+from harness.board.verify import verify_leaderboard
+from harness.cli.commands import reference_attacks, update_leaderboard
 from harness.errors import OutputDirError
-from harness.report.ranking import CostBudget
-
-ACTIONS = ("build", "show", "render", "verify", "update")
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    board = sub.add_parser("leaderboard", help="build, show, render or verify a leaderboard",
-                           description="Example: harness leaderboard build results -o "
-                                       "leaderboard && harness leaderboard show leaderboard")
-    actions = board.add_subparsers(dest="action", required=True)
-    build = actions.add_parser("build", help="merge run folders into a leaderboard folder")
-    build.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
-                       help="out= folders of `harness run` (each holds cells/)")
-    build.add_argument("-o", "--out", type=Path, default=Path("leaderboard"))
-    build.add_argument("--command", dest="made_by", default=None,
-                       help="the command that produced the runs (recorded in the board)")
-    build.add_argument("--max-accuracy-drop", type=float, default=CostBudget.max_accuracy_drop,
-                       help="cost budget: the largest benign accuracy drop of a ranked defense")
-    build.add_argument("--max-refusal-rate", type=float, default=CostBudget.max_refusal_rate,
-                       help="cost budget: the largest benign refusal rate of a ranked defense")
-    show = actions.add_parser("show", help="print the tables of a leaderboard")
-    show.add_argument("board", nargs="?", type=Path, default=Path("leaderboard"))
-    render = actions.add_parser("render", help="write index.html and PNG plots")
-    render.add_argument("board", nargs="?", type=Path, default=Path("leaderboard"))
-    render.add_argument("-o", "--out", type=Path, default=None,
-                        help="where to write (default: the leaderboard folder)")
-    render.add_argument("--benchmarks", type=Path, default=None,
-                        help="benchmarks/results, for the budget curves when present")
-    verify = actions.add_parser("verify", help="re-run committed cells and compare")
-    verify.add_argument("board", nargs="?", type=Path, default=Path("leaderboard"))
-    verify.add_argument("--sample", type=int, default=None, metavar="N",
-                        help="re-run a seeded sample of N cells (default: all)")
-    verify.add_argument("--seed", type=int, default=0)
-    verify.add_argument("--rerun-stale", action="store_true",
-                        help="also re-run cells whose code digest no longer matches")
-    verify.add_argument("--cache-dir", type=Path, default=None)
-    verify.add_argument("--data-root", type=Path, default=None)
-    update = actions.add_parser("update", help="aggregate one run folder in place")
-    update.add_argument("board", type=Path, metavar="RUN_DIR")
-
-
-def legacy_argv(argv: list[str]) -> list[str]:
-    """``leaderboard RUN_DIR`` -> ``leaderboard update RUN_DIR``."""
-    if len(argv) >= 2 and argv[0] == "leaderboard" and argv[1] not in (
-            *ACTIONS, "-h", "--help"):
-        return ["leaderboard", "update", *argv[1:]]
-    return argv
+from harness.io.schema import leaderboard_schema
+from harness.plugins.registry import load_registry
+from harness.run.config import default_cache_dir
 
 
 def _board_dir(path: Path, what: str) -> Path:
@@ -74,10 +40,6 @@ def _board_dir(path: Path, what: str) -> Path:
 
 
 def _load_board(path: Path, what: str) -> dict[str, Any]:
-    import jsonschema
-
-    from harness.report.schema import leaderboard_schema
-
     target = _board_dir(path, what) / "leaderboard.json"
     try:
         board = json.loads(target.read_text())
@@ -93,19 +55,15 @@ def _load_board(path: Path, what: str) -> dict[str, Any]:
     return board
 
 
-def run(args: argparse.Namespace, reference_attacks: Any) -> int:
-    """Dispatch ``args.action``; ``reference_attacks()`` gives the reference attack names."""
-    from harness.report.tables import format_board
-
+def run(args: argparse.Namespace) -> int:
+    """Dispatch ``args.action``."""
     if args.action == "update":
-        from harness.cli.commands import leaderboard as update
-
-        return update(args.board, args.strict_plugins)
+        return update_leaderboard(args.board, args.strict_plugins)
     if args.action == "build":
-        from harness.report.build import build_board
-
         budget = CostBudget(args.max_accuracy_drop, args.max_refusal_rate)
-        board = build_board(args.runs, args.out, reference_attacks(), args.made_by, budget)
+        board = build_board(args.runs, args.out,
+                            reference_attacks(load_registry(strict=args.strict_plugins)),
+                            args.made_by, budget)
         print(format_board(board))
         print(f"\nleaderboard: {args.out / 'leaderboard.json'} ({board['cells']['ok']} ok, "
               f"{board['cells']['failed']} failed cells in {board['cells']['groups']} groups)")
@@ -114,8 +72,6 @@ def run(args: argparse.Namespace, reference_attacks: Any) -> int:
         print(format_board(_load_board(args.board, "show")))
         return 0
     if args.action == "render":
-        from harness.report.render import render_leaderboard
-
         _load_board(args.board, "render")
         report = render_leaderboard(args.board, args.out, args.benchmarks)
         for note in report.notes:
@@ -130,11 +86,6 @@ def run(args: argparse.Namespace, reference_attacks: Any) -> int:
 def _verify(args: argparse.Namespace) -> int:
     """Re-run (a sample of) the board's cells; exit 1 on a mismatch, a stale cell, or when
     nothing could be re-run."""
-    import sys
-
-    from harness.run.config import default_cache_dir
-    from harness.run.verify import verify_leaderboard
-
     board = _board_dir(args.board, "verify")
     if args.sample is not None and args.sample < 1:
         raise OutputDirError(f"leaderboard verify: --sample {args.sample} must be at least 1 "

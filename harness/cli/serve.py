@@ -9,15 +9,18 @@ Keys: ``victim=`` and ``defense=`` (one name each), ``budget=`` (per client),
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
+import uvicorn
+
+from harness.cell.server import Server, Stream
+from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ConfigError
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.io.results import check_out_dir
+from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides, split_override
-from harness.run.grid import CellSpec, expand_grid
-from harness.run.results import check_out_dir
-from harness.run.server import CellEnvironment, Server, Stream
+from harness.run.grid import expand_grid
 from harness.serving.devices import resolve_device
 from harness.serving.http.app import Health, ServeLimits, ServeTarget, make_app
 from harness.serving.oracle import Oracle
@@ -39,6 +42,14 @@ class ServeOptions:
     limits: ServeLimits = field(default_factory=ServeLimits)
     pace: bool = True
     log_level: str = "warning"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeOptions:
+        """The options of ``harness serve``'s command line."""
+        limits = ServeLimits(max_body_bytes=args.max_body_bytes,
+                             max_json_bytes=args.max_json_bytes, max_batch=args.max_batch,
+                             rate=args.rate, burst=args.burst, max_clients=args.max_clients)
+        return cls(host=args.host, port=args.port, limits=limits, pace=not args.no_pace)
 
 
 def run_overrides(overrides: list[str]) -> list[str]:
@@ -64,26 +75,27 @@ def run_overrides(overrides: list[str]) -> list[str]:
 def build_server(overrides: list[str], strict: bool) -> tuple[Server, CellSpec]:
     """Validate every key, then build the victim's server (trained or loaded from the cache)."""
     spec = parse_overrides(run_overrides(overrides))
-    registry = Registry.from_manager(make_plugin_manager(strict=strict))
+    registry = load_registry(strict=strict)
     cell = expand_grid(spec, registry)[0]
     check_out_dir(spec.cache_dir, key="cache_dir")
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
                           profile_path=spec.profile)
-    return Server.build(cell, registry, env, resolve_device(spec.device)), cell
+    return Server.build(cell, registry, env, resolve_device(spec.settings.device)), cell
 
 
 def serve_target(server: Server, cell: CellSpec, pace: bool = True) -> ServeTarget:
     """What the app serves: a fresh defended endpoint and oracle per client, the health record."""
-    data = server.victim.data
+    data, settings = server.victim.data, cell.settings
 
     def new_oracle(client_id: str) -> Oracle:
         endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING,
                                    client_id=client_id)
-        return Oracle(endpoint, cell.budget, cell.output, data.input_shape, data.input_range)
+        return Oracle(endpoint, settings.budget, settings.output, data.input_shape,
+                      data.input_range)
 
     health = Health(victim=cell.victim.name, input_shape=tuple(data.input_shape),
                     num_classes=data.num_classes, input_range=tuple(data.input_range),
-                    output=cell.output, budget=cell.budget)
+                    output=settings.output, budget=settings.budget)
     return ServeTarget(health, new_oracle, measures=server.timing.measures, pace=pace)
 
 
@@ -92,13 +104,12 @@ def build_target(overrides: list[str], strict: bool, pace: bool = True) -> Serve
     return serve_target(*build_server(overrides, strict), pace=pace)
 
 
-def serve_command(overrides: list[str], options: ServeOptions, strict: bool) -> int:
+def serve_command(args: argparse.Namespace, strict: bool) -> int:
     """Build the target (all checks first), then serve it until interrupted."""
-    import uvicorn
-
+    options = ServeOptions.from_args(args)
     if not 0 <= options.port <= 65535:
         raise ConfigError(f"serve: --port {options.port} must be in 0..65535")
-    target = build_target(overrides, strict, options.pace)
+    target = build_target(args.overrides, strict, options.pace)
     app = make_app(target, options.limits)
     h = target.health
     print(f"serving {h.victim} ({h.output}, budget {h.budget} per client) on "

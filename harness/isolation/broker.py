@@ -1,38 +1,28 @@
-"""The evaluator's side of an isolated attack: start the client, answer it, rebuild its result.
+"""The evaluator's side of an isolated attack: the client worker, answered with the real oracle.
 
-:func:`broker_attack` starts the client worker, answers its messages with the real
-:class:`~harness.serving.oracle.Oracle` (which sits in the evaluator, in front of the
-server worker) until the client sends its stolen model or an error, enforces the
-and rebuilds the stolen model through the registry. Any
-misbehaviour of the client (a malformed message, an unexpected kind, dying) is the
-attack's failure, named.
+:class:`AttackClient` starts the client worker and, in :meth:`AttackClient.steal`,
+answers its messages with the real :class:`~harness.serving.oracle.Oracle` (which sits in
+the evaluator, in front of the server worker) until the client sends its stolen model as
+a record or an error. Any misbehaviour of the client (a malformed message, an unexpected
+kind, dying) is the attack's failure, named; a defense that failed meanwhile is the
+defense's. The driver rebuilds and checks the record (:mod:`harness.cell.stolen`).
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.cell.attacker import attack_failure
+from harness.cell.stolen import StolenRecord
 from harness.errors import ComponentFailure, QueryError
 from harness.isolation.client_worker import ClientRequest, client_main
 from harness.isolation.sandbox import worker_context
-from harness.isolation.stolen import StolenModelError, rebuild_stolen
 from harness.isolation.wire import Message, WireError, receive, send
-from harness.plugins.registry import Registry
-from harness.protocol import StolenModel
 from harness.serving.oracle import Oracle
 
 CLIENT_KINDS = ("query", "check", "true_exits", "stolen", "error")
-
-
-@dataclass(frozen=True)
-class AttackOutcome:
-    """The rebuilt stolen model and what the client's sandbox enforced."""
-
-    stolen: StolenModel
-    sandbox: dict[str, Any]
 
 
 def _answer(oracle: Oracle, message: Message) -> Message:
@@ -54,18 +44,19 @@ def _answer(oracle: Oracle, message: Message) -> Message:
 
 
 class AttackClient:
-    """The client worker of one cell: started early, then served by :meth:`serve`."""
+    """The client worker of one cell: started early, then served by :meth:`steal`."""
 
     def __init__(self, request: ClientRequest) -> None:
         self.request = request
+        self.sandbox: dict[str, Any] = {}
         context = worker_context()
         self._conn, child = context.Pipe()
         self._process = context.Process(target=client_main, args=(child, request), daemon=True)
         self._process.start()
         child.close()
 
-    def serve(self, oracle: Oracle, registry: Registry, *, label: str, component: str,
-              defense_failure: Any) -> AttackOutcome:
+    def steal(self, oracle: Oracle, *, label: str, component: str,
+              defense_failure: Any) -> StolenRecord:
         """Answer the attack with ``oracle`` until it returns; raises ComponentFailure."""
 
         def fail(message: str) -> ComponentFailure:
@@ -92,13 +83,9 @@ class AttackClient:
             if message.kind == "error":
                 raise _attack_error(message.meta, label, component, defense_failure())
             if message.kind == "stolen":
-                try:
-                    stolen = rebuild_stolen(message, registry,
-                                            input_shape=self.request.input_shape,
-                                            num_classes=self.request.num_classes)
-                except StolenModelError as exc:
-                    raise fail(str(exc)) from None
-                return AttackOutcome(stolen, dict(message.meta.get("sandbox") or {}))
+                meta = dict(message.meta)
+                self.sandbox = dict(meta.pop("sandbox", None) or {})
+                return StolenRecord(meta, message.arrays)
             reply = _answer(oracle, message)
             failure = defense_failure()
             if failure is not None:  # the defense failed while answering: it is the defense's
@@ -118,8 +105,7 @@ def _attack_error(meta: dict[str, Any], label: str, component: str,
                   defense_failure: ComponentFailure | None) -> ComponentFailure:
     if defense_failure is not None:
         return defense_failure
-    kind, text = str(meta.get("type", "Error")), str(meta.get("message", ""))
-    reason = text if meta.get("harness_error") else f"{kind}: {text}"
-    failure = ComponentFailure(f"{label} raised {reason}", component)
+    failure = attack_failure(str(meta.get("type", "Error")), str(meta.get("message", "")),
+                             bool(meta.get("harness_error")), label, component)
     failure.remote_traceback = str(meta.get("traceback", ""))  # type: ignore[attr-defined]
     return failure

@@ -2,11 +2,12 @@
 
 :func:`client_main` runs in a fresh worker: it drops privileges, loads the plugins,
 builds the attack and hands it an :class:`OracleClient` that speaks the wire protocol to
-the evaluator. The evaluator (:func:`broker_attack`) holds the real
+the evaluator. The evaluator (:class:`harness.isolation.broker.AttackClient`) holds the real
 :class:`~harness.serving.oracle.Oracle` (validation, budget, the private log of true
 exits) in front of the server worker, so nothing the attack does in its own process
-can add queries, unlock true exits or reach the victim. The attack's result comes back
-as data (:mod:`harness.isolation.stolen`).
+can add queries, unlock true exits or reach the victim. The attack runs through
+:func:`harness.cell.attacker.run_attack`, as in every mode, and its result comes back as
+data (:mod:`harness.cell.stolen`).
 
 Timing: under ``timing=live`` the latency an attack sees is the round trip its client
 measured (one request per input, as a real remote attacker would time it); under the
@@ -23,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import BudgetExhaustedError, InvalidQueryError, QueryError
+from harness.cell.attacker import AttackerRequest, run_attack
+from harness.cell.stolen import encode_stolen
+from harness.errors import BudgetExhaustedError, HarnessError, InvalidQueryError, QueryError
 from harness.isolation.sandbox import PluginSetting, enter_sandbox
-from harness.isolation.stolen import encode_stolen
 from harness.isolation.wire import Message, WireError, receive, send
-from harness.protocol import OutputMode, QueryResult
+from harness.plugins.registry import load_registry
+from harness.protocol import OracleHandle, OutputMode, QueryResult
+from harness.serving.http.client import HttpOracle
 from harness.serving.oracle import BudgetCounter
 from harness.timing.network import add_network_delay
 
@@ -39,29 +43,17 @@ QUERY_ERRORS = {cls.__name__: cls for cls in (BudgetExhaustedError, InvalidQuery
 
 @dataclass(frozen=True)
 class ClientRequest:
-    """What the evaluator sends the client worker: the attack and the threat model's view."""
+    """What the evaluator sends the client worker: the attacker's request and its sandbox.
 
-    attack: str
-    params: dict[str, Any]
-    attacker_x: np.ndarray
-    seed: int
-    device: str
-    budget: int
-    output: OutputMode
-    input_shape: tuple[int, ...]
-    num_classes: int
-    input_range: tuple[float, float]
-    num_exits: int | None
-    victim_family: str | None
-    cost_fraction: tuple[float, ...] | None
-    client_timed: bool
+    ``oracle_url``: with ``transport=http``, the cell's HTTP gateway (queries go there,
+    not on the pipe).
+    """
+
+    attacker: AttackerRequest
     scratch: str
     drop_privileges: bool
     plugins: PluginSetting
     oracle_url: str | None = None
-    network: str = "none"
-    """``timing.network``: a seeded round trip added to every latency the client sees."""
-    """With ``transport=http``: the cell's HTTP gateway; queries go there, not on the pipe."""
 
 
 class OracleClient(BudgetCounter):
@@ -125,13 +117,12 @@ def client_main(conn: Any, request: ClientRequest) -> None:
     """Entry point of the client worker process."""
     try:
         request.plugins.apply()
-        registry = _registry()  # plugins load before the drop: their imports need the stdlib
+        registry = load_registry()  # plugins load before the drop: their imports need the stdlib
         report = enter_sandbox(request.drop_privileges, Path(request.scratch))
-        message = encode_stolen(_steal(conn, request, registry))
-        message.meta["sandbox"] = report.__dict__
+        record = encode_stolen(run_attack(request.attacker, _oracle(conn, request), registry,
+                                          Path(request.scratch)))
+        message = Message("stolen", {**record.meta, "sandbox": report.__dict__}, record.arrays)
     except BaseException as exc:
-        from harness.errors import HarnessError
-
         message = Message("error", {"type": type(exc).__name__, "message": str(exc)[:4000],
                                     "harness_error": isinstance(exc, HarnessError),
                                     "traceback": traceback.format_exc()[-8000:]})
@@ -142,32 +133,12 @@ def client_main(conn: Any, request: ClientRequest) -> None:
                                      "message": f"the result could not be sent: {exc}"}))
 
 
-def _registry() -> Any:
-    from harness.plugins.manager import make_plugin_manager
-    from harness.plugins.registry import Registry
-
-    return Registry.from_manager(make_plugin_manager())
-
-
-def _steal(conn: Any, request: ClientRequest, registry: Any) -> Any:
-    from harness.components import build_component
-    from harness.plugins.toolbox import Toolbox
-    from harness.protocol import AttackContext
-
-    attack = build_component(registry.get("attack", request.attack).cls, request.params)
+def _oracle(conn: Any, request: ClientRequest) -> OracleHandle:
+    """The attack's oracle: over the pipe, or over HTTP to the cell's gateway."""
+    attacker = request.attacker
     if request.oracle_url is not None:
-        from harness.serving.http.client import HttpOracle
-
-        oracle: Any = HttpOracle(request.oracle_url, client_id="attacker",
-                                 network=request.network, seed=request.seed)
-    else:
-        oracle = OracleClient(conn, request.budget, request.output, request.input_shape,
-                              request.input_range, request.client_timed, request.network,
-                              request.seed)
-    ctx = AttackContext(
-        seed=request.seed, device=request.device, budget=request.budget, output=request.output,
-        input_shape=request.input_shape, num_classes=request.num_classes,
-        input_range=request.input_range, num_exits=request.num_exits,
-        victim_family=request.victim_family, cost_fraction=request.cost_fraction,
-        cache_dir=Path(request.scratch), toolbox=Toolbox(registry))
-    return attack.steal(oracle, request.attacker_x, ctx)
+        return HttpOracle(request.oracle_url, client_id="attacker", network=attacker.network,
+                          seed=attacker.seed)
+    return OracleClient(conn, attacker.budget, attacker.output, attacker.input_shape,
+                        attacker.input_range, attacker.client_timed, attacker.network,
+                        attacker.seed)

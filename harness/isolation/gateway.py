@@ -16,9 +16,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from harness.cell.attacker import AttackerRequest
+from harness.cell.spec import CellSpec
 from harness.errors import HarnessError
-from harness.protocol import DatasetSplits
-from harness.run.grid import CellSpec
+from harness.serving.http.app import Health, ServeTarget, make_app
+from harness.serving.http.background import serving
 from harness.serving.oracle import Oracle
 
 READY_TIMEOUT_S = 600.0
@@ -27,15 +29,14 @@ READY_TIMEOUT_S = 600.0
 class HttpGateway:
     """The loopback HTTP front of one isolated cell."""
 
-    def __init__(self, cell: CellSpec, data: DatasetSplits) -> None:
-        from harness.serving.http.app import Health, ServeTarget, make_app
-
+    def __init__(self, cell: CellSpec, request: AttackerRequest) -> None:
         self._ready = threading.Event()
         self._oracle: Oracle | None = None
-        health = Health(victim=cell.victim.name, input_shape=tuple(data.input_shape),
-                        num_classes=data.num_classes, input_range=tuple(data.input_range),
-                        output=cell.output, budget=cell.budget)
-        self.app = make_app(ServeTarget(health, self._oracle_for, measures=cell.timing == "live"))
+        health = Health(victim=cell.victim.name, input_shape=tuple(request.input_shape),
+                        num_classes=request.num_classes, input_range=tuple(request.input_range),
+                        output=request.output, budget=request.budget)
+        self.app = make_app(ServeTarget(health, self._oracle_for,
+                                        measures=cell.settings.timing == "live"))
 
     def _oracle_for(self, client_id: str) -> Oracle:
         if not self._ready.wait(READY_TIMEOUT_S) or self._oracle is None:
@@ -50,7 +51,5 @@ class HttpGateway:
     @contextmanager
     def running(self) -> Iterator[str]:
         """Serve on a free loopback port while the block runs; yields the URL."""
-        from harness.serving.http.background import serving
-
         with serving(self.app) as url:
             yield url

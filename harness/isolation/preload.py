@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import warnings
 
+from harness.plugins.registry import load_registry
+
 
 def _import_plugins() -> None:
-    from harness.plugins.manager import make_plugin_manager
-    from harness.plugins.registry import Registry
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+            load_registry(load_entrypoints=False)
         except Exception:
             return
 

@@ -8,12 +8,13 @@
 - **Unprivileged where the OS allows**: started as root, a worker drops to
   ``nobody`` (uid/gid 65534) before it runs plugin code, so it cannot write ``out=``
   or the victim cache. Not as root, nothing can be dropped; the evaluator's digests
-  (:mod:`harness.isolation.ledger`) still detect what a worker changed.
+  (:mod:`harness.isolation.tripwire`) still detect what a worker changed.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import multiprocessing as mp
 import os
 import signal
@@ -21,6 +22,7 @@ import stat
 import sys
 import tempfile
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 
 NOBODY = 65534
@@ -50,8 +52,6 @@ class PluginSetting:
         return cls(tuple(sys.path), tuple((k, os.environ.get(k)) for k in PLUGIN_ENV))
 
     def apply(self) -> None:
-        import importlib
-
         sys.path[:] = list(self.sys_path)
         for key, value in self.env:
             if value is None:
@@ -76,8 +76,6 @@ def worker_context() -> mp.context.BaseContext:
     global _CONTEXT  # one forkserver per evaluator process, started on first use
     if _CONTEXT is None:
         if "forkserver" in mp.get_all_start_methods():
-            from multiprocessing import forkserver
-
             context = mp.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
             secret = os.environ.pop("HARNESS_SECRET", None)  # the fork server never holds it

@@ -1,32 +1,36 @@
 """The server role in its own process, and the evaluator's proxy to it.
 
-:func:`server_main` builds the cell's :class:`~harness.run.server.Server`: the victim
-comes from the evaluator as data (:class:`VictimPayload`; loaded from the cache only
-for a network without a registry recipe, and then checked against the evaluator's
-weights), with the backend, timing and defense factory. It keeps no data split (a
-defense finds no test labels), drops privileges, and answers endpoint requests: a fresh
-defense instance per endpoint, the defense's errors reported with its name.
-:class:`RemoteServer` is what the evaluator's phases use instead of a local server."""
+:func:`server_main` builds the cell's server exactly as ``isolation=none`` does
+(:func:`harness.cell.server.role_server`): the victim comes from the evaluator as data
+(:class:`VictimPayload`; loaded from the cache only for a network without a registry
+recipe, and then checked against the evaluator's weights), with the backend, timing and
+defense factory. It keeps no data split (a defense finds no test labels), drops
+privileges, and answers endpoint requests through :class:`harness.cell.local.LocalServer`:
+a fresh defense instance per endpoint, the defense's errors reported with its name.
+:class:`RemoteServer` is the evaluator's server handle on it.
+"""
 
 from __future__ import annotations
 
 import gc
-import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from harness.cell.local import LocalEndpoint, LocalServer
+from harness.cell.roles import ServerRequest
+from harness.cell.server import Stream, inputs_only, role_server
+from harness.cell.spec import CellEnvironment, CellSpec
+from harness.cell.stolen import StolenModelError, strategy_from_json
 from harness.errors import ComponentFailure, HarnessError
 from harness.isolation.sandbox import PluginSetting, enter_sandbox, worker_context
-from harness.isolation.stolen import recipe_from_json, strategy_from_json
 from harness.isolation.wire import Message, WireError, receive, send
+from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import NetworkRecipe, Toolbox
-from harness.protocol import DatasetSplits, Split, TrainedVictim
-from harness.run.grid import CellSpec
-from harness.run.server import CellEnvironment, Server, Stream
+from harness.protocol import TrainedVictim
 from harness.serving.endpoint import RESPONSE_FIELDS, EndpointResponse
 
 
@@ -53,34 +57,30 @@ class VictimPayload:
             return None
         data = victim.data
         return cls(victim.name, victim.family, victim.weights_hash, dict(victim.details),
-                   {"recipe": recipe.to_json()},
+                   recipe.to_json(),
                    {k: v.detach().cpu().numpy() for k, v in victim.model.state_dict().items()},
                    victim.strategy.to_json(),
                    (data.name, data.input_shape, data.num_classes, data.input_range),
                    np.array(data.val.x))
 
-    def rebuild(self, registry: Any, device: str) -> TrainedVictim:
-        model = Toolbox(registry).from_recipe(recipe_from_json(self.recipe))
-        model.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
-        model = model.to(device).eval()
-        strategy = strategy_from_json(self.strategy, registry, model.num_exits, model.num_classes)
+    def rebuild(self, registry: Registry, device: str) -> TrainedVictim:
+        try:
+            model = Toolbox(registry).from_recipe(NetworkRecipe.from_json(self.recipe))
+            model.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
+            model = model.to(device).eval()
+            strategy = strategy_from_json(self.strategy, registry, model.num_exits,
+                                          model.num_classes)
+        except (ValueError, StolenModelError) as exc:
+            raise HarnessError(f"the evaluator's victim could not be rebuilt: {exc}") from None
         name, shape, classes, input_range = self.dataset
-        data = _inputs_only(name, tuple(shape), classes, tuple(input_range), self.val_x)
+        data = inputs_only(name, tuple(shape), classes, tuple(input_range), self.val_x)
         return TrainedVictim(self.name, model, strategy, data, self.family, self.weights_hash,
                              dict(self.details))
 
 
-def _inputs_only(name: str, shape: tuple[int, ...], classes: int,
-                 input_range: tuple[float, float], val_x: np.ndarray) -> DatasetSplits:
-    """Splits that hold only ``val_x`` (labels zeroed): what the server may keep."""
-    val = Split(val_x, np.zeros(len(val_x), dtype=np.int64))
-    none = Split(val_x[:0], np.zeros(0, dtype=np.int64))
-    return DatasetSplits(name, shape, classes, input_range, none, val, none, none)
-
-
 @dataclass(frozen=True)
-class ServerRequest:
-    """What the evaluator sends a server worker (no attack, no secret)."""
+class ServerWorkerRequest:
+    """What the evaluator sends a server worker (no attack, no secret, no labels)."""
 
     cell: CellSpec
     env: CellEnvironment
@@ -91,30 +91,26 @@ class ServerRequest:
     plugins: PluginSetting
     victim: VictimPayload | None = None
 
+    @classmethod
+    def of(cls, request: ServerRequest, drop: bool) -> ServerWorkerRequest:
+        return cls(request.cell, request.env, request.device, request.victim.weights_hash,
+                   request.salt, drop, PluginSetting.current(), VictimPayload.of(request.victim))
 
-def _without_data(victim: TrainedVictim) -> TrainedVictim:
-    data = victim.data
-    return replace(victim, data=_inputs_only(data.name, data.input_shape, data.num_classes,
-                                             data.input_range, data.val.x[:0].copy()))
 
-
-def _build(request: ServerRequest) -> Server:
-    from harness.plugins.manager import make_plugin_manager
-    from harness.plugins.registry import Registry
-
+def _build(request: ServerWorkerRequest) -> LocalServer:
     request.plugins.apply()
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     victim = None if request.victim is None else request.victim.rebuild(registry, request.device)
-    server = Server.build(request.cell, registry, request.env, request.device, salt=request.salt,
-                          victim=victim)
+    server = role_server(request.cell, registry, request.env, request.device, request.salt,
+                         victim)
     if server.victim.weights_hash != request.weights_hash:
         raise HarnessError("the victim the server loaded does not match the evaluator's "
                            f"(weights {server.victim.weights_hash[:12]} vs "
                            f"{request.weights_hash[:12]}); the cache changed during the cell")
-    return replace(server, victim=_without_data(server.victim))
+    return LocalServer(server)
 
 
-def server_main(conn: Any, request: ServerRequest) -> None:
+def server_main(conn: Any, request: ServerWorkerRequest) -> None:
     """Entry point of the server worker process."""
     enter_sandbox(False)
     try:
@@ -125,9 +121,9 @@ def server_main(conn: Any, request: ServerRequest) -> None:
         return
     gc.collect()
     report = enter_sandbox(request.drop_privileges)
-    quantiles = np.asarray(server.info.latency_quantiles, dtype=np.float64)
+    quantiles = np.asarray(server.latency_quantiles, dtype=np.float64)
     send(conn, Message("ready", {"sandbox": report.__dict__}, {"latency_quantiles": quantiles}))
-    endpoints: dict[str, Any] = {}
+    endpoints: dict[str, LocalEndpoint] = {}
     while True:
         try:
             message = receive(conn, ("endpoint", "respond", "full_latency", "report", "close"))
@@ -138,18 +134,17 @@ def server_main(conn: Any, request: ServerRequest) -> None:
         try:
             reply = _answer(server, endpoints, message)
         except Exception as exc:  # a bug or a hostile defense: reported, never a dead worker
-            reply = Message("failure", {"message": f"{server.defense_label}: the server failed "
-                                        f"with {type(exc).__name__}: {exc}"})
+            reply = Message("failure", {"message": f"{server.server.defense_label}: the server "
+                                        f"failed with {type(exc).__name__}: {exc}"})
         send(conn, reply)
 
 
-def _answer(server: Server, endpoints: dict[str, Any], message: Message) -> Message:
+def _answer(server: LocalServer, endpoints: dict[str, LocalEndpoint], message: Message) -> Message:
     meta = message.meta
     if message.kind == "endpoint":
         endpoints[meta["name"]] = server.endpoint(
             Stream(meta["defense_stream"]), Stream(meta["timing_stream"]),
             client_id=str(meta["client_id"]), defended=bool(meta["defended"]))
-        endpoints[meta["name"] + "/benign"] = server.rng(Stream.BENIGN_TIMING)
         return Message("ok")
     if message.kind == "report":
         try:
@@ -160,24 +155,28 @@ def _answer(server: Server, endpoints: dict[str, Any], message: Message) -> Mess
     if message.kind == "full_latency":
         return Message("latency", {}, {"latency_s": server.full_latency(x)})
     endpoint = endpoints[meta["name"]]
-    timing_rng = endpoints[meta["name"] + "/benign"] if meta.get("benign") else None
-    start = time.perf_counter()
+    before = endpoint.server_compute_s
     try:
-        response = endpoint.respond(x, client_id=meta.get("client_id"), timing_rng=timing_rng)
+        response = endpoint.respond(x, client_id=meta.get("client_id"),
+                                    benign=bool(meta.get("benign")))
     except ComponentFailure as exc:
         return Message("failure", {"message": str(exc), "component": exc.component})
-    return Message("response", {"server_compute_s": time.perf_counter() - start},
+    return Message("response", {"server_compute_s": endpoint.server_compute_s - before},
                    {f: getattr(response, f) for f in RESPONSE_FIELDS})
 
 
 class RemoteEndpoint:
-    """The evaluator's handle on one endpoint in the server worker (same API as Endpoint)."""
+    """The evaluator's handle on one endpoint in the server worker."""
 
     def __init__(self, server: RemoteServer, name: str) -> None:
         self._server = server
         self.name = name
         self.failure: ComponentFailure | None = None
-        self.server_compute_s = 0.0
+
+    def _failed(self, reply: Message) -> ComponentFailure:
+        self.failure = ComponentFailure(str(reply.meta.get("message")),
+                                        self._server.defense_component)
+        return self.failure
 
     def respond(self, x: np.ndarray, *, client_id: str | None = None,
                 benign: bool = False) -> EndpointResponse:
@@ -186,10 +185,8 @@ class RemoteEndpoint:
                                                       "benign": benign}, {"x": x}),
                                   ("response", "failure"))
         if reply.kind == "failure":
-            self.failure = ComponentFailure(str(reply.meta.get("message")),
-                                            self._server.defense_component)
-            raise self.failure
-        self.server_compute_s += float(reply.meta.get("server_compute_s", 0.0))
+            raise self._failed(reply)
+        self._server.compute_s += float(reply.meta.get("server_compute_s", 0.0))
         fields = {f: reply.arrays[f] for f in RESPONSE_FIELDS}
         n = len(x)
         if any(len(v) != n for v in fields.values()):
@@ -200,9 +197,7 @@ class RemoteEndpoint:
         """The defense's counters (:meth:`harness.serving.endpoint.Endpoint.report`)."""
         reply = self._server.call(Message("report", {"name": self.name}), ("report", "failure"))
         if reply.kind == "failure":
-            self.failure = ComponentFailure(str(reply.meta.get("message")),
-                                            self._server.defense_component)
-            raise self.failure
+            raise self._failed(reply)
         counters = reply.meta.get("report")
         if not isinstance(counters, dict) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in counters.values()):
@@ -213,11 +208,10 @@ class RemoteEndpoint:
 class RemoteServer:
     """A server worker process, started for one cell and stopped with :meth:`close`."""
 
-    def __init__(self, request: ServerRequest, defense_label: str, defense_component: str,
-                 seed: int) -> None:
+    def __init__(self, request: ServerWorkerRequest, defense_label: str,
+                 defense_component: str) -> None:
         self.defense_label = defense_label
         self.defense_component = defense_component
-        self.seed = seed
         context = worker_context()
         self._conn, child = context.Pipe()
         self._process = context.Process(target=server_main, args=(child, request), daemon=True)
@@ -225,9 +219,10 @@ class RemoteServer:
         child.close()
         self.sandbox: dict[str, Any] = {}
         self.latency_quantiles: np.ndarray | None = None
+        self.compute_s = 0.0
         self._count = 0
 
-    def wait_ready(self) -> RemoteServer:
+    def wait_ready(self) -> None:
         """Block until the worker has built the server (it builds while the evaluator works)."""
         ready = self._receive(("ready", "error"))
         if ready.kind == "error":
@@ -235,7 +230,6 @@ class RemoteServer:
             raise HarnessError(f"the server worker could not start: {ready.meta.get('message')}")
         self.sandbox = dict(ready.meta.get("sandbox", {}))
         self.latency_quantiles = ready.arrays["latency_quantiles"]
-        return self
 
     def died(self, what: str) -> ComponentFailure:
         code = self._process.exitcode

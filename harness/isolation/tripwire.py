@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.io.atomic import atomic_write_bytes
+
 Fingerprint = tuple[int, int, int, int]
 
 
@@ -86,8 +88,6 @@ class Tripwire:
 
     def repair(self, results: list[Path], cache: list[Path]) -> None:
         """Restore results from the evaluator's copy; remove changed cache files."""
-        from harness.run.atomic import atomic_write_bytes
-
         for path in results:
             atomic_write_bytes(path, self.results[path][1])
         for path in cache:

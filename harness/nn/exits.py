@@ -22,9 +22,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
 from harness.nn.blocks import InternalClassifier, Normalize, init_weights
+from harness.params import Interval, ListOf
 
 SDN_FRACTIONS: tuple[float, ...] = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 """Internal-classifier positions of Kaya et al.'s Shallow-Deep Networks (7 exits)."""
+EXIT_FRACTIONS = [ListOf(Interval("real", 0, 1, closed="neither"), min_len=1), None]
+"""Constraint of an architecture's ``exit_fractions`` parameter (None: even fractions)."""
+HEAD_POOL = [Interval("int", 1, 64)]
+"""Constraint of an architecture's ``head_pool`` parameter (an exit head's pooled side)."""
 
 
 def check_common(input_shape: Sequence[int], num_classes: int, num_exits: int,

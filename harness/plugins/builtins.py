@@ -6,11 +6,11 @@ third-party policy plugin uses.
 
 from __future__ import annotations
 
-import harness
+from harness.hookspecs import hookimpl
 from harness.strategy import BUILTIN_POLICIES
 
 
-@harness.hookimpl
+@hookimpl
 def harness_register_exit_policies(register):
     for policy in BUILTIN_POLICIES:
         register(policy)

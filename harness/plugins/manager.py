@@ -18,8 +18,10 @@ from typing import Any
 
 import pluggy
 
-from harness import PROJECT_NAME, __version__, hookspecs
+from harness import hookspecs
 from harness.errors import PluginError
+from harness.hookspecs import PROJECT_NAME
+from harness.version import __version__
 
 BUILTIN_PLUGINS = (
     "harness.plugins.builtins",

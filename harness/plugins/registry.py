@@ -17,10 +17,11 @@ from typing import Any
 
 from harness.components import validate_name
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
-from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning
+from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
+from harness.plugins.porting import protocol_problems
 from harness.plugins.source import component_source_digest
 from harness.protocol import Architecture, Attack, DatasetSource, ExitEstimator, ServingBackend, Victim
-from harness.stages import PROTOCOL_VERSION, Defense, protocol_problems
+from harness.stages import PROTOCOL_VERSION, Defense
 from harness.strategy import ExitPolicy
 
 KINDS: dict[str, tuple[str, type]] = {
@@ -47,6 +48,12 @@ class Registered:
     version: str
     plugin_module: str = ""
     """The module the registering plugin object lives in (its source enters the digest)."""
+
+    def label(self, display: str | None = None) -> str:
+        """How messages name the component: ``defense 'pad' (plugin p, dist 1.0)``;
+        ``display`` replaces the name (a stack's members, a sweep's values)."""
+        return (f"{self.kind} {display or self.name!r} (plugin {self.plugin}, "
+                f"{self.distribution} {self.version})")
 
     def origin(self) -> dict[str, str]:
         return {"plugin": self.plugin, "distribution": self.distribution, "version": self.version,
@@ -142,6 +149,14 @@ class Registry:
     def policy(self, name: str) -> ExitPolicy:
         """An exit-policy instance by name."""
         return self.get("exit_policy", name).cls()
+
+
+def load_registry(*, strict: bool = False, load_entrypoints: bool = True,
+                  extra_plugins: tuple[Any, ...] = ()) -> Registry:
+    """The registry of a fresh plugin manager (:func:`~harness.plugins.manager.
+    make_plugin_manager`): every installed plugin and the built-ins."""
+    return Registry.from_manager(make_plugin_manager(
+        strict=strict, load_entrypoints=load_entrypoints, extra_plugins=extra_plugins))
 
 
 def _module_name(plugin: Any) -> str:

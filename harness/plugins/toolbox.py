@@ -24,8 +24,9 @@ from harness.strategy import ExitPolicy
 class NetworkRecipe:
     """Everything but the weights of a network the toolbox built (set as ``net.harness_recipe``).
 
-    An isolated attack returns its substitute as this recipe plus a state dict, and the
-    evaluator rebuilds the network through the registry: no object crosses processes.
+    An attack's substitute travels as this recipe plus a state dict (:mod:`harness.cell.
+    stolen`), and the evaluator rebuilds the network through the registry: no object
+    crosses processes.
     """
 
     architecture: str
@@ -41,6 +42,19 @@ class NetworkRecipe:
                 "num_exits": self.num_exits,
                 "normalization": None if self.normalization is None
                 else [list(self.normalization[0]), list(self.normalization[1])]}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> NetworkRecipe:
+        """The recipe :meth:`to_json` wrote; ``ValueError`` naming what is malformed."""
+        try:
+            norm = raw.get("normalization")
+            return cls(architecture=str(raw["architecture"]), params=dict(raw["params"]),
+                       input_shape=tuple(int(s) for s in raw["input_shape"]),
+                       num_classes=int(raw["num_classes"]), num_exits=int(raw["num_exits"]),
+                       normalization=None if norm is None else (tuple(map(float, norm[0])),
+                                                                tuple(map(float, norm[1]))))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"malformed network recipe ({type(exc).__name__}: {exc})") from None
 
 
 class Toolbox:

@@ -1,3 +1,3 @@
-"""Run layer: run specs (:mod:`.config`), grid expansion (:mod:`.grid`), one cell's phases
-(:mod:`.cell`), the runner (:mod:`.runner`), result files (:mod:`.results`, :mod:`.atomic`)
-and their provenance (:mod:`.provenance`)."""
+"""``harness run``: run keys (:mod:`.config`), grid expansion and config hashes
+(:mod:`.grid`), the runner and its executors (:mod:`.runner`, :mod:`.executors`), and
+each victim's replica ceiling (:mod:`.replicas`)."""

@@ -5,7 +5,7 @@ Grammar (DESIGN section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all
 ``attack.NAME.PARAM=VALUE`` (likewise ``defense.``, ``victim.``) and timing parameters
 as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and
 ``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML) and
-``pool=same|DATASET`` (the attacker's unlabeled pool, :mod:`harness.run.pool`);
+``pool=same|DATASET`` (the attacker's unlabeled pool, :mod:`harness.cell.pool`);
 ``replicas=N`` (replicas of each victim for the replica ceiling, 0 = off;
 :mod:`harness.run.replicas`);
 ``ray.address=`` (a Ray cluster to join with ``executor=ray``; a ``[ray]`` table in TOML).
@@ -13,8 +13,11 @@ A parameter sweep, ``sweep.defense.NAME.PARAM=v1,v2,v3`` (or ``[v1,v2]``; likewi
 ``sweep.attack.`` and ``sweep.victim.``; a ``[sweep.defense.NAME]`` table in TOML), runs
 that component once per value (several sweeps of one component: every combination), so
 each defense family draws its own cost/leakage frontier.
-Values of parameters are parsed as JSON when they are valid JSON (numbers,
-``[0.9,0.8]``, ``true``, ``null``) and kept as strings otherwise.
+
+Scalar keys are checked by the constraint system components use (:mod:`harness.params`):
+the cell settings' constraints are :data:`harness.cell.spec.SETTING_CONSTRAINTS`, the
+run's own are :data:`RUN_CONSTRAINTS`. Values of parameters are parsed as JSON when they
+are valid JSON (numbers, ``[0.9,0.8]``, ``true``, ``null``) and kept as strings otherwise.
 Everything is checked here, before any work starts.
 """
 
@@ -28,124 +31,69 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cell.spec import SETTING_CONSTRAINTS, Settings, ThreatModel
 from harness.errors import ConfigError
+from harness.io.schema import MAX_REPLICAS, MAX_SEED, THREAT_CHOICES
+from harness.params import Interval, ListOf, Options, as_constraint, check_value
 
 LIST_KEYS = ("victims", "attacks", "defenses")
-CHOICES = {
-    "output": ("probs", "label"),
-    "timing": ("realistic", "analytic", "replay", "live"),
-    "device": ("cpu", "cuda", "auto"),
-    "executor": ("serial", "process", "ray"),
-    "isolation": ("process", "none"),
-    "transport": ("inproc", "http"),
+RUN_CONSTRAINTS: dict[str, list[Any]] = {
+    "executor": [Options("serial", "process", "ray")],
+    "jobs": [Interval("int", 1, 512)],
+    "timeout": [Interval("real", 0, None, closed="neither"), None],
+    "replicas": [Interval("int", 0, MAX_REPLICAS)],
 }
-MODELLED_TIMINGS = ("realistic", "analytic")
-"""Timing modes whose parameters are ``timing.PARAM=`` keys."""
-MAX_BUDGET = 1_000_000
-"""Most queries one attack may make (1 query = 1 input; repeats, synthetic inputs and
-refused queries all count), so a typo cannot allocate without bound."""
-MAX_SEED = 2**32 - 1
-INT_LIMITS = {"budget": MAX_BUDGET, "jobs": 512, "repeats": 1000}
-INT_KEYS = tuple(INT_LIMITS)
-FLOAT_KEYS = ("timeout",)
+"""The run's own scalar keys (where and how cells run; not part of any cell's result)."""
+SEEDS = [ListOf(Interval("int", 0, MAX_SEED), min_len=1)]
+SETTING_KEYS = ("budget", "output", "timing", "backend", "device", "repeats", "isolation",
+                "transport")
+"""Cell settings given as plain keys (``network`` is ``timing.network``, the threat model
+``threat.*`` and ``pool``)."""
 PATH_KEYS = ("out", "data_root", "cache_dir", "profile")
-NAME_KEYS = ("backend",)
-"""Names of registered components (checked against the registry when the grid expands)."""
-SCALAR_KEYS = (*CHOICES, *NAME_KEYS, *INT_KEYS, *FLOAT_KEYS, *PATH_KEYS)
-THREAT_CHOICES = {"num_exits": ("granted", "hidden"), "architecture": ("granted", "hidden")}
-"""What the threat model may grant an attack (``threat.KEY=``); ``granted`` is the default."""
 THREAT_KEYS = tuple(f"threat.{k}" for k in THREAT_CHOICES)
 POOL_KEY = "pool"
 """The attacker's unlabeled pool: ``same`` (default) or a registered dataset's name."""
-REPLICAS_KEY = "replicas"
-MAX_REPLICAS = 20
-"""``replicas=0..20``: independently retrained replicas per victim (0 turns the ceiling off)."""
-DEFAULT_REPLICAS = 3
 RAY_KEYS = ("ray.address",)
 """Settings of ``executor=ray``: ``ray.address=`` joins a running cluster (``auto`` or
 ``HOST:PORT``); without it a local instance with ``jobs`` CPUs is started."""
 COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defenses"}
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
-    "budget": 500, "output": "probs", "timing": "realistic", "backend": "torch",
-    "device": "cpu", "executor": "serial", "isolation": "process", "transport": "inproc",
-    "jobs": 1, "repeats": 1, "timeout": None,
+    "executor": "serial", "jobs": 1, "timeout": None, "replicas": 3,
     "out": "results", "data_root": None, "cache_dir": None, "profile": None,
 }
+DEFAULT_REPLICAS = DEFAULTS["replicas"]
+SCALAR_KEYS = (*SETTING_KEYS, *RUN_CONSTRAINTS, *PATH_KEYS)
 
 
 def _valid_keys_hint() -> str:
-    keys = (*LIST_KEYS, 'seeds', *SCALAR_KEYS, POOL_KEY, REPLICAS_KEY, *THREAT_KEYS, *RAY_KEYS)
+    keys = (*LIST_KEYS, "seeds", *SCALAR_KEYS, POOL_KEY, *THREAT_KEYS, *RAY_KEYS)
     return (f"valid keys: {', '.join(keys)}, "
             "attack.NAME.PARAM, defense.NAME.PARAM, victim.NAME.PARAM, timing.PARAM, "
             "timing.network, sweep.defense.NAME.PARAM (likewise sweep.attack., sweep.victim.)")
 
 
 @dataclass(frozen=True)
-class ThreatModel:
-    """What the attacker is told about the victim beyond the oracle (each ``granted``/``hidden``).
-
-    ``num_exits``: the number of exits; ``architecture``: the victim's network family
-    (and, with both granted, its exits' cost fractions); ``pool``: the attacker's
-    unlabeled pool (``same`` or a dataset name, :mod:`harness.run.pool`). Part of every
-    cell's config; ``pool`` is written only when it is not ``same``, so cells from before
-    the key keep their config hash.
-    """
-
-    num_exits: str = "granted"
-    architecture: str = "granted"
-    pool: str = "same"
-
-    def __post_init__(self) -> None:
-        for key, choices in THREAT_CHOICES.items():
-            value = getattr(self, key)
-            if value not in choices:
-                raise ConfigError(f"threat.{key}={value!r} is not allowed; choose one of "
-                                  f"{', '.join(choices)}")
-        from harness.run.pool import check_pool_name
-
-        check_pool_name(self.pool)
-
-    @property
-    def grants_num_exits(self) -> bool:
-        return self.num_exits == "granted"
-
-    @property
-    def grants_architecture(self) -> bool:
-        return self.architecture == "granted"
-
-    def to_json(self) -> dict[str, str]:
-        return {"num_exits": self.num_exits, "architecture": self.architecture,
-                **({"pool": self.pool} if self.pool != "same" else {})}
-
-
-@dataclass(frozen=True)
 class RunSpec:
-    """Everything a grid run needs, parsed and type-checked (names resolved later)."""
+    """Everything a grid run needs, parsed and type-checked (names resolved later).
+
+    ``settings`` are what every cell of the run shares (:class:`harness.cell.spec.
+    Settings`); the other fields say which cells there are and how they run.
+    """
 
     victims: tuple[str, ...]
     attacks: tuple[str, ...]
     defenses: tuple[str, ...]
     seeds: tuple[int, ...]
-    budget: int
-    output: str
-    timing: str
-    backend: str
-    device: str
+    settings: Settings
     executor: str
     jobs: int
-    repeats: int
     timeout: float | None
     out: Path
     data_root: Path | None
     cache_dir: Path
     profile: Path | None
     component_params: tuple[tuple[str, str, str, Any], ...] = field(default=())
-    timing_params: tuple[tuple[str, Any], ...] = field(default=())
-    threat: ThreatModel = field(default_factory=ThreatModel)
-    isolation: str = "process"
-    transport: str = "inproc"
-    network: str = "none"
     ray_address: str | None = None
     sweeps: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = field(default=())
     replicas: int = DEFAULT_REPLICAS
@@ -174,36 +122,41 @@ def parse_name_list(key: str, raw: Any) -> tuple[str, ...]:
 
 
 def parse_seeds(raw: Any) -> tuple[int, ...]:
-    items = raw if isinstance(raw, list | tuple) else str(raw).strip().strip("[]").split(",")
-    seeds = []
-    for item in items:
-        try:
-            if isinstance(item, bool | float):
-                raise ValueError
-            seed = int(str(item).strip())
-        except ValueError:
-            raise ConfigError(f"seeds={raw!r}: {item!r} is not an integer; write seeds=0,1,2") from None
-        if not 0 <= seed <= MAX_SEED:
-            raise ConfigError(f"seeds={raw!r}: seed {seed} is outside 0..{MAX_SEED} (2**32 - 1)")
-        seeds.append(seed)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds={raw!r}: give distinct non-negative integers, e.g. seeds=0,1,2")
-    return tuple(seeds)
+    """``seeds=0,1,2`` (or a list): distinct integers in 0..2**32-1."""
+    if isinstance(raw, list | tuple):
+        seeds = list(raw)
+    else:
+        seeds = [_number(item.strip()) for item in str(raw).strip().strip("[]").split(",")]
+    check_value("seeds", seeds, SEEDS, shown=raw)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={raw!r}: a seed is listed twice; give distinct seeds, e.g. "
+                          "seeds=0,1,2")
+    return tuple(int(s) for s in seeds)
 
 
-def parse_replicas(raw: Any) -> int:
-    """``replicas=N``: an integer in 0..MAX_REPLICAS (0 turns the replica ceiling off)."""
+def _number(text: str) -> Any:
+    """A JSON number when ``text`` is one, else ``text`` (refused by the constraint)."""
     try:
-        if isinstance(raw, bool | float):
-            raise ValueError
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"replicas={raw!r} is not an integer; give 0 (no replica ceiling) "
-                          f"to {MAX_REPLICAS}") from None
-    if not 0 <= value <= MAX_REPLICAS:
-        raise ConfigError(f"replicas={value} is outside 0..{MAX_REPLICAS} (0 turns the replica "
-                          "ceiling off)")
-    return value
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_scalar(key: str, raw: Any) -> Any:
+    """A scalar key's value, typed (numbers parsed, paths made paths) and checked against
+    its declared constraint; names and choices stay strings."""
+    if key in PATH_KEYS:
+        return None if raw is None or str(raw).strip() == "" else Path(str(raw)).expanduser()
+    alternatives = SETTING_CONSTRAINTS.get(key) or RUN_CONSTRAINTS[key]
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        numeric = any(isinstance(as_constraint(a), Interval) for a in alternatives)
+        value = _number(text) if numeric else text
+        if None in alternatives and text.lower() in ("none", "null", ""):
+            value = None
+    check_value(key, value, alternatives, shown=raw)
+    return float(value) if key == "timeout" and value is not None else value
 
 
 def parse_sweep(key: str, rest: str, raw: Any) -> tuple[str, str, str, tuple[Any, ...]]:
@@ -260,44 +213,6 @@ def parse_value(raw: Any) -> Any:
         return raw
 
 
-def _scalar(key: str, raw: Any) -> Any:
-    if key in CHOICES:
-        value = str(raw)
-        if value not in CHOICES[key]:
-            raise ConfigError(f"{key}={raw!r} is not allowed; choose one of {', '.join(CHOICES[key])}")
-        return value
-    if key in NAME_KEYS:
-        value = str(raw).strip()
-        if not value:
-            raise ConfigError(f"{key}= is empty; give a registered {key} name (harness list)")
-        return value
-    if key in INT_KEYS:
-        try:
-            if isinstance(raw, bool | float):
-                raise ValueError
-            value = int(str(raw).strip())
-        except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not an integer; give a whole number in "
-                              f"1..{INT_LIMITS[key]:,}") from None
-        if not 1 <= value <= INT_LIMITS[key]:
-            raise ConfigError(f"{key}={value} is outside the allowed range 1..{INT_LIMITS[key]:,}")
-        return value
-    if key in FLOAT_KEYS:
-        if raw is None or str(raw).lower() in ("none", "null"):
-            return None
-        try:
-            if isinstance(raw, bool):
-                raise ValueError
-            value = float(str(raw))
-        except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not a number of seconds") from None
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"{key}={raw!r} must be a finite number of seconds > 0 "
-                              f"(or {key}=none)")
-        return value
-    return None if raw is None or raw == "" else Path(str(raw)).expanduser()
-
-
 def default_cache_dir() -> Path:
     """``$HARNESS_CACHE_DIR``, else ``.cache/harness`` under the working directory."""
     return Path(os.environ.get("HARNESS_CACHE_DIR", ".cache/harness"))
@@ -339,6 +254,47 @@ def load_toml(path: Path) -> dict[str, str | Any]:
     return flat
 
 
+@dataclass
+class _Parsed:
+    """What :func:`parse_overrides` collects before it builds the spec."""
+
+    values: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS))
+    settings: dict[str, Any] = field(default_factory=dict)
+    component_params: list[tuple[str, str, str, Any]] = field(default_factory=list)
+    timing_params: dict[str, Any] = field(default_factory=dict)
+    threat: dict[str, str] = field(default_factory=dict)
+    sweeps: list[tuple[str, str, str, tuple[Any, ...]]] = field(default_factory=list)
+    ray_address: str | None = None
+
+    def take(self, key: str, raw: Any) -> None:
+        head, _, rest = key.partition(".")
+        if key in LIST_KEYS:
+            self.values[key] = parse_name_list(key, raw)
+        elif key == "seeds":
+            self.values[key] = parse_seeds(raw)
+        elif key in SETTING_KEYS:
+            self.settings[key] = parse_scalar(key, raw)
+        elif key in SCALAR_KEYS:
+            self.values[key] = parse_scalar(key, raw)
+        elif head in COMPONENT_PREFIXES and rest.count(".") == 1 and all(rest.split(".")):
+            name, param = rest.split(".")
+            self.component_params.append((head, name, param, parse_value(raw)))
+        elif head == "sweep":
+            self.sweeps.append(parse_sweep(key, rest, raw))
+        elif key in THREAT_KEYS:
+            self.threat[rest] = str(raw).strip()
+        elif key == POOL_KEY:
+            self.threat["pool"] = str(raw).strip()
+        elif key == "ray.address":
+            self.ray_address = str(raw).strip() or None
+        elif key == "timing.network":
+            self.settings["network"] = str(raw).strip()
+        elif head == "timing" and rest and "." not in rest:
+            self.timing_params[rest] = parse_value(raw)
+        else:
+            raise ConfigError(f"unknown key {key!r}; {_valid_keys_hint()}")
+
+
 def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec:
     """Merge defaults, the TOML file and command-line overrides (last wins)."""
     pairs: dict[str, Any] = {}
@@ -347,73 +303,29 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     for text in overrides:
         key, value = split_override(text)
         pairs[key] = value
-    values = dict(DEFAULTS)
-    component_params: list[tuple[str, str, str, Any]] = []
-    timing_params: list[tuple[str, Any]] = []
-    threat: dict[str, str] = {}
-    replicas = DEFAULT_REPLICAS
-    ray_address: str | None = None
-    network = "none"
-    sweeps: list[tuple[str, str, str, tuple[Any, ...]]] = []
+    parsed = _Parsed()
     for key, raw in pairs.items():
-        head, _, rest = key.partition(".")
-        if key in LIST_KEYS:
-            values[key] = parse_name_list(key, raw)
-        elif key == "seeds":
-            values[key] = parse_seeds(raw)
-        elif key in SCALAR_KEYS:
-            values[key] = raw
-        elif head in COMPONENT_PREFIXES and rest.count(".") == 1 and all(rest.split(".")):
-            name, param = rest.split(".")
-            component_params.append((head, name, param, parse_value(raw)))
-        elif head == "sweep":
-            sweeps.append(parse_sweep(key, rest, raw))
-        elif key in THREAT_KEYS:
-            threat[rest] = str(raw).strip()
-        elif key == POOL_KEY:
-            threat["pool"] = str(raw).strip()
-        elif key == REPLICAS_KEY:
-            replicas = parse_replicas(raw)
-        elif key == "ray.address":
-            ray_address = str(raw).strip() or None
-        elif key == "timing.network":
-            network = str(raw).strip()
-        elif head == "timing" and rest and "." not in rest:
-            timing_params.append((rest, parse_value(raw)))
-        else:
-            raise ConfigError(f"unknown key {key!r}; {_valid_keys_hint()}")
-    for key in SCALAR_KEYS:
-        if values[key] is not None:
-            values[key] = _scalar(key, values[key])
-    cache = values["cache_dir"] or default_cache_dir()
-    if values["timing"] == "replay" and values["profile"] is None:
+        parsed.take(key, raw)
+    values = parsed.values
+    settings = Settings(**parsed.settings, threat=ThreatModel(**parsed.threat),
+                        timing_params_json=json.dumps(parsed.timing_params, sort_keys=True))
+    if settings.timing == "replay" and values["profile"] is None:
         raise ConfigError("timing=replay needs profile=PATH (a profile written by "
                           "`harness calibrate`)")
-    from harness.timing.network import network_profile
-
-    network_profile(network)  # unknown profiles list the valid ones
-    if network != "none" and values["isolation"] != "process":
-        raise ConfigError(f"timing.network={network} is added by the attack's client process; "
-                          "it needs isolation=process (drop isolation=none)")
-    if values["transport"] == "http" and values["isolation"] != "process":
-        raise ConfigError("transport=http needs isolation=process (the attack's client process "
-                          "talks HTTP to the cell's server); drop isolation=none")
-    if ray_address is not None and values["executor"] != "ray":
-        raise ConfigError(f"ray.address={ray_address} is a setting of executor=ray, but "
+    if parsed.ray_address is not None and values["executor"] != "ray":
+        raise ConfigError(f"ray.address={parsed.ray_address} is a setting of executor=ray, but "
                           f"executor={values['executor']}; add executor=ray or drop ray.address")
-    if timing_params and values["timing"] not in MODELLED_TIMINGS:
-        raise ConfigError(f"timing.{timing_params[0][0]} is a parameter of the modelled timings "
-                          f"({', '.join(MODELLED_TIMINGS)}), but timing={values['timing']}; "
+    if parsed.timing_params and settings.timing not in ("realistic", "analytic"):
+        raise ConfigError(f"timing.{next(iter(parsed.timing_params))} is a parameter of the "
+                          f"modelled timings (realistic, analytic), but timing={settings.timing}; "
                           "drop it or choose a modelled timing")
     return RunSpec(
         victims=tuple(values["victims"]), attacks=tuple(values["attacks"]),
-        defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]),
-        budget=values["budget"], output=values["output"], timing=values["timing"],
-        backend=values["backend"], device=values["device"], executor=values["executor"],
-        isolation=values["isolation"], transport=values["transport"], network=network,
-        jobs=values["jobs"], repeats=values["repeats"], timeout=values["timeout"],
-        out=values["out"], data_root=values["data_root"], cache_dir=Path(cache),
-        profile=values["profile"], component_params=tuple(sorted(component_params, key=str)),
-        timing_params=tuple(sorted(timing_params, key=str)), threat=ThreatModel(**threat),
-        ray_address=ray_address, sweeps=tuple(sorted(sweeps, key=str)), replicas=replicas,
-    )
+        defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]), settings=settings,
+        executor=values["executor"], jobs=values["jobs"], timeout=values["timeout"],
+        out=Path(values["out"]), data_root=values["data_root"],
+        cache_dir=Path(values["cache_dir"] or default_cache_dir()), profile=values["profile"],
+        component_params=tuple(sorted(parsed.component_params, key=str)),
+        ray_address=parsed.ray_address, sweeps=tuple(sorted(parsed.sweeps, key=str)),
+        replicas=values["replicas"])
+

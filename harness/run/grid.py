@@ -13,84 +13,23 @@ import hashlib
 import itertools
 import json
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
+from harness.cell.pool import check_pool, check_pool_name, resolve_pool
+from harness.cell.spec import MODELLED_TIMINGS, CellSpec, ComponentSpec
 from harness.components import build_component
 from harness.errors import ConfigError, DatasetError
-from harness.isolation.secret import secret_mode
+from harness.io.provenance import package_versions
+from harness.io.secret import secret_mode
 from harness.plugins.registry import Registry
-from harness.run.config import RunSpec, ThreatModel
-from harness.run.pool import check_pool, check_pool_name, resolve_pool
-from harness.run.provenance import package_versions
+from harness.run.config import RunSpec
 from harness.stages import PROTOCOL_VERSION
+from harness.timing.models import MODELLED
 
 STACK = "stack"
 """The registered defense that runs ``defenses=a+b`` (``defenses/stack.py``)."""
 STACK_SEPARATOR = "+"
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """A component chosen for a cell: kind, name and its own JSON-serialisable params."""
-
-    kind: str
-    name: str
-    params_json: str = "{}"
-    label: str = field(default="", compare=False)
-    """How results name it (``pad_bucket+rounding`` for a stack); not part of the hash."""
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return json.loads(self.params_json)
-
-    @property
-    def display(self) -> str:
-        return self.label or self.name
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    """Everything that determines one cell's result (and hence its config hash).
-
-    ``threat`` is recorded under its own ``"threat"`` key of :meth:`to_json`, beside the
-    keys cells have always had, so older results (which lack it) still read as
-    granted/granted and compare with new ones key by key. Its ``pool`` is resolved per
-    victim (``same`` when it names the victim's own dataset).
-    """
-
-    victim: ComponentSpec
-    defense: ComponentSpec
-    attack: ComponentSpec
-    seed: int
-    budget: int
-    output: str
-    timing: str
-    timing_params_json: str
-    profile_hash: str | None
-    backend: str
-    device: str
-    repeats: int
-    threat: ThreatModel = field(default_factory=ThreatModel)
-    isolation: str = "process"
-    transport: str = "inproc"
-    network: str = "none"
-
-    def to_json(self) -> dict[str, Any]:
-        comp = {k: {"name": getattr(self, k).name, "params": getattr(self, k).params}
-                for k in ("victim", "defense", "attack")}
-        return {**comp, "seed": self.seed, "budget": self.budget, "output": self.output,
-                "timing": {"mode": self.timing, "params": json.loads(self.timing_params_json),
-                           "profile_hash": self.profile_hash},
-                "backend": self.backend, "device": self.device, "repeats": self.repeats,
-                "threat": self.threat.to_json(), "isolation": self.isolation,
-                **({"transport": self.transport} if self.transport != "inproc" else {}),
-                **({"network": self.network} if self.network != "none" else {})}
-
-    @property
-    def label(self) -> str:
-        return (f"{self.victim.display} x {self.defense.display} x {self.attack.display} "
-                f"(seed {self.seed})")
 
 
 def config_hash(cell: CellSpec, registry: Registry) -> str:
@@ -164,7 +103,6 @@ def component_spec(kind: str, name: str, params: dict[str, Any], registry: Regis
     """The validated spec with full parameters; named ``label`` (else the component's own
     :meth:`label_for`) plus the sweep ``suffix``."""
     entry = registry.get(kind, name)
-    where = f"(plugin {entry.plugin}, {entry.distribution} {entry.version})"
     try:
         obj = build_component(entry.cls, params)
         obj.validate(registry)
@@ -172,9 +110,10 @@ def component_spec(kind: str, name: str, params: dict[str, Any], registry: Regis
         params_json = json.dumps(full, sort_keys=True, allow_nan=False)
         label = str(label or entry.cls.label_for(full)) + suffix
     except ConfigError as exc:
-        raise ConfigError(f"{exc} {where}") from None
+        raise ConfigError(f"{exc} (plugin {entry.plugin}, {entry.distribution} "
+                          f"{entry.version})") from None
     except Exception as exc:  # a plugin's __init__ or validate() itself failed
-        raise ConfigError(f"{kind} {name!r} {where} rejected parameters {params}: "
+        raise ConfigError(f"{entry.label()} rejected parameters {params}: "
                           f"{type(exc).__name__}: {exc}") from exc
     return ComponentSpec(kind, name, params_json, label)
 
@@ -186,25 +125,24 @@ def _warn_unregistered_families(victims: tuple[str, ...], registry: Registry) ->
         entry = registry.get("victim", name)
         family = getattr(entry.cls, "family", "")
         if family not in known:
-            warnings.warn(f"victim {name!r} (plugin {entry.plugin}, {entry.distribution}) has "
-                          f"family {family!r}, which is not a registered architecture; attacks "
-                          "that build the victim's family need attack.NAME.architecture=... "
+            warnings.warn(f"{entry.label()} has family {family!r}, which is not a registered "
+                          "architecture; attacks that build the victim's family need "
+                          "attack.NAME.architecture=... "
                           f"(registered: {', '.join(sorted(known)) or 'none'}), or register it "
                           "with harness_register_architectures", UserWarning, stacklevel=3)
 
 
 def check_timing(spec: RunSpec) -> None:
     """Build the modelled timing from ``timing.PARAM`` values (raises ConfigError)."""
-    from harness.timing.models import MODELLED
-
-    if spec.timing not in MODELLED:
+    timing = spec.settings.timing
+    if timing not in MODELLED_TIMINGS:
         return
-    model = MODELLED[spec.timing]
-    params = dict(spec.timing_params)
+    model = MODELLED[timing]
+    params = spec.settings.timing_params
     valid = sorted(model.CONSTRAINTS)
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise ConfigError(f"unknown timing parameter(s) {unknown} for timing={spec.timing}; "
+        raise ConfigError(f"unknown timing parameter(s) {unknown} for timing={timing}; "
                           f"valid: {', '.join(f'timing.{v}' for v in valid)}")
     model(**params)
 
@@ -215,7 +153,7 @@ def _check_dataset(registry: Registry, victim: str, data_root) -> None:
     try:
         source = registry.get("dataset", dataset)
     except ConfigError as exc:
-        raise ConfigError(f"victim {victim!r} (plugin {entry.plugin}) needs {exc}") from None
+        raise ConfigError(f"{entry.label()} needs {exc}") from None
     source.cls().check_available(data_root)
 
 
@@ -227,11 +165,12 @@ def available_victims(spec: RunSpec, registry: Registry) -> tuple[tuple[str, ...
     is an error before any work.
     """
     names = _resolve("victim", spec.victims, registry)
-    check_pool_name(spec.threat.pool, registry)  # unknown names list the datasets
+    pool = spec.settings.threat.pool
+    check_pool_name(pool, registry)  # unknown names list the datasets
     if spec.victims != ("all",):
         for name in names:
             _check_dataset(registry, name, spec.data_root)
-            check_pool(registry, spec.threat.pool, name, spec.data_root)
+            check_pool(registry, pool, name, spec.data_root)
         return names, {}
     keep, skipped = [], {}
     for name in names:
@@ -241,7 +180,7 @@ def available_victims(spec: RunSpec, registry: Registry) -> tuple[tuple[str, ...
             skipped[name] = str(exc).split(";")[0]
             continue
         try:
-            check_pool(registry, spec.threat.pool, name, spec.data_root)
+            check_pool(registry, pool, name, spec.data_root)
         except (ConfigError, DatasetError) as exc:
             skipped[name] = str(exc).split(";")[0]
             continue
@@ -267,19 +206,13 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
             raise ConfigError(f"{kind}.{name}.{param} is set but {kind} {name!r} is not in this "
                               f"grid ({', '.join(chosen[kind])}); add it or drop the parameter")
     check_timing(spec)
-    registry.get("backend", spec.backend)  # unknown names list the registered backends
+    registry.get("backend", spec.settings.backend)  # unknown names list the registered backends
     _warn_unregistered_families(chosen["victim"], registry)
     comps = {kind: [c for n in names for c in _components(kind, n, spec, registry)]
              for kind, names in chosen.items()}
-    timing_json = json.dumps(dict(spec.timing_params), sort_keys=True)
-    threat = {v.name: replace(spec.threat, pool=resolve_pool(
-        spec.threat.pool, registry.get("victim", v.name).cls.dataset)) for v in comps["victim"]}
-    return [
-        CellSpec(victim=v, defense=d, attack=a, seed=seed, budget=spec.budget,
-                 output=spec.output, timing=spec.timing, timing_params_json=timing_json,
-                 profile_hash=profile_hash, backend=spec.backend, device=spec.device,
-                 repeats=spec.repeats, threat=threat[v.name], isolation=spec.isolation,
-                 transport=spec.transport, network=spec.network)
-        for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
-        for seed in spec.seeds
-    ]
+    base = replace(spec.settings, profile_hash=profile_hash)
+    settings = {v.name: replace(base, threat=replace(base.threat, pool=resolve_pool(
+        base.threat.pool, registry.get("victim", v.name).cls.dataset))) for v in comps["victim"]}
+    return [CellSpec(victim=v, defense=d, attack=a, seed=seed, settings=settings[v.name])
+            for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
+            for seed in spec.seeds]

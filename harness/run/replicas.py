@@ -6,7 +6,7 @@ rule, changing only the training seed: each is the same registered victim compon
 with ``train_seed = victim's train_seed + 1000 + k`` (k = 0..N-1, modulo 2**32), so a
 replica seed never equals the victim's. Each replica is scored against the victim on
 the held-out test split exactly like a stolen model with its own strategy
-(:func:`harness.report.scoring.strategy_scores`: exit agreement and kappa, fidelity,
+(:func:`harness.metrics.scoring.strategy_scores`: exit agreement and kappa, fidelity,
 accuracy, cost ratio, efficiency gap, exit-distribution TV); the summary holds each
 metric's mean and 95% Student-t interval over the replicas.
 
@@ -37,21 +37,21 @@ from typing import Any
 
 import numpy as np
 
-from harness import __version__
-from harness.isolation.secret import secret_mode
+from harness.cell.server import prepare_registered_victim
+from harness.cell.spec import CellEnvironment, CellSpec, ComponentSpec
+from harness.io.atomic import write_json_atomic
+from harness.io.provenance import package_versions
+from harness.io.results import load_ceiling
+from harness.io.schema import SCHEMA_VERSION
+from harness.io.secret import secret_mode
+from harness.metrics.scoring import strategy_scores
+from harness.metrics.stats import mean_ci
 from harness.model import exit_probabilities
 from harness.plugins.registry import Registry
 from harness.protocol import TrainedVictim
-from harness.report.ceiling import load_ceiling
-from harness.report.schema import SCHEMA_VERSION
-from harness.report.scoring import strategy_scores
-from harness.report.stats import mean_ci
-from harness.run.atomic import write_json_atomic
-from harness.run.grid import CellSpec, ComponentSpec
-from harness.run.provenance import package_versions
-from harness.run.server import CellEnvironment, prepare_registered_victim
 from harness.serving.devices import resolve_device
 from harness.strategy import answering_probs
+from harness.version import __version__
 
 SEED_PARAM = "train_seed"
 """The victim parameter a replica changes; a victim without it has no ceiling."""
@@ -98,7 +98,7 @@ def compute_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: Cell
     """Train (or load) ``n`` replicas of ``victim`` and score each against it."""
     entry = registry.get("victim", victim.name)
     params = victim.params
-    owner = f"victim {victim.display!r} (plugin {entry.plugin}, {entry.distribution})"
+    owner = entry.label(victim.display)
     if SEED_PARAM not in params:
         return _not_available(f"{owner} has no {SEED_PARAM} parameter, so it cannot be "
                               "retrained with another seed (a third-party or fixed-weights "

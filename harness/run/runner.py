@@ -28,26 +28,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness.cell.driver import prepare_victim, run_cell
+from harness.cell.local import LocalRoles
+from harness.cell.roles import Roles
+from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ComponentFailure, ConfigError, GridInterrupted
-from harness.isolation.sandbox import worker_context
-from harness.isolation.secret import victim_salt
+from harness.io.atomic import write_json_atomic
+from harness.io.integrity import seal
+from harness.io.provenance import git_commit, machine_info, package_versions
+from harness.io.results import check_out_dir, previous_result
+from harness.io.schema import SCHEMA_VERSION
+from harness.io.secret import victim_salt
+from harness.isolation.roles import IsolatedRoles
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.registry import Registry
-from harness.report.schema import SCHEMA_VERSION
-from harness.run.atomic import write_json_atomic
-from harness.run.cell import CellEnvironment, prepare_victim, run_cell
 from harness.run.config import RunSpec
 from harness.run.executors import CellOps, Job, JobQueue, RunContext, run_processes, run_serial
-from harness.run.grid import CellSpec, available_victims, config_hash, expand_grid
-from harness.run.integrity import seal
+from harness.run.executors.ray_executor import require_ray, run_ray
+from harness.run.grid import available_victims, config_hash, expand_grid
 from harness.run.interrupts import InterruptGuard
 from harness.run.progress import Progress
-from harness.run.provenance import git_commit, machine_info, package_versions
 from harness.run.replicas import grid_ceilings
-from harness.run.results import check_out_dir, previous_result
 from harness.serving.devices import resolve_device
 from harness.stages import PROTOCOL_VERSION
+from harness.timing.profiles import LatencyProfile
+from harness.version import __version__
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,14 @@ def _component_info(registry: Registry, cell: CellSpec) -> dict[str, Any]:
             for k in ("victim", "defense", "attack")}
 
 
+ROLES: dict[str, Roles] = {"process": IsolatedRoles(), "none": LocalRoles()}
+"""Where a cell's server and attacker run, by ``isolation=`` mode."""
+
+
 def build_result(cell: CellSpec, registry: Registry, digest: str, status: str,
                  metrics: dict, diagnostics: dict, error: dict | None, wall: float,
                  device: str) -> dict[str, Any]:
-    timing = cell.to_json()["timing"]
+    timing = cell.settings.to_json()["timing"]
     return {
         "schema_version": SCHEMA_VERSION, "harness_version": __version__,
         "protocol_version": PROTOCOL_VERSION,
@@ -95,9 +104,12 @@ def build_result(cell: CellSpec, registry: Registry, digest: str, status: str,
 
 def _error_info(exc: BaseException, cell: CellSpec) -> dict[str, Any]:
     component = exc.component if isinstance(exc, ComponentFailure) else None
+    here = "".join(traceback.format_exception(exc))
+    remote = getattr(exc, "remote_traceback", "")  # an isolated attack's own traceback
     return {"type": type(exc).__name__, "message": (str(exc) or type(exc).__name__)[:4000],
             "component": component,
-            "traceback": "".join(traceback.format_exception(exc))[-8000:]}
+            "traceback": (f"{here}\nin the attack's process:\n{remote}" if remote
+                          else here)[-8000:]}
 
 
 def one_line_reason(result: dict[str, Any], limit: int = 240) -> str:
@@ -131,10 +143,10 @@ def compute_result(cell: CellSpec, registry: Registry, env: CellEnvironment, dig
     call this (it is pickled to them by reference) and send the result to the driver.
     """
     start = time.perf_counter()
-    device = cell.device
+    device = cell.settings.device
     try:
-        device = resolve_device(cell.device)
-        metrics, diagnostics = run_cell(cell, registry, env)
+        device = resolve_device(device)
+        metrics, diagnostics = run_cell(cell, registry, env, ROLES[cell.settings.isolation])
         return build_result(cell, registry, digest, "ok", metrics, diagnostics, None,
                             time.perf_counter() - start, device)
     except BaseException as exc:
@@ -144,17 +156,12 @@ def compute_result(cell: CellSpec, registry: Registry, env: CellEnvironment, dig
                             time.perf_counter() - start, device)
 
 
-def execute_cell(cell: CellSpec, registry: Registry, env: CellEnvironment, digest: str,
-                 path: Path, guard: InterruptGuard | None = None) -> dict[str, Any]:
-    """Run a cell and write its result file (``failed`` with the error if it raises)."""
-    return write_result(path, compute_result(cell, registry, env, digest, guard), cell, registry)
-
-
 def aborted_result(cell: CellSpec, registry: Registry, digest: str, message: str,
                    wall: float) -> dict[str, Any]:
     """The ``failed`` result of a cell an executor stopped (timeout, dead worker)."""
     error = {"type": "CellAborted", "message": message, "component": None}
-    return build_result(cell, registry, digest, "failed", {}, {}, error, wall, cell.device)
+    return build_result(cell, registry, digest, "failed", {}, {}, error, wall,
+                        cell.settings.device)
 
 
 def notify_finished(pm: HarnessPluginManager, result: dict[str, Any], cell: CellSpec,
@@ -214,12 +221,10 @@ def _plan(spec: RunSpec, registry: Registry) -> tuple[list[CellSpec], dict[str, 
     """Every check that needs no work: names, parameters, datasets, profile, timing."""
     profile_hash = None
     if spec.profile is not None:
-        from harness.timing.profiles import LatencyProfile
-
         profile = LatencyProfile.load(spec.profile)
         profile_hash = profile.hash
     victims, skipped = available_victims(spec, registry)
-    if spec.profile is not None and spec.timing == "replay":
+    if spec.profile is not None and spec.settings.timing == "replay":
         other = [v for v in victims if v != profile.victim]
         if other:
             raise ConfigError(f"profile {spec.profile} was recorded for victim {profile.victim!r} "
@@ -235,11 +240,7 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     Raises :class:`GridInterrupted` on Ctrl-C, after the cells finished so far are kept.
     """
     if spec.executor == "ray":
-        from harness.run.executors.ray_executor import require_ray
-
         require_ray()
-    if spec.isolation == "process" and spec.executor == "serial" and spec.timeout is None:
-        worker_context()  # cells run here: the fork server preloads while the grid is planned
     pm = pm or make_plugin_manager()
     registry = Registry.from_manager(pm)
     cells, skipped = _plan(spec, registry)
@@ -290,16 +291,14 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
                                      abort=aborted_result, finish=finish))
         try:
             if todo and (spec.executor != "serial" or spec.timeout is not None):
-                _warm_victim_cache(todo, registry, env, spec.device, guard)
+                _warm_victim_cache(todo, registry, env, spec.settings.device, guard)
             if spec.executor == "ray":
-                from harness.run.executors.ray_executor import run_ray
-
                 run_ray(queue, ctx, spec.ray_address)
             elif spec.executor == "process":
                 run_processes(queue, ctx)
             else:
                 run_serial(queue, ctx)
-            ceilings = grid_ceilings(cells, spec.replicas, registry, env, spec.device,
+            ceilings = grid_ceilings(cells, spec.replicas, registry, env, spec.settings.device,
                                      note=progress.note, is_interrupt=guard.is_real)
         except KeyboardInterrupt:
             progress.close()

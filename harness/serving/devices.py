@@ -41,10 +41,3 @@ def resolve_device(device: str) -> str:
     warnings.warn("device='auto': no CUDA device is visible, falling back to device='cpu'",
                   RuntimeWarning, stacklevel=2)
     return "cpu"
-
-
-def gpu_name(device: str) -> str | None:
-    """Name of the GPU behind ``device`` (None on cpu)."""
-    if device != "cuda" or not cuda_available():
-        return None
-    return str(torch.cuda.get_device_name(torch.cuda.current_device()))

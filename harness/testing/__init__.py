@@ -12,16 +12,10 @@
 
 from __future__ import annotations
 
-from harness.testing.checks import (
-    ConformanceError,
-    check_attack,
-    check_component,
-    check_victim,
-    conformance_cases,
-    parametrize_with_checks,
-)
+from harness.testing.checks import ConformanceError, check_attack, check_component, check_victim
 from harness.testing.defense_checks import check_defense
 from harness.testing.fixtures import random_splits, tiny_endpoint, tiny_oracle, tiny_victim
+from harness.testing.parametrize import conformance_cases, parametrize_with_checks
 
 __all__ = ["ConformanceError", "check_attack", "check_component", "check_defense",
            "check_victim", "conformance_cases", "parametrize_with_checks", "random_splits",

@@ -3,8 +3,8 @@
 ``check_component``, ``check_attack(MyAttack, params={...})`` and
 ``check_victim(MyVictim, params={...})`` (and ``check_defense``, in
 :mod:`harness.testing.defense_checks`) raise :class:`ConformanceError` naming the
-component, the failed check and how to fix it. :func:`parametrize_with_checks` makes one
-pytest case per check; :func:`conformance_cases` one per registered component. Attacks
+component, the failed check and how to fix it (:mod:`harness.testing.parametrize` turns
+them into pytest cases). Attacks
 are checked against the kit's tiny victim (:mod:`harness.testing.fixtures`), so nothing
 large is trained.
 """
@@ -15,7 +15,6 @@ import dataclasses
 import itertools
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,10 @@ import numpy as np
 from harness.components import NAME_PATTERN, Component
 from harness.errors import ConfigError, HarnessError
 from harness.model import MultiExitNet
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import Attack, StolenModel, TrainedVictim, Victim, VictimContext
-from harness.stages import Defense
+from harness.testing.fixtures import tiny_oracle, tiny_victim
 
 
 class ConformanceError(AssertionError):
@@ -39,10 +37,6 @@ def _fail(comp: Any, check: str, problem: str, fix: str) -> ConformanceError:
     name = getattr(comp, "name", None) or getattr(comp, "__name__", repr(comp))
     return ConformanceError(f"{getattr(comp, 'kind', 'component')} {name!r} failed check "
                             f"{check!r}: {problem}. Fix: {fix}")
-
-
-def _registry() -> Registry:
-    return Registry.from_manager(make_plugin_manager())
 
 
 def check_component(cls: type[Component], params: dict[str, Any] | None = None,
@@ -78,7 +72,7 @@ def check_component(cls: type[Component], params: dict[str, Any] | None = None,
     if clone.get_params() != got:
         raise _fail(cls, "get_params_round_trip", "cls(**obj.get_params()) has other params",
                     "store parameters unchanged in __init__")
-    _check_constraints(cls, obj, registry or _registry())
+    _check_constraints(cls, obj, registry or load_registry())
     return obj
 
 
@@ -123,9 +117,7 @@ def check_attack(cls: type[Attack], params: dict[str, Any] | None = None,
                  registry: Registry | None = None, budget: int = 48,
                  output: str = "probs") -> StolenModel:
     """Steals from the kit's tiny victim within ``budget``; returns the stolen model."""
-    from harness.testing.fixtures import tiny_oracle, tiny_victim
-
-    registry = registry or _registry()
+    registry = registry or load_registry()
     attack = check_component(cls, params, registry)
     victim = tiny_victim(registry=registry)
     oracle, ctx = tiny_oracle(victim, budget, output=output, truth=cls.reference,
@@ -157,7 +149,7 @@ def check_attack(cls: type[Attack], params: dict[str, Any] | None = None,
 def check_victim(cls: type[Victim], params: dict[str, Any] | None = None,
                  registry: Registry | None = None, cache_dir: Path | None = None) -> TrainedVictim:
     """Prepares on its registered dataset; structure, strategy and cache reuse are sound."""
-    registry = registry or _registry()
+    registry = registry or load_registry()
     victim = check_component(cls, params, registry)
     data = registry.get("dataset", cls.dataset).cls().load(None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,45 +168,3 @@ def check_victim(cls: type[Victim], params: dict[str, Any] | None = None,
         raise _fail(cls, "deterministic_cache", "preparing twice gave different weights",
                     "seed training and cache weights by config hash")
     return trained
-
-
-def checks_for(cls: type) -> tuple[Callable[..., Any], ...]:
-    """The checks that apply to a component class, in order."""
-    from harness.testing.defense_checks import DEFENSE_CHECKS
-
-    if issubclass(cls, Defense):
-        return (check_component, *DEFENSE_CHECKS)
-    if issubclass(cls, Attack):
-        return (check_attack,)
-    if issubclass(cls, Victim):
-        return (check_victim,)
-    return (check_component,)
-
-
-def parametrize_with_checks(components: list[Any]) -> Any:
-    """``@parametrize_with_checks([MyDefense, (MyAttack, {"epochs": 1})])``: one case per check.
-
-    The test receives ``component`` (the class, with its params bound) and ``check``::
-
-        @parametrize_with_checks([MyDefense])
-        def test_conformance(component, check):
-            check(component)
-    """
-    import functools
-
-    import pytest
-
-    cases = []
-    for item in components:
-        cls, params = item if isinstance(item, tuple) else (item, None)
-        for check in checks_for(cls):
-            bound = functools.partial(check, params=params)
-            cases.append(pytest.param(cls, bound, id=f"{cls.name}-{check.__name__}"))
-    return pytest.mark.parametrize(("component", "check"), cases)
-
-
-def conformance_cases(kind: str) -> list[Any]:
-    """``pytest.param(cls, id=name)`` for each registered component of ``kind``."""
-    import pytest
-
-    return [pytest.param(e.cls, id=e.name) for e in _registry().entries(kind)]

@@ -16,9 +16,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 
 from harness.errors import HarnessError
+from harness.plugins.porting import protocol_problems
 from harness.plugins.registry import Registry
 from harness.serving.endpoint import EndpointResponse
-from harness.stages import Defense, bind_defense, defense_report, protocol_problems
+from harness.stages import Defense, bind_defense, defense_report
 from harness.testing.checks import ConformanceError, _fail, check_component
 from harness.testing.fixtures import default_registry, tiny_endpoint, tiny_victim
 from harness.testing.strategies import query_batches

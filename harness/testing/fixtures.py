@@ -19,10 +19,12 @@ import hashlib
 import numpy as np
 import torch
 
+from harness.cell.attacker import AttackerRequest
+from harness.cell.server import describe_server
+from harness.cell.spec import ThreatModel
 from harness.model import MultiExitNet, exit_probabilities
 from harness.nn.training import train_multi_exit
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import (
     AttackContext,
@@ -32,9 +34,6 @@ from harness.protocol import (
     Split,
     TrainedVictim,
 )
-from harness.run.cell import threat_view
-from harness.run.config import ThreatModel
-from harness.run.server import describe_server
 from harness.serving.endpoint import Endpoint
 from harness.serving.oracle import Oracle
 from harness.stages import Defense
@@ -48,7 +47,7 @@ tests are reproducible; real cells derive theirs from the cell seed and salt."""
 
 def default_registry() -> Registry:
     """The registry of every installed plugin (the built-ins included)."""
-    return Registry.from_manager(make_plugin_manager())
+    return load_registry()
 
 
 def random_splits(input_shape: tuple[int, ...] = (1, 8, 8), num_classes: int = 10,
@@ -156,10 +155,8 @@ def tiny_oracle(victim: TrainedVictim, budget: int, *, output: str = "probs",
     data = victim.data
     oracle = Oracle(endpoint, budget, output, data.input_shape, data.input_range,
                     allow_truth=truth)
-    ctx = AttackContext(seed=seed, device="cpu", budget=budget, output=output,
-                        input_shape=data.input_shape, num_classes=data.num_classes,
-                        input_range=data.input_range, cache_dir=None,
-                        toolbox=Toolbox(registry or default_registry()),
-                        **threat_view(threat or ThreatModel(), victim.model.num_exits,
-                                      victim.family, served.cost_fraction))
-    return oracle, ctx
+    request = AttackerRequest.for_victim(
+        victim, attack="", params={}, pool=data.attacker.x, seed=seed, device="cpu",
+        budget=budget, output=output,  # type: ignore[arg-type]
+        threat=threat or ThreatModel())
+    return oracle, request.context(registry or default_registry(), None)

@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import harness
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The folder that holds the ``harness`` package (a child interpreter's path)."""
 
 
 def write_plugin(site: Path, module: str, source: str, *, dist: str, version: str = "0.1.0",
@@ -54,8 +55,7 @@ class HarnessEnv:
 
     def environ(self) -> dict[str, str]:
         """The environment of a child process that sees the site directory and this harness."""
-        project = Path(harness.__file__).resolve().parents[1]
-        path = os.pathsep.join([str(self.site), str(project), os.environ.get("PYTHONPATH", "")])
+        path = os.pathsep.join([str(self.site), str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])
         return {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep)}
 
     def run(self, *args: str, cwd: Path | None = None,

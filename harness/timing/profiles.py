@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import CacheError, ConfigError
-from harness.run.atomic import write_json_atomic
-from harness.run.provenance import MachineInfo
+from harness.io.atomic import write_json_atomic
+from harness.io.provenance import MachineInfo
 
 PROFILE_VERSION = 1
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.io.provenance import machine_info
 from harness.protocol import ServedModel, TrainedVictim
-from harness.run.provenance import machine_info
 from harness.timing.profiles import LatencyProfile, now_utc
 
 

@@ -10,6 +10,7 @@ between residual blocks at even FLOP fractions (:mod:`harness.nn.exits`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,7 +18,9 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
 from harness.nn.blocks import pooled_linear_head
-from harness.nn.exits import assemble, check_common
+from harness.nn.exits import EXIT_FRACTIONS, HEAD_POOL, assemble, check_common
+from harness.params import Interval
+from harness.protocol import Architecture, Normalization
 
 
 class BasicBlock(nn.Module):
@@ -49,31 +52,47 @@ def blocks_per_stage(depth: int, arch: str, offset: int = 2) -> int:
     return (depth - offset) // 6
 
 
-def build_resnet56(input_shape: Sequence[int], num_classes: int, num_exits: int = 7, *,
-                   depth: int = 56, width: int = 16,
-                   exit_fractions: Sequence[float] | None = None, head_pool: int = 4,
-                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                   seed: int = 0) -> MultiExitNet:
-    """CIFAR ResNet-``depth`` (56 by default) with ``num_exits`` exits.
+class ResNet56(Architecture):
+    """CIFAR ResNet (depth 6n + 2; ResNet-56 by default), exits between residual blocks."""
 
-    Initialisation is deterministic for ``seed`` and leaves the global RNG untouched.
-    """
-    channels, _, _ = check_common(input_shape, num_classes, num_exits, "resnet56")
-    n = blocks_per_stage(depth, "resnet56")
-    if width < 1:
-        raise ConfigError(f"resnet56: width must be >= 1, got {width}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        units: list[nn.Module] = [nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True))]
-        c_in = width
-        for stage in range(3):
-            c_out = width * 2 ** stage
-            for i in range(n):
-                units.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
-                c_in = c_out
-        net = assemble(units, lambda shape: pooled_linear_head(shape, num_classes), input_shape,
-                       num_classes, num_exits, exit_fractions=exit_fractions,
-                       head_pool=head_pool, mean=mean, std=std)
-    return net
+    name = "resnet56"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "depth": [Interval("int", 8, 1000)],
+        "width": [Interval("int", 1, 4096)],
+        "exit_fractions": EXIT_FRACTIONS,
+        "head_pool": HEAD_POOL,
+    }
+
+    def __init__(self, depth: int = 56, width: int = 16,
+                 exit_fractions: list[float] | None = None, head_pool: int = 4) -> None:
+        self.depth = depth
+        self.width = width
+        self.exit_fractions = exit_fractions
+        self.head_pool = head_pool
+
+    def validate(self, registry=None) -> None:
+        super().validate(registry)
+        blocks_per_stage(self.depth, self.name)
+
+    def build(self, input_shape: Sequence[int], num_classes: int, num_exits: int, *,
+              seed: int = 0, normalization: Normalization | None = None) -> MultiExitNet:
+        mean, std = normalization if normalization is not None else (None, None)
+        channels, _, _ = check_common(input_shape, num_classes, num_exits, "resnet56")
+        n = blocks_per_stage(self.depth, "resnet56")
+        if self.width < 1:
+            raise ConfigError(f"resnet56: width must be >= 1, got {self.width}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            units: list[nn.Module] = [nn.Sequential(
+                nn.Conv2d(channels, self.width, 3, padding=1, bias=False), nn.BatchNorm2d(self.width),
+                nn.ReLU(inplace=True))]
+            c_in = self.width
+            for stage in range(3):
+                c_out = self.width * 2 ** stage
+                for i in range(n):
+                    units.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
+                    c_in = c_out
+            net = assemble(units, lambda shape: pooled_linear_head(shape, num_classes), input_shape,
+                           num_classes, num_exits, exit_fractions=self.exit_fractions,
+                           head_pool=self.head_pool, mean=mean, std=std)
+        return net

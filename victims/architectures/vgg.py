@@ -8,6 +8,7 @@ Internal exits are placed at even FLOP fractions by :mod:`harness.nn.exits`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -15,7 +16,9 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
 from harness.nn.blocks import scaled
-from harness.nn.exits import assemble, check_common
+from harness.nn.exits import EXIT_FRACTIONS, HEAD_POOL, assemble, check_common
+from harness.params import Interval
+from harness.protocol import Architecture, Normalization
 
 VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                                        512, 512, 512, "M", 512, 512, 512, "M")
@@ -47,25 +50,37 @@ def _classifier(shape: tuple[int, ...], hidden: int, num_classes: int,
     )
 
 
-def build_vgg16_bn(input_shape: Sequence[int], num_classes: int, num_exits: int = 7, *,
-                   width_mult: float = 1.0, dropout: float = 0.5,
-                   exit_fractions: Sequence[float] | None = None, head_pool: int = 4,
-                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                   seed: int = 0) -> MultiExitNet:
-    """VGG-16-BN with ``num_exits`` exits; ``width_mult`` scales every layer's width.
+class VGG16BN(Architecture):
+    """VGG-16 with batch norm (SDN's CIFAR variant), exits at even FLOP fractions."""
 
-    Initialisation is deterministic for ``seed`` and leaves the global RNG untouched.
-    """
-    channels, _, _ = check_common(input_shape, num_classes, num_exits, "vgg16_bn")
-    if width_mult <= 0:
-        raise ConfigError(f"vgg16_bn: width_mult must be > 0, got {width_mult}")
-    if not 0 <= dropout < 1:
-        raise ConfigError(f"vgg16_bn: dropout must be in [0, 1), got {dropout}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        units = _conv_units(channels, width_mult)
-        hidden = scaled(512, width_mult)
-        net = assemble(units, lambda shape: _classifier(shape, hidden, num_classes, dropout),
-                       input_shape, num_classes, num_exits, exit_fractions=exit_fractions,
-                       head_pool=head_pool, mean=mean, std=std)
-    return net
+    name = "vgg16_bn"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "width_mult": [Interval("real", 0, 64, closed="right")],
+        "dropout": [Interval("real", 0, 1, closed="left")],
+        "exit_fractions": EXIT_FRACTIONS,
+        "head_pool": HEAD_POOL,
+    }
+
+    def __init__(self, width_mult: float = 1.0, dropout: float = 0.5,
+                 exit_fractions: list[float] | None = None, head_pool: int = 4) -> None:
+        self.width_mult = width_mult
+        self.dropout = dropout
+        self.exit_fractions = exit_fractions
+        self.head_pool = head_pool
+
+    def build(self, input_shape: Sequence[int], num_classes: int, num_exits: int, *,
+              seed: int = 0, normalization: Normalization | None = None) -> MultiExitNet:
+        mean, std = normalization if normalization is not None else (None, None)
+        channels, _, _ = check_common(input_shape, num_classes, num_exits, "vgg16_bn")
+        if self.width_mult <= 0:
+            raise ConfigError(f"vgg16_bn: width_mult must be > 0, got {self.width_mult}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"vgg16_bn: dropout must be in [0, 1), got {self.dropout}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            units = _conv_units(channels, self.width_mult)
+            hidden = scaled(512, self.width_mult)
+            net = assemble(units, lambda shape: _classifier(shape, hidden, num_classes, self.dropout),
+                           input_shape, num_classes, num_exits, exit_fractions=self.exit_fractions,
+                           head_pool=self.head_pool, mean=mean, std=std)
+        return net

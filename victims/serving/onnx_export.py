@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.io.atomic import atomic_write_bytes
 from harness.model import MultiExitNet
-from harness.run.atomic import atomic_write_bytes
 
 MANIFEST = "manifest.json"
 INPUT_NAME = "h_in"

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cell.spec import CellEnvironment, CellSpec
+from harness.io.claims import Claim, remove_stale_temporaries, try_claim
+from harness.io.results import previous_result
 from harness.plugins.registry import Registry
-from harness.run.claims import Claim, remove_stale_temporaries, try_claim
-from harness.run.grid import CellSpec
 from harness.run.interrupts import InterruptGuard
-from harness.run.results import previous_result
-from harness.run.server import CellEnvironment
 
 Result = dict[str, Any]
 ComputeFn = Callable[[CellSpec, Registry, CellEnvironment, str, InterruptGuard | None], Result]
@@ -124,10 +123,6 @@ class JobQueue:
         """Release every claim still held (the grid stops early)."""
         for path in list(self.claims):
             self.claims.pop(path).release()
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self.pending)
 
 
 def overdue(timeout: float | None, submitted: float, started: float | None, now: float,

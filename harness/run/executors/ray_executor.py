@@ -24,7 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ConfigError
+from harness.isolation.sandbox import warm_up
+from harness.plugins.registry import load_registry
 from harness.run.executors.base import (
     ComputeFn,
     Job,
@@ -35,8 +38,6 @@ from harness.run.executors.base import (
     complete,
     overdue,
 )
-from harness.run.grid import CellSpec
-from harness.run.server import CellEnvironment
 
 POLL_S = 0.1
 INSTALL_HINT = ("executor=ray needs Ray, an optional extra: pip install 'exitsteal-harness[ray]' "
@@ -51,7 +52,7 @@ def require_ray() -> None:
 
 def _import_ray() -> Any:
     require_ray()
-    import ray
+    import ray  # an optional extra: imported only when executor=ray runs
 
     return ray
 
@@ -63,13 +64,8 @@ LIVE_CPU = "harness_live_cpu"
 def ray_cell_task(compute: ComputeFn, cell: CellSpec, env: CellEnvironment,
                   digest: str) -> Iterator[tuple[str, Any]]:
     """The body of one cell's Ray task: ``("started", pid)``, then ``("result", result)``."""
-    from harness.plugins.manager import make_plugin_manager
-    from harness.plugins.registry import Registry
-
-    registry = Registry.from_manager(make_plugin_manager())
-    if cell.isolation == "process":
-        from harness.isolation.sandbox import warm_up
-
+    registry = load_registry()
+    if cell.settings.isolation == "process":
         warm_up()  # the fork server's preload is start-up, not the cell's compute
     yield "started", os.getpid()
     yield "result", compute(cell, registry, env, digest, None)
@@ -111,12 +107,13 @@ def _connect(address: str | None, jobs: int, note) -> _Cluster:
 
 def _options(cell: CellSpec, cluster: _Cluster) -> tuple[dict[str, Any], bool]:
     """Ray task options of a cell, and whether the driver must serialise it (live, no resource)."""
-    gpu = cell.device == "cuda" or (cell.device == "auto" and cluster.resources.get("GPU", 0) > 0)
+    device = cell.settings.device
+    gpu = device == "cuda" or (device == "auto" and cluster.resources.get("GPU", 0) > 0)
     options: dict[str, Any] = {"num_returns": "streaming", "max_retries": 0, "num_cpus": 1}
     if gpu:
         options["num_gpus"] = 1  # a whole GPU: live GPU cells are pinned one per device
         return options, False
-    if cell.timing != "live":
+    if cell.settings.timing != "live":
         return options, False
     if cluster.resources.get(LIVE_CPU, 0) > 0:
         options["resources"] = {LIVE_CPU: 1}

@@ -13,10 +13,12 @@ import signal
 import time
 from multiprocessing.connection import Connection
 
-from harness.isolation.sandbox import set_parent_death_signal
+import torch
+
+from harness.cell.spec import CellEnvironment, CellSpec
+from harness.isolation.sandbox import set_parent_death_signal, warm_up
+from harness.plugins.registry import load_registry
 from harness.run.executors.base import ComputeFn
-from harness.run.grid import CellSpec
-from harness.run.server import CellEnvironment
 
 
 def die_with_parent(parent_pid: int) -> bool:
@@ -39,8 +41,6 @@ def share_cpus(workers: int) -> int:
     oversubscribed threads spin against each other (a tiny cell ran 10x slower with two
     workers on two cores). Returns the thread count set.
     """
-    import torch
-
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     torch.set_num_threads(threads)
     return threads
@@ -57,13 +57,8 @@ def process_worker(conn: Connection, compute: ComputeFn, cell: CellSpec, env: Ce
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     share_cpus(workers)
-    from harness.plugins.manager import make_plugin_manager
-    from harness.plugins.registry import Registry
-
-    registry = Registry.from_manager(make_plugin_manager())
-    if cell.isolation == "process":
-        from harness.isolation.sandbox import warm_up
-
+    registry = load_registry()
+    if cell.settings.isolation == "process":
         warm_up()  # the fork server's preload is start-up, not the cell's compute
     try:
         conn.send(("started", time.time()))

@@ -1,0 +1,277 @@
+"""``harness leaderboard verify``: re-run committed cells and compare their metrics.
+
+:func:`verify_results` is the core: given loaded cell results (``(path, result)``
+pairs) it
+
+1. lists failed cells as not verifiable and, with ``sample=N``, picks a seeded subset
+   of the ok cells (:func:`select_sample`: every attack and defense appears if N allows);
+2. rebuilds each cell's :class:`~harness.run.grid.CellSpec` from its result
+   (:mod:`harness.board.respec`); an unregistered component, parameters a component now
+   refuses, a missing replay profile, another ``HARNESS_SECRET`` mode or a device this
+   machine lacks make the cell *cannot verify*, with the reason;
+3. recomputes :func:`~harness.run.grid.config_hash`: a different hash means code,
+   package versions or protocol changed since the cell ran, so the cell is *stale*,
+   reported apart and re-run only with ``rerun_stale=True``;
+4. re-runs the cell with :func:`~harness.run.runner.compute_result` (in a temporary
+   ``out``; victim weights in ``cache_dir`` when given, so a persistent cache is reused)
+   and compares status and every metric, exactly or within the tolerances of
+   :mod:`harness.board.tolerance` (whose docstring states them). Each difference is a
+   :class:`Mismatch` naming the cell file and the field; a metric present on one side
+   only is one too.
+
+:func:`verify_leaderboard` loads ``BOARD/cells/**/*.json`` with
+:func:`~harness.io.results.previous_result` and calls the core. A cell whose file
+holds the same config hash as another is re-run once. Cells run serially in this
+process (``compute_result`` starts the isolation workers of ``isolation=process``
+cells itself). Two runs with the same ``HARNESS_SECRET`` *mode* but different secrets
+have equal hashes and different numbers: verify with the secret the board used.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.board.respec import CannotRebuild, find_profile, rebuild_cell, why_stale
+from harness.board.tolerance import MachineClass, regime_of, tolerance_for
+from harness.board.verify_report import (
+    MISSING,
+    Mismatch,
+    Stale,
+    Unverifiable,
+    Verified,
+    VerifyReport,
+)
+from harness.cell.spec import CellEnvironment, CellSpec
+from harness.errors import ConfigError, HarnessError
+from harness.io.results import previous_result
+from harness.io.secret import secret_mode, victim_salt
+from harness.plugins.registry import Registry, load_registry
+from harness.run.grid import config_hash
+from harness.run.interrupts import InterruptGuard
+from harness.run.runner import compute_result
+from harness.serving.devices import resolve_device
+
+__all__ = ["Mismatch", "Stale", "Unverifiable", "Verified", "VerifyReport", "compare_results",
+           "load_board", "select_sample", "verify_leaderboard", "verify_results"]
+
+
+def _label(result: Mapping[str, Any], kind: str) -> str:
+    comp = (result.get("components") or {}).get(kind) or {}
+    cell = (result.get("cell") or {}).get(kind) or {}
+    return str(comp.get("label") or comp.get("name") or cell.get("name") or "?")
+
+
+def select_sample(results: Sequence[tuple[Path, Mapping[str, Any]]], sample: int | None,
+                  seed: int) -> list[tuple[Path, Mapping[str, Any]]]:
+    """A seeded subset of ``sample`` cells in which every attack and every defense appears
+    if ``sample`` allows (first a covering pass in a random order, then random fill);
+    ``None`` (or a sample at least as large) keeps all. Returned in path order."""
+    if sample is not None and sample < 0:
+        raise ConfigError(f"sample={sample}: give a number of cells >= 0, or none for all")
+    ordered = sorted(results, key=lambda item: str(item[0]))
+    if sample is None or sample >= len(ordered):
+        return ordered
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    chosen: list[int] = []
+    seen: set[tuple[str, str]] = set()
+    for i in order:
+        if len(chosen) == sample:
+            break
+        keys = {("attack", _label(ordered[i][1], "attack")),
+                ("defense", _label(ordered[i][1], "defense"))}
+        if not keys <= seen:
+            chosen.append(int(i))
+            seen |= keys
+    chosen += [int(i) for i in order if int(i) not in chosen][: sample - len(chosen)]
+    return [ordered[i] for i in sorted(chosen)]
+
+
+def compare_results(path: Path, expected: Mapping[str, Any], got: Mapping[str, Any],
+                    regime: str) -> list[Mismatch]:
+    """Status and every metric of ``got`` (the re-run) against ``expected`` (committed)."""
+    digest = str(expected.get("config_hash", ""))
+    if got.get("status") != expected.get("status"):
+        error = (got.get("error") or {}).get("message", "")
+        shown = f"{got.get('status')} ({error.splitlines()[0][:200]})" if error else got.get(
+            "status")
+        return [Mismatch(path, digest, "status", expected.get("status"), shown, "exact")]
+    out = []
+    want, have = expected.get("metrics") or {}, got.get("metrics") or {}
+    for name in sorted(set(want) | set(have)):
+        tol = tolerance_for(name, regime)
+        if name not in want or name not in have:
+            out.append(Mismatch(path, digest, f"metrics.{name}", want.get(name, MISSING),
+                                have.get(name, MISSING), str(tol)))
+        elif not tol.allows(want[name], have[name]):
+            out.append(Mismatch(path, digest, f"metrics.{name}", want[name], have[name],
+                                str(tol)))
+    return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A cell ready to re-run."""
+
+    path: Path
+    result: Mapping[str, Any]
+    cell: CellSpec
+    digest: str
+    env: CellEnvironment
+    regime: str
+    why: str
+
+
+def _prepare(path: Path, result: Mapping[str, Any], registry: Registry, base: CellEnvironment,
+             profiles: Sequence[Path], here: MachineClass) -> _Plan:
+    """Rebuild the cell and pick its environment and regime (raises :class:`CannotRebuild`)."""
+    recorded = ((result.get("diagnostics") or {}).get("isolation") or {}).get("secret")
+    if recorded in ("public", "secret") and recorded != secret_mode():
+        fix = "set the HARNESS_SECRET it used" if recorded == "secret" else "unset HARNESS_SECRET"
+        raise CannotRebuild(f"the cell ran in {recorded} mode and this process is in "
+                            f"{secret_mode()} mode; {fix}")
+    cell = rebuild_cell(result, registry)
+    settings = cell.settings
+    env = base
+    if settings.timing == "replay":
+        if not settings.profile_hash:
+            raise CannotRebuild("timing=replay but the cell records no profile hash")
+        env = replace(base, profile_path=find_profile(settings.profile_hash, profiles))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # device=auto falling back to cpu is expected
+            device_here = resolve_device(settings.device)
+    except ConfigError as exc:
+        raise CannotRebuild(f"device {settings.device!r}: {exc}") from None
+    regime, why = regime_of(settings.timing, settings.transport, str(result.get("device", "")),
+                            device_here, MachineClass.of_result(result), here)
+    return _Plan(path, result, cell, config_hash(cell, registry), env, regime, why)
+
+
+Rerun = Callable[[CellSpec, Registry, CellEnvironment, str, InterruptGuard], dict[str, Any]]
+
+
+def verify_results(results: Iterable[tuple[Path, Mapping[str, Any]]], registry: Registry, *,
+                   sample: int | None = None, seed: int = 0, cache_dir: Path | None = None,
+                   data_root: Path | None = None, profiles: Sequence[Path] = (),
+                   rerun_stale: bool = False, here: MachineClass | None = None,
+                   progress: Callable[[str], None] | None = None,
+                   rerun: Rerun | None = None) -> VerifyReport:
+    """Verify loaded results (see the module docstring); never writes next to them.
+
+    ``profiles``: files or folders holding the latency profiles of replay cells;
+    ``here``: the machine class to compare with (default this machine's);
+    ``rerun``: how a cell is computed (default :func:`~harness.run.runner.compute_result`).
+    """
+    start = time.perf_counter()
+    note = progress or (lambda text: None)
+    here = here or MachineClass.here()
+    rerun = rerun or compute_result
+    items = [(Path(p), r) for p, r in results]
+    cannot = [Unverifiable(p, f"recorded as failed ({_first_line(r)}); nothing to compare")
+              for p, r in items if r.get("status") != "ok"]
+    ok_items = [(p, r) for p, r in items if r.get("status") == "ok"]
+    chosen = select_sample(ok_items, sample, seed)
+    verified: list[Verified] = []
+    mismatches: list[Mismatch] = []
+    stale: list[Stale] = []
+    seconds: list[float] = []
+    reruns: dict[str, tuple[dict[str, Any], float]] = {}
+    with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp, InterruptGuard() as guard:
+        base = CellEnvironment(cache_dir=Path(cache_dir or Path(tmp) / "cache"),
+                               data_root=data_root, out=Path(tmp) / "out",
+                               victim_salt=victim_salt())
+        base.out.mkdir(parents=True, exist_ok=True)
+        base.cache_dir.mkdir(parents=True, exist_ok=True)
+        for i, (path, result) in enumerate(chosen, 1):
+            head = f"[{i}/{len(chosen)}] {path}"
+            try:
+                plan = _prepare(path, result, registry, base, profiles, here)
+            except (CannotRebuild, HarnessError) as exc:
+                cannot.append(Unverifiable(path, str(exc)))
+                note(f"{head}: cannot verify ({exc})")
+                continue
+            stored = str(result.get("config_hash", ""))
+            is_stale = plan.digest != stored
+            why = why_stale(result, plan.cell, registry) if is_stale else ""
+            if is_stale and not rerun_stale:
+                stale.append(Stale(path, stored, plan.digest, why))
+                note(f"{head}: stale (hash {stored[:12]} -> {plan.digest[:12]}), not re-run")
+                continue
+            if plan.digest not in reruns:
+                t0 = time.perf_counter()
+                got = rerun(plan.cell, registry, plan.env, plan.digest, guard)
+                reruns[plan.digest] = (got, time.perf_counter() - t0)
+                seconds.append(reruns[plan.digest][1])
+            got, took = reruns[plan.digest]
+            diff = compare_results(path, result, got, plan.regime)
+            if is_stale:
+                stale.append(Stale(path, stored, plan.digest, why, rerun=True,
+                                   mismatches=tuple(diff)))
+                note(f"{head}: stale, re-run: {len(diff)} fields differ")
+            elif diff:
+                mismatches += diff
+                note(f"{head}: MISMATCH in {', '.join(m.field for m in diff)}")
+            else:
+                verified.append(Verified(path, stored, plan.regime, plan.why, took))
+                note(f"{head}: verified ({plan.regime}, {took:.1f} s)")
+    return VerifyReport(verified=tuple(verified), mismatches=tuple(mismatches),
+                        stale=tuple(stale), cannot_verify=tuple(cannot),
+                        wall_s=time.perf_counter() - start, ok_cells=len(ok_items),
+                        sampled=len(chosen), rerun_seconds=tuple(seconds))
+
+
+def _first_line(result: Mapping[str, Any]) -> str:
+    error = result.get("error") or {}
+    text = str(error.get("message") or error.get("type") or "no error recorded").strip()
+    return (text.splitlines() or ["no error recorded"])[0][:200]
+
+
+def load_board(board_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[Unverifiable]]:
+    """The loadable cell results under ``board_dir/cells`` and the files that are not."""
+    cells = Path(board_dir) / "cells"
+    if not cells.is_dir():
+        raise ConfigError(f"{board_dir} has no cells/ folder; give a leaderboard or run "
+                          "folder (one holding cells/<victim>/<defense>/<attack>/*.json)")
+    loaded, bad = [], []
+    for path in sorted(cells.rglob("*.json")):
+        try:
+            result, problem = previous_result(path)
+        except OSError as exc:  # unreadable (permissions, a folder named *.json)
+            result, problem = None, str(exc)
+        if result is None:
+            bad.append(Unverifiable(path, "not loadable: " + (problem or "missing")))
+        else:
+            loaded.append((path, result))
+    if not loaded and not bad:
+        raise ConfigError(f"{cells} holds no cell result files (*.json)")
+    return loaded, bad
+
+
+def verify_leaderboard(board_dir: Path, sample: int | None = None, seed: int = 0,
+                       registry: Registry | None = None, *, cache_dir: Path | None = None,
+                       data_root: Path | None = None, profiles: Sequence[Path] = (),
+                       rerun_stale: bool = False,
+                       progress: Callable[[str], None] | None = None,
+                       rerun: Rerun | None = None) -> VerifyReport:
+    """Load ``board_dir``'s cells and :func:`verify_results` them. Replay profiles are
+    looked up in ``profiles`` and in ``board_dir`` itself. A cell file that does not load
+    (corrupt, invalid, refused) is listed as cannot verify."""
+    registry = registry or load_registry()
+    loaded, bad = load_board(Path(board_dir))
+    report = verify_results(loaded, registry, sample=sample, seed=seed, cache_dir=cache_dir,
+                            data_root=data_root, profiles=(*profiles, Path(board_dir)),
+                            rerun_stale=rerun_stale, progress=progress, rerun=rerun)
+    if not bad:
+        return report
+    return VerifyReport(verified=report.verified, mismatches=report.mismatches,
+                        stale=report.stale, cannot_verify=(*bad, *report.cannot_verify),
+                        wall_s=report.wall_s, ok_cells=report.ok_cells, sampled=report.sampled,
+                        rerun_seconds=report.rerun_seconds)

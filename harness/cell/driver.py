@@ -1,0 +1,246 @@
+"""The one cell driver: a cell in three named phases, whatever the isolation (DESIGN section 4).
+
+:func:`run_cell` drives every cell; its :class:`~harness.cell.roles.Roles` decide only
+where the server and the attacker run. The seams, in order:
+
+- **the victim** - the evaluator prepares its own copy (:func:`prepare_victim`), the only
+  writer of the victim cache;
+- **the server is built** - ``session.start_server`` from a
+  :class:`~harness.cell.roles.ServerRequest` (the cell with its attack hidden);
+- **the attacker starts** - ``session.start_attacker`` with its
+  :class:`~harness.cell.attacker.AttackerRequest`;
+- **benign clients join the stream** - :func:`attacker_stream` interleaves them with the
+  attacker's batches on the attack's own endpoint (:mod:`harness.cell.benign`);
+- **the stolen model is rebuilt and scored** - :func:`steal` rebuilds the attack's record
+  through the registry (:func:`~harness.cell.stolen.rebuild_stolen`) and
+  :func:`score_theft` scores it against the evaluator's own undefended victim.
+
+Phases: 1. :func:`steal` (the attack against a defended endpoint; the oracle keeps the
+private log of true exits), 2. :func:`score_theft` (the substitute and its strategy on
+the held-out test split, and how well the attack estimated exits), 3.
+:func:`measure_defense` (what the benign clients received against an undefended endpoint
+answering the same chunks: the defense's cost and the leakage that remains). Every
+stream is named and salted (:class:`harness.cell.server.Stream`); component errors name
+the component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from harness.cell.attacker import AttackerRequest
+from harness.cell.benign import BenignPlan, InterleavedEndpoint, replay
+from harness.cell.pool import attacker_pool
+from harness.cell.roles import (
+    HIDDEN_ATTACK,
+    AttackerHandle,
+    EndpointHandle,
+    Roles,
+    ServerHandle,
+    ServerRequest,
+)
+from harness.cell.server import Stream, prepare_registered_victim, serve_victim
+from harness.cell.spec import CellEnvironment, CellSpec
+from harness.cell.stolen import StolenModelError, rebuild_stolen
+from harness.errors import ComponentFailure
+from harness.io.jsonable import to_jsonable
+from harness.io.secret import secret_mode, stream_salt
+from harness.metrics.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
+from harness.metrics.scoring import (
+    defense_costs,
+    exit_confusion,
+    exit_estimation_accuracy,
+    final_exit_scores,
+    latency_histogram,
+    strategy_scores,
+)
+from harness.model import exit_probabilities
+from harness.plugins.registry import Registry
+from harness.protocol import DatasetSplits, ServedModel, Split, StolenModel, TrainedVictim
+from harness.serving.devices import resolve_device
+from harness.serving.endpoint import EndpointResponse
+from harness.serving.oracle import Oracle
+from harness.strategy import answering_probs
+
+
+@dataclass(frozen=True)
+class Theft:
+    """What phase 1 leaves for scoring: the stolen model and the oracle's private log."""
+
+    stolen: StolenModel
+    served_exits: np.ndarray
+    served_latency_s: np.ndarray
+    queries_used: int
+    queries_refused: int
+    benign: EndpointResponse
+    plan: BenignPlan
+    defense_report: dict[str, float]
+
+
+def prepare_victim(registry: Registry, cell: CellSpec, env: CellEnvironment,
+                   device: str) -> TrainedVictim:
+    """The cell's victim, trained or loaded from the cache."""
+    return prepare_registered_victim(registry, cell.victim.name, cell.victim.params, env, device)
+
+
+def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
+             roles: Roles) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Execute one cell's three phases with the server and attacker where ``roles`` put
+    them; returns (metrics, diagnostics)."""
+    device = resolve_device(cell.settings.device)
+    with roles.session(cell, registry, env) as session:
+        victim = prepare_victim(registry, cell, env, device)
+        salt = stream_salt(victim.weights_hash)
+        server = session.start_server(ServerRequest(replace(cell, attack=HIDDEN_ATTACK), env,
+                                                    device, victim, salt))
+        pool = attacker_pool(registry, cell.settings.threat.pool, victim.data, env.data_root,
+                             cell.victim.name)
+        attacker = session.start_attacker(AttackerRequest.for_cell(cell, victim, pool, device))
+        served = serve_victim(registry, cell.settings.backend, victim, device, env)
+        server.wait_ready()
+        theft = steal(cell, registry, server, attacker, victim.data, salt)
+        session.stop_attacker()
+        metrics, theft_diagnostics = score_theft(victim, served, theft, device)
+        metrics.update(measure_defense(server, victim.data.test, cell.seed, theft))
+        quantiles = server.latency_quantiles
+    return metrics, diagnostics(victim, served, quantiles, theft, theft_diagnostics,
+                                session.describe())
+
+
+def benign_plan(seed: int, salt: Sequence[int], n: int) -> BenignPlan:
+    """The cell's benign traffic plan (evaluator side; salted like the server's streams)."""
+    return BenignPlan.draw(n, np.random.default_rng([seed, Stream.BENIGN_PLAN, *salt]))
+
+
+def attacker_stream(endpoint: EndpointHandle, cell: CellSpec, salt: Sequence[int],
+                    test_x: np.ndarray) -> InterleavedEndpoint:
+    """The attacker's defended ``endpoint`` with the benign clients interleaved by the cell's
+    plan; they are answered by the same defense, on the benign timing stream."""
+    return InterleavedEndpoint(
+        attack=lambda x, cid: endpoint.respond(x, client_id=cid),
+        benign=lambda x, cid: endpoint.respond(x, client_id=cid, benign=True),
+        plan=benign_plan(cell.seed, salt, len(test_x)), test_x=test_x,
+        budget=cell.settings.budget, failure_of=lambda: endpoint.failure,
+        report_of=endpoint.report)
+
+
+def steal(cell: CellSpec, registry: Registry, server: ServerHandle, attacker: AttackerHandle,
+          data: DatasetSplits, salt: Sequence[int]) -> Theft:
+    """Phase 1: the attack against a defended endpoint; its result rebuilt and checked."""
+    entry = registry.get("attack", cell.attack.name)
+    label, component = entry.label(), f"attack:{cell.attack.name}"
+    endpoint = server.endpoint(Stream.ATTACK_DEFENSE, Stream.ATTACK_TIMING, client_id="attacker")
+    mixed = attacker_stream(endpoint, cell, salt, data.test.x)
+    oracle = Oracle(mixed, cell.settings.budget, cell.settings.output, data.input_shape,
+                    data.input_range, allow_truth=entry.cls.reference)
+    record = attacker.steal(oracle, label=label, component=component,
+                            defense_failure=lambda: endpoint.failure)
+    if endpoint.failure is not None:  # the attack swallowed the defense's failure
+        raise endpoint.failure
+    try:
+        stolen = rebuild_stolen(record, registry, input_shape=tuple(data.input_shape),
+                                num_classes=data.num_classes)
+        served = oracle.served_exits()
+        exit_estimation_accuracy(stolen.estimated_exits, served)
+    except (StolenModelError, ValueError) as exc:
+        raise ComponentFailure(f"{label}: {exc}", component) from None
+    benign = mixed.finish()
+    return Theft(stolen, served, oracle.served_latencies(), oracle.queries_used,
+                 oracle.refused_count, benign, mixed.plan, mixed.report())
+
+
+def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
+                device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Phase 2: strategy-stealing success against the evaluator's own undefended victim."""
+    test = victim.data.test
+    victim_probs = served.exit_probs(test.x)
+    victim_exits = victim.strategy.exits(victim_probs)
+    victim_labels = answering_probs(victim_probs, victim_exits).argmax(1)
+    stolen = theft.stolen
+    sub_probs = exit_probabilities(stolen.model, test.x, device)
+    sub_exits = stolen.strategy.exits(sub_probs)
+    sub_labels = answering_probs(sub_probs, sub_exits).argmax(axis=1)
+    metrics: dict[str, Any] = strategy_scores(
+        victim_exits=victim_exits, victim_labels=victim_labels,
+        victim_cost=served.cost_fraction, sub_exits=sub_exits, sub_labels=sub_labels,
+        sub_cost=stolen.model.cost_fraction, y_true=test.y)
+    metrics.update(final_exit_scores(victim_exits=victim_exits, victim_labels=victim_labels,
+                                     victim_cost=served.cost_fraction,
+                                     final_labels=sub_probs[-1].argmax(axis=1)))
+    metrics["exit_estimation_accuracy"] = exit_estimation_accuracy(stolen.estimated_exits,
+                                                                   theft.served_exits)
+    answered = theft.served_exits >= 0
+    metrics["query_bayes_exit_accuracy"] = (
+        bayes_exit_accuracy(theft.served_latency_s[answered], theft.served_exits[answered])
+        if answered.sum() >= 8 else None)
+    metrics["queries_used"] = float(theft.queries_used)
+    metrics["queries_refused"] = float(theft.queries_refused)
+    diagnostics = {
+        "victim_exit_histogram": np.bincount(victim_exits,
+                                             minlength=served.num_exits).tolist(),
+        "substitute_exit_histogram": np.bincount(sub_exits,
+                                                 minlength=stolen.model.num_exits).tolist(),
+        "stolen_strategy": stolen.strategy.to_json(),
+        "exit_confusion": exit_confusion(victim_exits, sub_exits, sub_labels == victim_labels,
+                                         max(served.num_exits, stolen.model.num_exits)),
+        "query_latency_histogram": latency_histogram(theft.served_latency_s, theft.served_exits,
+                                                     served.num_exits),
+    }
+    return metrics, diagnostics
+
+
+def measure_defense(server: ServerHandle, test: Split, seed: int,
+                    theft: Theft) -> dict[str, Any]:
+    """Phase 3: the defense's cost and the remaining leakage, from the benign clients.
+
+    The defended responses are what the benign clients received in the attack's stream
+    (phase 1); the undefended reference answers the same chunks in the same order.
+    """
+    plain = server.endpoint(Stream.UNDEFENDED_DEFENSE, Stream.BENIGN_TIMING, client_id="benign",
+                            defended=False)
+    r_def = theft.benign
+    r_undef = replay(theft.plan, lambda x, cid: plain.respond(x, client_id=cid), test.x)
+    labels_def = np.where(r_def.admitted, np.nan_to_num(r_def.probs).argmax(1), -1)
+    metrics = defense_costs(
+        labels_def=labels_def, labels_undef=r_undef.probs.argmax(1), y_true=test.y,
+        latency_def=r_def.latency_s, latency_undef=r_undef.latency_s,
+        latency_full=server.full_latency(test.x), cost_def=r_def.cost_fraction,
+        cost_undef=r_undef.cost_fraction)
+    metrics.update(leakage_metrics(r_def, seed))
+    return metrics
+
+
+def leakage_metrics(response: EndpointResponse, seed: int) -> dict[str, float | None]:
+    """What the answered benign latencies reveal about the exit that served and about the
+    exit the victim's policy intended, each beside its chance level (majority-exit rate)."""
+    ok = response.admitted
+    out: dict[str, float | None] = {}
+    for suffix, exits in (("", response.exits), ("_intended", response.policy_exits)):
+        lat, ex = response.latency_s[ok], exits[ok]
+        out[f"leakage_bits{suffix}"] = leakage_bits(lat, ex, seed=seed) if ok.any() else 0.0
+        out[f"bayes_exit_accuracy{suffix}"] = bayes_exit_accuracy(lat, ex) if ok.any() else None
+        out[f"chance_exit_accuracy{suffix}"] = majority_exit_rate(ex) if ok.any() else None
+    return out
+
+
+def diagnostics(victim: TrainedVictim, served: ServedModel, quantiles: Any, theft: Theft,
+                theft_diagnostics: dict[str, Any], isolation: dict[str, Any]) -> dict[str, Any]:
+    """The cell's diagnostics: the victim, the theft, the server and what isolation enforced."""
+    out = {
+        "victim_thresholds": list(victim.strategy.thresholds),
+        "victim_policy": victim.strategy.policy.name,
+        **theft_diagnostics,
+        "victim_cost_fraction": list(served.cost_fraction),
+        "victim_weights_hash": victim.weights_hash,
+        "server_latency_quantiles_s": [list(map(float, q)) for q in quantiles],
+        "attack": theft.stolen.diagnostics,
+        "defense_report": theft.defense_report,
+        "isolation": {**isolation, "secret": secret_mode()},
+    }
+    if victim.details:  # only victims that say more (cells of the others are unchanged)
+        out["victim_details"] = to_jsonable(dict(victim.details))
+    return out
