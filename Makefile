@@ -1,4 +1,5 @@
-# Two entry points: `make run` (default grid) and `make test` (lint + tests).
+# Two entry points: `make run` (default grid) and `make test` (lint + every test, what CI
+# runs); `make test-fast` is the day-to-day loop (unit and property tests, no cell runs).
 # Both create .venv at the repo root and install the project into it, with the dev and
 # ray extras (so the executor=ray tests run on a local Ray instance).
 PYTHON ?= python3
@@ -32,7 +33,7 @@ LEADERBOARD_B := victims=digits_cnn attacks=exit_steal,knockoff defenses=all see
 LEADERBOARD_C := victims=digits_cnn_weak_early,digits_cnn_entropy,digits_cnn_random \
 	attacks=exit_steal,knockoff defenses=none,pad_bucket,exit_noise seeds=0
 
-.PHONY: install run test lint clean leaderboard
+.PHONY: install run test test-fast lint clean leaderboard
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not integration and not slow and not browser"
 
 clean:
 	rm -rf $(VENV) $(OUT)

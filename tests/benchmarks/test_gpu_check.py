@@ -32,6 +32,7 @@ def _sections(report: dict[str, Any]) -> None:
         assert key in report, key
 
 
+@pytest.mark.integration
 def test_cpu_run_writes_every_section(tmp_path: Path, cache: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gpu_check.json"
@@ -114,6 +115,7 @@ def test_print_install_names_every_step(capsys: pytest.CaptureFixture[str]) -> N
     assert gpu_check.INSTALL.splitlines()[0].strip() in (gpu_check.__doc__ or "")
 
 
+@pytest.mark.integration
 def test_isolated_cell_failure_falls_back_to_isolation_none(
         tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = gpu_check.run_one_cell

@@ -94,7 +94,7 @@ def test_noisy_probs_are_probability_rows(seed, scale):
 
 
 def test_new_defenses_are_registered_for_the_conformance_kit():
-    """tests/core/test_conformance.py runs check_defense on every registered defense."""
+    """tests/harness/testing/test_conformance.py runs check_defense on every registered defense."""
     registered = {case.values[0].name for case in conformance_cases("defense")}
     assert set(NEW_DEFENSES) <= registered
 

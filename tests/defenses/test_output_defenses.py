@@ -31,7 +31,7 @@ def assert_on_simplex(out: np.ndarray, shape: tuple[int, int]) -> None:
 
 
 def test_every_output_defense_and_prada_run_the_conformance_kit():
-    """tests/core/test_conformance.py runs check_defense on every registered defense."""
+    """tests/harness/testing/test_conformance.py runs check_defense on every registered defense."""
     names = {p.id for p in conformance_cases("defense")}
     assert {"label_only", "rounding", "reverse_sigmoid", "gaussian_noise", "prada"} <= names
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from defenses.jitter import Jitter
 from defenses.padding import PadBucket, PadConstant
 from defenses.timeguard import TimeGuard
+from harness.cell.server import defense_secret, describe_server
 from harness.errors import ComponentFailure
-from harness.report.leakage import bayes_exit_accuracy, leakage_bits
-from harness.run.provenance import MachineInfo
-from harness.run.server import defense_secret, describe_server
+from harness.io.provenance import MachineInfo
+from harness.metrics.leakage import bayes_exit_accuracy, leakage_bits
 from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, StageBatch
 from harness.strategy import MaxProbPolicy, OutputStrategy
 from harness.testing import tiny_endpoint

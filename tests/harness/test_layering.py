@@ -109,9 +109,9 @@ BLOCKED_IMPORT = textwrap.dedent("""
     assert not any(m == "victims" or m.startswith("victims.") for m in sys.modules)
 
     from harness.plugins.manager import make_plugin_manager
-    from harness.plugins.registry import Registry
+    from harness.plugins.registry import Registry, load_registry
 
-    registry = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+    registry = load_registry(load_entrypoints=False)
     for kind in ("attack", "defense", "exit_estimator"):
         for entry in registry.entries(kind):
             entry.cls().validate(registry)

@@ -5,21 +5,20 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import ConfigError
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import VictimContext
 from harness.run.config import parse_overrides
 from harness.run.grid import available_victims
 from harness.testing import check_component
-from tests.datasets.fake_files import write_cifar
+from tests.victims.datasets.fake_files import write_cifar
 from victims.datasets.torchvision_sets import CIFAR10Dataset
 from victims.zoo_cifar import CIFAR_VICTIMS
 
 
 @pytest.fixture(scope="module")
 def registry():
-    return Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+    return load_registry(load_entrypoints=False)
 
 
 def test_every_dataset_architecture_pair_is_registered(registry):
@@ -43,7 +42,7 @@ def test_victims_all_runs_only_victims_with_data(registry, tmp_path):
 
 
 def test_tiny_cifar_victim_trains_and_calibrates(tmp_path):
-    registry = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+    registry = load_registry(load_entrypoints=False)
     write_cifar(tmp_path / "data")
     data = CIFAR10Dataset(check_md5=False).load(tmp_path / "data")
     cls = next(c for c in CIFAR_VICTIMS if c.name == "cifar10_resnet56")

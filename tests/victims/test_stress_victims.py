@@ -11,7 +11,7 @@ from torch import nn
 from harness.cli import main
 from harness.nn.training import predict_exit_probs
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import VictimContext
 from harness.run.config import parse_overrides
@@ -32,7 +32,7 @@ from victims.zoo_stress import (
 )
 
 TINY = {"width": 8, "epochs": 4, "batch_size": 128}
-REGISTRY = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+REGISTRY = load_registry(load_entrypoints=False)
 
 
 def ctx_for(cache_dir) -> VictimContext:
@@ -117,12 +117,14 @@ def test_random_draws_range_from_balanced_to_lopsided(digits, random_cache):
     assert (mixes.max(axis=1) < 0.60).any(), mixes  # and some are fairly balanced
 
 
+@pytest.mark.integration
 def test_random_victim_records_its_shares_in_the_cell(tmp_path):
     spec = parse_overrides([
         "victims=digits_cnn_random", "attacks=knockoff", "defenses=none", "budget=60",
         "attack.knockoff.epochs=1", "victim.digits_cnn_random.draw=5",
         *(f"victim.digits_cnn_random.{k}={v}" for k, v in TINY.items()),
-        f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"])
+        f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}", "isolation=none",
+        "replicas=0"])
     (path,) = run_grid(spec, make_plugin_manager(), show_progress=False).result_paths
     result = json.loads(path.read_text())
     assert result["status"] == "ok", result["error"]
@@ -140,6 +142,7 @@ def test_weak_early_victim_structure_and_cache_key(digits, tmp_path):
             != cache.config_key(plain.weights_config(digits, "cpu"), zoo.CODE_VERSION))
 
 
+@pytest.mark.integration
 def test_weak_early_victim_has_a_clearly_weaker_first_exit(digits, tmp_path):
     trained = DigitsCNNWeakEarly().prepare(digits, ctx_for(tmp_path))  # the default recipe
     report = exit_report(trained.strategy, predict_exit_probs(trained.model, digits.test.x),

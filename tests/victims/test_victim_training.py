@@ -16,7 +16,7 @@ from harness.nn.training import (
     weighted_exit_loss,
 )
 from harness.protocol import Split
-from victims.architectures import build_small_cnn
+from victims.architectures import SmallCNN
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def toy_split() -> Split:
 
 
 def _train(split: Split, seed: int, epochs: int = 2):
-    net = build_small_cnn((1, 8, 8), 3, num_exits=3, width=4, seed=0)
+    net = SmallCNN(width=4).build((1, 8, 8), 3, 3, seed=0)
     history = train_multi_exit(net, split, epochs=epochs, lr=1e-2, batch_size=16, seed=seed,
                                num_threads=1)
     return net, history
@@ -68,7 +68,7 @@ def test_weighted_loss_checks_exit_count():
 def test_train_loop_accepts_a_distillation_loss(toy_split):
     teacher, _ = _train(toy_split, seed=0, epochs=3)
     soft = [torch.as_tensor(p) for p in predict_exit_probs(teacher, toy_split.x)]
-    student = build_small_cnn((1, 8, 8), 3, num_exits=3, width=4, seed=1)
+    student = SmallCNN(width=4).build((1, 8, 8), 3, 3, seed=1)
 
     def kd_loss(exit_logits, *targets):
         return sum(F.kl_div(F.log_softmax(z, 1), t, reduction="batchmean")
@@ -82,7 +82,7 @@ def test_train_loop_accepts_a_distillation_loss(toy_split):
 
 
 def test_predict_exit_probs_are_distributions(toy_split):
-    net = build_small_cnn((1, 8, 8), 3, num_exits=3, width=4).train()
+    net = SmallCNN(width=4).build((1, 8, 8), 3, 3).train()
     probs = predict_exit_probs(net, toy_split.x, batch_size=40)
     assert net.training  # mode restored
     assert len(probs) == 3
@@ -92,7 +92,7 @@ def test_predict_exit_probs_are_distributions(toy_split):
 
 
 def test_train_loop_rejects_bad_arguments(toy_split):
-    net = build_small_cnn((1, 8, 8), 3, num_exits=2, width=2)
+    net = SmallCNN(width=2).build((1, 8, 8), 3, 2)
     x, y = torch.as_tensor(toy_split.x), torch.as_tensor(toy_split.y)
     loss = weighted_exit_loss((1.0, 1.0))
     with pytest.raises(ValueError):

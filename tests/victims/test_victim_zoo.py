@@ -10,8 +10,7 @@ import pytest
 from harness.components import build_component
 from harness.errors import ConfigError
 from harness.nn.training import predict_exit_probs
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import Victim, VictimContext
 from victims import cache, zoo
@@ -20,7 +19,7 @@ from victims.thresholds import exit_report
 from victims.zoo import BUILTIN_VICTIMS, DigitsCNN, DigitsCNNEntropy
 
 TINY = {"num_exits": 3, "width": 4, "epochs": 1, "batch_size": 128}
-REGISTRY = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+REGISTRY = load_registry(load_entrypoints=False)
 
 
 def ctx_for(cache_dir) -> VictimContext:
@@ -106,6 +105,7 @@ def test_override_strategy_is_used_as_given(digits, tmp_path):
     assert np.all(trained.strategy.exits(probs) == 0)
 
 
+@pytest.mark.integration
 def test_default_victims_have_non_degenerate_exits(digits, tmp_path):
     for cls in (DigitsCNN, DigitsCNNEntropy):
         trained = cls().prepare(digits, ctx_for(tmp_path))

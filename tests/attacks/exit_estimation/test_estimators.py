@@ -17,7 +17,7 @@ from attacks.exit_estimation import (
 )
 from harness.components import NAME_PATTERN
 from harness.errors import ConfigError
-from harness.report.leakage import bayes_exit_accuracy
+from harness.metrics.leakage import bayes_exit_accuracy
 
 DETECTORS = [cls for cls in BUILTIN_ESTIMATORS if not cls.reference]
 COST = {3: (0.2, 0.6, 1.0), 4: (0.15, 0.45, 0.76, 1.0), 5: (0.1, 0.3, 0.5, 0.75, 1.0)}

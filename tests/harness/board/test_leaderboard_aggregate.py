@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.report.leaderboard import aggregate, board_header, dedupe
-from harness.report.ranking import CostBudget
-from harness.report.schema import cell_result_schema, leaderboard_schema
-from harness.report.stats import bootstrap_ci, paired_difference
-from harness.report.tables import format_board
-from harness.run.integrity import seal
+from harness.board.leaderboard import aggregate, board_header, dedupe
+from harness.board.ranking import CostBudget
+from harness.board.tables import format_board
+from harness.io.integrity import seal
+from harness.io.schema import cell_result_schema, leaderboard_schema
+from harness.metrics.stats import bootstrap_ci, paired_difference
 
 COSTS = {"benign_accuracy_drop": 0.0, "benign_refusal_rate": 0.0,
          "latency_overhead_p50": 0.0, "latency_overhead_p99": 0.0}

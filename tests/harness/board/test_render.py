@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.board.board_view import pick_groups
+from harness.board.html_page import build_page
+from harness.board.ranking import pareto_front
+from harness.board.render import render_leaderboard
 from harness.errors import ConfigError, OutputDirError
-from harness.report.board_view import pick_groups
-from harness.report.html_page import build_page
-from harness.report.ranking import pareto_front
-from harness.report.render import render_leaderboard
-from tests.report.conftest import HOSTILE, HOSTILE_MATH, make_board
+from tests.harness.board.conftest import HOSTILE, HOSTILE_MATH, make_board
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EXPECTED_PLOTS = {"defense_frontier.png", "ea_heatmap_digits_cnn.png", "latency_digits_cnn.png",

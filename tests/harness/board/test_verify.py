@@ -1,5 +1,5 @@
 """``leaderboard verify``: re-run committed cells, catch changed numbers, stale and
-unverifiable cells (harness/run/verify.py, respec.py, tolerance.py).
+unverifiable cells (harness/board/verify.py, respec.py, tolerance.py).
 
 A small real grid (trained digits victim, ``exit_steal`` with a few epochs, ``jitter``)
 runs once per module in ``analytic`` and ``realistic`` timing. The first test re-runs
@@ -20,15 +20,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.board.respec import CannotRebuild, rebuild_cell
+from harness.board.tolerance import EXACT, MachineClass, Tolerance, regime_of, tolerance_for
+from harness.board.verify import load_board, select_sample, verify_leaderboard, verify_results
 from harness.errors import ConfigError
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
 from harness.run.grid import config_hash
-from harness.run.respec import CannotRebuild, rebuild_cell
 from harness.run.runner import compute_result, run_grid
-from harness.run.tolerance import EXACT, MachineClass, Tolerance, regime_of, tolerance_for
-from harness.run.verify import load_board, select_sample, verify_leaderboard, verify_results
+
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
 CHEAP = ["victims=digits_cnn", "victim.digits_cnn.epochs=2", "victim.digits_cnn.width=8",
          "attacks=exit_steal", "attack.exit_steal.epochs=2", "attack.exit_steal.finetune_epochs=1",
@@ -38,7 +40,7 @@ GRIDS = {"analytic": ["defenses=none,jitter"], "realistic": ["defenses=jitter"]}
 
 @pytest.fixture(scope="module")
 def registry():
-    return Registry.from_manager(make_plugin_manager())
+    return load_registry()
 
 
 @pytest.fixture(scope="module")
@@ -164,12 +166,13 @@ def test_stale_cell_reported_apart_and_not_rerun(loaded, registry, board, memo):
 
 def test_stale_cell_rerun_on_request_after_a_package_upgrade(loaded, registry, board, memo,
                                                              monkeypatch):
+    import harness.board.respec as respec
+    import harness.io.provenance as provenance
     import harness.run.grid as grid
-    import harness.run.provenance as provenance
 
     real = provenance.package_versions
-    monkeypatch.setattr(grid, "package_versions", lambda: {**real(), "numpy": "99.0"})
-    monkeypatch.setattr(provenance, "package_versions", lambda: {**real(), "numpy": "99.0"})
+    for module in (grid, respec):
+        monkeypatch.setattr(module, "package_versions", lambda: {**real(), "numpy": "99.0"})
     report = verify(loaded, registry, board, memo, rerun_stale=True)
     assert len(report.stale) == 3 and not report.verified and not report.mismatches
     assert all(s.rerun and not s.mismatches for s in report.stale)

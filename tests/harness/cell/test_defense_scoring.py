@@ -7,11 +7,13 @@ import json
 
 import pytest
 
+from harness.board.leaderboard import build_leaderboard
+from harness.board.tables import format_defense_table
 from harness.plugins.manager import make_plugin_manager
-from harness.report.leaderboard import build_leaderboard
-from harness.report.tables import format_defense_table
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
+
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
 COSTS = ("benign_accuracy_drop", "benign_refusal_rate", "latency_overhead_p50",
          "latency_overhead_p99", "compute_overhead")
@@ -20,7 +22,8 @@ COSTS = ("benign_accuracy_drop", "benign_refusal_rate", "latency_overhead_p50",
 def test_defense_costs_leakage_stacks_and_ranking_end_to_end(tiny_plugin, tmp_path):
     spec = parse_overrides(["victims=tiny_victim", "attacks=tiny_attack",
                             "defenses=none,refuse_all,pad_tiny+refuse_all,pad_tiny",
-                            f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"])
+                            f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}",
+                            "replicas=0"])  # isolated: isolation=none cells are never ranked
     summary = run_grid(spec, make_plugin_manager(), show_progress=False)
     assert summary.failed == 0
     cells = {}

@@ -16,18 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.board.leaderboard import aggregate, load_results
+from harness.board.tables import format_table
+from harness.cell.pool import attacker_pool, check_pool
+from harness.cell.spec import ThreatModel
 from harness.cli.attack import _pool
 from harness.errors import ConfigError, DatasetError
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.report.leaderboard import aggregate, load_results
-from harness.report.tables import format_table
-from harness.run.config import ThreatModel, parse_overrides
+from harness.plugins.registry import load_registry
+from harness.run.config import parse_overrides
 from harness.run.grid import config_hash, expand_grid
-from harness.run.pool import attacker_pool, check_pool
 from harness.run.runner import run_grid
-
-from .conftest import install_plugin
+from tests.harness.conftest import install_plugin
 
 POOL_PLUGIN = textwrap.dedent('''
     """Datasets of random 8x8 inputs (pools for digits victims) and an attack that
@@ -141,7 +140,7 @@ def pool_plugin(tiny_plugin, plugin_dir):
 
 @pytest.fixture
 def registry(pool_plugin):
-    return Registry.from_manager(make_plugin_manager())
+    return load_registry()
 
 
 def _spec(tmp_path: Path, *extra: str):
@@ -158,12 +157,13 @@ def _fingerprint(x: np.ndarray) -> str:
 
 
 def test_pool_key_parses_from_the_command_line_and_toml(tmp_path):
-    assert parse_overrides([]).threat.pool == "same"
-    assert parse_overrides(["pool=svhn"]).threat == ThreatModel(pool="svhn")
+    assert parse_overrides([]).settings.threat.pool == "same"
+    assert parse_overrides(["pool=svhn"]).settings.threat == ThreatModel(pool="svhn")
     cfg = tmp_path / "grid.toml"
     cfg.write_text('pool = "mnist"\n[threat]\nnum_exits = "hidden"\n')
-    assert parse_overrides([], cfg).threat == ThreatModel(num_exits="hidden", pool="mnist")
-    assert parse_overrides(["pool=same"], cfg).threat.pool == "same"
+    assert parse_overrides([], cfg).settings.threat == ThreatModel(num_exits="hidden",
+                                                                   pool="mnist")
+    assert parse_overrides(["pool=same"], cfg).settings.threat.pool == "same"
 
 
 @pytest.mark.parametrize("raw", ["", "SVHN", "svhn/..", "two words"])
@@ -206,10 +206,11 @@ def test_victims_all_skips_victims_the_pool_does_not_fit(registry, tmp_path):
     spec = parse_overrides(["victims=all", "attacks=pool_probe", "defenses=none",
                             "pool=noise_pool", f"out={tmp_path}"])
     cells = expand_grid(spec, registry)
-    assert cells and all(c.threat.pool == "noise_pool" for c in cells)
+    assert cells and all(c.settings.threat.pool == "noise_pool" for c in cells)
     assert all(registry.get("victim", c.victim.name).cls.dataset == "digits" for c in cells)
 
 
+@pytest.mark.integration
 def test_bad_pool_stops_the_cli_with_one_line(pool_plugin, tmp_path, capsys):
     from harness.cli import main
 
@@ -258,6 +259,7 @@ def test_attacker_pool_is_the_other_datasets_attacker_split(registry):
     assert not np.shares_memory(same, digits.attacker.x)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("isolation", ["process", "none"])
 def test_the_attack_receives_the_chosen_pool(registry, pool_plugin, tmp_path, isolation):
     digits = registry.get("dataset", "digits").cls().load(None)

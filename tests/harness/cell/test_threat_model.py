@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from harness.board.leaderboard import aggregate
+from harness.board.tables import format_table
+from harness.cell.spec import ThreatModel
 from harness.cli import main
 from harness.errors import ConfigError, HarnessError
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.report.leaderboard import aggregate
-from harness.report.tables import format_table
-from harness.run.config import ThreatModel, parse_overrides
+from harness.plugins.registry import load_registry
+from harness.run.config import parse_overrides
 from harness.run.grid import config_hash, expand_grid
 from harness.run.runner import run_grid
 from harness.testing import tiny_oracle
-
-from .conftest import install_plugin
+from tests.harness.conftest import install_plugin
 
 HIDDEN = ["threat.num_exits=hidden", "threat.architecture=hidden"]
 
@@ -73,7 +73,7 @@ def probe_plugin(tiny_plugin, plugin_dir):
 
 def _spec(tmp_path: Path, *extra: str):
     return parse_overrides(["victims=tiny_victim", "defenses=none", f"out={tmp_path / 'out'}",
-                            f"cache_dir={tmp_path / 'cache'}", *extra])
+                            f"cache_dir={tmp_path / 'cache'}", "replicas=0", *extra])
 
 
 def _results(paths) -> list[dict]:
@@ -84,21 +84,21 @@ def _results(paths) -> list[dict]:
 
 
 def test_defaults_grant_both_and_keys_parse(tmp_path):
-    assert parse_overrides([]).threat == ThreatModel("granted", "granted")
+    assert parse_overrides([]).settings.threat == ThreatModel("granted", "granted")
     spec = parse_overrides(HIDDEN)
-    assert spec.threat == ThreatModel(num_exits="hidden", architecture="hidden")
+    assert spec.settings.threat == ThreatModel(num_exits="hidden", architecture="hidden")
     cfg = tmp_path / "grid.toml"
     cfg.write_text('[threat]\nnum_exits = "hidden"\n')
     from_file = parse_overrides([], cfg)
-    assert from_file.threat == ThreatModel(num_exits="hidden", architecture="granted")
+    assert from_file.settings.threat == ThreatModel(num_exits="hidden", architecture="granted")
     overridden = parse_overrides(["threat.num_exits=granted", "threat.architecture=hidden"], cfg)
-    assert overridden.threat == ThreatModel(num_exits="granted", architecture="hidden")
+    assert overridden.settings.threat == ThreatModel(num_exits="granted", architecture="hidden")
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("threat.num_exits=secret", "threat.num_exits='secret' is not allowed; choose one of "
-                                "granted, hidden"),
-    ("threat.architecture=", "threat.architecture='' is not allowed; choose one of granted"),
+    ("threat.num_exits=secret", "threat.num_exits='secret' is invalid; allowed: one of "
+                                "'granted', 'hidden'"),
+    ("threat.architecture=", "threat.architecture='' is invalid; allowed: one of 'granted'"),
     ("threat.arch=hidden", "unknown key 'threat.arch'; valid keys: "),
 ])
 def test_bad_threat_values_are_one_line_config_errors(override, message):
@@ -106,22 +106,24 @@ def test_bad_threat_values_are_one_line_config_errors(override, message):
         parse_overrides([override])
 
 
+@pytest.mark.integration
 def test_bad_threat_value_stops_the_cli_before_any_work(capsys, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     code = main(["run", f"out={out}", f"cache_dir={cache}", "attacks=knockoff",
                  "threat.architecture=partial"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1
-    assert "threat.architecture='partial' is not allowed; choose one of granted, hidden" in lines[0]
+    assert ("threat.architecture='partial' is invalid; allowed: one of 'granted', 'hidden'"
+            in lines[0])
     assert not out.exists() and not cache.exists()
     toml = tmp_path / "grid.toml"
     toml.write_text('[threat]\nnum_exits = "maybe"\n')
     assert main(["run", "--config", str(toml), f"out={out}"]) == 2
-    assert "threat.num_exits='maybe' is not allowed" in capsys.readouterr().err
+    assert "threat.num_exits='maybe' is invalid" in capsys.readouterr().err
 
 
 def test_threat_settings_enter_the_cell_json_and_its_hash(tiny_plugin, tmp_path):
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     hashes = {}
     for exits in ("granted", "hidden"):
         for arch in ("granted", "hidden"):
@@ -153,6 +155,7 @@ def test_context_hides_what_the_threat_model_hides(trained_tiny_victim):
     assert no_arch.new_network(3, 0, "small_cnn", width=4).num_exits == 3
 
 
+@pytest.mark.integration
 def test_cells_hand_attacks_the_context_of_their_threat_model(probe_plugin, tmp_path):
     seen = {}
     for exits in ("granted", "hidden"):
@@ -185,6 +188,7 @@ def test_cells_hand_attacks_the_context_of_their_threat_model(probe_plugin, tmp_
 # -- grids under hidden settings -----------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_hidden_grid_runs_knockoff_and_records_the_settings(tiny_plugin, tmp_path):
     spec = _spec(tmp_path, "attacks=tiny_attack,knockoff", "budget=60",
                  "attack.knockoff.epochs=1", *HIDDEN)
@@ -202,6 +206,7 @@ def test_hidden_grid_runs_knockoff_and_records_the_settings(tiny_plugin, tmp_pat
     assert "threat.architecture=hidden" in tiny["error"]["message"]
 
 
+@pytest.mark.integration
 def test_default_settings_and_hidden_settings_are_separate_leaderboard_rows(tiny_plugin,
                                                                              tmp_path):
     base = ["attacks=knockoff", "budget=60", "attack.knockoff.epochs=1"]

@@ -12,6 +12,8 @@ from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
+
 
 def test_calibrate_then_replay_is_deterministic(tiny_plugin, tmp_path, capsys):
     profile = tmp_path / "profile.json"
@@ -23,7 +25,8 @@ def test_calibrate_then_replay_is_deterministic(tiny_plugin, tmp_path, capsys):
 
     def run(out):
         spec = parse_overrides(["victims=tiny_victim", "attacks=tiny_attack", "defenses=none",
-                                "timing=replay", f"profile={profile}", f"out={tmp_path / out}"])
+                                "timing=replay", f"profile={profile}", f"out={tmp_path / out}",
+                                "isolation=none", "replicas=0"])
         summary = run_grid(spec, make_plugin_manager(), show_progress=False)
         return json.loads(summary.result_paths[0].read_text())
 

@@ -11,8 +11,10 @@ import urllib.request
 
 import pytest
 
-from harness.run.stolen_export import load_stolen
+from harness.cell.stolen import load_stolen
 from harness.testing.fixtures import default_registry
+
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
 CLI = [sys.executable, "-m", "harness.cli"]
 VICTIM = ["victim=digits_cnn", "victim.digits_cnn.epochs=1", "victim.digits_cnn.width=8"]
@@ -69,8 +71,9 @@ def test_attack_a_served_victim_end_to_end(served, tmp_path, capsys):
                     "threat.num_exits=4", "threat.architecture=small_cnn", "timing.network=lan",
                     f"out={out}", f"cache_dir={tmp_path / 'cache'}")
     assert code == 0, err
-    net, strategy, doc = load_stolen(out, default_registry())
-    assert net.num_exits == 4 and strategy.num_exits == 4
+    stolen, doc = load_stolen(out, default_registry())
+    assert stolen.model.num_exits == 4 and stolen.strategy.num_exits == 4
+    assert len(stolen.estimated_exits) == 60
     assert doc["queries_used"] == 60 and len(doc["estimated_exits"]) == 60
     assert doc["network_jitter"] == "lan" and doc["attack"]["name"] == "exit_steal"
     assert "threshold" not in json.dumps(doc["server"]).lower()
@@ -86,7 +89,7 @@ def test_attack_a_served_victim_end_to_end(served, tmp_path, capsys):
 def test_bad_keys_fail_before_any_work(tmp_path, capsys):
     cases = [
         (["serve", "victim=nope"], "unknown victim 'nope'"),
-        (["serve", "budget=0"], "budget=0 is outside the allowed range"),
+        (["serve", "budget=0"], "budget='0' is invalid; allowed: an integer"),
         (["serve", "victims=a,b"], "unknown key 'victims'"),
         (["serve", "defense=none,none"], "must name one registered defense"),
         (["serve", "defense.none.x=1"], "none"),

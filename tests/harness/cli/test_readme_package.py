@@ -13,7 +13,11 @@ import json
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
+
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
+
+ROOT = Path(__file__).resolve().parents[3]
 BLOCK = re.compile(r"```(?:python|toml)\n# my-padding/(?P<file>[\w.]+)\n(?P<body>.*?)```", re.S)
 
 

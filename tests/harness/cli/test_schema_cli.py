@@ -9,20 +9,22 @@ import jsonschema
 import pytest
 
 from harness.cli import main
-from harness.report.schema import combined_schema
+from harness.io.schema import combined_schema
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_schema_matches_code():
     committed = json.loads((ROOT / "leaderboard" / "schema.json").read_text())
     assert committed == combined_schema(), (
-        "regenerate: python -m harness.report.schema > leaderboard/schema.json")
+        "regenerate: python -m harness.io.schema > leaderboard/schema.json")
 
 
+@pytest.mark.integration
 def test_schema_accepts_a_real_result_and_rejects_each_breakage(tiny_plugin, tmp_path):
     main(["run", "victims=tiny_victim", "attacks=tiny_attack", "defenses=none",
-          f"out={tmp_path}", f"cache_dir={tmp_path / 'cache'}", "--quiet"])
+          f"out={tmp_path}", f"cache_dir={tmp_path / 'cache'}", "isolation=none", "replicas=0",
+          "--quiet"])
     good = json.loads(next(tmp_path.glob("cells/**/*.json")).read_text())
     schema = combined_schema()
     jsonschema.validate(good, schema)
@@ -45,10 +47,12 @@ def test_schema_accepts_a_real_result_and_rejects_each_breakage(tiny_plugin, tmp
             pytest.fail(f"schema accepted a result with {label}")
 
 
+@pytest.mark.integration
 def test_cli_tiny_grid_end_to_end(tiny_plugin, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["run", "victims=tiny_victim", "attacks=tiny_attack,boom", "defenses=none,pad_tiny",
-                 "seeds=0", f"out={out}", f"cache_dir={tmp_path / 'cache'}", "--quiet"])
+                 "seeds=0", f"out={out}", f"cache_dir={tmp_path / 'cache'}", "replicas=0",
+                 "--quiet"])
     printed = capsys.readouterr().out
     assert code == 1  # the boom cell failed; the others finished
     assert "leaderboard:" in printed and "tiny_attack" in printed
@@ -67,9 +71,11 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["run", "attacks=nope", f"out={tmp_path}"]) == 2
     assert "unknown attack 'nope'; available:" in capsys.readouterr().err
     assert main(["run", "budget=0"]) == 2
-    assert "budget=0 is outside the allowed range 1..1,000,000" in capsys.readouterr().err
+    assert "budget='0' is invalid; allowed: an integer in [1, 1000000]" in (
+        capsys.readouterr().err)
 
 
+@pytest.mark.integration
 def test_plugins_json_lists_builtins():
     res = subprocess.run([sys.executable, "-m", "harness.cli", "plugins", "--json"],
                          capture_output=True, text=True, check=True, cwd=ROOT)

@@ -213,13 +213,14 @@ class SpyPlugin:
         register(PhaseSpy)
 
 
+@pytest.mark.integration
 def test_benign_clients_share_the_attacks_defense_so_it_cannot_tell_when_it_is_measured(
         tiny_plugin, tmp_path):
     PhaseSpy.resets_seen.clear()
     PhaseSpy.clients_seen.clear()
     spec = parse_overrides(["victims=tiny_victim", "attacks=tiny_attack", "defenses=phase_spy",
                             "attack.tiny_attack.queries=20", "budget=40",
-                            "isolation=none",  # the spy counts resets in this process
+                            "isolation=none", "replicas=0",  # the spy counts in this process
                             f"out={tmp_path}", f"cache_dir={tmp_path / 'cache'}"])
     summary = run_grid(spec, make_plugin_manager(extra_plugins=(SpyPlugin(),)),
                        show_progress=False)

@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from harness.cell.benign import BenignPlan
+from harness.cell.stolen import StolenModelError, StolenRecord, encode_stolen, rebuild_stolen
 from harness.errors import ConfigError
-from harness.isolation.stolen import StolenModelError, encode_stolen, rebuild_stolen
 from harness.isolation.tripwire import Tripwire
 from harness.isolation.wire import Message, WireError, decode, encode
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import StolenModel
-from harness.run.benign import BenignPlan
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 from harness.strategy import OutputStrategy
@@ -57,7 +57,7 @@ def test_wire_refuses_pickles_objects_garbage_and_unexpected_kinds():
 
 @pytest.fixture(scope="module")
 def registry():
-    return Registry.from_manager(make_plugin_manager())
+    return load_registry()
 
 
 def _stolen(registry, **changes):
@@ -71,8 +71,10 @@ def _stolen(registry, **changes):
 
 
 def test_a_stolen_model_comes_back_identical(registry):
-    stolen, message = _stolen(registry)
-    back = rebuild_stolen(decode(encode(message)), registry, input_shape=(1, 8, 8), num_classes=10)
+    stolen, record = _stolen(registry)
+    wire = decode(encode(Message("stolen", record.meta, record.arrays)))
+    back = rebuild_stolen(StolenRecord(wire.meta, wire.arrays), registry, input_shape=(1, 8, 8),
+                          num_classes=10)
     x = torch.rand(5, 1, 8, 8)
     for a, b in zip(stolen.model.eval()(x), back.model(x), strict=True):
         torch.testing.assert_close(a, b)
@@ -146,11 +148,13 @@ def test_transport_http_needs_isolation():
         parse_overrides(["transport=grpc"])
 
 
+@pytest.mark.integration
 def test_a_cell_over_http_gives_every_score(tmp_path):
     spec = parse_overrides(["victims=digits_cnn", "victim.digits_cnn.epochs=1",
                             "victim.digits_cnn.width=8", "attacks=exit_steal", "defenses=none",
                             "attack.exit_steal.epochs=2", "budget=40", "transport=http",
-                            f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"])
+                            f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}",
+                            "replicas=0"])
     summary = run_grid(spec, make_plugin_manager(), show_progress=False)
     result = json.loads(summary.result_paths[0].read_text())
     assert result["status"] == "ok", result["error"]
@@ -165,7 +169,7 @@ def test_a_cell_over_http_gives_every_score(tmp_path):
 
 def test_network_jitter_is_a_checked_recorded_key():
     spec = parse_overrides(["timing.network=lan"])
-    assert spec.network == "lan"
+    assert spec.settings.network == "lan"
     with pytest.raises(ConfigError, match="lan"):
         parse_overrides(["timing.network=satellite"])
     with pytest.raises(ConfigError, match="isolation=process"):

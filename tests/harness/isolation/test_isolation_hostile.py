@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.cell.server import prepare_registered_victim
+from harness.cell.spec import CellEnvironment
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
-from harness.run.server import CellEnvironment, prepare_registered_victim
+from tests.harness.conftest import install_plugin
 
-from .conftest import install_plugin
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
 HOSTILE = (Path(__file__).parent / "hostile_plugin.txt").read_text()
 VICTIM = ["victims=digits_cnn", "victim.digits_cnn.epochs=1", "victim.digits_cnn.width=8",
@@ -37,7 +39,7 @@ def hostile(plugin_dir):
 
 def _run(tmp_path, out, *keys):
     spec = parse_overrides([*VICTIM, f"out={tmp_path / out}", f"cache_dir={tmp_path / 'cache'}",
-                            *keys])
+                            "replicas=0", *keys])
     summary = run_grid(spec, make_plugin_manager(), show_progress=False)
     results = {}
     for path in summary.result_paths:
@@ -52,7 +54,7 @@ def _digest(array) -> str:
 
 def _secrets(tmp_path) -> set[str]:
     """Digests of the victim's weights (and their rows) and of the test split."""
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     victim = prepare_registered_victim(registry, "digits_cnn", {"epochs": 1, "width": 8},
                                        CellEnvironment(tmp_path / "cache", None), "cpu")
     out = {_digest(victim.data.test.x), _digest(victim.data.test.y)}
@@ -88,7 +90,8 @@ def test_monkeypatching_the_scoring_does_not_change_other_cells(hostile, tmp_pat
 
 
 def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(hostile, tmp_path):
-    _, first = _run(tmp_path, "out", "defenses=none", "attacks=knockoff", *KNOCKOFF)
+    _, first = _run(tmp_path, "out", "defenses=none", "attacks=knockoff", *KNOCKOFF,
+                    "replicas=1")
     path = next((tmp_path / "out" / "cells").rglob("*knockoff*/*.json"), None) or next(
         p for p in (tmp_path / "out" / "cells").rglob("*.json") if "knockoff" in str(p))
     before = path.read_bytes()
@@ -120,7 +123,7 @@ def test_a_defense_finds_neither_the_attack_nor_the_test_labels(hostile, tmp_pat
     found = json.loads((report / "found.json").read_text())
     assert all(name == "hidden" for name, _ in found["attack_specs"])
     assert not {"attack", "theft", "oracle", "ctx", "stolen"} & set(found["frame_names"])
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     victim = prepare_registered_victim(registry, "digits_cnn", {"epochs": 1, "width": 8},
                                        CellEnvironment(tmp_path / "cache", None), "cpu")
     assert _digest(victim.data.test.y) not in set(found["array_digests"])

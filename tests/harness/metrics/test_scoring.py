@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.report.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
-from harness.report.scoring import (
+from harness.metrics.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
+from harness.metrics.scoring import (
     cohen_kappa,
     defense_costs,
     exit_agreement,

@@ -4,9 +4,8 @@ import pytest
 
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
 from harness.plugins.manager import HarnessPluginWarning, make_plugin_manager, plugin_infos
-from harness.plugins.registry import Registry
-
-from .conftest import install_plugin
+from harness.plugins.registry import Registry, load_registry
+from tests.harness.conftest import install_plugin
 
 
 def test_builtins_register_through_hooks():
@@ -32,12 +31,12 @@ def test_third_party_plugin_discovered_via_entry_point(tiny_plugin):
 
 def test_disable_and_allow_lists(tiny_plugin, monkeypatch):
     monkeypatch.setenv("HARNESS_DISABLE_PLUGINS", "tiny")
-    assert "tiny_attack" not in Registry.from_manager(make_plugin_manager()).names("attack")
+    assert "tiny_attack" not in load_registry().names("attack")
     monkeypatch.delenv("HARNESS_DISABLE_PLUGINS")
     monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "other")
-    assert "tiny_attack" not in Registry.from_manager(make_plugin_manager()).names("attack")
+    assert "tiny_attack" not in load_registry().names("attack")
     monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "tiny")
-    assert "tiny_attack" in Registry.from_manager(make_plugin_manager()).names("attack")
+    assert "tiny_attack" in load_registry().names("attack")
 
 
 def test_broken_plugin_skipped_with_warning_or_strict_error(plugin_dir):
@@ -56,7 +55,7 @@ def test_duplicate_component_name_names_both_plugins(plugin_dir):
            "@harness.hookimpl\ndef harness_register_defenses(register):\n    register(Again)\n")
     install_plugin(plugin_dir, "dup-plugin", "dup_plugin_mod", src, "dup")
     with pytest.raises(DuplicateComponentError, match=r"'none' is registered twice") as err:
-        Registry.from_manager(make_plugin_manager())
+        load_registry()
     assert "'dup' (dup-plugin)" in str(err.value)
     assert "'defenses.plugin' (exitsteal-harness)" in str(err.value)
 
@@ -69,10 +68,10 @@ def test_invalid_registration_skips_the_plugin_with_a_warning(plugin_dir):
            "    register(Fine)\n    register(NotADefense)\n")
     install_plugin(plugin_dir, "bad-reg", "bad_reg_mod", src, "badreg")
     with pytest.warns(HarnessPluginWarning, match=r"'badreg'.*not a subclass.*skipped"):
-        reg = Registry.from_manager(make_plugin_manager())
+        reg = load_registry()
     assert "fine" not in reg.names("defense")  # the whole plugin is skipped
     with pytest.raises(PluginError, match=r"'badreg'.*not a subclass"):
-        Registry.from_manager(make_plugin_manager(strict=True))
+        load_registry(strict=True)
 
 
 def test_registration_hook_that_raises_is_skipped(plugin_dir):
@@ -84,10 +83,10 @@ def test_registration_hook_that_raises_is_skipped(plugin_dir):
     install_plugin(plugin_dir, "raising-plugin", "raising_mod", src, "raising")
     with pytest.warns(HarnessPluginWarning, match=r"'raising'.*raising-plugin.*"
                                                   r"harness_register_attacks raised RuntimeError"):
-        reg = Registry.from_manager(make_plugin_manager())
+        reg = load_registry()
     assert "early" not in reg.names("defense") and "knockoff" in reg.names("attack")
     with pytest.raises(PluginError, match="registry server unreachable"):
-        Registry.from_manager(make_plugin_manager(strict=True))
+        load_registry(strict=True)
 
 
 def test_entry_point_naming_a_builtin_module_is_skipped(plugin_dir):
@@ -111,7 +110,7 @@ def test_plugin_with_an_unknown_hook_is_skipped(plugin_dir):
 
 
 def test_unknown_component_lists_available():
-    reg = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
+    reg = load_registry(load_entrypoints=False)
     with pytest.raises(UnknownComponentError, match=r"unknown attack 'nope'; available: .*knockoff"):
         reg.get("attack", "nope")
 

@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 
 from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import Registry, load_registry
 from harness.testing import check_component
+from tests.harness.conftest import install_plugin
 
-from .conftest import install_plugin
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 MLP_PLUGIN = textwrap.dedent('''
     """mlp-exits: a multi-exit MLP family, a margin exit policy and a gap estimator."""
@@ -179,7 +178,7 @@ def _harness(args: list[str], plugin_root: Path, cwd: Path) -> subprocess.Comple
 
 
 def test_components_register_and_conform(mlp_plugin):
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     for kind, name in (("architecture", "tiny_mlp"), ("exit_policy", "margin"),
                        ("exit_estimator", "largest_gaps"), ("victim", "mlp_digits")):
         assert registry.get(kind, name).distribution == "mlp-exits"
@@ -188,13 +187,14 @@ def test_components_register_and_conform(mlp_plugin):
     assert registry.policy("margin").trainable()
 
 
+@pytest.mark.integration
 def test_harness_run_uses_the_plugin_family_policy_and_estimator(mlp_plugin, tmp_path):
     out = tmp_path / "results"
     res = _harness(["run", "victims=mlp_digits", "attacks=exit_steal,knockoff", "defenses=none",
                     "budget=150", f"out={out}", f"cache_dir={tmp_path / 'cache'}",
                     "attack.exit_steal.estimator=largest_gaps", "attack.exit_steal.policy=margin",
                     "attack.exit_steal.epochs=3", "attack.exit_steal.finetune_epochs=2",
-                    "attack.knockoff.epochs=2", "--quiet"], mlp_plugin, tmp_path)
+                    "attack.knockoff.epochs=2", "replicas=0", "--quiet"], mlp_plugin, tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     results = {json.loads(p.read_text())["components"]["attack"]["name"]: json.loads(p.read_text())
                for p in out.glob("cells/**/*.json")}
@@ -210,6 +210,7 @@ def test_harness_run_uses_the_plugin_family_policy_and_estimator(mlp_plugin, tmp
     assert 0.0 <= steal["metrics"]["exit_agreement"] <= 1.0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("override", "message"), [
     ("attack.exit_steal.estimator_params={\"default_exits\":0}",
      r"default_exits=0 is invalid; allowed: an integer in \[1, 64\]"),
@@ -239,7 +240,7 @@ def test_a_victim_family_that_is_no_registered_architecture_is_warned_about(tiny
     class Orphan:
         @harness.hookimpl
         def harness_register_victims(self, register):
-            base = Registry.from_manager(make_plugin_manager()).get("victim", "tiny_victim").cls
+            base = load_registry().get("victim", "tiny_victim").cls
             register(type("OrphanVictim", (base,), {"name": "orphan", "family": "lstm_exits"}))
 
     registry = Registry.from_manager(make_plugin_manager(extra_plugins=(Orphan(),)))

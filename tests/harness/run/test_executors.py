@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
+from harness.io.claims import lock_path, try_claim
+from harness.io.results import load_result
 from harness.plugins.manager import make_plugin_manager
-from harness.run.claims import lock_path, try_claim
 from harness.run.config import parse_overrides
-from harness.run.results import load_result
 from harness.run.runner import run_grid
-from tests.core.executor_helpers import (
+from tests.harness.run.executor_helpers import (
     MARK_VAR,
     leftovers,
     marked_processes,
@@ -29,10 +29,14 @@ from tests.core.executor_helpers import (
     wait_until,
 )
 
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
+
 
 def grid(tmp_path: Path, *extra: str) -> list[str]:
+    """Keys of a tiny grid; the cells run in the executor's process (``isolation=none``)
+    unless a test is about the isolation workers too."""
     return ["victims=tiny_victim", "defenses=none", f"out={tmp_path / 'out'}",
-            f"cache_dir={tmp_path / 'cache'}", *extra]
+            f"cache_dir={tmp_path / 'cache'}", "isolation=none", "replicas=0", *extra]
 
 
 @pytest.fixture
@@ -56,7 +60,7 @@ def test_claim_is_exclusive_released_and_survives_its_holder(tmp_path):
     again.release()
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; from pathlib import Path;"
-                               "from harness.run.claims import try_claim;"
+                               "from harness.io.claims import try_claim;"
                                f"c = try_claim(Path({str(result)!r})); print(c is not None, flush=True);"
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "True"
@@ -115,9 +119,10 @@ def test_process_timeout_counts_compute_not_worker_start_up(exec_plugin, tmp_pat
 
 @pytest.mark.parametrize("executor", ["serial", "process"])
 def test_sigkill_mid_grid_then_resume(exec_plugin, tmp_path, mark, executor):
-    """SIGKILL the runner once a cell is written: no orphan, no partial file, cells reused."""
+    """SIGKILL the runner once a cell is written: no orphan (isolation workers included), no
+    partial file, cells reused."""
     args = grid(tmp_path, "attacks=nap", "attack.nap.seconds=0.5", "seeds=0,1,2,3",
-                f"executor={executor}", "jobs=2")
+                "isolation=process", f"executor={executor}", "jobs=2")
     proc = start_runner(args)
     out = tmp_path / "out"
     wait_until(lambda: len(result_files(out)) >= 1 or proc.poll() is not None, 180,
@@ -174,19 +179,22 @@ def test_cell_held_by_another_runner_is_skipped_as_running_elsewhere(exec_plugin
 def test_ray_task_resources_pin_live_cells():
     from dataclasses import replace
 
-    from harness.plugins.registry import Registry
+    from harness.plugins.registry import load_registry
     from harness.run.executors.ray_executor import LIVE_CPU, _Cluster, _options
     from harness.run.grid import expand_grid
 
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     cell = expand_grid(parse_overrides(["defenses=none", "attacks=knockoff"]), registry)[0]
-    live = replace(cell, timing="live")
+    def with_settings(c, **changes):
+        return replace(c, settings=replace(c.settings, **changes))
+
+    live = with_settings(cell, timing="live")
     local = _Cluster(None, True, {"CPU": 2.0, LIVE_CPU: 1.0})
     bare = _Cluster(None, False, {"CPU": 8.0, "GPU": 2.0})
     assert _options(cell, local) == ({"num_returns": "streaming", "max_retries": 0, "num_cpus": 1},
                                      False)
     assert _options(live, local)[0]["resources"] == {LIVE_CPU: 1}
     assert _options(live, bare) == (_options(cell, bare)[0], True)  # driver runs them one by one
-    assert _options(replace(live, device="cuda"), bare)[0]["num_gpus"] == 1
-    assert _options(replace(cell, device="auto"), bare)[0]["num_gpus"] == 1
-    assert "num_gpus" not in _options(replace(cell, device="auto"), local)[0]
+    assert _options(with_settings(live, device="cuda"), bare)[0]["num_gpus"] == 1
+    assert _options(with_settings(cell, device="auto"), bare)[0]["num_gpus"] == 1
+    assert "num_gpus" not in _options(with_settings(cell, device="auto"), local)[0]

@@ -17,10 +17,11 @@ from harness.plugins.manager import make_plugin_manager
 from harness.run import runner
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
+from tests.harness.conftest import install_plugin
 
-from .conftest import install_plugin
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 FAULTY = textwrap.dedent('''
     """Attacks and defenses that misbehave in the ways a real plugin might."""
@@ -144,7 +145,7 @@ def faulty(tiny_plugin, plugin_dir):
 
 def _grid(tmp_path, *keys):
     spec = parse_overrides(["victims=tiny_victim", f"out={tmp_path / 'out'}",
-                            f"cache_dir={tmp_path / 'cache'}", *keys])
+                            f"cache_dir={tmp_path / 'cache'}", "replicas=0", *keys])
     summary = run_grid(spec, make_plugin_manager(), show_progress=False)
     by_key = {}
     for path in summary.result_paths:
@@ -159,7 +160,8 @@ def test_system_exit_keyboard_interrupt_and_bad_diagnostics_fail_only_their_cell
         faulty, tmp_path, capsys):
     spec = parse_overrides(["victims=tiny_victim", "defenses=none",
                             "attacks=raises,bad_diagnostics,tiny_attack",
-                            f"out={tmp_path / 'a'}", f"cache_dir={tmp_path / 'cache'}"])
+                            f"out={tmp_path / 'a'}", f"cache_dir={tmp_path / 'cache'}",
+                            "replicas=0"])
     summary = run_grid(spec, make_plugin_manager(), show_progress=True)
     assert (summary.ran, summary.failed) == (3, 2)
     rs = {json.loads(p.read_text())["components"]["attack"]["name"]: json.loads(p.read_text())
@@ -175,7 +177,7 @@ def test_system_exit_keyboard_interrupt_and_bad_diagnostics_fail_only_their_cell
 
     spec = parse_overrides(["victims=tiny_victim", "defenses=none", "attacks=raises",
                             "attack.raises.what=keyboard_interrupt", f"out={tmp_path / 'b'}",
-                            f"cache_dir={tmp_path / 'cache'}"])
+                            f"cache_dir={tmp_path / 'cache'}", "replicas=0"])
     summary = run_grid(spec, make_plugin_manager(), show_progress=False)
     assert summary.failed == 1
     error = json.loads(summary.result_paths[0].read_text())["error"]
@@ -222,7 +224,8 @@ def test_an_io_error_writing_one_cell_does_not_stop_the_grid(tiny_plugin, tmp_pa
 
     monkeypatch.setattr(runner, "write_json_atomic", flaky)
     spec = parse_overrides(["victims=tiny_victim", "defenses=none", "attacks=tiny_attack",
-                            "seeds=0,1", f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'c'}"])
+                            "seeds=0,1", f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'c'}",
+                            "isolation=none", "replicas=0"])
     summary = run_grid(spec, make_plugin_manager(), show_progress=True)
     assert (summary.ran, summary.failed) == (2, 1)
     assert not summary.result_paths[0].exists() and summary.result_paths[1].exists()
@@ -235,7 +238,7 @@ CTRL_C = textwrap.dedent("""
     import sys
     from harness.cli import main
     sys.exit(main(["run", "victims=tiny_victim", "defenses=none", "attacks=tiny_attack,sleeper",
-                   "out=" + sys.argv[1], "cache_dir=" + sys.argv[2]]))
+                   "out=" + sys.argv[1], "cache_dir=" + sys.argv[2], "replicas=0"]))
 """)
 
 

@@ -9,17 +9,19 @@ import uuid
 
 import pytest
 
+from harness.io.results import load_result
 from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
-from harness.run.results import load_result
 from harness.run.runner import run_grid
-from tests.core.executor_helpers import (
+from tests.harness.run.executor_helpers import (
     MARK_VAR,
     leftovers,
     marked_processes,
     ray_worker_of,
     wait_until,
 )
+
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
 pytest.importorskip("ray", reason="executor=ray needs the ray extra (make test installs it)")
 
@@ -44,7 +46,8 @@ def test_ray_runs_cells_times_out_records_killed_worker_and_resumes(exec_plugin,
     log = tmp_path / "runs.log"
     monkeypatch.setenv("EXEC_TEST_LOG", str(log))
     base = ["victims=tiny_victim", "defenses=none", f"out={tmp_path / 'out'}",
-            f"cache_dir={tmp_path / 'cache'}", "attack.nap.seconds=1", "seeds=0,1"]
+            f"cache_dir={tmp_path / 'cache'}", "attack.nap.seconds=1", "seeds=0,1",
+            "isolation=none", "replicas=0"]
     stop, killed = threading.Event(), []
     watcher = threading.Thread(target=_kill_worker_of_seed, args=(log, "1", stop, killed))
     watcher.start()

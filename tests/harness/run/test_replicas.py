@@ -15,20 +15,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.board.ceiling import format_ceilings
+from harness.board.leaderboard import build_leaderboard
+from harness.board.tables import format_table
+from harness.cell.server import CellEnvironment
 from harness.cli import main
 from harness.errors import ConfigError
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
-from harness.report.ceiling import format_ceilings
-from harness.report.leaderboard import build_leaderboard
-from harness.report.schema import leaderboard_schema, replica_ceiling_schema
-from harness.report.tables import format_table
+from harness.io.schema import leaderboard_schema, replica_ceiling_schema
+from harness.plugins.registry import load_registry
 from harness.run import replicas as replicas_mod
 from harness.run.config import parse_overrides
 from harness.run.grid import expand_grid
 from harness.run.replicas import SEED_MODULUS, ceiling_hash, compute_ceiling, replica_seeds
 from harness.run.runner import run_grid
-from harness.run.server import CellEnvironment
 
 CHEAP = ["victim.digits_cnn.epochs=2", "victim.digits_cnn.width=8"]
 """A digits_cnn that trains in well under a second."""
@@ -64,8 +63,9 @@ def test_replica_seeds_are_train_seed_plus_1000_plus_k():
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ("-1", r"replicas=-1 is outside 0\.\.20"), ("21", r"replicas=21 is outside 0\.\.20"),
-    ("three", r"replicas='three' is not an integer"), ("1.5", r"is not an integer")])
+    ("-1", r"replicas='-1' is invalid; allowed: an integer in \[0, 20\]"),
+    ("21", r"replicas='21' is invalid"), ("three", r"replicas='three' is invalid"),
+    ("1.5", r"replicas='1.5' is invalid")])
 def test_bad_replicas_value_is_a_config_error(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_overrides([f"replicas={raw}"])
@@ -78,7 +78,7 @@ def test_replicas_default_and_off():
 
 def test_ceiling_hash_covers_victim_params_count_and_secret_mode(tiny_plugin, tmp_path,
                                                                  monkeypatch):
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     (cell,) = expand_grid(_spec(tmp_path), registry)
     (other,) = expand_grid(_spec(tmp_path, "victim.digits_cnn.lr=0.01"), registry)
     base = ceiling_hash(registry, cell.victim, 3, "cpu")
@@ -92,6 +92,7 @@ def test_ceiling_hash_covers_victim_params_count_and_secret_mode(tiny_plugin, tm
 # -- the step of harness run ---------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_ceiling_is_computed_cached_and_reused(tiny_plugin, tmp_path, monkeypatch):
     summary = run_grid(_spec(tmp_path, "replicas=2"), show_progress=False)
     record = _ceiling(summary)
@@ -125,8 +126,9 @@ def test_ceiling_is_computed_cached_and_reused(tiny_plugin, tmp_path, monkeypatc
     assert again.reused == 1
 
 
+@pytest.mark.integration
 def test_ceiling_is_deterministic(tiny_plugin, tmp_path):
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     (cell,) = expand_grid(_spec(tmp_path), registry)
     runs = []
     for name in ("a", "b"):  # separate caches: trained twice from scratch
@@ -135,6 +137,7 @@ def test_ceiling_is_deterministic(tiny_plugin, tmp_path):
     assert runs[0] == runs[1]
 
 
+@pytest.mark.integration
 def test_victim_without_train_seed_is_not_available(tiny_plugin, tmp_path):
     summary = run_grid(_spec(tmp_path, victim="tiny_victim"), show_progress=False)
     record = _ceiling(summary)
@@ -148,6 +151,7 @@ def test_victim_without_train_seed_is_not_available(tiny_plugin, tmp_path):
     assert "tiny_victim: n/a (not available: victim 'tiny_victim'" in format_ceilings(board)
 
 
+@pytest.mark.integration
 def test_a_failing_ceiling_is_recorded_and_retried(tiny_plugin, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("no space left for replicas")
@@ -163,6 +167,7 @@ def test_a_failing_ceiling_is_recorded_and_retried(tiny_plugin, tmp_path, monkey
     assert _ceiling(again)["status"] == "ok"
 
 
+@pytest.mark.integration
 def test_replicas_zero_and_old_run_dirs_show_n_a(tiny_plugin, tmp_path):
     summary = run_grid(_spec(tmp_path, "replicas=0"), show_progress=False)
     assert summary.ceilings == () and not (tmp_path / "out" / "replicas").exists()
@@ -172,6 +177,7 @@ def test_replicas_zero_and_old_run_dirs_show_n_a(tiny_plugin, tmp_path):
     assert "ceiling: n/a" in format_table(board)
 
 
+@pytest.mark.integration
 def test_corrupt_ceiling_file_is_recomputed(tiny_plugin, tmp_path):
     summary = run_grid(_spec(tmp_path, "replicas=1"), show_progress=False)
     path = Path(summary.ceilings[0])
@@ -185,6 +191,7 @@ def test_corrupt_ceiling_file_is_recomputed(tiny_plugin, tmp_path):
 # -- the leaderboard -------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_leaderboard_shows_the_ceiling_beside_every_attack(tiny_plugin, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["run", "victims=digits_cnn", "attacks=tiny_attack", "defenses=none", "replicas=2",
@@ -206,14 +213,15 @@ def test_leaderboard_shows_the_ceiling_beside_every_attack(tiny_plugin, tmp_path
     assert f"exit agreement {ea['mean']:.3f} [{ea['ci95'][0]:.3f}, {ea['ci95'][1]:.3f}]" in printed
     assert main(["leaderboard", str(out)]) == 0
     assert "ceiling (2 replicas)" in capsys.readouterr().out
-    # the committed schema is the generated one (python -m harness.report.schema)
-    from harness.report.schema import combined_schema
+    # the committed schema is the generated one (python -m harness.io.schema)
+    from harness.io.schema import combined_schema
 
-    committed = json.loads((Path(__file__).parents[2] / "leaderboard" / "schema.json").read_text())
+    committed = json.loads((Path(__file__).parents[3] / "leaderboard" / "schema.json").read_text())
     assert committed == json.loads(json.dumps(combined_schema()))
     jsonschema.validate(board, committed)
 
 
+@pytest.mark.integration
 def test_secret_mode_salts_replicas_like_the_victim(tiny_plugin, tmp_path, monkeypatch):
     public = _ceiling(run_grid(_spec(tmp_path / "p", "replicas=1"), show_progress=False))
     monkeypatch.setenv("HARNESS_SECRET", "s3cret")

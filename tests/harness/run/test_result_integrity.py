@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.board.build import build_board
 from harness.cli.main import main
 from harness.errors import ResultFileError
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.io.results import read_result
+from harness.plugins.registry import load_registry
 from harness.plugins.source import component_source_digest
-from harness.report.build import build_board
-from harness.run.results import read_result
+
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
 GRID = ["victims=tiny_victim", "attacks=tiny_attack", "defenses=none,pad_tiny", "seeds=0",
         "replicas=0", "isolation=none"]
@@ -102,7 +103,7 @@ def test_out_of_range_metric_is_refused_with_the_field_named(tiny_plugin, tmp_pa
 def test_changed_plugin_code_changes_the_digest_and_makes_cells_stale(tiny_plugin, plugin_dir,
                                                                       tmp_path, capsys):
     assert _run(tmp_path) == 0
-    registry = Registry.from_manager(make_plugin_manager())
+    registry = load_registry()
     entry = registry.get("attack", "tiny_attack")
     before = entry.source_digest()
     module = plugin_dir / "tiny_harness_plugin.py"

@@ -7,17 +7,20 @@ import stat
 import pytest
 
 from harness.errors import OutputDirError
+from harness.io.results import load_result, validate_result
 from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
-from harness.run.results import load_result, validate_result
 from harness.run.runner import run_grid
+
+pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
 BASE = ["victims=tiny_victim", "defenses=none,pad_tiny", "attacks=tiny_attack"]
 
 
 def spec(tmp_path, *extra):
+    """The runner's tests run cells in this process: isolation is tested elsewhere."""
     return parse_overrides([*BASE, f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}",
-                            *extra])
+                            "isolation=none", "replicas=0", *extra])
 
 
 def results(paths):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness.errors import ConfigError
-from harness.serving.devices import cuda_available, gpu_name, resolve_device
+from harness.io.provenance import gpu_name
+from harness.serving.devices import cuda_available, resolve_device
 from victims.serving import OnnxBackend, TorchBackend
 
 no_gpu = pytest.mark.skipif(cuda_available(), reason="needs a machine without a CUDA device")

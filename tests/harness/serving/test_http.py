@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from harness.errors import BudgetExhaustedError, InvalidQueryError, QueryError
+from harness.plugins.toolbox import Toolbox
+from harness.protocol import AttackContext
 from harness.serving.http.app import Health, ServeLimits, ServeTarget, make_app
 from harness.serving.http.background import serving
 from harness.serving.http.client import HttpOracle
@@ -125,6 +127,7 @@ def test_budget_enforced_per_client_and_refusals_not_charged(server, tiny_victim
     assert status == 200 and doc["budget_left"] == 0 and set(doc) == ANSWER_KEYS
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("body, headers, status, needle", [
     (b"\0" * 256, {"X-Shape": "1,1,8,8"}, 400, "does not match (n, 1, 8, 8)"),
     (np.full((1, 1, 8, 8), np.nan, np.float32).tobytes(), {"X-Shape": "1,1,8,8"}, 400, "NaN"),
@@ -220,18 +223,14 @@ def test_client_side_checks_refuse_whole_batches_uncharged(server, tiny_victim):
 
 
 def test_knockoff_steals_through_http(server, tiny_victim):
-    from harness.protocol import AttackContext
-    from harness.run.stolen_export import RecordingToolbox
-
     url, app = server
     registry = default_registry()
     attack = registry.get("attack", "knockoff").cls(epochs=1)
     oracle = HttpOracle(url, "thief")
-    toolbox = RecordingToolbox(registry)
     ctx = AttackContext(seed=0, device="cpu", budget=oracle.budget, output=oracle.output,
                         input_shape=oracle.input_shape, num_classes=oracle.num_classes,
                         input_range=oracle.input_range, num_exits=3, victim_family="small_cnn",
-                        toolbox=toolbox)
+                        toolbox=Toolbox(registry))
     stolen = attack.steal(oracle, tiny_victim.data.attacker.x, ctx)
     assert oracle.queries_used == BUDGET == app.state.service.clients.oracle("thief").queries_used
-    assert toolbox.recipe_of(stolen.model).num_exits == 3
+    assert stolen.model.harness_recipe.num_exits == 3

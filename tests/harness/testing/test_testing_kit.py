@@ -13,7 +13,7 @@ from harness.params import Interval
 from harness.stages import Defense
 from harness.strategy import EntropyPolicy, MaxProbPolicy
 from harness.testing import ConformanceError, check_defense, parametrize_with_checks
-from harness.testing.checks import checks_for
+from harness.testing.parametrize import checks_for
 from harness.testing.strategies import (
     exit_mixes,
     latency_traces,
@@ -156,6 +156,7 @@ def test_output_strategies_are_valid(strategy):
     strategy.validate(strategy.num_exits, 10 if strategy.policy.name == "max_prob" else 7)
 
 
+@pytest.mark.integration
 def test_harness_env_runs_the_cli_on_an_installed_plugin(harness_env):
     harness_env.install_module("kit_probe", textwrap.dedent("""
         import harness

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness.errors import CacheError, ConfigError
-from harness.run.provenance import machine_info
+from harness.io.provenance import machine_info
 from harness.timing.models import ReplayTiming
 from harness.timing.profiles import LatencyProfile
 from harness.timing.recording import record_profile

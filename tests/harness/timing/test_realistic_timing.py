@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import ConfigError
-from harness.report.leakage import bayes_exit_accuracy
+from harness.metrics.leakage import bayes_exit_accuracy
 from harness.timing.models import REALISTIC_LEVELS, REALISTIC_SHAPE, RealisticTiming
 
 FRAC = (0.171, 0.419, 0.668, 1.0)

@@ -16,16 +16,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.errors import ConfigError, UnknownComponentError
 from harness.model import MultiExitNet
-from harness.plugins.manager import make_plugin_manager
-from harness.plugins.registry import Registry
+from harness.plugins.registry import load_registry
 from harness.plugins.toolbox import Toolbox
-from victims.architectures.mobilenet import build_mobilenet
-from victims.architectures.resnet import build_resnet56
-from victims.architectures.vgg import build_vgg16_bn
-from victims.architectures.wide_resnet import build_wide_resnet
+from victims.architectures import CIFAR_ARCHITECTURES
 
-BUILDERS = {"vgg16_bn": build_vgg16_bn, "resnet56": build_resnet56,
-            "mobilenet": build_mobilenet, "wide_resnet": build_wide_resnet}
+CLASSES = {cls.name: cls for cls in CIFAR_ARCHITECTURES}
 
 TINY = {
     "vgg16_bn": {"width_mult": 1 / 16},
@@ -36,8 +31,17 @@ TINY = {
 SHAPES = [(3, 16, 16), (1, 28, 28)]
 
 
+def build(name: str, shape, num_classes: int, num_exits: int, *, seed: int = 0, mean=None,
+          std=None, **params) -> MultiExitNet:
+    """The registered component ``name`` built with ``params``; ``mean``/``std`` are its
+    normalisation (either alone is refused, as the architecture says)."""
+    normalization = None if mean is None and std is None else (mean, std)
+    return CLASSES[name](**params).build(shape, num_classes, num_exits, seed=seed,
+                                         normalization=normalization)
+
+
 def _build(name: str, shape=(3, 16, 16), num_exits: int = 4, **extra) -> MultiExitNet:
-    return BUILDERS[name](shape, 5, num_exits, **TINY[name], **extra)
+    return build(name, shape, 5, num_exits, **TINY[name], **extra)
 
 
 def _flops(module: torch.nn.Module, h: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -47,13 +51,13 @@ def _flops(module: torch.nn.Module, h: torch.Tensor) -> tuple[int, torch.Tensor]
     return int(counter.get_total_flops()), out
 
 
-def test_registry_has_the_four_sdn_architectures_and_they_build_like_the_builders():
-    registry = Registry.from_manager(make_plugin_manager(load_entrypoints=False))
-    assert set(BUILDERS) | {"small_cnn"} == set(registry.names("architecture"))
+def test_registry_has_the_four_sdn_architectures_and_they_build_like_their_classes():
+    registry = load_registry(load_entrypoints=False)
+    assert set(CLASSES) | {"small_cnn"} == set(registry.names("architecture"))
     tools = Toolbox(registry)
     with pytest.raises(UnknownComponentError, match="available: mobilenet, resnet56"):
         tools.new_network("vgg19", (3, 16, 16), 5, 4, seed=0)
-    for name in BUILDERS:
+    for name in CLASSES:
         via_registry = tools.new_network(name, (3, 16, 16), 5, 4, seed=2, **TINY[name])
         direct = _build(name, seed=2)
         a, b = via_registry.state_dict(), direct.state_dict()
@@ -99,7 +103,7 @@ def test_exit_costs_increase_at_roughly_even_fractions(name):
 
 
 def test_explicit_exit_fractions_are_followed():
-    net = build_resnet56((3, 8, 8), 3, 3, depth=26, width=2, exit_fractions=(0.2, 0.5))
+    net = build("resnet56", (3, 8, 8), 3, 3, depth=26, width=2, exit_fractions=(0.2, 0.5))
     frac = net.cost_fraction
     assert frac[0] == pytest.approx(0.2, abs=0.05)
     assert frac[1] == pytest.approx(0.5, abs=0.05)
@@ -151,4 +155,4 @@ def test_training_step_reaches_every_exit(name):
 def test_bad_arguments_are_explained(name, kwargs, message):
     params = {"num_exits": 4, **kwargs}
     with pytest.raises(ConfigError, match=message):
-        BUILDERS[name]((3, 16, 16), 5, **params)
+        build(name, (3, 16, 16), 5, **params)

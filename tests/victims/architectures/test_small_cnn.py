@@ -9,10 +9,17 @@ import torch
 
 from harness.model import MultiExitNet
 from harness.nn.blocks import Normalize
-from victims.architectures import build_small_cnn
-from victims.architectures.small_cnn import stage_plan
+from victims.architectures.small_cnn import SmallCNN, stage_plan
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+
+
+def build_small_cnn(input_shape, num_classes, num_exits=4, width=32, seed=0, mean=None,
+                    std=None, **params):
+    """The registered component's build, with the knobs as keywords."""
+    normalization = None if mean is None and std is None else (mean, std)
+    return SmallCNN(width=width, **params).build(input_shape, num_classes, num_exits, seed=seed,
+                                                 normalization=normalization)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

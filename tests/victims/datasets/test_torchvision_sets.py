@@ -16,7 +16,7 @@ import pytest
 
 from harness.components import check_json_params
 from harness.errors import ConfigError, DatasetError
-from tests.datasets.fake_files import (
+from tests.victims.datasets.fake_files import (
     N_TEST,
     N_TRAIN,
     _idx,

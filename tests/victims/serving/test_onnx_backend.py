@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from harness.errors import CacheError, ConfigError
+from tests.conftest import make_victim
 from victims.serving import OnnxBackend, TorchBackend
 from victims.serving.onnx_export import export_dir, stage_file
-
-from .conftest import make_victim
 
 
 @pytest.fixture(scope="module")
