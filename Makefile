@@ -58,11 +58,14 @@ leaderboard: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Both cores by default; `make test PARALLEL=` runs the suite in one process.
+PARALLEL ?= -n 2 --dist loadfile
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not integration and not slow and not browser"
+	$(BIN)/python -m pytest -q $(PARALLEL) -m "not integration and not slow and not browser"
 
 clean:
 	rm -rf $(VENV) $(OUT)

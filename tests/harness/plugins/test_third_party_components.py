@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry, load_registry
 from harness.testing import check_component
@@ -210,7 +211,6 @@ def test_harness_run_uses_the_plugin_family_policy_and_estimator(mlp_plugin, tmp
     assert 0.0 <= steal["metrics"]["exit_agreement"] <= 1.0
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("override", "message"), [
     ("attack.exit_steal.estimator_params={\"default_exits\":0}",
      r"default_exits=0 is invalid; allowed: an integer in \[1, 64\]"),
@@ -219,14 +219,17 @@ def test_harness_run_uses_the_plugin_family_policy_and_estimator(mlp_plugin, tmp
     ("victim.mlp_digits.shares=[0.5]", r"victim 'mlp_digits': parameter shares=\[0.5\] is invalid"),
     ("attack.exit_steal.policy=marginal", r"registered exit_policy names: entropy, margin, max_prob"),
 ])
-def test_bad_plugin_parameters_stop_before_any_work(mlp_plugin, tmp_path, override, message):
-    res = _harness(["run", "victims=mlp_digits", "attacks=exit_steal", "defenses=none",
-                    f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}",
-                    "attack.exit_steal.architecture=tiny_mlp",
-                    "attack.exit_steal.estimator=largest_gaps", override], mlp_plugin, tmp_path)
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr
-    lines = [line for line in res.stderr.splitlines() if line.startswith("harness: error:")]
+def test_bad_plugin_parameters_stop_before_any_work(mlp_plugin, tmp_path, capsys, override,
+                                                    message):
+    """The command line, in this process (the plugin is on the path through its entry point)."""
+    code = main(["run", "victims=mlp_digits", "attacks=exit_steal", "defenses=none",
+                 f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}",
+                 "attack.exit_steal.architecture=tiny_mlp",
+                 "attack.exit_steal.estimator=largest_gaps", override])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("harness: error:")]
     assert len(lines) == 1
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
