@@ -10,7 +10,7 @@ the same code. :meth:`CellSpec.to_json` is what results record and config hashes
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +121,6 @@ class Settings:
                 **({"transport": self.transport} if self.transport != "inproc" else {}),
                 **({"network": self.network} if self.network != "none" else {})}
 
-
-SETTING_KEYS = tuple(f.name for f in fields(Settings))
 
 
 @dataclass(frozen=True)

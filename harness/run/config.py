@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cell.spec import SETTING_CONSTRAINTS, Settings, ThreatModel
+from harness.cell.spec import MODELLED_TIMINGS, SETTING_CONSTRAINTS, Settings, ThreatModel
 from harness.errors import ConfigError
 from harness.io.schema import MAX_REPLICAS, MAX_SEED, THREAT_CHOICES
 from harness.params import Interval, ListOf, Options, as_constraint, check_value
@@ -315,10 +315,10 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
     if parsed.ray_address is not None and values["executor"] != "ray":
         raise ConfigError(f"ray.address={parsed.ray_address} is a setting of executor=ray, but "
                           f"executor={values['executor']}; add executor=ray or drop ray.address")
-    if parsed.timing_params and settings.timing not in ("realistic", "analytic"):
+    if parsed.timing_params and settings.timing not in MODELLED_TIMINGS:
         raise ConfigError(f"timing.{next(iter(parsed.timing_params))} is a parameter of the "
-                          f"modelled timings (realistic, analytic), but timing={settings.timing}; "
-                          "drop it or choose a modelled timing")
+                          f"modelled timings ({', '.join(MODELLED_TIMINGS)}), but "
+                          f"timing={settings.timing}; drop it or choose a modelled timing")
     return RunSpec(
         victims=tuple(values["victims"]), attacks=tuple(values["attacks"]),
         defenses=tuple(values["defenses"]), seeds=tuple(values["seeds"]), settings=settings,
