@@ -9,8 +9,11 @@ The facade a plugin imports from::
     def harness_register_defenses(register): ...
 
 It re-exports the contract (component ABCs, data types, the defense stage batch, the
-errors) and :func:`make_plugin_manager`; the layers live in the subpackages
-(``plugins``, ``serving``, ``timing``, ``run``, ``report``, ``cli``, ``testing``, ``nn``).
+errors) and :func:`make_plugin_manager`. The layers live in the subpackages, bottom first
+(``io``, the contract modules, ``plugins``, ``nn``, ``timing``, ``serving``, ``metrics``,
+``cell``, ``isolation``, ``run``, ``board``, then ``cli`` and ``testing``); their order is
+the contract ``tests/harness/test_import_contract.py`` enforces. Nothing inside the
+harness imports this facade.
 """
 
 from __future__ import annotations
