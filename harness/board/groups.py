@@ -16,6 +16,8 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from harness.timing.deployments import DEFAULT_DEPLOYMENT
+
 KINDS = ("victim", "defense", "attack")
 GRANTED = {"num_exits": "granted", "architecture": "granted", "pool": "same"}
 """The threat model of a cell that does not record one (written before it was a grid key;
@@ -65,6 +67,33 @@ def key_id(key: dict[str, Any]) -> str:
 def scenario_of(key: dict[str, Any]) -> dict[str, Any]:
     """The group key without the defense and the attack."""
     return {k: v for k, v in key.items() if k not in SCENARIO_EXCLUDES}
+
+
+def unranked_because(key: dict[str, Any]) -> str | None:
+    """Why a group is kept out of the rankings (None: it is ranked).
+
+    Only the default channel is ranked: an isolated cell (``isolation=process``, the
+    in-process transport, no network profile) under ``timing=realistic`` with the default
+    deployment and none of its parameters overridden. Everything else - another deployment,
+    ``timing.*`` overrides, ``analytic``, ``replay``, ``live``, added network noise - is a
+    group of its own, so a defense is never credited for noise the evaluator added."""
+    timing = key.get("timing") or {}
+    params = dict(timing.get("params") or {})
+    reasons = []
+    if key.get("isolation", "none") == "none":
+        reasons.append("not isolated")
+    if key.get("transport", "inproc") != "inproc":
+        reasons.append(f"transport={key['transport']}")
+    if key.get("network", "none") != "none":
+        reasons.append(f"timing.network={key['network']}")
+    if timing.get("mode") != "realistic":
+        reasons.append(f"timing={timing.get('mode')}")
+    else:
+        deployment = params.pop("deployment", None)
+        if deployment != DEFAULT_DEPLOYMENT:
+            reasons.append(f"timing.deployment={deployment or 'unrecorded'}")
+        reasons += [f"timing.{k}={v}" for k, v in sorted(params.items())]
+    return "; ".join(reasons) or None
 
 
 def component_id(key: dict[str, Any], kind: str) -> str:

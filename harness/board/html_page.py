@@ -177,8 +177,8 @@ def _details(row: dict[str, Any]) -> str:
 
 def _groups(board: dict[str, Any]) -> str:
     rows = groups(board)
-    head = ["group", "victim", "defense", "attack", "threat", "isolation", "reference", "seeds",
-            "n", "failed"]
+    head = ["group", "victim", "defense", "attack", "threat", "isolation", "ranked", "reference",
+            "seeds", "n", "failed"]
     for m in GROUP_METRICS:
         head += [f"{m.replace('_', ' ')} mean", f"{m.replace('_', ' ')} 95% CI"]
     head.append("provenance")
@@ -190,7 +190,9 @@ def _groups(board: dict[str, Any]) -> str:
         failed = num(row.get("failed"))
         cells = [td(gid), td(text(row.get("victim"))),
                  td(text(row.get("defense"))), td(text(row.get("attack"))), td(threat_text(row)),
-                 td(text(row.get("isolation"))), td(text(row.get("reference"))),
+                 td(text(row.get("isolation"))),
+                 td("yes" if not row.get("unranked") else f"no: {text(row.get('unranked'))}"),
+                 td(text(row.get("reference"))),
                  td(", ".join(map(text, seeds)) if seeds else "none"), td(str(n_value), n_value),
                  td(text(row.get("failed")), failed)]
         boot = as_dict(row.get("bootstrap_ci95"))

@@ -31,6 +31,7 @@ from harness.board.groups import (
     group_key,
     key_id,
     scenario_of,
+    unranked_because,
     variants,
 )
 from harness.board.ranking import (
@@ -128,6 +129,7 @@ def _row(key: dict[str, Any], rs: list[dict[str, Any]], reference_attacks: set[s
         "defense_id": component_id(key, "defense"), "attack_id": component_id(key, "attack"),
         "scenario_id": key_id(scenario_of(key)),
         "threat": dict(key["threat"]), "isolation": key["isolation"],
+        "unranked": unranked_because(key),
         "reference": key["attack"]["name"] in reference_attacks,
         "seeds": sorted(r["seed"] for r in ok), "failed": len(rs) - len(ok),
         "failed_seeds": sorted(r["seed"] for r in rs if r["status"] != "ok"),
@@ -162,7 +164,7 @@ def aggregate(results: list[dict[str, Any]], reference_attacks: set[str],
             rows, variants(keys), variants(keys, fields_of=scenario_of), strict=True):
         row["variant"] = variant
         row["scenario"] = row["victim"] + (f" [{scenario_variant}]" if scenario_variant else "")
-    ranked = [r for r in rows if r["isolation"] != "none"]
+    ranked = [r for r in rows if r["unranked"] is None]
     ceiling = ceiling_entries(_victim_names(keys), ceilings or [])
     board = {"groups": rows, "cost_budget": budget.to_json(),
              "defense_ranking": rank_defenses(ranked, budget),

@@ -51,7 +51,7 @@ def render(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: i
 
 def group_name(row: dict[str, Any]) -> str:
     return (row["attack"] + (" (ref)" if row["reference"] else "")
-            + (" (not isolated)" if row.get("isolation") == "none" else "")
+            + (f" (unranked: {row['unranked']})" if row.get("unranked") else "")
             + threat_label(row.get("threat", GRANTED))
             + (f" {{{row['variant']}}}" if row.get("variant") else ""))
 

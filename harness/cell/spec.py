@@ -18,6 +18,7 @@ from harness.cell.pool import check_pool_name
 from harness.errors import ConfigError
 from harness.io.schema import THREAT_CHOICES
 from harness.params import ComponentName, Interval, Options, check_value
+from harness.timing.deployments import DEFAULT_DEPLOYMENT
 from harness.timing.network import NETWORK_PROFILES
 
 MAX_BUDGET = 1_000_000
@@ -80,8 +81,10 @@ class ThreatModel:
 class Settings:
     """What every cell of a run shares besides its components and seed.
 
-    ``timing_params_json`` holds the ``timing.PARAM=`` values (canonical JSON);
-    ``profile_hash`` cites the replay profile (set when the grid is expanded).
+    ``timing_params_json`` holds the ``timing.PARAM=`` values (canonical JSON); under
+    ``timing=realistic`` it always names the deployment (the default one when the run did
+    not), so every cell records it and it is part of the group key. ``profile_hash`` cites
+    the replay profile (set when the grid is expanded).
     """
 
     budget: int = 500
@@ -106,6 +109,9 @@ class Settings:
         if self.transport == "http" and self.isolation != "process":
             raise ConfigError("transport=http needs isolation=process (the attack's client "
                               "process talks HTTP to the cell's server); drop isolation=none")
+        if self.timing == "realistic" and "deployment" not in self.timing_params:
+            object.__setattr__(self, "timing_params_json", json.dumps(
+                {**self.timing_params, "deployment": DEFAULT_DEPLOYMENT}, sort_keys=True))
 
     @property
     def timing_params(self) -> dict[str, Any]:

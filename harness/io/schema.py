@@ -232,6 +232,7 @@ GROUP_ROW = {
         "attack": {"type": "string"}, "variant": {"type": "string"},
         "scenario": {"type": "string"}, "threat": THREAT,
         "reference": {"type": "boolean"},
+        "unranked": {"type": ["string", "null"]},
         "seeds": {"type": "array", "items": {"type": "integer"}},
         "failed": {"type": "integer", "minimum": 0},
         "config_hashes": {"type": "array", "items": HEX, "minItems": 1},

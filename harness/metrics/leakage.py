@@ -8,8 +8,9 @@ Both measures work on log latency (scale-free, tames the heavy right tail):
 * ``bayes_exit_accuracy``: the Bayes-optimal timing-only exit accuracy, the ceiling any
   exit estimator is compared with (the project's one estimator of it). For one latency
   per query the best classifier of the exit is ``argmax_k P(k) p(log latency | k)``;
-  it is estimated by ``folds``-fold cross-validation (fold ``i % folds``, so no
-  randomness): on the training folds, priors are exit frequencies and each exit's
+  it is estimated by ``folds``-fold cross-validation (folds from a fixed shuffle,
+  :data:`FOLD_SEED`, so no randomness, and a periodic query order - exits ``i % k`` with
+  ``k == folds`` - cannot put one exit in each fold): on the training folds, priors are exit frequencies and each exit's
   class-conditional density is a Gaussian KDE (Silverman bandwidth of that exit's
   sample, floored at 1e-3 of the overall spread and at 1e-9; a query beyond a density's grid still
   gets its nearest kernel's density, so far tails stay ordered); held-out queries are
@@ -32,6 +33,9 @@ from sklearn.feature_selection import mutual_info_classif
 
 from harness.errors import ConfigError
 from harness.metrics.density import kde_grid, silverman_bandwidth
+
+FOLD_SEED = 0
+"""Seed of the fixed shuffle that assigns queries to cross-validation folds."""
 
 
 def _log_latency(latency_s: np.ndarray) -> np.ndarray:
@@ -87,7 +91,7 @@ def bayes_exit_accuracy(latency_s: np.ndarray, exits: np.ndarray, folds: int = 5
     if n < 2 * folds or len(np.unique(exits)) < 2 or y.max() == y.min():
         return chance  # too few queries, one exit, or one latency (nothing to separate)
     floor_h = max(1e-3 * float(y.max() - y.min()), 1e-9)
-    fold = np.arange(n) % folds
+    fold = np.random.default_rng(FOLD_SEED).permutation(n) % folds
     correct = 0
     for f in range(folds):
         train, test = fold != f, fold == f

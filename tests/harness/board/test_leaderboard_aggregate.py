@@ -39,15 +39,17 @@ def confusion(agree: float, n: int = 200, k: int = 2) -> dict:
 
 def result(attack="a1", defense="none", seed=0, ea=0.5, *, attack_params=None,
            defense_params=None, budget=500, timing="realistic", status="ok", costs=None,
-           victim="v"):
+           victim="v", timing_params=None, **settings):
     cell = {"victim": {"name": victim, "params": {}},
             "defense": {"name": defense, "params": defense_params or {}},
             "attack": {"name": attack, "params": attack_params or {}},
             "seed": seed, "budget": budget, "output": "probs",
-            "timing": {"mode": timing, "params": {}, "profile_hash": None},
+            "timing": {"mode": timing, "profile_hash": None,
+                       "params": timing_params if timing_params is not None else
+                       {"deployment": "dedicated"} if timing == "realistic" else {}},
             "backend": "torch", "device": "cpu", "repeats": 1,
             "threat": {"num_exits": "granted", "architecture": "granted"},
-            "isolation": "process"}
+            "isolation": "process", **settings}
     digest = hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()
     ok = status == "ok"
     metrics = {"exit_agreement": ea, "fidelity": 0.9, **COSTS, **(costs or {})} if ok else {}
@@ -126,6 +128,29 @@ def test_failed_attack_makes_the_defense_incomplete_never_better():
     ranked = [e["defense"] for e in board["defense_ranking"] if e["rank"] is not None]
     assert ranked == ["d2", "none"]  # d1's 0.2 and d3's 0.1 are not ranked first
     assert "incomplete: failed a2" in format_board(board)
+
+
+@pytest.mark.parametrize(("channel", "reason"), [
+    ({"timing_params": {"deployment": "shared"}}, "timing.deployment=shared"),
+    ({"timing_params": {"deployment": "dedicated", "spread": 1.0}}, "timing.spread=1.0"),
+    ({"timing_params": {}}, "timing.deployment=unrecorded"),
+    ({"timing": "analytic"}, "timing=analytic"),
+    ({"timing": "live", "timing_params": {}}, "timing=live"),
+    ({"network": "lan"}, "timing.network=lan"),
+    ({"transport": "http"}, "transport=http"),
+    ({"isolation": "none"}, "not isolated"),
+])
+def test_only_the_default_channel_is_ranked_noise_is_never_credited(channel, reason):
+    """A defense measured under any other timing is a group of its own, not a rank: here
+    'noisy' would rank first on the attack's lower agreement under the noisier channel."""
+    results = [result("a1", "none", ea=0.6), result("a1", "weak", ea=0.55),
+               result("a1", "noisy", ea=0.1, **channel)]
+    board = board_of(results)
+    assert [e["defense"] for e in board["defense_ranking"]] == ["weak", "none"]
+    rows = {r["defense"]: r for r in board["groups"]}
+    assert rows["noisy"]["unranked"] == reason and rows["weak"]["unranked"] is None
+    assert all("noisy" not in (d["a"], d["b"]) for d in board["paired_differences"])
+    assert f"(unranked: {reason})" in format_board(board)
 
 
 def test_defenses_over_the_cost_budget_are_listed_apart():

@@ -25,7 +25,7 @@ def test_component_params_parsed_as_json_and_scoped():
     assert spec.params_for("attack", "knockoff") == {"epochs": 3, "architecture": "vgg16_bn"}
     assert spec.params_for("victim", "digits_cnn") == {"thresholds": [0.9, 0.8, 0.7]}
     assert spec.params_for("attack", "other") == {}
-    assert spec.settings.timing_params == {"sigma": 0.1}
+    assert spec.settings.timing_params == {"sigma": 0.1, "deployment": "dedicated"}
 
 
 @pytest.mark.parametrize("override, message", [

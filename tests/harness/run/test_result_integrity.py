@@ -161,5 +161,5 @@ def test_show_prints_untruncated_tables(tiny_plugin, tmp_path, capsys):
     capsys.readouterr()
     assert main(["leaderboard", "show", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "exit_estimation_accuracy" in out and "tiny_attack (not isolated)" in out
+    assert "exit_estimation_accuracy" in out and "tiny_attack (unranked: not isolated" in out
     assert main(["leaderboard", "show", str(tmp_path / "nothing")]) == 2
