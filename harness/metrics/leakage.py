@@ -10,16 +10,17 @@ Both measures work on log latency (scale-free, tames the heavy right tail):
   per query the best classifier of the exit is ``argmax_k P(k) p(log latency | k)``;
   it is estimated by ``folds``-fold cross-validation (folds from a fixed shuffle,
   :data:`FOLD_SEED`, so no randomness, and a periodic query order - exits ``i % k`` with
-  ``k == folds`` - cannot put one exit in each fold): on the training folds, priors are exit frequencies and each exit's
-  class-conditional density is a Gaussian KDE (Silverman bandwidth of that exit's
-  sample, floored at 1e-3 of the overall spread and at 1e-9; a query beyond a density's grid still
-  gets its nearest kernel's density, so far tails stay ordered); held-out queries are
-  classified by ``argmax prior * density``. The estimate is floored at the majority-exit
-  rate (:func:`majority_exit_rate`, chance): the Bayes classifier never does worse than
+  ``k == folds`` - cannot put one exit in each fold): on the training folds, priors are
+  exit frequencies and each exit's class-conditional density is a Gaussian KDE
+  (Silverman bandwidth of that exit's sample, floored at 1e-3 of the overall spread and
+  at 1e-9; a query beyond a density's grid still gets its nearest kernel's density, so
+  far tails stay ordered); held-out queries are classified by ``argmax prior *
+  density``. The estimate is floored at the majority-exit rate
+  (:func:`majority_exit_rate`, chance): the Bayes classifier never does worse than
   always answering the most common exit, while a cross-validated density classifier can
   dip below it on tied latencies (padding) through fold-to-fold prior noise.
-  Cross-validation keeps it honest (resubstitution
-  overfits rare exits); it is slightly pessimistic for small samples and converges to
+  Cross-validation keeps it honest (resubstitution overfits rare exits); it is slightly
+  pessimistic for small samples and converges to
   the Bayes accuracy as ``n`` grows. Unlike a k-nearest-neighbour vote it still
   recognises a well-separated exit of a handful of queries (unbalanced exit mixes).
 """
