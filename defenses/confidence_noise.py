@@ -1,13 +1,13 @@
 """Noisy confidence: the exit policy decides on perturbed per-exit probabilities.
 
-Each exit's log-probabilities get independent Gaussian noise of standard deviation
-``scale`` per class (drawn from ``batch.rng``), are renormalised with a softmax, and the
-victim's own output strategy (``batch.server.strategy``) picks the exit from those noisy
-vectors. Queries near a threshold move between exits at random, so the exits the
-timing reveals follow the thresholds only loosely. Only the decision sees the noise: the
-client receives the *real* probabilities of the exit that answered (the endpoint fills
-the outputs from the chosen exit), and in live timing the victim really computes up to
-that exit.
+Exit by exit, as a server decides, each still-undecided query's log-probabilities get
+independent Gaussian noise of standard deviation ``scale`` per class (drawn from
+``batch.rng``), are renormalised with a softmax, and the victim's own output strategy
+(``batch.server.strategy``) decides whether that exit fires on the noisy vector. Queries
+near a threshold move between exits at random, so the exits the timing reveals follow
+the thresholds only loosely. Only the decision sees the noise: the client receives the
+*real* probabilities of the exit that answered, and every query is computed (and its
+latency charged) exactly up to that exit, never to the noiseless policy's.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class ConfidenceNoise(Defense):
     """
 
     name = "confidence_noise"
+    needs_policy_exits = False
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "scale": [Interval("real", 0, None)],
     }
@@ -53,5 +54,15 @@ class ConfidenceNoise(Defense):
         self.scale = scale
 
     def choose_exits(self, batch: StageBatch) -> np.ndarray:
-        noisy = [noisy_probs(p, self.scale, batch.rng) for p in batch.per_exit_probs]
-        return batch.server.strategy.exits(noisy)
+        strategy = batch.server.strategy
+        last = batch.server.num_exits - 1
+        exits = np.full(len(batch), last, dtype=np.int64)
+        undecided = np.arange(len(batch))
+        for k in range(last):
+            if not len(undecided):
+                break
+            noisy = noisy_probs(batch.exit_probs(k, undecided), self.scale, batch.rng)
+            fired = strategy.fires_at(k, noisy)
+            exits[undecided[fired]] = k
+            undecided = undecided[~fired]
+        return exits

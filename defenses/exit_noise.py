@@ -2,10 +2,13 @@
 
 With probability ``p`` per query (drawn from ``batch.rng``) the query is answered from
 another exit, uniformly among the other ``K - 1``; otherwise from the exit the policy
-chose. The latency then follows the exit that really answered (in live timing the
-victim really computes up to it), so the timing side channel reports a noisy exit and
-an estimator's exits disagree with the policy's on about ``p`` of the queries. The
-client receives that exit's real probabilities.
+chose. The decision is made as a server makes it, exit by exit: a switched query draws
+``j`` uniformly in ``0..K-2`` and asks the policy only up to exit ``j`` - if the policy
+would fire there or earlier the query answers from ``j + 1``, else from ``j`` - so every
+query is computed, and its latency charged, exactly up to the exit that answers it, never
+to the policy's exit when that lies deeper. The timing side channel then reports a noisy
+exit, and an estimator's exits disagree with the policy's on about ``p`` of the queries.
+The client receives that exit's real probabilities.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class ExitNoise(Defense):
     """
 
     name = "exit_noise"
+    needs_policy_exits = False
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "p": [Interval("real", 0, 1)],
     }
@@ -38,9 +42,16 @@ class ExitNoise(Defense):
         self.p = p
 
     def choose_exits(self, batch: StageBatch) -> np.ndarray:
-        exits = np.asarray(batch.exits, dtype=np.int64)
         k = batch.server.num_exits
         n = len(batch)
         switch = batch.rng.random(n) < self.p
-        shift = batch.rng.integers(1, k, n) if k > 1 else np.zeros(n, dtype=np.int64)
-        return np.where(switch, (exits + shift) % k, exits)
+        other = batch.rng.integers(0, k - 1, n) if k > 1 else np.zeros(n, dtype=np.int64)
+        exits = np.empty(n, dtype=np.int64)
+        stay = np.flatnonzero(~switch | (k == 1))
+        if len(stay):
+            exits[stay] = batch.policy_exits_up_to(rows=stay)
+        moved = np.flatnonzero(switch & (k > 1))
+        if len(moved):  # the policy only as deep as the drawn exit: fired by then -> one deeper
+            fired = batch.policy_exits_up_to(limit=other[moved], rows=moved) >= 0
+            exits[moved] = other[moved] + fired
+        return exits

@@ -8,7 +8,9 @@ each stage the members run in order, each seeing what the one before returned:
 * ``admit``: a member sees only the queries the earlier members admitted (a monitor
   never records a query another member already refused); the stack admits what all do.
 * ``choose_exits``, ``perturb_outputs``, ``shape_latency``: the batch's ``exits``,
-  ``outputs`` or ``latency_s`` is the previous member's answer.
+  ``outputs`` or ``latency_s`` is the previous member's answer. The first member that
+  chooses exits sees the policy's exits when it asks for them (``needs_policy_exits``);
+  every member may ask the server for any exit's outputs.
 
 Every member draws from the same ``batch.rng`` in member order, so a stack of one member
 answers exactly like that member. ``report()`` joins the members' counters under
@@ -119,6 +121,13 @@ class DefenseStack(Defense):
 
     def choose_exits(self, batch: StageBatch) -> np.ndarray:
         return self._chain("choose_exits", "exits", batch)
+
+    def wants_policy_exits(self) -> bool:
+        """What the first member that chooses exits wants (it starts from the policy's)."""
+        for member in self._built():
+            if "choose_exits" in member.stages():
+                return member.wants_policy_exits()
+        return True
 
     def perturb_outputs(self, batch: StageBatch) -> np.ndarray:
         return self._chain("perturb_outputs", "outputs", batch)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import numpy as np
 
 from harness.components import Component
+from harness.computation import EagerComputation, ExitComputation
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -368,6 +369,19 @@ class ServedModel(ABC):
         Stops where ``strategy`` fires or, when ``exits`` is given, at that exit
         (a defense's choice); never computes a block beyond the answering exit.
         """
+
+    def compute_exits(self, x: np.ndarray, *, timed: bool = False,
+                      repeats: int = 1) -> ExitComputation:
+        """The exits of ``x`` computed on demand, each row only as deep as asked
+        (:mod:`harness.computation`); ``timed``: measure each row's compute alone, taking
+        the median of ``repeats`` runs per stage.
+
+        The default has no stages: it computes every exit at once with
+        :meth:`exit_probs`, charges only what is asked, and is never timed (the server
+        then times the answering exits with :meth:`serve`). The built-in backends
+        override it with a real staged computation.
+        """
+        return EagerComputation(self.exit_probs(x))
 
 
 class ServingBackend(Component):

@@ -1,20 +1,32 @@
 """The defense contract: four stages, each handed one frozen :class:`StageBatch`.
 
 A defense implements any subset of ``admit`` (a query monitor), ``choose_exits`` (alters
-the exit decision; in live timing the victim really computes to the chosen exit),
-``perturb_outputs`` (what the client sees) and ``shape_latency`` (how long the client
-waits; in live timing the response is really held back). The server runs them in that
-order on every batch. Each stage receives the same kind of object, filled as far as
-the server has got, and returns its one field:
+the exit decision), ``perturb_outputs`` (what the client sees) and ``shape_latency`` (how
+long the client waits; in live timing the response is really held back). The server runs
+them in that order on every batch. Each stage receives the same kind of object, filled
+as far as the server has got, and returns its one field:
 
 ==================  ==============================================  ===========================
 stage               batch fields already set                        returns
 ==================  ==============================================  ===========================
 ``admit``           ``inputs``                                      bool mask, shape (n,)
-``choose_exits``    + ``policy_exits``, ``exits``, ``per_exit_probs``  exits, shape (m,), ints
+``choose_exits``    + ``policy_exits``, ``exits`` (the policy's),   exits, shape (m,), ints
+                    ``exit_probs(k)``, ``policy_exits_up_to(...)``
 ``perturb_outputs`` + ``outputs``, ``latency_s`` (the computation's)  probabilities, (m, classes)
 ``shape_latency``   + the perturbed ``outputs``                     seconds, shape (m,)
 ==================  ==============================================  ===========================
+
+**Exits are computed, and charged, like on a deployed server.** A query computes only up
+to the exit that answers it. The server runs its policy stage by stage; a
+``choose_exits`` that wants another exit's output asks for it (``batch.exit_probs(k)``,
+or ``batch.per_exit_probs[k]``, a lazy sequence), and the server then computes that
+query up to that exit. Every query is charged the deepest exit it computed: its latency
+(measured under ``live``, that exit's latency under the modelled timings) and its compute
+cost. A defense whose decision does not start from the policy's sets
+``needs_policy_exits = False``: its ``batch.exits`` and ``batch.policy_exits`` are None,
+and it learns what it needs lazily (``batch.policy_exits_up_to(limit)`` evaluates the
+policy only as deep as ``limit``). Exit outputs can be asked for in ``choose_exits``
+only; later stages see ``per_exit_probs`` None.
 
 ``m`` is the number of admitted queries: stages after ``admit`` see only those. Every
 batch carries the client id, a seeded :class:`numpy.random.Generator` (the only source
@@ -23,26 +35,32 @@ The server rejects, naming the defense, an exception from a stage, a wrong shape
 exits outside ``0..num_exits-1``, outputs off the probability simplex, and latencies
 that are not finite or shorter than the computation.
 
-Protocol 2 (this one) replaced protocol 1's per-stage argument lists; a defense written
-for protocol 1 is refused at registration with a porting message
-(:func:`harness.plugins.porting.protocol_problems`).
+Protocol 2 replaced protocol 1's per-stage argument lists; a defense written for protocol
+1 is refused at registration with a porting message
+(:func:`harness.plugins.porting.protocol_problems`). Protocol 3 (this one) keeps the
+stage signatures and computes exits lazily (above): a protocol-2 defense runs unchanged,
+and pays for every exit it reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
 from harness.components import Component
+from harness.errors import HarnessError
 from harness.lookup import Lookup
 
 if TYPE_CHECKING:
     from harness.strategy import OutputStrategy
 
-PROTOCOL_VERSION = 2
-"""2: defense stages take one :class:`StageBatch`; ``Victim.prepare(data, ctx)``."""
+PROTOCOL_VERSION = 3
+"""2: defense stages take one :class:`StageBatch`; ``Victim.prepare(data, ctx)``. 3: exits
+are computed lazily and each query is charged its deepest computed exit; ``realistic``
+timing names a calibrated deployment. Results of different versions are not compared."""
 
 STAGES = ("admit", "choose_exits", "perturb_outputs", "shape_latency")
 QUANTILE_LEVELS = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -80,9 +98,26 @@ class ServerInfo:
         return self.latency_quantile(self.num_exits - 1, q)
 
 
+class ExitAccess(Protocol):
+    """The server's computation of one batch, as ``choose_exits`` may ask it
+    (:class:`harness.serving.exits.ExitView`): each answer is computed on demand and
+    charged to the queries it was computed for."""
+
+    def probs(self, k: int, rows: np.ndarray | None = None) -> np.ndarray: ...
+
+    def policy_exits(self, limit: np.ndarray | int | None = None,
+                     rows: np.ndarray | None = None) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class StageBatch:
-    """What every defense stage sees (fields not computed yet are None; arrays read-only)."""
+    """What every defense stage sees (fields not computed yet are None; arrays read-only).
+
+    ``per_exit_probs`` (``choose_exits`` only) is a sequence of every exit's probabilities;
+    indexing it computes that exit for the whole batch. ``exit_view`` is the server's
+    computation behind :meth:`exit_probs` and :meth:`policy_exits_up_to` (None on a batch
+    built by hand, which then answers from ``per_exit_probs``).
+    """
 
     inputs: np.ndarray
     client_id: str
@@ -90,12 +125,41 @@ class StageBatch:
     server: ServerInfo
     policy_exits: np.ndarray | None = None
     exits: np.ndarray | None = None
-    per_exit_probs: tuple[np.ndarray, ...] | None = None
+    per_exit_probs: Sequence[np.ndarray] | None = None
     outputs: np.ndarray | None = None
     latency_s: np.ndarray | None = None
+    exit_view: ExitAccess | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    def exit_probs(self, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Exit ``k``'s probabilities for ``rows`` (all when None): the server computes
+        those queries up to exit ``k`` and charges them for it."""
+        if self.exit_view is not None:
+            return self.exit_view.probs(k, rows)
+        if self.per_exit_probs is None:
+            raise HarnessError("this batch carries no exit outputs: only choose_exits may ask "
+                               "for them (batch.exit_probs(k))")
+        probs = self.per_exit_probs[k]
+        return probs if rows is None else probs[np.asarray(rows, dtype=np.int64)]
+
+    def policy_exits_up_to(self, limit: np.ndarray | int | None = None,
+                           rows: np.ndarray | None = None) -> np.ndarray:
+        """The victim policy's exit for ``rows``, evaluated only as deep as ``limit``
+        (per row, or one exit for all; None: as deep as needed): -1 where the policy
+        fires only after ``limit``. The stages evaluated are computed and charged."""
+        if self.exit_view is not None:
+            return self.exit_view.policy_exits(limit, rows)
+        if self.per_exit_probs is None:
+            raise HarnessError("this batch carries no exit outputs: only choose_exits may ask "
+                               "for the policy's exits")
+        exits = self.server.strategy.exits(list(self.per_exit_probs))
+        if rows is not None:
+            exits = exits[np.asarray(rows, dtype=np.int64)]
+        if limit is None:
+            return exits
+        return np.where(exits <= np.broadcast_to(np.asarray(limit), exits.shape), exits, -1)
 
 
 def read_only(array: np.ndarray | None) -> np.ndarray | None:
@@ -139,9 +203,19 @@ class Defense(Component):
         """Boolean mask of queries to answer (refused ones are still charged)."""
         return np.ones(len(batch), dtype=bool)
 
+    needs_policy_exits: ClassVar[bool] = True
+    """Whether ``choose_exits`` starts from the policy's decision (``batch.exits``, computed
+    for every query before the stage runs). False: ``batch.exits`` is None and the stage
+    asks for what it needs (``batch.exit_probs``, ``batch.policy_exits_up_to``), so a
+    query is computed, and charged, no deeper than the stage asked."""
+
     def choose_exits(self, batch: StageBatch) -> np.ndarray:
         """Exit that really answers each admitted query (the victim computes up to it)."""
         return batch.exits
+
+    def wants_policy_exits(self) -> bool:
+        """:attr:`needs_policy_exits` of this instance (a composite decides from its parts)."""
+        return type(self).needs_policy_exits
 
     def perturb_outputs(self, batch: StageBatch) -> np.ndarray:
         """Probability vectors the client receives (rows on the simplex)."""

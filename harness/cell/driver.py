@@ -104,8 +104,10 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         server.wait_ready()
         theft = steal(cell, registry, server, attacker, victim.data, salt)
         session.stop_attacker()
-        metrics, theft_diagnostics = score_theft(victim, served, theft, device)
-        metrics.update(measure_defense(server, victim.data.test, cell.seed, theft))
+        reference = victim_view(victim, served)
+        metrics, theft_diagnostics = score_theft(victim, served, theft, device, reference)
+        metrics.update(measure_defense(server, victim.data.test, cell.seed, theft,
+                                       intended=reference.exits))
         quantiles = server.latency_quantiles
     return metrics, diagnostics(victim, served, quantiles, theft, theft_diagnostics,
                                 session.describe())
@@ -153,13 +155,26 @@ def steal(cell: CellSpec, registry: Registry, server: ServerHandle, attacker: At
                  oracle.refused_count, benign, mixed.plan, mixed.report())
 
 
-def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
-                device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+@dataclass(frozen=True)
+class VictimView:
+    """The evaluator's undefended victim on the test split: each input's exit and label."""
+
+    exits: np.ndarray
+    labels: np.ndarray
+
+
+def victim_view(victim: TrainedVictim, served: ServedModel) -> VictimView:
+    """What the victim's own strategy does on the test split (the evaluator's copy)."""
+    probs = served.exit_probs(victim.data.test.x)
+    exits = victim.strategy.exits(probs)
+    return VictimView(exits, answering_probs(probs, exits).argmax(1))
+
+
+def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft, device: str,
+                reference: VictimView) -> tuple[dict[str, Any], dict[str, Any]]:
     """Phase 2: strategy-stealing success against the evaluator's own undefended victim."""
     test = victim.data.test
-    victim_probs = served.exit_probs(test.x)
-    victim_exits = victim.strategy.exits(victim_probs)
-    victim_labels = answering_probs(victim_probs, victim_exits).argmax(1)
+    victim_exits, victim_labels = reference.exits, reference.labels
     stolen = theft.stolen
     sub_probs = exit_probabilities(stolen.model, test.x, device)
     sub_exits = stolen.strategy.exits(sub_probs)
@@ -193,12 +208,13 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
     return metrics, diagnostics
 
 
-def measure_defense(server: ServerHandle, test: Split, seed: int,
-                    theft: Theft) -> dict[str, Any]:
+def measure_defense(server: ServerHandle, test: Split, seed: int, theft: Theft, *,
+                    intended: np.ndarray) -> dict[str, Any]:
     """Phase 3: the defense's cost and the remaining leakage, from the benign clients.
 
     The defended responses are what the benign clients received in the attack's stream
     (phase 1); the undefended reference answers the same chunks in the same order.
+    ``intended`` is the victim's own exit for each test input (the evaluator's copy).
     """
     plain = server.endpoint(Stream.UNDEFENDED_DEFENSE, Stream.BENIGN_TIMING, client_id="benign",
                             defended=False)
@@ -210,16 +226,17 @@ def measure_defense(server: ServerHandle, test: Split, seed: int,
         latency_def=r_def.latency_s, latency_undef=r_undef.latency_s,
         latency_full=server.full_latency(test.x), cost_def=r_def.cost_fraction,
         cost_undef=r_undef.cost_fraction)
-    metrics.update(leakage_metrics(r_def, seed))
+    metrics.update(leakage_metrics(r_def, intended, seed))
     return metrics
 
 
-def leakage_metrics(response: EndpointResponse, seed: int) -> dict[str, float | None]:
+def leakage_metrics(response: EndpointResponse, intended: np.ndarray,
+                    seed: int) -> dict[str, float | None]:
     """What the answered benign latencies reveal about the exit that served and about the
-    exit the victim's policy intended, each beside its chance level (majority-exit rate)."""
+    exit the victim's policy ``intended``, each beside its chance level (majority-exit rate)."""
     ok = response.admitted
     out: dict[str, float | None] = {}
-    for suffix, exits in (("", response.exits), ("_intended", response.policy_exits)):
+    for suffix, exits in (("", response.exits), ("_intended", np.asarray(intended))):
         lat, ex = response.latency_s[ok], exits[ok]
         out[f"leakage_bits{suffix}"] = leakage_bits(lat, ex, seed=seed) if ok.any() else 0.0
         out[f"bayes_exit_accuracy{suffix}"] = bayes_exit_accuracy(lat, ex) if ok.any() else None

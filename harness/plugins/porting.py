@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 
 from harness.protocol import Victim
-from harness.stages import PROTOCOL_VERSION, STAGES, Defense
+from harness.stages import STAGES, Defense
 
 
 def _positional(method: object) -> list[str]:
@@ -19,7 +19,8 @@ def _positional(method: object) -> list[str]:
 
 
 def protocol_problems(cls: type) -> list[str]:
-    """Why ``cls`` does not fit protocol 2 (empty when it does), each with how to port it."""
+    """Why ``cls`` does not fit the stage signatures of protocol 2 and later (empty when it
+    does), each with how to port it."""
     problems = []
     if issubclass(cls, Defense):
         for stage in STAGES:
@@ -30,7 +31,7 @@ def protocol_problems(cls: type) -> list[str]:
             if len(args) != 1:
                 problems.append(
                     f"stage {stage!r} takes ({', '.join(args)}), the protocol-1 signature; "
-                    f"since protocol {PROTOCOL_VERSION} every stage takes one StageBatch: write "
+                    "since protocol 2 every stage takes one StageBatch: write "
                     f"`def {stage}(self, batch)` and read batch.inputs, batch.exits, "
                     "batch.per_exit_probs, batch.outputs, batch.latency_s, batch.rng and "
                     "batch.server (harness.stages)")
@@ -39,7 +40,7 @@ def protocol_problems(cls: type) -> list[str]:
         if len(args) != 2:
             problems.append(
                 f"prepare takes ({', '.join(args)}), the protocol-1 signature; since protocol "
-                f"{PROTOCOL_VERSION} it is `def prepare(self, data, ctx)` with ctx.cache_dir, "
+                "2 it is `def prepare(self, data, ctx)` with ctx.cache_dir, "
                 "ctx.device, ctx.policy(name) and ctx.new_network(...) (harness.protocol."
                 "VictimContext)")
     return problems

@@ -1,10 +1,12 @@
 """The server side of a cell: served victim + defense stages + timing -> responses.
 
-Stages run in the order of :mod:`harness.stages`: ``admit`` -> exits by the victim's
-strategy -> ``choose_exits`` -> outputs and the computation's latency (modelled, or
-measured by really serving each sample when the timing measures) ->
-``perturb_outputs`` -> ``shape_latency``. Each stage gets one read-only
-:class:`~harness.stages.StageBatch`.
+Stages run in the order of :mod:`harness.stages`: ``admit`` -> the victim's strategy,
+stage by stage -> ``choose_exits`` -> the answering exits -> ``perturb_outputs`` ->
+``shape_latency``. Each stage gets one read-only :class:`~harness.stages.StageBatch`.
+Exits are computed on demand (:mod:`harness.serving.exits`): a query computes only up
+to the exit that answers it, or deeper where ``choose_exits`` asked, and is charged the
+deepest exit it computed, in latency (measured per query under ``live``; that exit's
+modelled latency otherwise) and in compute cost.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 
 from harness.errors import ComponentFailure
 from harness.protocol import ServedModel
+from harness.serving.exits import ExitView
 from harness.stages import Defense, ServerInfo, StageBatch, defense_report, read_only
-from harness.strategy import OutputStrategy, answering_probs
+from harness.strategy import OutputStrategy
 from harness.timing.models import TimingModel
 
 SIMPLEX_ATOL = 1e-6
@@ -29,9 +32,9 @@ SIMPLEX_ATOL = 1e-6
 class EndpointResponse:
     """Everything the server knows about a batch; the oracle reveals only part of it.
 
-    ``exits`` is the exit that served each query, ``policy_exits`` the one the victim's
-    strategy intended (they differ when a defense chooses exits); both are -1 for a
-    refused query.
+    ``exits`` is the exit that answered each query and ``depth`` the deepest exit it
+    computed (deeper when a defense asked for another exit's outputs); both are -1 for a
+    refused query. ``cost_fraction`` is the compute charged: that of ``depth``.
     """
 
     probs: np.ndarray
@@ -39,10 +42,10 @@ class EndpointResponse:
     cost_fraction: np.ndarray
     latency_s: np.ndarray
     admitted: np.ndarray
-    policy_exits: np.ndarray
+    depth: np.ndarray
 
 
-RESPONSE_FIELDS = ("probs", "exits", "cost_fraction", "latency_s", "admitted", "policy_exits")
+RESPONSE_FIELDS = ("probs", "exits", "cost_fraction", "latency_s", "admitted", "depth")
 
 
 SPIN_S = 300e-6
@@ -141,14 +144,14 @@ class Endpoint:
         """Answer one batch of one client (``client_id`` and the timing stream may be given
         per batch, so several clients can share this endpoint's defense).
 
-        When the timing measures (``live``), the defense's own stage time is part of the
-        latency (shared evenly by the batch's queries; ``shape_latency`` sees it), and the
-        response is really held back until the longest shaped latency has passed since
-        the batch arrived, so a client timing its round trip waits what a defense asks.
+        When the timing measures (``live``), each query's latency is its own measured
+        computation plus an even share of the defense's stage time (``shape_latency`` sees
+        it), and the response is really held back until the longest shaped latency has
+        passed since the batch arrived, so a client timing its round trip waits what a
+        defense asks.
         """
         start = time.perf_counter()
         n = len(x)
-        k = self.served.num_exits
         client_id = self.client_id if client_id is None else client_id
         timing_rng = self.timing_rng if timing_rng is None else timing_rng
         batch = StageBatch(inputs=read_only(x), client_id=client_id, rng=self.defense_rng,
@@ -159,31 +162,19 @@ class Endpoint:
         stage_s = time.perf_counter() - start
         probs = np.full((n, self.server.num_classes), np.nan)
         exits = np.full(n, -1, dtype=np.int64)
-        intended = np.full(n, -1, dtype=np.int64)
+        depth = np.full(n, -1, dtype=np.int64)
         latency = np.full(n, np.nan)
         idx = np.flatnonzero(admitted)
         if len(idx):
-            xa = x[idx]
-            per_exit = self.served.exit_probs(xa)
-            policy_exits = self.strategy.exits(per_exit)
-            batch = StageBatch(inputs=read_only(xa), client_id=client_id,
+            answer = self._answer(x[idx], client_id, timing_rng)
+            stage_s += answer.stage_s
+            probs[idx], exits[idx], depth[idx], raw_latency = (
+                answer.outputs, answer.exits, answer.depth, answer.latency_s)
+            batch = StageBatch(inputs=read_only(x[idx]), client_id=client_id,
                                rng=self.defense_rng, server=self.server,
-                               policy_exits=read_only(policy_exits),
-                               exits=read_only(policy_exits),
-                               per_exit_probs=tuple(read_only(p) for p in per_exit))
-            t0 = time.perf_counter()
-            raw = self._stage("choose_exits", batch, np.float64)
-            chosen = self._check_exits(raw.astype(np.int64), raw, len(idx))
-            stage_s += time.perf_counter() - t0
-            out = answering_probs(per_exit, chosen)
-            if self.timing.measures:
-                trace = self.timing.serve(self.served, xa, self.strategy,
-                                          chosen if self._chooses_exits else None)
-                chosen, out, raw_latency = trace.exits, trace.probs, trace.latency_s
-            else:
-                raw_latency = self.timing.latencies(chosen, self.served.cost_fraction, timing_rng)
-            batch = replace(batch, exits=read_only(chosen), outputs=read_only(out),
-                            latency_s=read_only(raw_latency))
+                               policy_exits=answer.policy_exits, exits=read_only(answer.exits),
+                               outputs=read_only(answer.outputs),
+                               latency_s=read_only(raw_latency))
             t0 = time.perf_counter()
             out = self._check_outputs(self._stage("perturb_outputs", batch, np.float64), len(idx))
             stage_s += time.perf_counter() - t0
@@ -195,10 +186,57 @@ class Endpoint:
                                          raw_latency)
             if self.timing.measures:
                 shaped = shaped + (time.perf_counter() - t0) / n
-            probs[idx], exits[idx], latency[idx] = out, chosen, shaped
-            intended[idx] = policy_exits
+            probs[idx], latency[idx] = out, shaped
         if self.timing.measures and len(idx):
             hold_until(start + float(latency[idx].max()))
         frac = np.asarray(self.served.cost_fraction)
-        cost = np.where(exits >= 0, frac[np.clip(exits, 0, k - 1)], 0.0)
-        return EndpointResponse(probs, exits, cost, latency, admitted, intended)
+        cost = np.where(depth >= 0, frac[np.clip(depth, 0, len(frac) - 1)], 0.0)
+        return EndpointResponse(probs, exits, cost, latency, admitted, depth)
+
+    def _answer(self, xa: np.ndarray, client_id: str,
+                timing_rng: np.random.Generator) -> _Answer:
+        """The admitted queries computed as a deployed server computes them: the policy
+        stage by stage, ``choose_exits`` asking what it needs, the answering exits; each
+        query charged the deepest exit it computed."""
+        m = len(xa)
+        repeats = int(getattr(self.timing, "repeats", 1))
+        view = ExitView(self.served.compute_exits(xa, timed=self.timing.measures,
+                                                  repeats=repeats), self.strategy)
+        stage_s = 0.0
+        policy = None
+        if not self._chooses_exits:
+            chosen = view.policy_exits()
+            policy = chosen
+        else:
+            if self.defense.wants_policy_exits():
+                policy = view.policy_exits()
+            batch = StageBatch(inputs=read_only(xa), client_id=client_id,
+                               rng=self.defense_rng, server=self.server,
+                               policy_exits=read_only(policy), exits=read_only(policy),
+                               per_exit_probs=view.sequence(), exit_view=view)
+            t0 = time.perf_counter()
+            raw = self._stage("choose_exits", batch, np.float64)
+            chosen = self._check_exits(raw.astype(np.int64), raw, m)
+            stage_s += time.perf_counter() - t0
+        outputs = view.answer(chosen)
+        depth = view.depth.copy()
+        if not self.timing.measures:
+            latency = self.timing.latencies(depth, self.served.cost_fraction, timing_rng)
+        elif view.computation.seconds is not None:
+            latency = view.computation.seconds.copy()
+        else:  # a backend without stages: time each query alone, to the depth it reached
+            latency = self.served.serve(xa, exits=depth, repeats=repeats).latency_s
+        return _Answer(outputs, chosen, depth, latency,
+                       None if policy is None else read_only(policy), stage_s)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What the server computed for the admitted queries of one batch."""
+
+    outputs: np.ndarray
+    exits: np.ndarray
+    depth: np.ndarray
+    latency_s: np.ndarray
+    policy_exits: np.ndarray | None
+    stage_s: float

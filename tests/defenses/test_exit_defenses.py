@@ -13,6 +13,7 @@ from harness.model import exit_probabilities
 from harness.stages import QUANTILE_LEVELS, ServerInfo, StageBatch
 from harness.strategy import MaxProbPolicy, OutputStrategy, answering_probs
 from harness.testing import conformance_cases, tiny_endpoint
+from tests.defenses.batches import PolicyOracle
 
 NEW_DEFENSES = ("pad_constant", "pad_bucket", "jitter", "timeguard", "exit_noise",
                 "confidence_noise")
@@ -58,11 +59,14 @@ INFO = ServerInfo(num_exits=4, num_classes=3, cost_fraction=(0.2, 0.4, 0.7, 1.0)
 def test_exit_noise_switches_a_share_p_uniformly_to_other_exits(p, seed):
     rng = np.random.default_rng(seed)
     exits = rng.integers(0, 4, 3000)
+    oracle = PolicyOracle(exits)
     batch = StageBatch(inputs=np.zeros((3000, 2)), client_id="c", rng=rng, server=INFO,
-                       policy_exits=exits, exits=exits)
+                       exit_view=oracle)
     chosen = ExitNoise(p=p).choose_exits(batch)
     switched = chosen != exits
     assert chosen.dtype.kind == "i" and chosen.min() >= 0 and chosen.max() <= 3
+    # the policy was evaluated no deeper than the exit that answers (nothing computed past it)
+    assert np.all(oracle.depth <= chosen) and np.all(oracle.depth[~switched] == exits[~switched])
     assert abs(switched.mean() - p) < 0.04
     if switched.sum() > 300:  # the other exits are equally likely
         shift = (chosen - exits)[switched] % 4

@@ -98,7 +98,7 @@ def test_stack_of_one_member_equals_that_member(victim, registry):
     alone = _answer(victim, _bound(AddDelay(delay=2e-3), registry), x)
     stacked = _answer(victim, _bound(DefenseStack(members=[
         {"name": "add_delay", "params": {"delay": 2e-3}}]), registry), x)
-    for field in ("probs", "exits", "latency_s", "admitted", "policy_exits"):
+    for field in ("probs", "exits", "latency_s", "admitted", "depth"):
         np.testing.assert_array_equal(getattr(alone, field), getattr(stacked, field))
 
 

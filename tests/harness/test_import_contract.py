@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("harness.errors", "harness.version")),
     ("io", ("harness.io",)),
-    ("contract", ("harness.lookup", "harness.params", "harness.components", "harness.strategy",
-                  "harness.model", "harness.protocol", "harness.stages", "harness.hookspecs")),
+    ("contract", ("harness.lookup", "harness.params", "harness.components", "harness.computation",
+                  "harness.strategy", "harness.model", "harness.protocol", "harness.stages",
+                  "harness.hookspecs")),
     ("plugins", ("harness.plugins",)),
     ("facade", ("harness",)),
     ("nn", ("harness.nn",)),

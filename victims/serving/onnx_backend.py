@@ -61,6 +61,8 @@ class OnnxServedModel(StagedServedModel):
         if not self.io_binding:
             h_out, logits = sess.run(None, {INPUT_NAME: h})
             return h_out, logits
+        if isinstance(h, np.ndarray):  # rows joined on the host (a staged computation)
+            h = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(h), self._ort_device, 0)
         binding = sess.io_binding()
         binding.bind_ortvalue_input(INPUT_NAME, h)
         binding.bind_output(OUTPUT_NAMES[0], self._ort_device)
@@ -69,6 +71,10 @@ class OnnxServedModel(StagedServedModel):
         binding.synchronize_outputs()
         h_out, logits = binding.get_outputs()
         return h_out, logits.numpy()
+
+    def _split(self, h: Any, n: int) -> list[Any]:
+        rows = h.numpy() if isinstance(h, ort.OrtValue) else h
+        return [rows[i:i + 1] for i in range(n)]
 
     def _batch_logits(self, x: np.ndarray) -> list[np.ndarray]:
         h, outs = x, []

@@ -1,12 +1,15 @@
 """The shared per-sample early-exit serving loop of the built-in backends.
 
-A backend supplies three small operations: turn one input into its hidden state, run
+A backend supplies three small operations: turn inputs into their hidden state, run
 stage ``k`` (block ``k`` + head ``k``) on a hidden state, and run every exit on a batch.
 :class:`StagedServedModel` builds the contract of :class:`harness.protocol.ServedModel`
-from them: the batched path (all exits, in chunks) and the true early-exit path, in
-which each sample is served alone (batch size 1), stage after stage, and computation
-stops at the answering exit. Each served sample is timed with ``perf_counter_ns``
-from the arrival of its input to the probabilities of its answering exit.
+from them: the batched path (all exits, in chunks), the true early-exit path, in which
+each sample is served alone (batch size 1), stage after stage, and computation stops at
+the answering exit (each served sample timed with ``perf_counter_ns`` from the arrival
+of its input to the probabilities of its answering exit), and
+:class:`StagedComputation`, the server's on-demand computation of a batch: each row
+advances stage by stage only as deep as asked (batched; or, timed, one row at a time with
+every stage call measured).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.computation import ExitComputation
 from harness.errors import ConfigError, InvalidQueryError
 from harness.params import Interval, Options
 from harness.protocol import ServedModel, ServeTrace
@@ -63,11 +67,19 @@ class StagedServedModel(ServedModel):
     # -- backend operations ------------------------------------------------------------
     @abstractmethod
     def _state(self, x1: np.ndarray) -> Any:
-        """The backend's hidden state for one float32 input of shape (1, *input_shape)."""
+        """The backend's hidden state for float32 inputs of shape (n, *input_shape)."""
 
     @abstractmethod
     def _stage(self, k: int, h: Any) -> tuple[Any, np.ndarray]:
-        """Run block ``k`` and head ``k``: (next hidden state, logits (1, C) on the host)."""
+        """Run block ``k`` and head ``k``: (next hidden state, logits (n, C) on the host)."""
+
+    def _split(self, h: Any, n: int) -> list[Any]:
+        """A batch's hidden state as ``n`` one-row states."""
+        return [h[i:i + 1] for i in range(n)]
+
+    def _join(self, parts: list[Any]) -> Any:
+        """One-row hidden states as one batch (numpy states by default)."""
+        return np.concatenate(parts)
 
     @abstractmethod
     def _batch_logits(self, x: np.ndarray) -> list[np.ndarray]:
@@ -82,6 +94,11 @@ class StagedServedModel(ServedModel):
         yield
 
     # -- ServedModel -------------------------------------------------------------------
+    def compute_exits(self, x: np.ndarray, *, timed: bool = False,
+                      repeats: int = 1) -> StagedComputation:
+        """The exits of ``x`` on demand: each row computed only as deep as asked."""
+        return StagedComputation(self, self._check_inputs(x), timed=timed, repeats=repeats)
+
     def exit_probs(self, x: np.ndarray) -> list[np.ndarray]:
         x = self._check_inputs(x)
         chunks: list[list[np.ndarray]] = []
@@ -171,3 +188,72 @@ class StagedServedModel(ServedModel):
                 f"{self.backend} serving: forced exits must lie in [0, {self.num_exits - 1}]; "
                 f"got values in [{stops.min()}, {stops.max()}]")
         return stops.astype(np.int64)
+
+
+class StagedComputation(ExitComputation):
+    """A batch's rows advanced stage by stage on demand, never past what was asked.
+
+    Untimed, the rows that must reach a stage are computed together; timed (``live``),
+    each row alone, every stage call timed with ``perf_counter_ns`` (``repeats`` runs,
+    reduced by the backend's ``aggregate``), so ``seconds[i]`` is what serving row ``i``
+    alone cost.
+    """
+
+    def __init__(self, model: StagedServedModel, x: np.ndarray, *, timed: bool,
+                 repeats: int) -> None:
+        self.model = model
+        self.x = x
+        self.num_exits = model.num_exits
+        self.depth = np.full(len(x), -1, dtype=np.int64)
+        self.seconds = np.zeros(len(x)) if timed else None
+        self.repeats = max(1, int(repeats))
+        self._states: list[Any] = [None] * len(x)
+        self._probs = np.full((model.num_exits, len(x), model.num_classes), np.nan)
+
+    def probs(self, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+        self._check(k)
+        rows = self._rows(rows, len(self.depth))
+        behind = np.unique(rows[self.depth[rows] < k])
+        if len(behind):
+            with self.model._session():
+                if self.seconds is None:
+                    self._advance(behind, int(k))
+                else:
+                    for i in behind:
+                        self._advance_alone(int(i), int(k))
+        return self._probs[k, rows]
+
+    def _advance(self, rows: np.ndarray, k: int) -> None:
+        """Rows up to exit ``k`` together, stage after stage."""
+        for j in range(int(self.depth[rows].min()) + 1, k + 1):
+            at = rows[self.depth[rows] == j - 1]
+            if not len(at):
+                continue
+            h = (self.model._state(self.x[at]) if j == 0
+                 else self.model._join([self._states[i] for i in at]))
+            h, logits = self.model._stage(j, h)
+            self._keep(at, j, self.model._split(h, len(at)), softmax64(logits))
+
+    def _advance_alone(self, i: int, k: int) -> None:
+        """Row ``i`` up to exit ``k`` alone, each stage timed."""
+        for j in range(int(self.depth[i]) + 1, k + 1):
+            times = []
+            for _ in range(self.repeats):
+                self.model._sync()
+                t0 = time.perf_counter_ns()
+                h = self.model._state(self.x[i:i + 1]) if j == 0 else self._states[i]
+                h, logits = self.model._stage(j, h)
+                probs = softmax64(logits)
+                self.model._sync()
+                times.append(time.perf_counter_ns() - t0)
+            assert self.seconds is not None
+            reduce = np.min if self.model.aggregate == "min" else np.median
+            self.seconds[i] += float(reduce(np.asarray(times, dtype=np.float64))) * 1e-9
+            self._keep(np.array([i]), j, [h], probs)
+
+    def _keep(self, rows: np.ndarray, j: int, states: list[Any], probs: np.ndarray) -> None:
+        self._probs[j, rows] = probs
+        self.depth[rows] = j
+        last = j == self.num_exits - 1
+        for pos, i in enumerate(rows):
+            self._states[int(i)] = None if last else states[pos]

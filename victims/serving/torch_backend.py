@@ -67,6 +67,9 @@ class TorchServedModel(StagedServedModel):
         h, logits = self.net.run_block(k, h)
         return h, logits.float().cpu().numpy()
 
+    def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(parts)
+
     def _batch_logits(self, x: np.ndarray) -> list[np.ndarray]:
         outs = self.net(self._input(x))
         return [o.float().cpu().numpy() for o in outs]

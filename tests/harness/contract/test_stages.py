@@ -151,9 +151,10 @@ class OldPlugin:
 
 
 def test_a_protocol_1_defense_is_refused_at_registration_with_a_porting_message():
-    with pytest.warns(HarnessPluginWarning, match=r"older protocol .* protocol 2.*stage "
-                                                  r"'shape_latency' takes \(latency_s, exits, "
-                                                  r"rng\).*def shape_latency\(self, batch\)"):
+    with pytest.warns(HarnessPluginWarning,
+                      match=rf"older protocol \(this harness speaks protocol {PROTOCOL_VERSION}\)"
+                            r".*stage 'shape_latency' takes \(latency_s, exits, rng\).*since "
+                            r"protocol 2 .*def shape_latency\(self, batch\)"):
         registry = Registry.from_manager(make_plugin_manager(extra_plugins=(OldPlugin(),)))
     assert "old_signature" not in registry.names("defense")
     with pytest.raises(PluginError, match="def shape_latency\\(self, batch\\)"):
