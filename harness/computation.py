@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,6 +29,10 @@ class ExitComputation(ABC):
     depth: np.ndarray
     seconds: np.ndarray | None = None
     """Measured compute time per row (timed computations only), else None."""
+    lazy: ClassVar[bool] = True
+    """Whether the wall time depends on how deep rows are computed (it does when rows are
+    really computed on demand; the server then holds modelled responses to an
+    exit-independent allowance, :mod:`harness.serving.allowance`)."""
 
     @abstractmethod
     def probs(self, k: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -51,6 +56,8 @@ class ExitComputation(ABC):
 
 class EagerComputation(ExitComputation):
     """Every exit already computed (a backend without stages); charged as asked."""
+
+    lazy = False
 
     def __init__(self, per_exit: Sequence[np.ndarray]) -> None:
         self._per_exit = [np.asarray(p, dtype=np.float64) for p in per_exit]

@@ -6,7 +6,9 @@ stage by stage -> ``choose_exits`` -> the answering exits -> ``perturb_outputs``
 Exits are computed on demand (:mod:`harness.serving.exits`): a query computes only up
 to the exit that answers it, or deeper where ``choose_exits`` asked, and is charged the
 deepest exit it computed, in latency (measured per query under ``live``; that exit's
-modelled latency otherwise) and in compute cost.
+modelled latency otherwise) and in compute cost. Under a modelled timing the batch is
+held to an exit-independent allowance (:mod:`harness.serving.allowance`), so the real
+computation adds no second timing channel.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from harness.errors import ComponentFailure
 from harness.protocol import ServedModel
+from harness.serving.allowance import ComputeAllowance
 from harness.serving.exits import ExitView
 from harness.stages import Defense, ServerInfo, StageBatch, defense_report, read_only
 from harness.strategy import OutputStrategy
@@ -87,6 +90,7 @@ class Endpoint:
         self.defense_component = defense_component
         self.failure: ComponentFailure | None = None
         self._chooses_exits = "choose_exits" in defense.stages()
+        self._allowance = ComputeAllowance(served)
 
     def _fail(self, stage: str, detail: str) -> ComponentFailure:
         self.failure = ComponentFailure(f"{self.defense_label}: stage {stage!r} {detail}",
@@ -200,6 +204,7 @@ class Endpoint:
         query charged the deepest exit it computed."""
         m = len(xa)
         repeats = int(getattr(self.timing, "repeats", 1))
+        computing = time.perf_counter()
         view = ExitView(self.served.compute_exits(xa, timed=self.timing.measures,
                                                   repeats=repeats), self.strategy)
         stage_s = 0.0
@@ -220,6 +225,8 @@ class Endpoint:
             stage_s += time.perf_counter() - t0
         outputs = view.answer(chosen)
         depth = view.depth.copy()
+        if view.computation.lazy and not self.timing.measures:  # no second channel
+            hold_until(computing + self._allowance.seconds(xa))
         if not self.timing.measures:
             latency = self.timing.latencies(depth, self.served.cost_fraction, timing_rng)
         elif view.computation.seconds is not None:

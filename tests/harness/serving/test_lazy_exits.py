@@ -170,3 +170,28 @@ def test_a_backend_without_stages_charges_what_was_asked(victim):
 def test_exits_cannot_be_computed_uncharged_after_the_batch_is_answered(parts):
     with pytest.raises(ComponentFailure, match=r"perturb_outputs.*only in choose_exits"):
         respond(parts, KeepsTheView())
+
+
+def test_under_modelled_timing_a_lazy_batch_is_held_to_its_exit_independent_allowance(parts):
+    """The real computation must not be a second channel: however shallow the exits, the
+    response waits for the allowance of a full pass (here slowed to at least 5 ms)."""
+    victim, served = parts
+    endpoint = tiny_endpoint(victim, None, timing=CLEAN, served=served)
+    batch_logits = served._batch_logits
+
+    def slow_full_pass(x):
+        time.sleep(0.005)
+        return batch_logits(x)
+
+    served._batch_logits = slow_full_pass
+    try:
+        x = victim.data.attacker.x[:16]
+        allowance = endpoint._allowance.seconds(x)
+        assert allowance >= 2 * 0.005
+        start = time.perf_counter()
+        response = endpoint.respond(x)
+        assert time.perf_counter() - start >= allowance
+    finally:
+        del served._batch_logits
+    assert served._batch_logits == batch_logits
+    assert np.all(response.depth == response.exits)  # held, not computed deeper
