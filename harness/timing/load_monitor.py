@@ -69,15 +69,26 @@ def _pressure_s() -> float | None:
     return None
 
 
-def _own_cpu_s() -> float:
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far; 0 when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _own_cpu_s(part_of_recording: tuple[int, ...]) -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    return (usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+            + sum(_process_cpu_s(pid) for pid in part_of_recording))
 
 
-def _read() -> _Reading:
+def _read(part_of_recording: tuple[int, ...] = ()) -> _Reading:
     busy, total, steal = _cpu_times()
-    return _Reading(time.perf_counter(), busy, total, steal, _pressure_s(), _own_cpu_s())
+    return _Reading(time.perf_counter(), busy, total, steal, _pressure_s(),
+                    _own_cpu_s(part_of_recording))
 
 
 def _pct(part: float | None, whole: float | None) -> float | None:
@@ -118,10 +129,16 @@ class LoadReport:
 
 
 class LoadMonitor:
-    """Samples steal and pressure in a thread while the ``with`` block records."""
+    """Samples steal and pressure in a thread while the ``with`` block records.
 
-    def __init__(self, interval_s: float = INTERVAL_S) -> None:
+    ``part_of_recording``: ids of other processes that belong to the recording (a server
+    subprocess under test); their CPU counts as the recording's own, not as other load.
+    """
+
+    def __init__(self, interval_s: float = INTERVAL_S,
+                 part_of_recording: tuple[int, ...] = ()) -> None:
         self.interval_s = interval_s
+        self.part_of_recording = tuple(part_of_recording)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._first: _Reading | None = None
@@ -132,7 +149,7 @@ class LoadMonitor:
     def _sample(self) -> None:
         last = self._first
         while not self._stop.wait(self.interval_s):
-            now = _read()
+            now = _read(self.part_of_recording)
             if last is not None:
                 steal = _pct(_delta(now.steal_s, last.steal_s), _delta(now.total_s, last.total_s))
                 pressure = _pct(_delta(now.pressure_s, last.pressure_s), now.wall - last.wall)
@@ -142,7 +159,7 @@ class LoadMonitor:
             last = now
 
     def __enter__(self) -> LoadMonitor:
-        self._first = _read()
+        self._first = _read(self.part_of_recording)
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -151,7 +168,7 @@ class LoadMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        end, first = _read(), self._first
+        end, first = _read(self.part_of_recording), self._first
         assert first is not None
         wall = end.wall - first.wall
         busy = _delta(end.busy_s, first.busy_s)

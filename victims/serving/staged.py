@@ -247,9 +247,15 @@ class StagedComputation(ExitComputation):
                 self.model._sync()
                 times.append(time.perf_counter_ns() - t0)
             assert self.seconds is not None
-            reduce = np.min if self.model.aggregate == "min" else np.median
-            self.seconds[i] += float(reduce(np.asarray(times, dtype=np.float64))) * 1e-9
+            self.seconds[i] += self._reduce(times) * 1e-9
             self._keep(np.array([i]), j, [h], probs)
+
+    def _reduce(self, times: list[int]) -> float:
+        """The backend's aggregate of repeated timings (one timing is itself: no numpy)."""
+        if len(times) == 1:
+            return float(times[0])
+        reduce = np.min if self.model.aggregate == "min" else np.median
+        return float(reduce(np.asarray(times, dtype=np.float64)))
 
     def _keep(self, rows: np.ndarray, j: int, states: list[Any], probs: np.ndarray) -> None:
         self._probs[j, rows] = probs

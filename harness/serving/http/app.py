@@ -8,8 +8,9 @@ allowed), 404/405 unknown route, 413 too large, 415 unknown encoding, 429 rate l
 budget or client limit, 500 a server-side failure (logged on the server; a response
 never carries a stack trace). A refused request is never charged.
 
-One query is computed at a time (a single-worker server: live timing stays clean and
-the budget is charged in order). With ``pace`` on, the response is held for the
+One query is computed at a time, on the event loop's own thread (a single-worker server:
+live timing stays clean, the budget is charged in order, and no request pays a hop to a
+worker thread and back). With ``pace`` on, the response is held for the
 latency the endpoint served (the modelled latency after the computation in modelled
 timings; in live timing only what the defense's shaping adds beyond the measured
 time), so the round trip a client measures carries the timing side channel as a
@@ -28,7 +29,6 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -154,7 +154,7 @@ class QueryService:
         try:
             client = self.clients.admit(check_client_id(request.headers.get(CLIENT_HEADER)))
             x = decode_query(await self.read_body(request), dict(request.headers))
-            return JSONResponse(await run_in_threadpool(self.answer, client, x))
+            return JSONResponse(self.answer(client, x))
         except WireError as exc:
             headers = {"Retry-After": "1"} if exc.status == 429 else {}
             return _error(exc.status, exc.message, **headers)

@@ -57,3 +57,17 @@ def test_another_busy_process_beside_the_recording_is_caught():
     loaded = monitor.report
     assert loaded is not None and loaded.other_cpu_cores > 0.5
     assert any(p.startswith("other_cpu_cores") for p in loaded.problems())
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux /proc/stat")
+def test_a_process_that_is_part_of_the_recording_is_not_other_load():
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\n"
+                             "while time.time() - t < 5: pass"])
+    try:
+        time.sleep(0.3)
+        with LoadMonitor(interval_s=0.05, part_of_recording=(busy.pid,)) as monitor:
+            time.sleep(0.8)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert monitor.report is not None and monitor.report.other_cpu_cores < 0.5
