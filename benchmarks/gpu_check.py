@@ -23,6 +23,12 @@ Sections of the JSON (each has ``status``: ``ok``, ``skipped`` with ``reason``, 
 * ``onnx_serving``: the same with ONNX Runtime; on cuda only through its
   ``CUDAExecutionProvider`` (onnxruntime-gpu). Without that provider, or when a CUDA
   session falls back to the CPU, the section is ``skipped`` with the reason (not an error).
+* ``latency_trace``: the serving sections' latencies written as a plan of the latency
+  corpus (``<plan>.npz`` and ``<plan>.json`` beside the JSON report, or in
+  ``--trace-dir``; plan ``gpu`` on cuda), each serving section measured under a load
+  monitor (steal time, other processes' CPU): copy them to ``benchmarks/corpus/`` and a
+  ``gpu`` deployment can be calibrated the first time a device is lent. Nothing depends
+  on them.
 * ``attack_cell``: one cell through the real harness (``run_grid``, isolated worker
   processes): victim ``digits_cnn`` (1x8x8, trains in seconds, cached in ``--cache-dir``),
   attack ``exit_steal``, no defense, ``timing=live`` on ``--device``; its metrics
@@ -63,11 +69,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import print_table, write_json  # noqa: E402
+from benchmarks.latency_corpus import trace_row, write_plan  # noqa: E402
 from benchmarks.serving_latency import build_net, make_victim, random_splits  # noqa: E402
 from harness.metrics.leakage import bayes_exit_accuracy  # noqa: E402
 from harness.model import MultiExitNet  # noqa: E402
 from harness.protocol import ServedModel, TrainedVictim  # noqa: E402
 from harness.serving.devices import cuda_available  # noqa: E402
+from harness.timing.load_monitor import LoadMonitor  # noqa: E402
 from victims.serving.staged import StagedServedModel  # noqa: E402
 
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "gpu_check.json"
@@ -196,6 +204,49 @@ def time_exits(served: ServedModel, x: np.ndarray, samples_per_exit: int,
             "per_exit": per_exit, "bayes_exit_accuracy": bayes_exit_accuracy(lat.ravel(), true)}
 
 
+def monitored(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()`` under a load monitor: its result plus ``load`` and ``quiet`` (steal
+    time and other processes' CPU within the stated thresholds; pressure is not judged,
+    the serving threads make their own)."""
+    with LoadMonitor() as monitor:
+        out = measure()
+    assert monitor.report is not None
+    return {**out, "load": monitor.report.to_json(),
+            "quiet": not monitor.report.problems(judge_pressure=False)}
+
+
+def write_traces(result: dict[str, Any], victim: TrainedVictim, args: argparse.Namespace,
+                 device: str, directory: Path) -> dict[str, Any]:
+    """The serving sections' latencies as a plan of the latency corpus (the format of
+    ``benchmarks/latency_corpus.py``), so a deployment can be calibrated from them: one
+    trace per backend that served, its exits interleaved as they were requested."""
+    plan = args.trace_plan or ("gpu" if device == "cuda" else f"{device}_check")
+    rows, arrays = [], {}
+    for key in ("torch_serving", "onnx_serving"):
+        section = result[key]
+        if section.get("status") != "ok":
+            continue
+        per_exit = section["per_exit"]
+        lat = np.array([e["latency_us"] for e in per_exit], dtype=np.float64).T  # (n, K)
+        exits = np.tile(np.arange(len(per_exit)), len(lat))
+        name = f"{plan}_{section['backend']}"
+        latency_us = lat.ravel().astype(np.float32)
+        rows.append(trace_row(
+            name, latency_us, exits, input_shape=list(victim.model.input_shape),
+            num_exits=len(per_exit), width=args.width, backend=section["backend"],
+            threads=args.threads, background="none", pattern="back_to_back", mix="balanced",
+            seed=args.seed, split=plan, deployment=plan, device=section["device"],
+            timer=section["timer"], cost_fraction=list(victim.model.cost_fraction),
+            load=section.get("load"), quiet=bool(section.get("quiet", False))))
+        arrays[f"{name}_latency_us"] = latency_us
+        arrays[f"{name}_exits"] = exits.astype(np.uint8)
+    if not rows:
+        return {"status": "skipped", "reason": "no serving section measured latencies"}
+    npz = write_plan(plan, rows, arrays, machine=result["environment"], directory=directory)
+    return {"status": "ok", "plan": plan, "npz": str(npz), "traces": [r["name"] for r in rows],
+            "bayes_optimal": {r["name"]: r["bayes_optimal"] for r in rows}}
+
+
 def train_briefly(net: MultiExitNet, device: str, steps: int, seed: int,
                   batch: int = 64) -> MultiExitNet:
     """A few Adam steps on random inputs/labels (summed loss of every exit), so the
@@ -225,8 +276,8 @@ def torch_serving(victim: TrainedVictim, args: argparse.Namespace, device: str,
     from victims.serving import TorchBackend
 
     served = TorchBackend(num_threads=args.threads, warmup=0).load(victim, device, cache)
-    out = time_exits(served, np.asarray(victim.data.test.x), args.samples_per_exit,
-                     make_timer(device))
+    out = monitored(lambda: time_exits(served, np.asarray(victim.data.test.x),
+                                       args.samples_per_exit, make_timer(device)))
     return {"status": "ok", "backend": "torch", "device": served.device, **out}
 
 
@@ -263,8 +314,8 @@ def onnx_serving(victim: TrainedVictim, args: argparse.Namespace, device: str,
                 "reason": "the CUDAExecutionProvider is listed but the sessions fell back to "
                           f"{used} (its CUDA/cuDNN libraries did not load: onnxruntime-gpu "
                           "must match the machine's CUDA major version)"}
-    out = time_exits(served, np.asarray(victim.data.test.x), args.samples_per_exit,
-                     make_timer(device))
+    out = monitored(lambda: time_exits(served, np.asarray(victim.data.test.x),
+                                       args.samples_per_exit, make_timer(device)))
     note = None
     if device == "cuda":
         note = ("the CUDA events sit on torch's stream, not onnxruntime's: they bracket the "
@@ -434,6 +485,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-finetune-epochs", type=int, default=20)
     p.add_argument("--cache-dir", default=None,
                    help="victim and ONNX cache (default: a temporary folder)")
+    p.add_argument("--trace-plan", default=None,
+                   help="corpus plan name of the latency traces (default: gpu on cuda, "
+                        "cpu_check on cpu)")
+    p.add_argument("--trace-dir", default=None,
+                   help="where the traces go (default: the folder of --json)")
     p.add_argument("--skip-onnx", action="store_true")
     p.add_argument("--skip-cell", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -472,12 +528,15 @@ def main(argv: list[str] | None = None) -> int:
             "torch serving", lambda: torch_serving(victim, args, device, cache))
         result["onnx_serving"] = dict(skip) if args.skip_onnx else run_section(
             "onnx serving", lambda: onnx_serving(victim, args, device, cache))
+        result["latency_trace"] = run_section("latency trace", lambda: write_traces(
+            result, victim, args, device,
+            Path(args.trace_dir) if args.trace_dir else Path(args.json).parent))
         result["attack_cell"] = dict(skip) if args.skip_cell else run_section(
             "attack cell", lambda: attack_cell(args, device, cache, scratch))
     result["wall_s"] = round(time.perf_counter() - start, 2)
     path = write_json(args.json, result)
     print_report(result)
-    failed = [k for k in ("torch_serving", "onnx_serving", "attack_cell")
+    failed = [k for k in ("torch_serving", "onnx_serving", "latency_trace", "attack_cell")
               if result[k]["status"] == "error"]
     print(f"\nwrote {path} in {result['wall_s']} s"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))

@@ -47,6 +47,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -354,18 +355,13 @@ def record(plan: str) -> None:
             else:
                 with Background(spec.background):
                     rec = record_trace(spec, registry, Path(tmp))
-            lat_s = rec["latency_us"].astype(np.float64) * 1e-6
-            exits = rec["exits"].astype(np.int64)
-            bound = bayes_exit_accuracy(lat_s, exits)
-            row = {**asdict(spec), "split": plan, "deployment": DEPLOYMENT_OF[plan],
-                   "exit_weights": rec["weights"], "cost_fraction": rec["cost_fraction"],
-                   "load": load, "quiet": True if load is None else load["quiet"],
-                   "exit_counts": np.bincount(exits, minlength=spec.num_exits).tolist(),
-                   "bayes_optimal": bound,
-                   "bayes_optimal_se": float(np.sqrt(bound * (1 - bound) / spec.n)),
-                   "p50_us": float(np.median(rec["latency_us"])),
-                   "p99_us": float(np.quantile(rec["latency_us"], 0.99)),
-                   "seconds": round(time.perf_counter() - t0, 2)}
+            spec_fields = {k: v for k, v in asdict(spec).items() if k not in ("name", "n")}
+            row = trace_row(spec.name, rec["latency_us"], rec["exits"], **spec_fields,
+                            split=plan, deployment=DEPLOYMENT_OF[plan],
+                            exit_weights=rec["weights"], cost_fraction=rec["cost_fraction"],
+                            load=load, quiet=True if load is None else load["quiet"],
+                            seconds=round(time.perf_counter() - t0, 2))
+            bound = row["bayes_optimal"]
             meta.append(row)
             arrays[f"{spec.name}_latency_us"] = rec["latency_us"]
             arrays[f"{spec.name}_exits"] = rec["exits"]
@@ -375,35 +371,61 @@ def record(plan: str) -> None:
             print(f"{spec.name}: n={spec.n} k={spec.num_exits} {spec.mix} {spec.backend} "
                   f"t={spec.threads} bg={spec.background} {spec.pattern}: bayes {bound:.3f} "
                   f"({row['seconds']}s){quiet}", flush=True)
-    CORPUS.mkdir(parents=True, exist_ok=True)
-    npz = CORPUS / f"{plan}.npz"
-    with tempfile.NamedTemporaryFile(dir=CORPUS, suffix=".npz", delete=False) as fh:
-        np.savez_compressed(fh, **arrays)
-    Path(fh.name).replace(npz)
-    write_json(CORPUS / f"{plan}.json", {
-        "plan": plan, "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": asdict(machine_info("cpu")), "mixes": MIXES, "traces": meta,
-        "wall_s": round(time.perf_counter() - started, 1),
-        "bayes_method": "harness.metrics.leakage.bayes_exit_accuracy: 5-fold cross-validated "
-                        "argmax prior x Gaussian KDE (Silverman) density of log latency; se = "
-                        "sqrt(acc (1 - acc) / n)"})
-    atomic_write_bytes(CORPUS / ".gitattributes", b"*.npz binary\n")
+    npz = write_plan(plan, meta, arrays, machine=asdict(machine_info("cpu")),
+                     wall_s=round(time.perf_counter() - started, 1))
     print(f"wrote {npz} ({npz.stat().st_size / 1024:.0f} KiB) and {plan}.json")
 
 
-def load_corpus(plans: tuple[str, ...] = ("tuned", "heldout")) -> list[dict]:
-    """Every recorded trace of ``plans``: its metadata plus ``latency_s`` and ``exits``."""
-    return _load(plans)
+BAYES_METHOD = ("harness.metrics.leakage.bayes_exit_accuracy: 5-fold cross-validated argmax "
+                "prior x Gaussian KDE (Silverman) density of log latency; se = "
+                "sqrt(acc (1 - acc) / n)")
 
 
-def _load(plans: tuple[str, ...]) -> list[dict]:
+def trace_row(name: str, latency_us: np.ndarray, exits: np.ndarray, **fields: Any) -> dict:
+    """A corpus metadata row for one trace: ``fields`` (the trace's spec and context) plus
+    the figures every trace carries (exit counts, Bayes bound and its se, p50/p99)."""
+    lat_s = np.asarray(latency_us, dtype=np.float64) * 1e-6
+    exits = np.asarray(exits, dtype=np.int64)
+    bound = bayes_exit_accuracy(lat_s, exits)
+    return {"name": name, "n": len(exits), **fields,
+            "exit_counts": np.bincount(exits, minlength=int(fields.get(
+                "num_exits", exits.max() + 1))).tolist(),
+            "bayes_optimal": bound,
+            "bayes_optimal_se": float(np.sqrt(bound * (1 - bound) / max(len(exits), 1))),
+            "p50_us": float(np.median(latency_us)),
+            "p99_us": float(np.quantile(latency_us, 0.99))}
+
+
+def write_plan(plan: str, rows: list[dict], arrays: dict[str, np.ndarray], *,
+               machine: dict[str, Any], wall_s: float | None = None,
+               directory: Path = CORPUS) -> Path:
+    """Write a plan in the corpus format: ``<plan>.npz`` (``<name>_latency_us`` float32,
+    ``<name>_exits`` uint8) and ``<plan>.json`` (the rows and the recording's context);
+    returns the npz path. Both are written atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    npz = directory / f"{plan}.npz"
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz", delete=False) as fh:
+        np.savez_compressed(fh, **arrays)
+    Path(fh.name).replace(npz)
+    write_json(directory / f"{plan}.json", {
+        "plan": plan, "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine, "mixes": MIXES, "traces": rows, "wall_s": wall_s,
+        "bayes_method": BAYES_METHOD})
+    atomic_write_bytes(directory / ".gitattributes", b"*.npz binary\n")
+    return npz
+
+
+def load_corpus(plans: tuple[str, ...] = ("tuned", "heldout"),
+                directory: Path = CORPUS) -> list[dict]:
+    """Every recorded trace of ``plans`` (a plan not recorded is skipped): its metadata
+    plus ``latency_s`` and ``exits``."""
     traces = []
     for plan in plans:
-        meta_path = CORPUS / f"{plan}.json"
+        meta_path = directory / f"{plan}.json"
         if not meta_path.exists():
             continue
         meta = json.loads(meta_path.read_text())
-        with np.load(CORPUS / f"{plan}.npz") as arrays:
+        with np.load(directory / f"{plan}.npz") as arrays:
             for row in meta["traces"]:
                 traces.append({**row,
                                "latency_s": arrays[f"{row['name']}_latency_us"].astype(

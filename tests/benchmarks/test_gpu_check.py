@@ -11,9 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmarks import gpu_check
+from benchmarks.latency_corpus import load_corpus
 from harness.serving.devices import cuda_available
 
 SMALL = ["--samples-per-exit", "8", "--train-steps", "1", "--width", "8"]
@@ -28,7 +30,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _sections(report: dict[str, Any]) -> None:
     for key in ("environment", "settings", "victim", "torch_serving", "onnx_serving",
-                "attack_cell", "wall_s"):
+                "latency_trace", "attack_cell", "wall_s"):
         assert key in report, key
 
 
@@ -62,6 +64,26 @@ def test_cpu_run_writes_every_section(tmp_path: Path, cache: Path,
     assert all(r["p90_us"] >= r["median_us"] > 0 for r in served["per_exit"])
     printed = capsys.readouterr().out
     assert "perf_counter_ns" in printed and "exit_estimation_accuracy" in printed
+    _check_traces(report, tmp_path)
+
+
+def _check_traces(report: dict[str, Any], directory: Path) -> None:
+    """The serving latencies came back as a corpus plan the calibration can read."""
+    section = report["latency_trace"]
+    assert section["status"] == "ok" and section["plan"] == "cpu_check", section
+    traces = load_corpus(("cpu_check",), directory=directory)
+    assert [t["name"] for t in traces] == ["cpu_check_torch", "cpu_check_onnx"]
+    k = report["victim"]["num_exits"]
+    for trace, backend in zip(traces, ("torch", "onnx"), strict=True):
+        assert trace["backend"] == backend and trace["device"] == "cpu"
+        assert trace["num_exits"] == k and len(trace["cost_fraction"]) == k
+        assert trace["n"] == len(trace["exits"]) == len(trace["latency_s"]) == 8 * k
+        assert np.array_equal(np.bincount(trace["exits"]), np.full(k, 8))
+        assert np.all(trace["latency_s"] > 0) and 0 <= trace["bayes_optimal"] <= 1
+        assert "steal_pct" in trace["load"] and isinstance(trace["quiet"], bool)
+        served = report[f"{backend}_serving"]["per_exit"]
+        np.testing.assert_allclose(trace["latency_s"][trace["exits"] == 1] * 1e6,
+                                   served[1]["latency_us"], rtol=1e-5)
 
 
 def test_onnx_cuda_without_provider_is_a_skip(tmp_path: Path) -> None:
