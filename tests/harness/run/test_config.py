@@ -95,3 +95,23 @@ def test_parse_value_json(value):
     import json
 
     assert parse_value(json.dumps(value)) == value
+
+
+def test_every_realistic_cell_records_its_deployment_and_the_default_is_named():
+    default = parse_overrides([]).settings
+    explicit = parse_overrides(["timing.deployment=dedicated"]).settings
+    assert default.to_json()["timing"]["params"] == {"deployment": "dedicated"}
+    assert default == explicit  # the same cells, the same config hashes
+    shared = parse_overrides(["timing.deployment=shared"]).settings
+    assert shared.to_json()["timing"]["params"] == {"deployment": "shared"}
+    assert parse_overrides(["timing=analytic"]).settings.timing_params == {}
+
+
+def test_a_bad_deployment_is_one_line_that_lists_the_choices(tmp_path, capsys):
+    from harness.cli.main import main
+
+    assert main(["run", "timing.deployment=gpu", f"out={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "timing.deployment='gpu'" in err
+    assert "'dedicated'" in err and "'shared'" in err
+    assert not (tmp_path / "out").exists()
