@@ -1,6 +1,6 @@
 """The output-strategy stealing attack of Li Pan et al. (arXiv 2305.13584) and variants.
 
-Three stages (DESIGN section 1):
+Three stages (docs/design.md section 1):
 
 1. **Estimation.** Query ``budget // repeats`` pool inputs, each ``repeats`` times in a
    row (every repeat is charged). Per input, combine the admitted repeats' latencies

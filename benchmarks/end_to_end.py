@@ -4,7 +4,7 @@ Runs ``victims=digits_cnn defenses=none attacks=knockoff,exit_steal,...`` over s
 0,1,2 with the whole attacker pool as budget and ``output=probs`` through
 :func:`harness.runner.run_grid` (serial executor, into a temporary directory), then
 reports mean +- std per attack of the strategy-stealing scores and writes
-``benchmarks/results/end_to_end.json``. Goals (DESIGN section 9 asks to beat 0.83):
+``benchmarks/results/end_to_end.json``. Goals (docs/design.md section 9 asks to beat 0.83):
 ``exit_agreement >= 0.85``, ``exit_kappa >= 0.65``, ``efficiency_gap <= 0.05``,
 ``fidelity >= 0.97`` and agreement at least 0.10 above ``knockoff``.
 

@@ -1,4 +1,4 @@
-"""Protocol types of the fixed cell flow (DESIGN section 4).
+"""Protocol types of the fixed cell flow (docs/design.md section 4).
 
 Frozen dataclasses carry data between components; the small ABCs here are what
 plugins subclass: :class:`Victim`, :class:`Attack` (the defense contract is

@@ -10,7 +10,7 @@ Every estimator sees the latencies through :func:`prepare_latencies`:
    positive rescaling ``a * latency`` (and to powers ``latency ** p``, p > 0); with
    ``linear`` they are invariant to ``a * latency + b`` for ``a > 0``. Equal up to float
    rounding, i.e. except for exact numerical ties;
-4. trim the sparse right tail (scheduler hiccups, DESIGN section 9): the fit uses the
+4. trim the sparse right tail (scheduler hiccups, docs/design.md section 9): the fit uses the
    sorted values up to the highest point that has at least ``ceil(tail_density * n)``
    (at least 3) points within one Silverman bandwidth below it; at most 10% are trimmed.
    Trimmed points lie above every boundary, so they get the last exit.

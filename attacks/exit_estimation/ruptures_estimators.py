@@ -2,7 +2,7 @@
 ``ruptures_binseg``, ``ruptures_kernel`` (KernelCPD).
 
 All run with ``jump=1`` (ruptures' default 5 restricts cuts to multiples of 5,
-DESIGN section 9). Inputs longer than ``max_points`` are reduced to that many evenly
+docs/design.md section 9). Inputs longer than ``max_points`` are reduced to that many evenly
 spaced order statistics (Dynp is O(n^2) per segment count in Python: 7-10 minutes at
 n=5,000, so its default is 200 points; the rbf kernel is O(n^2) too); a cut between two
 representatives is placed at the midpoint of their values. With ``K`` given: ``n_bkps = K - 1``. Otherwise the

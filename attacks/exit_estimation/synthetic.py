@@ -1,9 +1,9 @@
 """Synthetic latency traces with known exits (tests, benchmarks, attack prototypes).
 
-Model (the analytic timing model of DESIGN section 5, with a simpler tail):
+Model (the analytic timing model of docs/design.md section 5, with a simpler tail):
 ``latency = (base_s + cost_fraction[exit] * full_s) * exp(noise * N(0, 1))``, and with
 probability ``tail_prob`` a query is further slowed by a factor drawn uniformly from
-``tail_factor`` (scheduler hiccups: DESIGN section 9).
+``tail_factor`` (scheduler hiccups: docs/design.md section 9).
 """
 
 from __future__ import annotations

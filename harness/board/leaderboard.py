@@ -1,4 +1,4 @@
-"""Aggregate cell results into the leaderboard JSON (DESIGN section 7).
+"""Aggregate cell results into the leaderboard JSON (docs/design.md section 7).
 
 Groups are exact (:mod:`harness.board.groups`): everything that determines a result but
 the seed. Each row carries its group key and id, the varying fields that tell it apart

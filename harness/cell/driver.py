@@ -1,4 +1,4 @@
-"""The one cell driver: a cell in three named phases, whatever the isolation (DESIGN section 4).
+"""The one cell driver: a cell in three named phases, whatever the isolation (docs/design.md section 4).
 
 :func:`run_cell` drives every cell; its :class:`~harness.cell.roles.Roles` decide only
 where the server and the attacker run. The seams, in order:

@@ -1,4 +1,4 @@
-"""The attacker's unlabeled pool: ``pool=same|DATASET`` (DESIGN section 7).
+"""The attacker's unlabeled pool: ``pool=same|DATASET`` (docs/design.md section 7).
 
 ``same`` (the default) is the victim dataset's attacker split: same distribution,
 disjoint from the victim's training data and from the test split. ``pool=NAME`` is the

@@ -1,6 +1,6 @@
 """The seams of the cell driver: one server handle, one attacker handle, whatever the isolation.
 
-A cell has three roles (DESIGN section 4): the evaluator (the driver, :mod:`harness.cell.
+A cell has three roles (docs/design.md section 4): the evaluator (the driver, :mod:`harness.cell.
 driver`), the server (victim + defense) and the attacker. *Where* the server and the
 attacker run is a :class:`Roles` implementation's business: in the evaluator's process
 (:class:`harness.cell.local.LocalRoles`, ``isolation=none``, for debugging) or in

@@ -1,4 +1,4 @@
-"""Per-cell scores (DESIGN section 6), as plain functions of arrays.
+"""Per-cell scores (docs/design.md section 6), as plain functions of arrays.
 
 Strategy-stealing success compares the substitute (with its stolen strategy) against
 the *undefended* victim on the held-out test split. Defense cost compares benign test

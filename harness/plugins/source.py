@@ -1,4 +1,4 @@
-"""Source digests of components: changed plugin code re-runs its cells (DESIGN section 7).
+"""Source digests of components: changed plugin code re-runs its cells (docs/design.md section 7).
 
 A component's digest is the sha256 over the source files of its package: the top-level
 package of the module that defines its class (every ``.py`` file under it, by relative

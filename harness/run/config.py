@@ -1,6 +1,6 @@
 """Parse ``KEY=VALUE`` overrides (and ``--config grid.toml``) into a frozen :class:`RunSpec`.
 
-Grammar (DESIGN section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all``,
+Grammar (docs/design.md section 7): ``victims=``, ``attacks=``, ``defenses=`` take ``all``,
 ``a,b`` or ``[a,b]``; ``seeds=0,1,2``; scalar keys below; per-component parameters as
 ``attack.NAME.PARAM=VALUE`` (likewise ``defense.``, ``victim.``) and timing parameters
 as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and

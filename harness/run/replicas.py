@@ -1,4 +1,4 @@
-"""The replica ceiling (DESIGN section 6, "Context"): what retraining the victim outright reaches.
+"""The replica ceiling (docs/design.md section 6, "Context"): what retraining the victim outright reaches.
 
 Per victim, ``replicas=N`` (default 3; ``replicas=0`` turns the step off) replicas are
 trained on the victim's own training data with the victim's own recipe and calibration

@@ -1,4 +1,4 @@
-"""The attacker's only handle on the victim (DESIGN section 4).
+"""The attacker's only handle on the victim (docs/design.md section 4).
 
 ``Oracle.query(x)`` validates the batch (array type, dtype, shape, finite values,
 input range), enforces the query budget (one input = one query; repeats count; an

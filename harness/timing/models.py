@@ -1,4 +1,4 @@
-"""Timing models (DESIGN section 5): realistic (default), analytic, replay and live.
+"""Timing models (docs/design.md section 5): realistic (default), analytic, replay and live.
 
 ``realistic`` (the reproducible default, :class:`RealisticTiming`): a calibrated
 deployment (:mod:`harness.timing.deployments`, ``dedicated`` by default) - the per-exit
@@ -75,7 +75,7 @@ class TimingModel(ABC):
 class AnalyticTiming(TimingModel):
     """Cost-proportional latency with log-normal jitter and a Pareto tail.
 
-    Defaults follow the live digits CNN on a 2-core CPU (DESIGN section 9): about
+    Defaults follow the live digits CNN on a 2-core CPU (docs/design.md section 9): about
     60 microseconds fixed overhead, 500 microseconds for the full network, 5% jitter,
     2% of queries slowed by 1.5x-10x.
     """

@@ -1,4 +1,4 @@
-"""The package layering of DESIGN section 2, enforced on the code itself.
+"""The package layering of docs/design.md section 2, enforced on the code itself.
 
 ``attacks/`` and ``defenses/`` import only ``harness`` (the attacker never holds the
 victim's code); ``harness/`` never imports the built-in packages, except that

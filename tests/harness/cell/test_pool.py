@@ -1,4 +1,4 @@
-"""``pool=same|DATASET``: the attacker's unlabeled pool as a grid key (DESIGN section 7).
+"""``pool=same|DATASET``: the attacker's unlabeled pool as a grid key (docs/design.md section 7).
 
 Parsed and checked before any work (unknown names list the datasets, a shape or range
 mismatch names both), recorded in the cell's threat settings and config hash, handed to

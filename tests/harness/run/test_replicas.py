@@ -1,4 +1,4 @@
-"""The replica ceiling (DESIGN section 6, "Context"): ``replicas=N`` of ``harness run``.
+"""The replica ceiling (docs/design.md section 6, "Context"): ``replicas=N`` of ``harness run``.
 
 Replicas are the victim retrained with other seeds (never its own), scored against it
 like stolen models, cached per run dir and reused, deterministic, ``not_available`` for a
