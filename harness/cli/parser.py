@@ -36,7 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="record a live latency profile: KEY=VALUE")
     cal.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     _serve_parsers(sub)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Refuse abbreviated options everywhere (``--forc`` is an error, not ``--force``): a
+    typo must never be taken for an option that changes what runs."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
 
 
 def _serve_parsers(sub: argparse._SubParsersAction) -> None:

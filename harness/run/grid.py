@@ -24,6 +24,7 @@ from harness.io.provenance import package_versions
 from harness.io.secret import secret_mode
 from harness.plugins.registry import Registry
 from harness.run.config import RunSpec
+from harness.serving.devices import resolve_device
 from harness.stages import PROTOCOL_VERSION
 from harness.timing.models import MODELLED
 
@@ -206,6 +207,8 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
             raise ConfigError(f"{kind}.{name}.{param} is set but {kind} {name!r} is not in this "
                               f"grid ({', '.join(chosen[kind])}); add it or drop the parameter")
     check_timing(spec)
+    if spec.settings.device == "cuda":
+        resolve_device("cuda")  # no visible GPU: refused here, before any work
     registry.get("backend", spec.settings.backend)  # unknown names list the registered backends
     _warn_unregistered_families(chosen["victim"], registry)
     comps = {kind: [c for n in names for c in _components(kind, n, spec, registry)]

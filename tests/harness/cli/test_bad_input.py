@@ -11,6 +11,7 @@ import json
 import pytest
 
 from harness.cli import main
+from harness.serving.devices import cuda_available
 
 
 def _run_fails(capsys, args, message, tmp_path):
@@ -60,6 +61,23 @@ def _run_fails(capsys, args, message, tmp_path):
 ])
 def test_bad_run_values_stop_before_any_work(capsys, tmp_path, args, message):
     _run_fails(capsys, args, message, tmp_path)
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused_before_any_work(capsys, tmp_path):
+    _run_fails(capsys, ["device=cuda"], "device='cuda' was requested but no CUDA device", tmp_path)
+
+
+@pytest.mark.parametrize("typo", ["--forc", "--quie", "--conf=x.toml"])
+def test_abbreviated_options_are_refused_not_completed(capsys, tmp_path, typo):
+    with pytest.raises(SystemExit) as info:
+        main(["run", typo, f"out={tmp_path / 'out'}"])
+    assert info.value.code == 2
+    assert f"unrecognized arguments: {typo}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        main(["leaderboard", "build", "--o", str(tmp_path / "b"), str(tmp_path)])
+    assert not (tmp_path / "b").exists()
 
 
 def test_named_victim_with_missing_data_root(capsys, tmp_path):
