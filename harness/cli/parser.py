@@ -64,6 +64,19 @@ def _serve_parsers(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--rate", type=float, default=2000.0, help="requests/s per client")
     serve.add_argument("--burst", type=float, default=500.0, help="request burst per client")
     serve.add_argument("--max-clients", type=int, default=256)
+    serve.add_argument("--idle-client-s", type=float, default=600.0,
+                       help="forget a client idle this long when the client table is full")
+    serve.add_argument("--new-client-rate", type=float, default=5.0,
+                       help="new client ids per second")
+    serve.add_argument("--new-client-burst", type=float, default=50.0,
+                       help="burst of new client ids")
+    serve.add_argument("--header-timeout-s", type=float, default=10.0,
+                       help="the most a request's line and headers may take")
+    serve.add_argument("--body-timeout-s", type=float, default=30.0,
+                       help="the most a request's body may take (408 after)")
+    serve.add_argument("--api-keys", type=Path, default=None, metavar="FILE",
+                       help="'NAME KEY' lines: every query needs Authorization: Bearer KEY and "
+                            "is charged to NAME (budgets that id rotation cannot reset)")
     serve.add_argument("--no-pace", action="store_true",
                        help="answer at once instead of holding each answer for its latency")
     attack = sub.add_parser("attack", help="run one attack against a remote `harness serve`",

@@ -23,6 +23,8 @@ from harness.run.config import parse_overrides, split_override
 from harness.run.grid import expand_grid
 from harness.serving.devices import resolve_device
 from harness.serving.http.app import Health, ServeLimits, ServeTarget, make_app
+from harness.serving.http.background import uvicorn_options
+from harness.serving.http.clients import ApiKeys
 from harness.serving.oracle import Oracle
 
 SINGLE = {"victim": "victims", "defense": "defenses"}
@@ -42,14 +44,22 @@ class ServeOptions:
     limits: ServeLimits = field(default_factory=ServeLimits)
     pace: bool = True
     log_level: str = "warning"
+    api_keys: ApiKeys | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
         """The options of ``harness serve``'s command line."""
         limits = ServeLimits(max_body_bytes=args.max_body_bytes,
                              max_json_bytes=args.max_json_bytes, max_batch=args.max_batch,
-                             rate=args.rate, burst=args.burst, max_clients=args.max_clients)
-        return cls(host=args.host, port=args.port, limits=limits, pace=not args.no_pace)
+                             rate=args.rate, burst=args.burst, max_clients=args.max_clients,
+                             idle_client_s=args.idle_client_s,
+                             new_client_rate=args.new_client_rate,
+                             new_client_burst=args.new_client_burst,
+                             header_timeout_s=args.header_timeout_s,
+                             body_timeout_s=args.body_timeout_s)
+        keys = ApiKeys.load(args.api_keys) if args.api_keys is not None else None
+        return cls(host=args.host, port=args.port, limits=limits, pace=not args.no_pace,
+                   api_keys=keys)
 
 
 def run_overrides(overrides: list[str]) -> list[str]:
@@ -110,10 +120,10 @@ def serve_command(args: argparse.Namespace, strict: bool) -> int:
     if not 0 <= options.port <= 65535:
         raise ConfigError(f"serve: --port {options.port} must be in 0..65535")
     target = build_target(args.overrides, strict, options.pace)
-    app = make_app(target, options.limits)
+    app = make_app(target, options.limits, options.api_keys)
     h = target.health
     print(f"serving {h.victim} ({h.output}, budget {h.budget} per client) on "
           f"http://{options.host}:{options.port}  (GET /health, POST /query)", flush=True)
     uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level,
-                access_log=False, timeout_keep_alive=75, server_header=False)
+                **uvicorn_options(app))
     return 0

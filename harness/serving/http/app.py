@@ -4,9 +4,10 @@ Built on Starlette (served by uvicorn). Every query goes through the client's ow
 :class:`~harness.serving.oracle.Oracle`, so validation, the budget and the defense
 stages are exactly those of the in-process harness. Errors are JSON
 ``{"error": MESSAGE, "status": CODE}``: 400 bad input (what was wrong and what is
-allowed), 404/405 unknown route, 413 too large, 415 unknown encoding, 429 rate limit,
-budget or client limit, 500 a server-side failure (logged on the server; a response
-never carries a stack trace). A refused request is never charged.
+allowed), 401 a missing or unknown API key (servers with ``--api-keys``), 404/405 unknown
+route, 408 a body that does not arrive in time, 413 too large, 415 a missing or unknown
+encoding, 429 rate limit, budget or client limit, 500 a server-side failure (logged on
+the server; a response never carries a stack trace). A refused request is never charged.
 
 One query is computed at a time, on the event loop's own thread (a single-worker server:
 live timing stays clean, the budget is charged in order, and no request pays a hop to a
@@ -19,6 +20,7 @@ real server's would.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -36,7 +38,7 @@ from starlette.routing import Route
 
 from harness.errors import BudgetExhaustedError, ConfigError, QueryError
 from harness.serving.endpoint import hold_until
-from harness.serving.http.clients import Client, ClientTable
+from harness.serving.http.clients import ApiKeys, Client, ClientTable
 from harness.serving.http.wire import (
     CLIENT_HEADER,
     FORMATS,
@@ -66,7 +68,13 @@ class Health:
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """Request size and rate limits of a server (per client where it says so)."""
+    """Request size, rate and time limits of a server (per client where it says so).
+
+    ``idle_client_s``: a client idle that long is forgotten when the client table is full;
+    ``new_client_rate``/``new_client_burst``: new client ids per second; ``header_timeout_s``:
+    the most a request's line and headers may take (:mod:`.deadlines`); ``body_timeout_s``:
+    the most reading its body may take (408 after).
+    """
 
     max_body_bytes: int = 16 * 2**20
     max_json_bytes: int = 2**20
@@ -74,6 +82,11 @@ class ServeLimits:
     rate: float = 2000.0
     burst: float = 500.0
     max_clients: int = 256
+    idle_client_s: float = 600.0
+    new_client_rate: float = 5.0
+    new_client_burst: float = 50.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for key, value in asdict(self).items():
@@ -102,12 +115,23 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 class QueryService:
     """Answers queries: reads bounded bodies, decodes, charges the client's oracle, paces."""
 
-    def __init__(self, target: ServeTarget, limits: ServeLimits) -> None:
+    def __init__(self, target: ServeTarget, limits: ServeLimits,
+                 api_keys: ApiKeys | None = None) -> None:
         self.target = target
         self.limits = limits
+        self.api_keys = api_keys
         self.clients = ClientTable(target.new_oracle, rate=limits.rate, burst=limits.burst,
-                                   max_clients=limits.max_clients)
+                                   max_clients=limits.max_clients, idle_s=limits.idle_client_s,
+                                   new_rate=limits.new_client_rate,
+                                   new_burst=limits.new_client_burst)
         self._compute = threading.Lock()
+
+    def client_id(self, request: Request) -> str:
+        """The request's client: its API key's name when the server has keys, else its
+        ``X-Client-Id``."""
+        if self.api_keys is not None:
+            return self.api_keys.client_for(request.headers.get("authorization"))
+        return check_client_id(request.headers.get(CLIENT_HEADER))
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.limits.max_body_bytes
@@ -122,11 +146,18 @@ class QueryService:
             raise WireError(413, f"request body of {int(declared):,} bytes exceeds the limit of "
                                  f"{limit:,}{hint}")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise WireError(413, f"request body exceeds the limit of {limit:,} bytes{hint}")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise WireError(413, f"request body exceeds the limit of {limit:,} "
+                                             f"bytes{hint}")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise WireError(408, f"the request body took longer than "
+                                 f"{self.limits.body_timeout_s:g} s to arrive; send it at "
+                                 "once") from None
         return b"".join(chunks)
 
     def answer(self, client: Client, x: np.ndarray) -> dict[str, Any]:
@@ -152,7 +183,7 @@ class QueryService:
 
     async def query(self, request: Request) -> JSONResponse:
         try:
-            client = self.clients.admit(check_client_id(request.headers.get(CLIENT_HEADER)))
+            client = self.clients.admit(self.client_id(request))
             x = decode_query(await self.read_body(request), dict(request.headers))
             return JSONResponse(self.answer(client, x))
         except WireError as exc:
@@ -163,7 +194,11 @@ class QueryService:
         """The public task description; with ``X-Client-Id``, that client's usage too."""
         body = {"status": "ok", **asdict(self.target.health), "protocol": PROTOCOL,
                 "formats": list(FORMATS), "limits": asdict(self.limits)}
-        raw = request.headers.get(CLIENT_HEADER)
+        try:
+            raw = (self.client_id(request) if self.api_keys is not None
+                   else request.headers.get(CLIENT_HEADER))
+        except WireError:
+            raw = None
         oracle = self.clients.oracle(raw) if raw is not None else None
         body["queries_used"] = oracle.queries_used if oracle is not None else 0
         return JSONResponse(body)
@@ -186,9 +221,11 @@ async def _server_error(request: Request, exc: Exception) -> JSONResponse:
                        "server); nothing was charged")
 
 
-def make_app(target: ServeTarget, limits: ServeLimits | None = None) -> Starlette:
-    """The Starlette app serving ``target`` (``app.state.service`` holds the clients)."""
-    service = QueryService(target, limits or ServeLimits())
+def make_app(target: ServeTarget, limits: ServeLimits | None = None,
+             api_keys: ApiKeys | None = None) -> Starlette:
+    """The Starlette app serving ``target`` (``app.state.service`` holds the clients);
+    with ``api_keys``, every query needs one (:class:`ApiKeys`)."""
+    service = QueryService(target, limits or ServeLimits(), api_keys)
     app = Starlette(routes=[Route("/health", service.health, methods=["GET"]),
                             Route("/query", service.query, methods=["POST"])],
                     exception_handlers={HTTPException: _http_error, Exception: _server_error})

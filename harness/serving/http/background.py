@@ -11,14 +11,23 @@ import uvicorn
 from starlette.applications import Starlette
 
 from harness.errors import HarnessError
+from harness.serving.http.deadlines import head_deadline_protocol
+
+
+def uvicorn_options(app: Starlette) -> dict[str, object]:
+    """The uvicorn settings every harness server uses: the app's head deadline, idle
+    keep-alive connections closed after 75 s, no access log, no server header."""
+    limits = app.state.service.limits
+    return {"http": head_deadline_protocol(limits.header_timeout_s), "timeout_keep_alive": 75,
+            "access_log": False, "server_header": False}
 
 
 @contextmanager
 def serving(app: Starlette, host: str = "127.0.0.1", port: int = 0,
             start_timeout_s: float = 30.0) -> Iterator[str]:
     """Serve ``app`` in a daemon thread; yields its ``http://host:port`` (port 0 = a free one)."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_keep_alive=75, server_header=False, lifespan="off")
+    config = uvicorn.Config(app, **uvicorn_options(app), host=host, port=port,
+                            log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="harness-serve", daemon=True)
     thread.start()

@@ -43,12 +43,14 @@ class HttpOracle(BudgetCounter):
     """Budgeted, validated query access to a victim behind ``harness serve``.
 
     ``seed`` seeds the network jitter; ``budget`` caps this client below the server's
-    per-client budget (the server enforces its own either way).
+    per-client budget (the server enforces its own either way); ``api_key`` is sent as
+    ``Authorization: Bearer`` to a server started with ``--api-keys``.
     """
 
     def __init__(self, url: str, client_id: str = "attacker", *, per_sample: bool = True,
                  network: str | NetworkProfile = "none", seed: int = 0,
-                 budget: int | None = None, timeout_s: float = 60.0) -> None:
+                 budget: int | None = None, timeout_s: float = 60.0,
+                 api_key: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ServerError(f"oracle URL {url!r} must look like http://HOST:PORT")
@@ -59,6 +61,7 @@ class HttpOracle(BudgetCounter):
         self._rng = np.random.default_rng([seed, 0x6E6574])
         self._host, self._port = parts.hostname, parts.port or 80
         self._timeout = timeout_s
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._conn: http.client.HTTPConnection | None = None
         self.health = self._health()
         server_budget = int(self.health["budget"])
@@ -98,8 +101,8 @@ class HttpOracle(BudgetCounter):
             reused = self._conn is not None
             conn = self._connection()
             try:
-                conn.request(method, path, body=body, headers={CLIENT_HEADER: self.client_id,
-                                                               **(headers or {})})
+                conn.request(method, path, body=body, headers={
+                    CLIENT_HEADER: self.client_id, **self._auth, **(headers or {})})
                 response = conn.getresponse()
                 raw = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):

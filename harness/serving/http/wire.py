@@ -1,13 +1,15 @@
 """The wire format of ``harness serve``: query bodies in, JSON answers out.
 
 A query (``POST /query``, header ``X-Client-Id: NAME``) carries a batch
-``(n, *input_shape)`` in one of three encodings, chosen by ``Content-Type``:
+``(n, *input_shape)`` in one of three encodings, chosen by ``Content-Type`` (required: a
+request without one is refused with 415):
 
 - ``application/octet-stream``: raw little-endian float32 values in C order, with the
   batch shape in the header ``X-Shape: n,c,h,w`` (``X-Dtype: float64`` for float64).
   The cheapest to encode and decode; what :class:`HttpOracle` sends.
 - ``application/x-npy``: the bytes of ``numpy.save`` (no pickles).
-- ``application/json``: ``{"inputs": [[...], ...]}`` for small requests (curl, scripts).
+- ``application/json``: ``{"inputs": [[...], ...]}`` for small requests (curl, scripts);
+  nested at most :data:`MAX_JSON_DEPTH` levels (deeper is a 400, never a server error).
 
 The answer is JSON: ``outputs`` (probability rows, or labels), ``admitted``,
 ``server_compute_s`` (the server's own wall time for the batch, for diagnostics),
@@ -37,6 +39,8 @@ DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 PROTOCOL = 1
 """Version of this wire format (reported by ``GET /health``)."""
+MAX_JSON_DEPTH = 8
+"""Deepest list nesting a JSON batch may have (the batch axis plus up to 7 input axes)."""
 
 
 @dataclass(frozen=True)
@@ -103,23 +107,45 @@ def _decode_npy(body: bytes) -> np.ndarray:
 def _decode_json(body: bytes) -> np.ndarray:
     try:
         doc = json.loads(body)
+    except RecursionError:
+        raise WireError(400, f"JSON nested deeper than this server parses; a batch needs "
+                             f"at most {MAX_JSON_DEPTH} levels: "
+                             '{"inputs": [[...], ...]}') from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireError(400, f"body is not valid JSON ({exc}); send "
                              '{"inputs": [[...], ...]}') from None
     if not isinstance(doc, dict) or "inputs" not in doc:
         raise WireError(400, 'a JSON body must be an object {"inputs": [...]} holding the '
                              "batch (n, *input_shape) as nested lists of numbers")
+    if _depth(doc["inputs"]) > MAX_JSON_DEPTH:
+        raise WireError(400, f'"inputs" is nested more than {MAX_JSON_DEPTH} levels deep; send '
+                             "the batch (n, *input_shape) as nested lists of numbers")
     try:
         array = np.array(doc["inputs"], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise WireError(400, '"inputs" must be nested lists of numbers of one rectangular '
                              "shape (n, *input_shape)") from None
     return array
 
 
+def _depth(value: object) -> int:
+    """Nesting depth of lists (the first element of each level: a ragged batch is refused
+    later by numpy), without recursion."""
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        if depth > MAX_JSON_DEPTH or not value:
+            break
+        value = value[0]
+    return depth
+
+
 def decode_query(body: bytes, headers: dict[str, str]) -> np.ndarray:
     """The batch a request body carries (no validation of its shape or values yet)."""
-    media = headers.get("content-type", OCTET).split(";")[0].strip().lower()
+    if "content-type" not in headers:
+        raise WireError(415, f"missing header Content-Type; send one of {', '.join(FORMATS)} "
+                             "(application/octet-stream with X-Shape is the cheapest)")
+    media = headers["content-type"].split(";")[0].strip().lower()
     if media == OCTET:
         return _decode_octet(body, headers)
     if media == NPY:
