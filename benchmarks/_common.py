@@ -9,6 +9,15 @@ from typing import Any
 
 from harness.io.atomic import atomic_write_bytes
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_relative(path: str | Path) -> str:
+    """``path`` as results record it: relative to the repository when inside it, else its
+    name only (a result never holds a path of the machine it was measured on)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else resolved.name
+
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (parents created)."""

@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import print_table, write_json
+from benchmarks._common import print_table, repo_relative, write_json
 from harness.board.leaderboard import build_leaderboard
 from harness.metrics.stats import mean_ci
 from harness.plugins.manager import make_plugin_manager
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         report["tables"] = tables(args)
     if not args.skip_sweep:
         report["sweep"] = sweep(args)
-        report["plot"] = str(plot(report["sweep"], args.png))
+        report["plot"] = repo_relative(plot(report["sweep"], args.png))
     report["wall_s"] = round(time.perf_counter() - started)
     print(f"\njson: {write_json(args.json, report)}  ({report['wall_s']} s)")
     if "plot" in report:

@@ -68,7 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import print_table, write_json  # noqa: E402
+from benchmarks._common import print_table, repo_relative, write_json  # noqa: E402
 from benchmarks.latency_corpus import trace_row, write_plan  # noqa: E402
 from benchmarks.serving_latency import build_net, make_victim, random_splits  # noqa: E402
 from harness.metrics.leakage import bayes_exit_accuracy  # noqa: E402
@@ -243,7 +243,7 @@ def write_traces(result: dict[str, Any], victim: TrainedVictim, args: argparse.N
     if not rows:
         return {"status": "skipped", "reason": "no serving section measured latencies"}
     npz = write_plan(plan, rows, arrays, machine=result["environment"], directory=directory)
-    return {"status": "ok", "plan": plan, "npz": str(npz), "traces": [r["name"] for r in rows],
+    return {"status": "ok", "plan": plan, "npz": repo_relative(npz), "traces": [r["name"] for r in rows],
             "bayes_optimal": {r["name"]: r["bayes_optimal"] for r in rows}}
 
 

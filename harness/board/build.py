@@ -13,6 +13,7 @@ command that built it and the source runs) and ``schema.json``; its old ``cells/
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -121,8 +122,8 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     for r in results:
         r.pop("_source")
     board = {**board_header(command),
-             "sources": [{"run_dir": str(run), "cells": sum(1 for e in entries if e[0] == run)}
-                         for run in runs],
+             "sources": [{"run_dir": os.path.relpath(Path(run).resolve(), out.resolve()),
+                          "cells": sum(1 for e in entries if e[0] == run)} for run in runs],
              **aggregate(results, reference_attacks, ceilings, budget)}
     write_board(board, out / "leaderboard.json")
     write_json_atomic(out / "schema.json", combined_schema())

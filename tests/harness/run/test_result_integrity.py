@@ -118,6 +118,7 @@ def test_build_refuses_edited_and_truncated_cells_naming_the_field(tiny_plugin, 
     assert _run(tmp_path) == 0
     board = build_board([tmp_path / "out"], tmp_path / "board", set(), command="test")
     assert board["cells"]["ok"] == 2 and board["command"] == "test"
+    assert board["sources"] == [{"run_dir": "../out", "cells": 2}]  # no path of this machine
     assert len(list((tmp_path / "board" / "cells").rglob("*.json"))) == 2
     for row in board["groups"]:  # the copied files are the rows' cells
         for cell in row["cells"]:
