@@ -25,8 +25,8 @@ def corpus() -> dict[str, list[dict]]:
     fitting = [t for t in load_corpus(("dedicated",)) if t.get("quiet", True)]
     held = load_corpus(("dedicated_heldout",))
     assert len(fitting) >= 20 and len(held) >= 12, "the committed dedicated corpus is missing"
-    return {"fit": cal.with_cost_fraction(fitting, tools),
-            "heldout": cal.with_cost_fraction(held, tools)}
+    return {"fit": cal.prepare(fitting, tools),
+            "heldout": cal.prepare(held, tools)}
 
 
 def test_the_shipped_dedicated_deployment_is_what_its_fitting_traces_give(corpus):
