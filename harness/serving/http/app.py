@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -124,7 +123,6 @@ class QueryService:
                                    max_clients=limits.max_clients, idle_s=limits.idle_client_s,
                                    new_rate=limits.new_client_rate,
                                    new_burst=limits.new_client_burst)
-        self._compute = threading.Lock()
 
     def client_id(self, request: Request) -> str:
         """The request's client: its API key's name when the server has keys, else its
@@ -161,22 +159,22 @@ class QueryService:
         return b"".join(chunks)
 
     def answer(self, client: Client, x: np.ndarray) -> dict[str, Any]:
-        """Charge and answer one batch (one at a time), holding it for its served latency."""
+        """Charge and answer one batch, holding it for its served latency (one at a time:
+        it runs on the event loop's thread, so no two answers overlap)."""
         if x.ndim >= 1 and len(x) > self.limits.max_batch:
             raise WireError(413, f"batch of {len(x)} inputs exceeds the limit of "
                                  f"{self.limits.max_batch} per request; split it")
-        with self._compute:
-            start = time.perf_counter()
-            try:
-                result = client.oracle.query(x)
-            except BudgetExhaustedError as exc:
-                raise WireError(429, str(exc)) from None
-            except QueryError as exc:
-                raise WireError(400, str(exc)) from None
-            done = time.perf_counter()
-            if self.target.pace:
-                served = float(np.nansum(result.latency_s))
-                hold_until((start if self.target.measures else done) + served)
+        start = time.perf_counter()
+        try:
+            result = client.oracle.query(x)
+        except BudgetExhaustedError as exc:
+            raise WireError(429, str(exc)) from None
+        except QueryError as exc:
+            raise WireError(400, str(exc)) from None
+        done = time.perf_counter()
+        if self.target.pace:
+            served = float(np.nansum(result.latency_s))
+            hold_until((start if self.target.measures else done) + served)
         oracle = client.oracle
         return answer_json(result.outputs, result.admitted, done - start, oracle.queries_used,
                            oracle.budget_left)
