@@ -2,7 +2,8 @@
 
 A group key is a cell's recorded spec (``result["cell"]``) without its seed: every
 component with its label and parameters, the budget, output mode, timing (mode,
-parameters, profile hash), backend, repeats, threat model, isolation and transport, with
+parameters, profile hash), backend, repeats, threat model, isolation (with the level of
+kernel confinement its workers had, where recorded) and transport, with
 the requested device replaced by the device class the cell actually ran on (``cpu``, or
 ``cuda`` with the GPU's name). Two results share a group only when all of it is equal, so
 a parameter sweep, another budget or another timing mode is its own row. Where rows share
@@ -52,6 +53,9 @@ def group_key(result: dict[str, Any]) -> dict[str, Any]:
     cell["device"] = device_class(result)
     cell["threat"] = threat_of(result)
     cell.setdefault("isolation", "none")
+    level = ((result.get("diagnostics") or {}).get("isolation") or {}).get("level")
+    if level is not None:  # how confined its workers were (results before it record none)
+        cell["isolation_level"] = str(level)
     return cell
 
 

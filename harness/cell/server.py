@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.components import build_component
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.io.secret import stream_salt
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
@@ -126,6 +126,10 @@ def describe_server(victim: TrainedVictim, served: ServedModel, timing: TimingMo
                       strategy=victim.strategy, secret=secret)
 
 
+def _no_defense() -> Defense:
+    raise HarnessError("the server has no defense yet (Server.with_defense was not called)")
+
+
 @dataclass(frozen=True)
 class Server:
     """One cell's server: hands out endpoints, each with a fresh defense in the same state."""
@@ -147,8 +151,9 @@ class Server:
     @classmethod
     def build(cls, cell: CellSpec, registry: Registry, env: CellEnvironment,
               device: str, salt: tuple[int, ...] | None = None,
-              victim: TrainedVictim | None = None) -> Server:
-        """Load (or take) the victim and describe the server; ``salt`` None derives it."""
+              victim: TrainedVictim | None = None, with_defense: bool = True) -> Server:
+        """Load (or take) the victim and describe the server; ``salt`` None derives it;
+        without ``with_defense``, no defense until :meth:`with_defense`."""
         if victim is None:
             victim = prepare_registered_victim(registry, cell.victim.name, cell.victim.params,
                                                env, device)
@@ -159,6 +164,12 @@ class Server:
         info = describe_server(victim, served, timing, cell.settings.output,
                                np.random.default_rng([cell.seed, Stream.SERVER_INFO, *salt]),
                                secret=defense_secret(cell.seed, tuple(salt)))
+        server = cls(victim, served, timing, info, cell.seed, _no_defense, "", "", tuple(salt))
+        return server.with_defense(cell, registry) if with_defense else server
+
+    def with_defense(self, cell: CellSpec, registry: Registry) -> Server:
+        """This server with the cell's defense from ``registry`` (a confined server worker
+        builds the server from trusted plugins first, then loads the defense's)."""
         entry = registry.get("defense", cell.defense.name)
         params = cell.defense.params
 
@@ -167,8 +178,9 @@ class Server:
             bind_defense(defense, registry)  # type: ignore[arg-type]
             return defense  # type: ignore[return-value]
 
-        return cls(victim, served, timing, info, cell.seed, new_defense,
-                   entry.label(cell.defense.display), f"defense:{cell.defense.name}", tuple(salt))
+        return replace(self, new_defense=new_defense,
+                       defense_label=entry.label(cell.defense.display),
+                       defense_component=f"defense:{cell.defense.name}")
 
     def endpoint(self, defense_stream: Stream, timing_stream: Stream, *, client_id: str,
                  defended: bool = True) -> Endpoint:
@@ -194,10 +206,12 @@ class Server:
 
 
 def role_server(cell: CellSpec, registry: Registry, env: CellEnvironment, device: str,
-                salt: tuple[int, ...], victim: TrainedVictim | None) -> Server:
+                salt: tuple[int, ...], victim: TrainedVictim | None,
+                with_defense: bool = True) -> Server:
     """The server a cell's server role holds (in the evaluator or in a worker): built from
     the victim's :func:`server_view` (or, with no victim given, from the cache), then
     keeping no data at all, so a defense finds no labels and no test inputs."""
     server = Server.build(cell, registry, env, device, salt=salt,
-                          victim=None if victim is None else server_view(victim))
+                          victim=None if victim is None else server_view(victim),
+                          with_defense=with_defense)
     return replace(server, victim=server_view(server.victim, keep_inputs=False))

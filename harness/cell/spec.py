@@ -175,13 +175,24 @@ class CellSpec:
                 f"(seed {self.seed})")
 
 
+DEFAULT_MEMORY = 4 * 2**30
+"""``memory=`` default: 4 GiB of data per plugin worker (a worker with torch loaded uses
+about 0.9 GiB; the digits cells' workers stay under 1.5 GiB)."""
+MIN_MEMORY = 2 * 2**30
+"""The smallest ``memory=``: a worker that imported torch already holds about 0.9 GiB."""
+
+
 @dataclass(frozen=True)
 class CellEnvironment:
-    """Run-level settings that do not change a cell's result."""
+    """Run-level settings that do not change a cell's result (``memory_bytes``: each
+    plugin worker's data limit, ``memory=``; ``timeout_s``, ``timeout=``, sets its CPU
+    time limit; only a hog reaches either)."""
 
     cache_dir: Path
     data_root: Path | None
     profile_path: Path | None = None
     out: Path | None = None
     victim_salt: str = field(default="", repr=False)
+    memory_bytes: int | None = DEFAULT_MEMORY
+    timeout_s: float | None = None
 

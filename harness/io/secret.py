@@ -39,3 +39,4 @@ def stream_salt(weights_hash: str) -> tuple[int, ...]:
     secret = os.environ.get(ENV_VAR) or ""
     digest = hashlib.sha256(f"{secret}|{weights_hash}".encode()).digest()
     return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
+

@@ -17,7 +17,7 @@ from typing import Any
 from harness.cell.attacker import attack_failure
 from harness.cell.stolen import StolenRecord
 from harness.errors import ComponentFailure, QueryError
-from harness.isolation.client_worker import ClientRequest, client_main
+from harness.isolation.client_worker import ClientRequest, client_worker
 from harness.isolation.sandbox import worker_context
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.serving.oracle import Oracle
@@ -51,7 +51,7 @@ class AttackClient:
         self.sandbox: dict[str, Any] = {}
         context = worker_context()
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=client_main, args=(child, request), daemon=True)
+        self._process = context.Process(target=client_worker, args=(child, request), daemon=True)
         self._process.start()
         child.close()
 

@@ -1,6 +1,7 @@
 """The client role in its own process: the attack, an oracle client and nothing else.
 
-:func:`client_main` runs in a fresh worker: it drops privileges, loads the plugins,
+:func:`client_main` runs in a fresh worker, confined by the kernel
+(:mod:`harness.isolation.confine`): it loads the plugins,
 builds the attack and hands it an :class:`OracleClient` that speaks the wire protocol to
 the evaluator. The evaluator (:class:`harness.isolation.broker.AttackClient`) holds the real
 :class:`~harness.serving.oracle.Oracle` (validation, budget, the private log of true
@@ -27,7 +28,8 @@ import numpy as np
 from harness.cell.attacker import AttackerRequest, run_attack
 from harness.cell.stolen import encode_stolen
 from harness.errors import BudgetExhaustedError, HarnessError, InvalidQueryError, QueryError
-from harness.isolation.sandbox import PluginSetting, enter_sandbox
+from harness.isolation.confine import Confinement, ConfinementReport, run_confined
+from harness.isolation.sandbox import PluginSetting, use_scratch
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.plugins.registry import load_registry
 from harness.protocol import OracleHandle, OutputMode, QueryResult
@@ -51,7 +53,7 @@ class ClientRequest:
 
     attacker: AttackerRequest
     scratch: str
-    drop_privileges: bool
+    confinement: Confinement
     plugins: PluginSetting
     oracle_url: str | None = None
 
@@ -113,15 +115,20 @@ class OracleClient(BudgetCounter):
         return self._call(Message("true_exits")).arrays["exits"]
 
 
-def client_main(conn: Any, request: ClientRequest) -> None:
-    """Entry point of the client worker process."""
+def client_worker(conn: Any, request: ClientRequest) -> None:
+    """Entry point of the client worker process: confined before any plugin loads."""
+    run_confined(request.confinement, client_main, conn, request)
+
+
+def client_main(conn: Any, request: ClientRequest, report: ConfinementReport) -> None:
+    """The confined client: load the plugins, run the attack, send its stolen model."""
     try:
+        use_scratch(Path(request.scratch))
         request.plugins.apply()
-        registry = load_registry()  # plugins load before the drop: their imports need the stdlib
-        report = enter_sandbox(request.drop_privileges, Path(request.scratch))
+        registry = load_registry()
         record = encode_stolen(run_attack(request.attacker, _oracle(conn, request), registry,
                                           Path(request.scratch)))
-        message = Message("stolen", {**record.meta, "sandbox": report.__dict__}, record.arrays)
+        message = Message("stolen", {**record.meta, "sandbox": report.to_json()}, record.arrays)
     except BaseException as exc:
         message = Message("error", {"type": type(exc).__name__, "message": str(exc)[:4000],
                                     "harness_error": isinstance(exc, HarnessError),

@@ -13,9 +13,13 @@ checked after the last one stops (:mod:`harness.isolation.tripwire`). With
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.cell.attacker import AttackerRequest
 from harness.cell.roles import ServerRequest
@@ -24,18 +28,23 @@ from harness.cell.stolen import StolenRecord
 from harness.errors import ComponentFailure
 from harness.isolation.broker import AttackClient
 from harness.isolation.client_worker import ClientRequest
+from harness.isolation.confine import Confinement
 from harness.isolation.gateway import HttpGateway
 from harness.isolation.sandbox import (
     PluginSetting,
     privileges_droppable,
     protect_evaluator,
     scratch_dir,
+    worker_confinement,
     worker_context,
 )
 from harness.isolation.server_worker import RemoteServer, ServerWorkerRequest
 from harness.isolation.tripwire import Tripwire
 from harness.plugins.registry import Registry
 from harness.serving.oracle import Oracle
+
+DEFAULT_CPU_SECONDS = 4 * 3600
+"""A plugin worker's CPU-time limit without ``timeout=`` (with it: timeout x cores + 60 s)."""
 
 
 class IsolatedAttacker:
@@ -64,12 +73,24 @@ class IsolatedSession:
         self.tripwire: Tripwire | None = None
         self.server: RemoteServer | None = None
         self.client: AttackClient | None = None
+        self._server_scratch = Path()
         self._attacker = ExitStack()
+
+    def confinement(self, scratch: Path, connect_port: int | None = None) -> Confinement:
+        """A plugin worker's confinement: ``scratch`` and Python, never ``out=`` or the
+        cache; CPU time ``timeout`` x cores when set, else 4 h."""
+        timeout = self.env.timeout_s
+        cpu = int(timeout * (os.cpu_count() or 1)) + 60 if timeout else DEFAULT_CPU_SECONDS
+        return worker_confinement(scratch, (self.env.out, self.env.cache_dir),
+                                  drop=self.drop, connect_port=connect_port,
+                                  memory_bytes=self.env.memory_bytes, cpu_seconds=cpu)
 
     def start_server(self, request: ServerRequest) -> RemoteServer:
         self.tripwire = Tripwire.arm(self.env.out, self.env.cache_dir)
         entry = self.registry.get("defense", self.cell.defense.name)
-        self.server = RemoteServer(ServerWorkerRequest.of(request, self.drop),
+        self._server_scratch = scratch_dir(self.drop)
+        confinement = self.confinement(self._server_scratch)
+        self.server = RemoteServer(ServerWorkerRequest.of(request, confinement),
                                    entry.label(self.cell.defense.display),
                                    f"defense:{self.cell.defense.name}")
         return self.server
@@ -79,16 +100,27 @@ class IsolatedSession:
         if self.cell.settings.transport == "http":
             gateway = HttpGateway(self.cell, request)
             url = self._attacker.enter_context(gateway.running())
-        self.client = AttackClient(ClientRequest(request, str(scratch_dir(self.drop)),
-                                                 self.drop, PluginSetting.current(), url))
+        scratch = scratch_dir(self.drop)
+        port = None if url is None else int(urlsplit(url).port or 80)
+        self.client = AttackClient(ClientRequest(request, str(scratch),
+                                                 self.confinement(scratch, port),
+                                                 PluginSetting.current(), url))
         self._attacker.callback(self.client.close)
         return IsolatedAttacker(self.client, gateway)
 
     def stop_attacker(self) -> None:
         self._attacker.close()
 
+    def level(self) -> str:
+        """``kernel`` when every worker of the cell held every mechanism, else what was
+        missing in any (docs/design.md section 8)."""
+        missing = sorted({m for w in (self.server, self.client) if w is not None
+                          for m in w.sandbox.get("missing", {"unknown": ""})})
+        return "kernel" if not missing else "partial:-" + ",-".join(missing)
+
     def describe(self) -> dict[str, Any]:
-        return {"mode": "process", "transport": self.cell.settings.transport,
+        return {"mode": "process", "level": self.level(),
+                "transport": self.cell.settings.transport,
                 "server": self.server.sandbox if self.server else {},
                 "client": self.client.sandbox if self.client else {},
                 "server_compute_s": self.server.compute_s if self.server else 0.0,
@@ -101,6 +133,7 @@ class IsolatedSession:
         finally:
             if self.server is not None:
                 self.server.close()
+                shutil.rmtree(self._server_scratch, ignore_errors=True)
             if self.tripwire is not None:
                 self._check_tripwire(self.tripwire)
 

@@ -1,13 +1,16 @@
-"""Worker processes for the untrusted roles: clean, tied to their parent, unprivileged.
+"""Worker processes for the untrusted roles: clean, tied to their parent, confined.
 
 - **Clean**: workers fork from a ``forkserver`` whose process imported modules only
-  (torch, numpy, the harness), never a victim, a dataset or a result; so a worker's
-  memory holds nothing but what it is sent, and starting one takes milliseconds.
+  (torch, numpy, the harness), never a victim, a dataset, a result or a third-party
+  plugin; so a worker's memory holds nothing but what it is sent, and starting one takes
+  milliseconds.
 - **Tied**: on Linux a worker gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with
   the process that started it.
-- **Unprivileged where the OS allows**: started as root, a worker drops to
-  ``nobody`` (uid/gid 65534) before it runs plugin code, so it cannot write ``out=``
-  or the victim cache. Not as root, nothing can be dropped; the evaluator's digests
+- **Confined** by the kernel before it imports a plugin (:mod:`harness.isolation.confine`):
+  :func:`worker_confinement` says what it may reach, namely the Python installation
+  (read-only), its own scratch folder, the system libraries, and never ``out=``, the victim
+  cache or a key. Started as root where other users can read Python, it also drops to
+  ``nobody`` (uid/gid 65534). The evaluator's digests
   (:mod:`harness.isolation.tripwire`) still detect what a worker changed.
 """
 
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from multiprocessing import forkserver
 from pathlib import Path
 
+from harness.isolation.confine import Confinement
+
 NOBODY = 65534
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -33,7 +38,7 @@ PRELOAD = ["numpy", "torch", "harness", "harness.isolation.client_worker",
 _CONTEXT: mp.context.BaseContext | None = None
 
 
-PLUGIN_ENV = ("HARNESS_LOAD_PLUGINS", "HARNESS_DISABLE_PLUGINS")
+PLUGIN_ENV = ("HARNESS_LOAD_PLUGINS", "HARNESS_DISABLE_PLUGINS", "HARNESS_TRUSTED_PLUGINS")
 
 
 @dataclass(frozen=True)
@@ -59,16 +64,6 @@ class PluginSetting:
             else:
                 os.environ[key] = value
         importlib.invalidate_caches()
-
-
-@dataclass(frozen=True)
-class SandboxReport:
-    """What a worker could enforce, recorded in the cell's diagnostics."""
-
-    uid: int
-    dropped_privileges: bool
-    parent_death_signal: bool
-    reason: str = ""
 
 
 def worker_context() -> mp.context.BaseContext:
@@ -143,6 +138,8 @@ def privileges_droppable() -> tuple[bool, str]:
     """Whether workers can drop to ``nobody`` here, and why not."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return False, "not started as root: workers keep the user's permissions"
+    if not _can_set_ids():
+        return False, "root without CAP_SETUID/CAP_SETGID: the uid cannot change"
     for entry in sys.path:
         if entry and Path(entry).is_dir() and not _world_readable(Path(entry)):
             return False, (f"{entry} (on the Python path) is not readable by other users, so an "
@@ -159,18 +156,57 @@ def scratch_dir(owner_can_drop: bool) -> Path:
     return path
 
 
-def enter_sandbox(drop: bool, scratch: Path | None = None) -> SandboxReport:
-    """Run first in a worker: tie it to its parent, then drop privileges if asked."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the evaluator handles Ctrl-C
-    tied = set_parent_death_signal()
-    if scratch is not None:
-        os.environ["HOME"] = os.environ["TMPDIR"] = str(scratch)
-        tempfile.tempdir = str(scratch)
+def _can_set_ids() -> bool:
+    """Does this process hold CAP_SETUID and CAP_SETGID (bits 7 and 6)?"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16) & 0xC0 == 0xC0
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/ld.so.cache",
+               "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/hosts",
+               "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/protocols",
+               "/etc/services", "/etc/passwd", "/etc/group", "/proc", "/sys/devices/system",
+               "/sys/fs/cgroup", "/dev/zero", "/dev/urandom", "/dev/random")
+"""What a confined worker reads besides Python: shared libraries and name-service files,
+and ``/proc`` (another process's memory, environment or descriptors there stay closed to
+it: the kernel's ptrace checks and Landlock see to that)."""
+SYSTEM_WRITE = ("/dev/null", "/dev/full")
+
+
+def python_paths() -> tuple[str, ...]:
+    """The Python installation: prefixes, the import path (but not the working folder
+    that '' names), and the folders of every imported top-level package (editable
+    installs live outside the import path)."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.update(entry for entry in sys.path if entry)  # not '' (the working folder)
+    for name, module in list(sys.modules.items()):
+        if "." in name or module is None:
+            continue
+        paths.update(str(p) for p in getattr(module, "__path__", None) or ())
+        where = getattr(module, "__file__", None)
+        if where and not getattr(module, "__path__", None):
+            paths.add(str(where))
+    return tuple(sorted(paths))
+
+
+def worker_confinement(scratch: Path, protect: tuple[Path | None, ...], *, drop: bool,
+                       connect_port: int | None = None, memory_bytes: int | None = None,
+                       cpu_seconds: int | None = None) -> Confinement:
+    """What a plugin worker may reach: Python and the system read-only, ``scratch``
+    read-write, nothing under ``protect`` (``out=``, the cache, keys) in any case."""
+    return Confinement(read=python_paths() + SYSTEM_READ, write=(str(scratch), *SYSTEM_WRITE),
+                       protect=tuple(str(p) for p in protect if p is not None),
+                       connect_port=connect_port, memory_bytes=memory_bytes,
+                       cpu_seconds=cpu_seconds, drop_to_nobody=drop)
+
+
+def use_scratch(scratch: Path) -> None:
+    """Point ``HOME``, ``TMPDIR`` and :mod:`tempfile` at the worker's scratch folder."""
+    os.environ["HOME"] = os.environ["TMPDIR"] = str(scratch)
+    tempfile.tempdir = str(scratch)
     os.environ.pop("HARNESS_SECRET", None)
-    if not drop:
-        reason = "" if os.geteuid() != 0 else "privilege drop not requested"
-        return SandboxReport(os.geteuid(), False, tied, reason or "not root")
-    os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
-    return SandboxReport(os.geteuid(), True, tied)

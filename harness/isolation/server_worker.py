@@ -4,8 +4,10 @@
 (:func:`harness.cell.server.role_server`): the victim comes from the evaluator as data
 (:class:`VictimPayload`; loaded from the cache only for a network without a registry
 recipe, and then checked against the evaluator's weights), with the backend, timing and
-defense factory. It keeps no data split (a defense finds no test labels), drops
-privileges, and answers endpoint requests through :class:`harness.cell.local.LocalServer`:
+defense factory. It keeps no data split (a defense finds no test labels). The victim
+is served from trusted plugins only (:func:`_serve_victim`); then the worker is confined
+by the kernel (:mod:`harness.isolation.confine`) before the defense's plugin loads, and
+it answers endpoint requests through :class:`harness.cell.local.LocalServer`:
 a fresh defense instance per endpoint, the defense's errors reported with its name.
 :class:`RemoteServer` is the evaluator's server handle on it.
 """
@@ -22,11 +24,12 @@ import torch
 
 from harness.cell.local import LocalEndpoint, LocalServer
 from harness.cell.roles import ServerRequest
-from harness.cell.server import Stream, inputs_only, role_server
+from harness.cell.server import Server, Stream, inputs_only, role_server
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.cell.stolen import StolenModelError, strategy_from_json
-from harness.errors import ComponentFailure, HarnessError
-from harness.isolation.sandbox import PluginSetting, enter_sandbox, worker_context
+from harness.errors import ComponentFailure, HarnessError, UnknownComponentError
+from harness.isolation.confine import Confinement, ConfinementReport, run_confined
+from harness.isolation.sandbox import PluginSetting, worker_context
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import NetworkRecipe, Toolbox
@@ -87,42 +90,67 @@ class ServerWorkerRequest:
     device: str
     weights_hash: str
     salt: tuple[int, ...]
-    drop_privileges: bool
+    confinement: Confinement
     plugins: PluginSetting
     victim: VictimPayload | None = None
 
     @classmethod
-    def of(cls, request: ServerRequest, drop: bool) -> ServerWorkerRequest:
+    def of(cls, request: ServerRequest, confinement: Confinement) -> ServerWorkerRequest:
         return cls(request.cell, request.env, request.device, request.victim.weights_hash,
-                   request.salt, drop, PluginSetting.current(), VictimPayload.of(request.victim))
+                   request.salt, confinement, PluginSetting.current(),
+                   VictimPayload.of(request.victim))
 
 
-def _build(request: ServerWorkerRequest) -> LocalServer:
-    request.plugins.apply()
-    registry = load_registry()
-    victim = None if request.victim is None else request.victim.rebuild(registry, request.device)
-    server = role_server(request.cell, registry, request.env, request.device, request.salt,
-                         victim)
-    if server.victim.weights_hash != request.weights_hash:
-        raise HarnessError("the victim the server loaded does not match the evaluator's "
-                           f"(weights {server.victim.weights_hash[:12]} vs "
-                           f"{request.weights_hash[:12]}); the cache changed during the cell")
-    return LocalServer(server)
-
-
-def server_main(conn: Any, request: ServerWorkerRequest) -> None:
-    """Entry point of the server worker process."""
-    enter_sandbox(False)
+def _serve_victim(conn: Any, request: ServerWorkerRequest) -> Server | BaseException:
+    """Before the confinement, with trusted plugins only: the victim served, its timing,
+    the server's description; no defense yet (its plugin may be hostile)."""
     try:
-        server = _build(request)
+        request.plugins.apply()
+        registry = load_registry(trusted_only=True)
+        victim = (None if request.victim is None
+                  else request.victim.rebuild(registry, request.device))
+        server = role_server(request.cell, registry, request.env, request.device,
+                             request.salt, victim, with_defense=False)
+    except UnknownComponentError as exc:
+        return HarnessError(
+            f"{exc}. The server worker serves the victim before it is confined, so the "
+            "victim, its dataset, architecture and backend must come from the harness or a "
+            "trusted plugin: name its entry point or distribution in HARNESS_TRUSTED_PLUGINS "
+            "(comma-separated), or run with isolation=none")
+    except BaseException as exc:
+        return exc
+    if server.victim.weights_hash != request.weights_hash:
+        return HarnessError("the victim the server loaded does not match the evaluator's "
+                            f"(weights {server.victim.weights_hash[:12]} vs "
+                            f"{request.weights_hash[:12]}); the cache changed during the cell")
+    return server
+
+
+def server_worker(conn: Any, request: ServerWorkerRequest) -> None:
+    """Entry point of the server worker process: the victim is served from trusted code,
+    then the worker is confined, then the defense's plugin loads."""
+    run_confined(request.confinement, server_main, conn, request, prepare=_serve_victim)
+
+
+def _with_defense(request: ServerWorkerRequest, served: Server | BaseException) -> LocalServer:
+    if isinstance(served, BaseException):
+        raise served
+    request.plugins.apply()
+    return LocalServer(served.with_defense(request.cell, load_registry()))
+
+
+def server_main(conn: Any, request: ServerWorkerRequest, served: Server | BaseException,
+                report: ConfinementReport) -> None:
+    """The confined server: load the defense, then answer the evaluator until closed."""
+    try:
+        server = _with_defense(request, served)
     except BaseException as exc:
         send(conn, Message("error", {"type": type(exc).__name__, "message": str(exc)[:4000],
                                      "traceback": traceback.format_exc()[-4000:]}))
         return
     gc.collect()
-    report = enter_sandbox(request.drop_privileges)
     quantiles = np.asarray(server.latency_quantiles, dtype=np.float64)
-    send(conn, Message("ready", {"sandbox": report.__dict__}, {"latency_quantiles": quantiles}))
+    send(conn, Message("ready", {"sandbox": report.to_json()}, {"latency_quantiles": quantiles}))
     endpoints: dict[str, LocalEndpoint] = {}
     while True:
         try:
@@ -214,7 +242,7 @@ class RemoteServer:
         self.defense_component = defense_component
         context = worker_context()
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=server_main, args=(child, request), daemon=True)
+        self._process = context.Process(target=server_worker, args=(child, request), daemon=True)
         self._process.start()
         child.close()
         self.sandbox: dict[str, Any] = {}

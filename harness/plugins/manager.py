@@ -65,10 +65,19 @@ def _unknown_hooks(pm: HarnessPluginManager, plugin: object) -> list[str]:
                   if caller.spec is None)
 
 
-def _load_entry_points(pm: HarnessPluginManager, block: set[str]) -> None:
+def trusted_plugins() -> set[str]:
+    """Entry-point or distribution names the user trusts (``HARNESS_TRUSTED_PLUGINS``):
+    their code may run unconfined, e.g. to build a victim (docs/design.md section 8)."""
+    return _env_list("HARNESS_TRUSTED_PLUGINS") or set()
+
+
+def _load_entry_points(pm: HarnessPluginManager, block: set[str], trusted_only: bool) -> None:
     allow = _env_list("HARNESS_LOAD_PLUGINS")
+    trusted = trusted_plugins()
     for ep in metadata.entry_points(group=PROJECT_NAME):
         if ep.name in block or (allow is not None and ep.name not in allow):
+            continue
+        if trusted_only and not {ep.name, ep.dist.name if ep.dist else ""} & trusted:
             continue
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
@@ -98,13 +107,15 @@ def _load_entry_points(pm: HarnessPluginManager, block: set[str]) -> None:
 
 
 def make_plugin_manager(*, strict: bool = False, load_entrypoints: bool = True,
-                        extra_plugins: tuple[Any, ...] = ()) -> HarnessPluginManager:
-    """Build a manager with hookspecs, entry-point plugins, built-ins and ``extra_plugins``."""
+                        extra_plugins: tuple[Any, ...] = (),
+                        trusted_only: bool = False) -> HarnessPluginManager:
+    """Build a manager with hookspecs, entry-point plugins (only the trusted ones with
+    ``trusted_only``), built-ins and ``extra_plugins``."""
     pm = HarnessPluginManager(strict=strict)
     pm.add_hookspecs(hookspecs)
     block = _env_list("HARNESS_DISABLE_PLUGINS") or set()
     if load_entrypoints:
-        _load_entry_points(pm, block)
+        _load_entry_points(pm, block, trusted_only)
     for module_name in BUILTIN_PLUGINS:
         if module_name in block:
             continue

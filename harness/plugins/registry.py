@@ -152,11 +152,13 @@ class Registry:
 
 
 def load_registry(*, strict: bool = False, load_entrypoints: bool = True,
-                  extra_plugins: tuple[Any, ...] = ()) -> Registry:
+                  extra_plugins: tuple[Any, ...] = (), trusted_only: bool = False) -> Registry:
     """The registry of a fresh plugin manager (:func:`~harness.plugins.manager.
-    make_plugin_manager`): every installed plugin and the built-ins."""
+    make_plugin_manager`): every installed plugin (only the trusted ones with
+    ``trusted_only``) and the built-ins."""
     return Registry.from_manager(make_plugin_manager(
-        strict=strict, load_entrypoints=load_entrypoints, extra_plugins=extra_plugins))
+        strict=strict, load_entrypoints=load_entrypoints, extra_plugins=extra_plugins,
+        trusted_only=trusted_only))
 
 
 def _module_name(plugin: Any) -> str:

@@ -26,12 +26,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cell.spec import MODELLED_TIMINGS, SETTING_CONSTRAINTS, Settings, ThreatModel
+from harness.cell.spec import (
+    DEFAULT_MEMORY,
+    MIN_MEMORY,
+    MODELLED_TIMINGS,
+    SETTING_CONSTRAINTS,
+    Settings,
+    ThreatModel,
+)
 from harness.errors import ConfigError
 from harness.io.schema import MAX_REPLICAS, MAX_SEED, THREAT_CHOICES
 from harness.params import Interval, ListOf, Options, as_constraint, check_value
@@ -42,6 +50,7 @@ RUN_CONSTRAINTS: dict[str, list[Any]] = {
     "jobs": [Interval("int", 1, 512)],
     "timeout": [Interval("real", 0, None, closed="neither"), None],
     "replicas": [Interval("int", 0, MAX_REPLICAS)],
+    "memory": [Interval("int", MIN_MEMORY, None), None],
 }
 """The run's own scalar keys (where and how cells run; not part of any cell's result)."""
 SEEDS = [ListOf(Interval("int", 0, MAX_SEED), min_len=1)]
@@ -60,9 +69,12 @@ COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defe
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
     "executor": "serial", "jobs": 1, "timeout": None, "replicas": 3,
+    "memory": DEFAULT_MEMORY,
     "out": "results", "data_root": None, "cache_dir": None, "profile": None,
 }
 DEFAULT_REPLICAS = DEFAULTS["replicas"]
+MEMORY_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20,
+                "g": 2**30, "gib": 2**30, "t": 2**40, "tib": 2**40}
 SCALAR_KEYS = (*SETTING_KEYS, *RUN_CONSTRAINTS, *PATH_KEYS)
 
 
@@ -97,6 +109,7 @@ class RunSpec:
     ray_address: str | None = None
     sweeps: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = field(default=())
     replicas: int = DEFAULT_REPLICAS
+    memory: int | None = DEFAULT_MEMORY
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -147,6 +160,8 @@ def parse_scalar(key: str, raw: Any) -> Any:
     its declared constraint; names and choices stay strings."""
     if key in PATH_KEYS:
         return None if raw is None or str(raw).strip() == "" else Path(str(raw)).expanduser()
+    if key == "memory":
+        raw = parse_memory(raw)
     alternatives = SETTING_CONSTRAINTS.get(key) or RUN_CONSTRAINTS[key]
     value = raw
     if isinstance(raw, str):
@@ -157,6 +172,20 @@ def parse_scalar(key: str, raw: Any) -> Any:
             value = None
     check_value(key, value, alternatives, shown=raw)
     return float(value) if key == "timeout" and value is not None else value
+
+
+def parse_memory(raw: Any) -> Any:
+    """``memory=4GiB`` (also ``512MiB``, ``2G``, plain bytes, ``none``) in bytes; what is
+    not a size is left for the constraint check to refuse with the allowed values."""
+    if not isinstance(raw, str):
+        return raw
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", raw)
+    if match is None or match.group(2).lower() not in MEMORY_UNITS:
+        if raw.strip().lower() in ("none", "null"):
+            return None
+        raise ConfigError(f"memory={raw!r} is not a size; write e.g. memory=4GiB, 512MiB, "
+                          "or memory=none for no limit (a worker's data segment, per worker)")
+    return int(float(match.group(1)) * MEMORY_UNITS[match.group(2).lower()])
 
 
 def parse_sweep(key: str, rest: str, raw: Any) -> tuple[str, str, str, tuple[Any, ...]]:
@@ -327,5 +356,5 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         cache_dir=Path(values["cache_dir"] or default_cache_dir()), profile=values["profile"],
         component_params=tuple(sorted(parsed.component_params, key=str)),
         ray_address=parsed.ray_address, sweeps=tuple(sorted(parsed.sweeps, key=str)),
-        replicas=values["replicas"])
+        replicas=values["replicas"], memory=values["memory"])
 

@@ -247,7 +247,8 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     out = check_out_dir(spec.out)
     check_out_dir(spec.cache_dir, key="cache_dir")
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
-                          profile_path=spec.profile, out=out, victim_salt=victim_salt())
+                          profile_path=spec.profile, out=out, victim_salt=victim_salt(),
+                          memory_bytes=spec.memory, timeout_s=spec.timeout)
     planned = [(c, config_hash(c, registry)) for c in cells]
     todo: list[Job] = []
     done: list[Path] = []

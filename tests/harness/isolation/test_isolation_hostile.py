@@ -48,6 +48,11 @@ def _run(tmp_path, out, *keys):
     return summary, results
 
 
+def _confined(result) -> bool:
+    """Did the kernel confine every worker of this cell (no mechanism missing)?"""
+    return result["diagnostics"]["isolation"].get("level") == "kernel"
+
+
 def _digest(array) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
@@ -101,9 +106,14 @@ def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(
                      f"attack.vandal.out={tmp_path / 'out'}",
                      f"attack.vandal.cache={tmp_path / 'cache'}")
     vandal = second["vandal"]
-    assert vandal["status"] == "failed"
-    assert "attack:vandal" in vandal["error"]["component"]
-    assert "restored" in vandal["error"]["message"]
+    if _confined(vandal):  # prevented: nothing could be written, the cell is the attack's
+        assert vandal["status"] == "ok", vandal["error"]
+        assert vandal["diagnostics"]["attack"]["vandalised"] == {"results": 0, "cache": 0,
+                                                                  "seen": 0}
+    else:  # detected: the tripwire restores what changed and fails the cell
+        assert vandal["status"] == "failed"
+        assert "attack:vandal" in vandal["error"]["component"]
+        assert "restored" in vandal["error"]["message"]
     assert path.read_bytes() == before
     assert ceiling.read_bytes() == ceiling_before
     _, fresh = _run(tmp_path, "fresh", "defenses=none", "attacks=knockoff", *KNOCKOFF)
@@ -114,19 +124,16 @@ def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(
 
 
 def test_a_defense_finds_neither_the_attack_nor_the_test_labels(hostile, tmp_path):
-    report = tmp_path / "spy"
-    report.mkdir(mode=0o777)
-    report.chmod(0o777)
-    _, results = _run(tmp_path, "out", "defenses=spy", "attacks=knockoff", *KNOCKOFF,
-                      f"defense.spy.report={report / 'found.json'}")
-    assert results["knockoff"]["status"] == "ok", results["knockoff"]["error"]
-    found = json.loads((report / "found.json").read_text())
-    assert all(name == "hidden" for name, _ in found["attack_specs"])
-    assert not {"attack", "theft", "oracle", "ctx", "stolen"} & set(found["frame_names"])
     registry = load_registry()
     victim = prepare_registered_victim(registry, "digits_cnn", {"epochs": 1, "width": 8},
                                        CellEnvironment(tmp_path / "cache", None), "cpu")
-    assert _digest(victim.data.test.y) not in set(found["array_digests"])
+    labels = _digest(victim.data.test.y)
+    _, results = _run(tmp_path, "out", "defenses=spy", "attacks=knockoff", *KNOCKOFF,
+                      f"defense.spy.target={labels}")
+    assert results["knockoff"]["status"] == "ok", results["knockoff"]["error"]
+    found = results["knockoff"]["diagnostics"]["defense_report"]
+    assert found["scans"] >= 1
+    assert found["attack_specs"] == found["frames"] == found["labels"] == 0
 
 
 def test_the_secret_salts_the_victim_and_never_reaches_a_worker(hostile, tmp_path, monkeypatch):
