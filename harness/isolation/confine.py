@@ -11,7 +11,7 @@ Landlock (:mod:`harness.isolation.landlock`) and seccomp
 
 A mechanism the kernel lacks is skipped, and the :class:`ConfinementReport` says which;
 its :attr:`~ConfinementReport.level` is recorded per cell and is part of the board's
-group key (docs/design.md section 8).
+group key (docs/design.md section 10).
 """
 
 from __future__ import annotations

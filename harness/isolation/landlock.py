@@ -16,7 +16,7 @@ right its kernel's ABI knows, so anything it does not grant is denied:
   (``/proc/<pid>/mem``, ``process_vm_readv``) or take descriptors from
   (``pidfd_getfd``) any process outside its domain.
 
-See docs/design.md section 8 (the trust boundary).
+See docs/design.md section 10 (the trust boundary).
 """
 
 from __future__ import annotations

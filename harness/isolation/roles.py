@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -42,6 +43,11 @@ from harness.isolation.server_worker import RemoteServer, ServerWorkerRequest
 from harness.isolation.tripwire import Tripwire
 from harness.plugins.registry import Registry
 from harness.serving.oracle import Oracle
+
+
+class IsolationWarning(UserWarning):
+    """The kernel confines plugin workers with fewer mechanisms than it could."""
+
 
 DEFAULT_CPU_SECONDS = 4 * 3600
 """A plugin worker's CPU-time limit without ``timeout=`` (with it: timeout x cores + 60 s)."""
@@ -113,9 +119,11 @@ class IsolatedSession:
 
     def level(self) -> str:
         """``kernel`` when every worker of the cell held every mechanism, else what was
-        missing in any (docs/design.md section 8)."""
-        missing = sorted({m for w in (self.server, self.client) if w is not None
-                          for m in w.sandbox.get("missing", {"unknown": ""})})
+        missing in any (docs/design.md section 10)."""
+        reports = [w.sandbox for w in (self.server, self.client) if w is not None and w.sandbox]
+        if not reports:
+            return "unknown"  # no worker started far enough to report
+        missing = sorted({m for report in reports for m in report.get("missing", {})})
         return "kernel" if not missing else "partial:-" + ",-".join(missing)
 
     def describe(self) -> dict[str, Any]:
@@ -169,3 +177,10 @@ class IsolatedRoles:
             yield session
         finally:
             session.close()
+            level = session.level()
+            if level.startswith("partial"):
+                warnings.warn(  # the warnings filter shows each level once
+                    f"isolation=process: plugin workers here run with isolation level {level} "
+                    "(a mechanism the kernel or this user lacks; see docs/design.md section "
+                    "10); every cell records its level, and it is part of the group key",
+                    IsolationWarning, stacklevel=3)

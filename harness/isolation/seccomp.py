@@ -11,7 +11,7 @@ changes (modules, reboot, clocks, swap). ``socket()`` is refused altogether, exc
 Unix socket can reach the evaluator's fork server, no packet leaves by UDP.
 
 x86_64 only (the numbers below are its own); elsewhere :func:`install` reports it is not
-available and the other mechanisms still hold. See docs/design.md section 8.
+available and the other mechanisms still hold. See docs/design.md section 10.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ a fresh defense instance per endpoint, the defense's errors reported with its na
 from __future__ import annotations
 
 import gc
+import signal
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,8 @@ class VictimPayload:
             model = model.to(device).eval()
             strategy = strategy_from_json(self.strategy, registry, model.num_exits,
                                           model.num_classes)
+        except UnknownComponentError:
+            raise  # the server worker says which plugin to trust
         except (ValueError, StolenModelError) as exc:
             raise HarnessError(f"the evaluator's victim could not be rebuilt: {exc}") from None
         name, shape, classes, input_range = self.dataset
@@ -233,6 +236,12 @@ class RemoteEndpoint:
         return {str(k): float(v) for k, v in counters.items()}
 
 
+SELF_INFLICTED = frozenset(int(s) for s in (
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT,
+    signal.SIGTRAP, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ))
+"""Signals a worker's own code brings on itself (faults, aborts, its rlimits)."""
+
+
 class RemoteServer:
     """A server worker process, started for one cell and stopped with :meth:`close`."""
 
@@ -260,7 +269,16 @@ class RemoteServer:
         self.latency_quantiles = ready.arrays["latency_quantiles"]
 
     def died(self, what: str) -> ComponentFailure:
+        """The failure of a server worker that ended: the defense's when its own code can
+        have ended it (an exit, a fault, the CPU limit), nobody's when a signal from
+        outside killed it (the attack cannot send one: docs/design.md section 10)."""
         code = self._process.exitcode
+        if code is not None and code < 0 and -code not in SELF_INFLICTED:
+            name = signal.Signals(-code).name
+            return ComponentFailure(
+                f"the server worker {what}: killed by {name} from outside the cell (the user, "
+                "the OOM killer, the machine), not by anything the attack can send; not blamed "
+                f"on {self.defense_label} or the attack. Run the cell again", None)
         return ComponentFailure(f"{self.defense_label}: the server process {what} (exit code "
                                 f"{code}); a defense stage probably killed it",
                                 self.defense_component)

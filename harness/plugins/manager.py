@@ -67,7 +67,7 @@ def _unknown_hooks(pm: HarnessPluginManager, plugin: object) -> list[str]:
 
 def trusted_plugins() -> set[str]:
     """Entry-point or distribution names the user trusts (``HARNESS_TRUSTED_PLUGINS``):
-    their code may run unconfined, e.g. to build a victim (docs/design.md section 8)."""
+    their code may run unconfined, e.g. to build a victim (docs/design.md section 10)."""
     return _env_list("HARNESS_TRUSTED_PLUGINS") or set()
 
 

@@ -174,3 +174,24 @@ def test_network_jitter_is_a_checked_recorded_key():
         parse_overrides(["timing.network=satellite"])
     with pytest.raises(ConfigError, match="isolation=process"):
         parse_overrides(["timing.network=wan", "isolation=none"])
+
+
+class _Ended:
+    def __init__(self, exitcode):
+        self.exitcode = exitcode
+
+
+@pytest.mark.parametrize(("exitcode", "blamed"), [
+    (-9, None), (-15, None), (-1, None),  # killed from outside the cell
+    (-11, "defense:pad"), (-24, "defense:pad"), (-6, "defense:pad"), (1, "defense:pad"),
+])
+def test_a_dead_server_is_blamed_on_the_defense_only_when_its_code_can_have_ended_it(
+        exitcode, blamed):
+    from harness.isolation.server_worker import RemoteServer
+
+    server = object.__new__(RemoteServer)
+    server._process = _Ended(exitcode)
+    server.defense_label, server.defense_component = "defense 'pad'", "defense:pad"
+    failure = server.died("exited")
+    assert failure.component == blamed
+    assert ("not blamed" in str(failure)) == (blamed is None)

@@ -172,8 +172,12 @@ def mlp_plugin(plugin_dir):
     sys.modules.pop("mlp_exits", None)
 
 
-def _harness(args: list[str], plugin_root: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{plugin_root}{os.pathsep}{ROOT}"}
+def _harness(args: list[str], plugin_root: Path, cwd: Path,
+             trusted: str = "mlp-exits") -> subprocess.CompletedProcess:
+    """``harness ARGS`` in a subprocess; ``trusted``: HARNESS_TRUSTED_PLUGINS (the plugin's
+    victim is served before the server worker is confined, so it must be trusted)."""
+    env = {**os.environ, "PYTHONPATH": f"{plugin_root}{os.pathsep}{ROOT}",
+           "HARNESS_TRUSTED_PLUGINS": trusted}
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=600)
 
@@ -209,6 +213,21 @@ def test_harness_run_uses_the_plugin_family_policy_and_estimator(mlp_plugin, tmp
     assert steal["diagnostics"]["stolen_strategy"]["policy"] == "margin"
     assert steal["diagnostics"]["victim_policy"] == "margin"
     assert 0.0 <= steal["metrics"]["exit_agreement"] <= 1.0
+
+
+@pytest.mark.integration
+def test_an_untrusted_victim_plugin_is_refused_by_the_server_worker_with_the_fix(mlp_plugin,
+                                                                                 tmp_path):
+    out = tmp_path / "results"
+    _harness(["run", "victims=mlp_digits", "attacks=knockoff", "defenses=none",
+                    "budget=50", f"out={out}", f"cache_dir={tmp_path / 'cache'}",
+                    "attack.knockoff.epochs=1", "replicas=0", "--quiet"], mlp_plugin, tmp_path,
+                   trusted="")
+    (path,) = out.glob("cells/**/*.json")
+    result = json.loads(path.read_text())
+    assert result["status"] == "failed"
+    assert "HARNESS_TRUSTED_PLUGINS" in result["error"]["message"]
+    assert "unknown architecture 'tiny_mlp'" in result["error"]["message"]
 
 
 @pytest.mark.parametrize(("override", "message"), [
