@@ -57,10 +57,12 @@ from harness.lookup import Lookup
 if TYPE_CHECKING:
     from harness.strategy import OutputStrategy
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """2: defense stages take one :class:`StageBatch`; ``Victim.prepare(data, ctx)``. 3: exits
 are computed lazily and each query is charged its deepest computed exit; ``realistic``
-timing names a calibrated deployment. Results of different versions are not compared."""
+timing names a calibrated deployment. 4: a benign mirror client copies the attacker's
+traffic shape, and the benign costs weigh each test input once. Results of different
+versions are not compared."""
 
 STAGES = ("admit", "choose_exits", "perturb_outputs", "shape_latency")
 QUANTILE_LEVELS = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from harness.cell.attacker import AttackerRequest
-from harness.cell.benign import BenignPlan, InterleavedEndpoint, replay
+from harness.cell.benign import BenignPlan, BenignTraffic, InterleavedEndpoint, replay
 from harness.cell.pool import attacker_pool
 from harness.cell.roles import (
     HIDDEN_ATTACK,
@@ -76,8 +76,7 @@ class Theft:
     served_latency_s: np.ndarray
     queries_used: int
     queries_refused: int
-    benign: EndpointResponse
-    plan: BenignPlan
+    benign: BenignTraffic
     defense_report: dict[str, float]
 
 
@@ -113,9 +112,10 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
                                 session.describe())
 
 
-def benign_plan(seed: int, salt: Sequence[int], n: int) -> BenignPlan:
+def benign_plan(seed: int, salt: Sequence[int], n: int, budget: int) -> BenignPlan:
     """The cell's benign traffic plan (evaluator side; salted like the server's streams)."""
-    return BenignPlan.draw(n, np.random.default_rng([seed, Stream.BENIGN_PLAN, *salt]))
+    return BenignPlan.draw(n, np.random.default_rng([seed, Stream.BENIGN_PLAN, *salt]),
+                           batches=budget)
 
 
 def attacker_stream(endpoint: EndpointHandle, cell: CellSpec, salt: Sequence[int],
@@ -125,7 +125,7 @@ def attacker_stream(endpoint: EndpointHandle, cell: CellSpec, salt: Sequence[int
     return InterleavedEndpoint(
         attack=lambda x, cid: endpoint.respond(x, client_id=cid),
         benign=lambda x, cid: endpoint.respond(x, client_id=cid, benign=True),
-        plan=benign_plan(cell.seed, salt, len(test_x)), test_x=test_x,
+        plan=benign_plan(cell.seed, salt, len(test_x), cell.settings.budget), test_x=test_x,
         budget=cell.settings.budget, failure_of=lambda: endpoint.failure,
         report_of=endpoint.report)
 
@@ -152,7 +152,7 @@ def steal(cell: CellSpec, registry: Registry, server: ServerHandle, attacker: At
         raise ComponentFailure(f"{label}: {exc}", component) from None
     benign = mixed.finish()
     return Theft(stolen, served, oracle.served_latencies(), oracle.queries_used,
-                 oracle.refused_count, benign, mixed.plan, mixed.report())
+                 oracle.refused_count, benign, mixed.report())
 
 
 @dataclass(frozen=True)
@@ -212,21 +212,25 @@ def measure_defense(server: ServerHandle, test: Split, seed: int, theft: Theft, 
                     intended: np.ndarray) -> dict[str, Any]:
     """Phase 3: the defense's cost and the remaining leakage, from the benign clients.
 
-    The defended responses are what the benign clients received in the attack's stream
-    (phase 1); the undefended reference answers the same chunks in the same order.
+    The defended responses are what the benign clients (the mirror of the attacker's
+    traffic among them) received in the attack's stream (phase 1); the undefended
+    reference answers the same batches in the same order. Each test input weighs the
+    same in the accuracy and refusal costs, however often the mirror sent it.
     ``intended`` is the victim's own exit for each test input (the evaluator's copy).
     """
     plain = server.endpoint(Stream.UNDEFENDED_DEFENSE, Stream.BENIGN_TIMING, client_id="benign",
                             defended=False)
-    r_def = theft.benign
-    r_undef = replay(theft.plan, lambda x, cid: plain.respond(x, client_id=cid), test.x)
+    r_def = theft.benign.response
+    r_undef = replay(theft.benign.batches, lambda x, cid: plain.respond(x, client_id=cid),
+                     test.x).response
+    rows = theft.benign.rows
     labels_def = np.where(r_def.admitted, np.nan_to_num(r_def.probs).argmax(1), -1)
     metrics = defense_costs(
-        labels_def=labels_def, labels_undef=r_undef.probs.argmax(1), y_true=test.y,
+        labels_def=labels_def, labels_undef=r_undef.probs.argmax(1), y_true=test.y[rows],
         latency_def=r_def.latency_s, latency_undef=r_undef.latency_s,
         latency_full=server.full_latency(test.x), cost_def=r_def.cost_fraction,
-        cost_undef=r_undef.cost_fraction)
-    metrics.update(leakage_metrics(r_def, intended, seed))
+        cost_undef=r_undef.cost_fraction, inputs=rows)
+    metrics.update(leakage_metrics(r_def, np.asarray(intended)[rows], seed))
     return metrics
 
 

@@ -111,10 +111,31 @@ def exit_estimation_accuracy(estimated: np.ndarray | None, served: np.ndarray) -
     return float((estimated[ok] == served[ok]).mean()) if ok.any() else None
 
 
+def _per_input_mean(inputs: np.ndarray | None):
+    """``mean(values)`` where every input weighs the same, whatever its number of rows."""
+    if inputs is None:
+        return lambda values: float(np.mean(values))
+    inputs = np.asarray(inputs, dtype=np.int64)
+    counts = np.bincount(inputs)
+    seen = counts > 0
+
+    def mean(values: np.ndarray) -> float:
+        sums = np.bincount(inputs, weights=np.asarray(values, dtype=np.float64),
+                           minlength=len(counts))
+        return float(np.mean(sums[seen] / counts[seen]))
+
+    return mean
+
+
 def defense_costs(*, labels_def: np.ndarray, labels_undef: np.ndarray, y_true: np.ndarray,
                   latency_def: np.ndarray, latency_undef: np.ndarray, latency_full: np.ndarray,
-                  cost_def: np.ndarray, cost_undef: np.ndarray) -> dict[str, float | None]:
+                  cost_def: np.ndarray, cost_undef: np.ndarray,
+                  inputs: np.ndarray | None = None) -> dict[str, float | None]:
     """Benign-traffic cost of a defense; refused benign queries count as wrong and unserved.
+
+    ``inputs``: which input each row answers, where an input was sent more than once; the
+    accuracy and refusal costs then weigh every input the same (the mean of its rows).
+    ``latency_full`` is the full network's latency per distinct input.
 
     Latency and compute overheads are over the queries the defense answered; the speed-up
     retained is scaled by the share answered (a refused query gets no speed-up). A defense
@@ -123,11 +144,13 @@ def defense_costs(*, labels_def: np.ndarray, labels_undef: np.ndarray, y_true: n
     compute overheads not applicable (None), never a flattering zero.
     """
     served = np.isfinite(latency_def)
-    acc_def = float(((labels_def == y_true) & served).mean())
-    acc_undef = float((labels_undef == y_true).mean())
+    per_input = _per_input_mean(inputs)
+    acc_def = per_input((labels_def == y_true) & served)
+    acc_undef = per_input(labels_undef == y_true)
+    share_served = per_input(served)
     costs: dict[str, float | None] = {
         "benign_accuracy_drop": acc_undef - acc_def,
-        "benign_refusal_rate": float(1.0 - served.mean()),
+        "benign_refusal_rate": 1.0 - share_served,
         "latency_overhead_p50": None, "latency_overhead_p99": None,
         "compute_overhead": None, "speedup_retained": 0.0,
     }
@@ -144,6 +167,6 @@ def defense_costs(*, labels_def: np.ndarray, labels_undef: np.ndarray, y_true: n
         "latency_overhead_p50": float(p50_d / p50_u - 1.0),
         "latency_overhead_p99": float(p99_d / p99_u - 1.0),
         "compute_overhead": float(cost_def[served].mean() / cost_undef.mean() - 1.0),
-        "speedup_retained": float(retained * served.mean()),  # a refusal speeds up nothing
+        "speedup_retained": float(retained * share_served),  # a refusal speeds up nothing
     })
     return costs

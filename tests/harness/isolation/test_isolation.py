@@ -133,12 +133,50 @@ def test_the_tripwire_sees_a_rewrite_even_with_the_same_content_and_restores_it(
 @settings(max_examples=50, deadline=None)
 @given(n=st.integers(0, 400), seed=st.integers(0, 2**32 - 1))
 def test_benign_plans_partition_the_test_split_among_random_clients(n, seed):
-    plan = BenignPlan.draw(n, np.random.default_rng(seed))
+    plan = BenignPlan.draw(n, np.random.default_rng(seed), batches=7)
     order = np.concatenate(plan.chunks) if plan.chunks else np.zeros(0, int)
     assert sorted(order.tolist()) == list(range(n))
+    assert sorted(plan.mirror_order.tolist()) == list(range(n))
     assert all(1 <= len(c) <= 16 for c in plan.chunks)
-    assert len(set(plan.client_ids)) <= 4 and plan.attacker_id not in plan.client_ids
-    assert all(cid.startswith("client-") for cid in (*plan.client_ids, plan.attacker_id))
+    assert len(set(plan.client_ids)) <= 4
+    assert len({plan.attacker_id, plan.mirror_id, *plan.client_ids}) == len(
+        set(plan.client_ids)) + 2
+    assert all(cid.startswith("client-") for cid in (*plan.client_ids, plan.attacker_id,
+                                                      plan.mirror_id))
+    assert len(plan.mirror_first) == 7
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 120), seed=st.integers(0, 2**32 - 1),
+       sizes=st.lists(st.integers(1, 300), min_size=1, max_size=12))
+def test_the_mirror_client_copies_the_attackers_traffic_shape(n, seed, sizes):
+    from harness.cell.benign import InterleavedEndpoint
+    from harness.serving.endpoint import EndpointResponse
+
+    sent: list[tuple[str, int]] = []
+
+    def respond(x, cid):
+        sent.append((cid, len(x)))
+        k = len(x)
+        return EndpointResponse(probs=np.ones((k, 3)) / 3, exits=np.zeros(k, np.int64),
+                                latency_s=np.ones(k), cost_fraction=np.ones(k),
+                                admitted=np.ones(k, bool), depth=np.zeros(k, np.int64))
+
+    plan = BenignPlan.draw(n, np.random.default_rng(seed), batches=len(sizes))
+    stream = InterleavedEndpoint(attack=respond, benign=respond, plan=plan,
+                                 test_x=np.zeros((n, 2)), budget=sum(sizes))
+    for size in sizes:
+        stream.respond(np.zeros((size, 2)))
+    traffic = stream.finish()
+    attacker = [k for cid, k in sent if cid == plan.attacker_id]
+    mirror = [k for cid, k in sent if cid == plan.mirror_id]
+    assert attacker == mirror == sizes  # same batch sizes, same volume
+    where = [i for i, (cid, _) in enumerate(sent) if cid == plan.attacker_id]
+    for i, first in zip(where, plan.mirror_first, strict=False):  # right beside each batch
+        assert sent[i - 1 if first else i + 1][0] == plan.mirror_id
+    rows = traffic.rows
+    assert len(rows) == len(traffic.response.exits) == n + sum(sizes)
+    assert np.bincount(rows, minlength=n).min() >= 1  # every test input, chunks included
 
 
 def test_transport_http_needs_isolation():

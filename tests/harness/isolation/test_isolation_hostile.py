@@ -148,3 +148,17 @@ def test_the_secret_salts_the_victim_and_never_reaches_a_worker(hostile, tmp_pat
     assert (a["diagnostics"]["victim_weights_hash"] != b["diagnostics"]["victim_weights_hash"])
     found = b["diagnostics"]["attack"]["found"]
     assert found["secret"] is None and not found["secret_in_proc"]
+
+
+def test_a_defense_that_sniffs_the_traffic_shape_pays_in_the_benign_costs(hostile, tmp_path):
+    """The mirror client sends the attacker's batch sizes and volume: refusing clients by
+    shape refuses it too, so the sniffer is never free protection."""
+    _, results = _run(tmp_path, "out", "defenses=sniffer", "attacks=knockoff", *KNOCKOFF,
+                      "budget=400")
+    sniffer = results["knockoff"]
+    assert sniffer["status"] == "ok", sniffer["error"]
+    metrics = sniffer["metrics"]
+    assert metrics["fidelity"] < 0.5  # the attacker was refused
+    # the mirror sent ~400 of the ~760 benign queries, in the attacker's batch sizes
+    assert metrics["benign_refusal_rate"] >= 0.3
+    assert metrics["benign_accuracy_drop"] > 0  # refused benign queries count as wrong
