@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from harness.errors import ConfigError
 from harness.lookup import Lookup
-from harness.params import check_params
+from harness.params import check_params, describe_alternatives
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -131,3 +131,21 @@ def check_nested(owner: str, registry: Lookup, kind: str, name: str,
         raise ConfigError(f"{owner}: {label}={params} were rejected by {kind} {name!r} (plugin "
                           f"{entry.plugin}, {entry.distribution}): {type(exc).__name__}: "
                           f"{exc}") from None
+
+
+def parameter_lines(cls: type) -> list[str]:
+    """``name = default    allowed values`` per ``__init__`` parameter of a component."""
+    if not isinstance(cls, type) or not issubclass(cls, Component):
+        return []
+    hosted = getattr(cls, "hosted", None)  # an untrusted plugin's stand-in: the host's lines
+    if hosted is not None:
+        return list(hosted.parameter_lines)
+    defaults = cls.default_params()
+    constraints = getattr(cls, "_parameter_constraints", {})
+    lines = []
+    for name in cls.param_names():
+        default = json.dumps(defaults[name]) if name in defaults else "(required)"
+        allowed = (describe_alternatives(constraints[name]) if name in constraints
+                   else "undeclared")
+        lines.append(f"{name + ' = ' + default:34} {allowed}")
+    return lines

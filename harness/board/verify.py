@@ -53,7 +53,9 @@ from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ConfigError, HarnessError
 from harness.io.results import previous_result
 from harness.io.secret import secret_mode, victim_salt
-from harness.plugins.registry import Registry, load_registry
+from harness.isolation.plugin_host import evaluator_registry
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry
 from harness.run.grid import config_hash
 from harness.run.interrupts import InterruptGuard
 from harness.run.runner import compute_result
@@ -264,7 +266,7 @@ def verify_leaderboard(board_dir: Path, sample: int | None = None, seed: int = 0
     """Load ``board_dir``'s cells and :func:`verify_results` them. Replay profiles are
     looked up in ``profiles`` and in ``board_dir`` itself. A cell file that does not load
     (corrupt, invalid, refused) is listed as cannot verify."""
-    registry = registry or load_registry()
+    registry = registry or evaluator_registry(make_plugin_manager(), (Path(board_dir),))
     loaded, bad = load_board(Path(board_dir))
     report = verify_results(loaded, registry, sample=sample, seed=seed, cache_dir=cache_dir,
                             data_root=data_root, profiles=(*profiles, Path(board_dir)),

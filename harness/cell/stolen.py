@@ -97,6 +97,11 @@ def rebuild_stolen(record: StolenRecord, registry: Registry, *, input_shape: tup
     if not 2 <= recipe.num_exits <= MAX_EXITS:
         raise StolenModelError(f"the substitute has {recipe.num_exits} exits; allowed "
                                f"2..{MAX_EXITS}")
+    _check_trusted(registry, "architecture", recipe.architecture)
+    raw_policy = (record.meta.get("strategy") or {}).get("policy") if isinstance(
+        record.meta.get("strategy"), dict) else None
+    if isinstance(raw_policy, str):
+        _check_trusted(registry, "exit_policy", raw_policy)
     try:
         model = Toolbox(registry).from_recipe(recipe)
     except Exception as exc:
@@ -110,6 +115,21 @@ def rebuild_stolen(record: StolenRecord, registry: Registry, *, input_shape: tup
     if not isinstance(diagnostics, dict):
         raise StolenModelError("diagnostics must be a JSON object")
     return StolenModel(model, strategy, estimates, diagnostics)
+
+
+def _check_trusted(registry: Registry, kind: str, name: str) -> None:
+    """The evaluator runs only trusted code: a substitute built from an untrusted plugin's
+    architecture or exit policy cannot be scored (docs/design.md section 10)."""
+    if name not in registry.names(kind):
+        return  # the rebuild names it as unknown
+    entry = registry.get(kind, name)
+    if not entry.trusted:
+        raise StolenModelError(
+            f"the substitute uses {entry.label()}, from a plugin that is not trusted; the "
+            "evaluator scores only models whose architecture and exit policy are built in or "
+            "trusted (a sandboxed scorer is not built yet): name the plugin or its "
+            "distribution in HARNESS_TRUSTED_PLUGINS, or build the substitute from a "
+            "trusted architecture")
 
 
 def _checked_state(arrays: dict[str, np.ndarray],

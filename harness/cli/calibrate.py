@@ -60,7 +60,7 @@ def calibrate_command(overrides: list[str], strict: bool) -> int:
                 f"backend={opts['backend']}", f"device={opts['device']}", *victim_params]
     run_keys += [f"{k}={opts[k]}" for k in ("cache_dir", "data_root") if k in opts]
     spec = parse_overrides(run_keys)
-    registry = load_registry(strict=strict)
+    registry = load_registry(strict=strict, untrusted="import")  # the user's victim
     cell = expand_grid(spec, registry)[0]
     backend_name = spec.settings.backend
     device = resolve_device(spec.settings.device)

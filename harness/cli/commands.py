@@ -10,8 +10,8 @@ from harness.board.build import check_run_dir
 from harness.board.ceiling import format_ceilings
 from harness.board.leaderboard import build_leaderboard
 from harness.board.tables import format_defense_table, format_table
-from harness.components import Component
-from harness.params import describe_alternatives
+from harness.components import parameter_lines
+from harness.isolation.plugin_host import evaluator_registry
 from harness.plugins.manager import HarnessPluginManager, make_plugin_manager, plugin_infos
 from harness.plugins.registry import Registry
 from harness.run.config import parse_overrides
@@ -19,8 +19,9 @@ from harness.run.runner import run_grid
 
 
 def _registry(strict: bool) -> tuple[HarnessPluginManager, Registry]:
+    """The evaluator's manager and registry (untrusted plugins through a plugin host)."""
     pm = make_plugin_manager(strict=strict)
-    return pm, Registry.from_manager(pm)
+    return pm, evaluator_registry(pm)
 
 
 def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
@@ -61,21 +62,6 @@ def list_components(kinds: list[str], strict: bool) -> int:
     return 0
 
 
-def parameter_lines(cls: type) -> list[str]:
-    """``name = default    allowed values`` per ``__init__`` parameter of a component."""
-    if not isinstance(cls, type) or not issubclass(cls, Component):
-        return []
-    defaults = cls.default_params()
-    constraints = getattr(cls, "_parameter_constraints", {})
-    lines = []
-    for name in cls.param_names():
-        default = json.dumps(defaults[name]) if name in defaults else "(required)"
-        allowed = (describe_alternatives(constraints[name]) if name in constraints
-                   else "undeclared")
-        lines.append(f"{name + ' = ' + default:34} {allowed}")
-    return lines
-
-
 def plugins(as_json: bool, strict: bool) -> int:
     pm, _ = _registry(strict)
     infos = plugin_infos(pm)
@@ -83,7 +69,8 @@ def plugins(as_json: bool, strict: bool) -> int:
         print(json.dumps([asdict(i) for i in infos], indent=2, sort_keys=True))
     else:
         for i in infos:
-            print(f"{i.name:24} {i.distribution} {i.version}  hooks: {', '.join(i.hooks)}")
+            hooks = ", ".join(i.hooks) or "(imported only by the confined plugin host)"
+            print(f"{i.name:24} {i.distribution} {i.version}  [{i.trust}]  hooks: {hooks}")
     return 0
 
 

@@ -25,7 +25,8 @@ from harness.board.verify import verify_leaderboard
 from harness.cli.commands import reference_attacks, update_leaderboard
 from harness.errors import OutputDirError
 from harness.io.schema import leaderboard_schema
-from harness.plugins.registry import load_registry
+from harness.isolation.plugin_host import evaluator_registry
+from harness.plugins.manager import make_plugin_manager
 from harness.run.config import default_cache_dir
 
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "build":
         budget = CostBudget(args.max_accuracy_drop, args.max_refusal_rate)
         board = build_board(args.runs, args.out,
-                            reference_attacks(load_registry(strict=args.strict_plugins)),
+                            reference_attacks(evaluator_registry(make_plugin_manager(strict=args.strict_plugins))),
                             args.made_by, budget)
         print(format_board(board))
         print(f"\nleaderboard: {args.out / 'leaderboard.json'} ({board['cells']['ok']} ok, "

@@ -85,7 +85,7 @@ def run_overrides(overrides: list[str]) -> list[str]:
 def build_server(overrides: list[str], strict: bool) -> tuple[Server, CellSpec]:
     """Validate every key, then build the victim's server (trained or loaded from the cache)."""
     spec = parse_overrides(run_overrides(overrides))
-    registry = load_registry(strict=strict)
+    registry = load_registry(strict=strict, untrusted="import")  # the operator's defense
     cell = expand_grid(spec, registry)[0]
     check_out_dir(spec.cache_dir, key="cache_dir")
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,

@@ -125,7 +125,7 @@ def client_main(conn: Any, request: ClientRequest, report: ConfinementReport) ->
     try:
         use_scratch(Path(request.scratch))
         request.plugins.apply()
-        registry = load_registry()
+        registry = load_registry(untrusted="import")
         record = encode_stolen(run_attack(request.attacker, _oracle(conn, request), registry,
                                           Path(request.scratch)))
         message = Message("stolen", {**record.meta, "sandbox": report.to_json()}, record.arrays)

@@ -109,7 +109,7 @@ def _serve_victim(conn: Any, request: ServerWorkerRequest) -> Server | BaseExcep
     the server's description; no defense yet (its plugin may be hostile)."""
     try:
         request.plugins.apply()
-        registry = load_registry(trusted_only=True)
+        registry = load_registry(untrusted="skip")
         victim = (None if request.victim is None
                   else request.victim.rebuild(registry, request.device))
         server = role_server(request.cell, registry, request.env, request.device,
@@ -139,7 +139,7 @@ def _with_defense(request: ServerWorkerRequest, served: Server | BaseException) 
     if isinstance(served, BaseException):
         raise served
     request.plugins.apply()
-    return LocalServer(served.with_defense(request.cell, load_registry()))
+    return LocalServer(served.with_defense(request.cell, load_registry(untrusted="import")))
 
 
 def server_main(conn: Any, request: ServerWorkerRequest, served: Server | BaseException,

@@ -5,6 +5,11 @@ hookspecs, entry points of group ``harness`` (allow-list ``HARNESS_LOAD_PLUGINS`
 block-list ``HARNESS_DISABLE_PLUGINS``, both comma-separated entry-point names), then
 the built-in plugin modules, then ``check_pending()``. A plugin that fails to import is
 skipped with a warning naming it, its distribution and the error, unless ``strict``.
+
+Only entry points the user trusts (``HARNESS_TRUSTED_PLUGINS``) are imported by default;
+the others are named in ``pm.hosted`` and described by a confined plugin host
+(:mod:`harness.plugins.hosted`, docs/design.md section 10), so the evaluator never runs
+their code.
 """
 
 from __future__ import annotations
@@ -40,13 +45,21 @@ class HarnessPluginWarning(UserWarning):
     """A plugin was skipped; the message names it and says why."""
 
 
+UNTRUSTED_MODES = ("hosted", "import", "skip")
+"""What a manager does with an entry point the user has not named trusted: leave it to a
+confined plugin host (``hosted``, the evaluator's default: never imported here),
+``import`` it (workers, already confined; and the user's own tools), or ``skip`` it."""
+
+
 class HarnessPluginManager(pluggy.PluginManager):
-    """A pluggy manager that remembers each plugin's distribution and version."""
+    """A pluggy manager that remembers each plugin's distribution and version, and the
+    untrusted entry points it left to a plugin host (``hosted``)."""
 
     def __init__(self, strict: bool = False) -> None:
         super().__init__(PROJECT_NAME)
         self.strict = strict
         self.distributions: dict[str, tuple[str, str]] = {}
+        self.hosted: list[str] = []
 
     def distribution_of(self, plugin_name: str) -> tuple[str, str]:
         return self.distributions.get(plugin_name, ("unknown", "unknown"))
@@ -71,13 +84,19 @@ def trusted_plugins() -> set[str]:
     return _env_list("HARNESS_TRUSTED_PLUGINS") or set()
 
 
-def _load_entry_points(pm: HarnessPluginManager, block: set[str], trusted_only: bool) -> None:
+def is_trusted(ep: metadata.EntryPoint) -> bool:
+    """Has the user named this entry point, or its distribution, trusted?"""
+    return bool({ep.name, ep.dist.name if ep.dist else ""} & trusted_plugins())
+
+
+def _load_entry_points(pm: HarnessPluginManager, block: set[str], untrusted: str) -> None:
     allow = _env_list("HARNESS_LOAD_PLUGINS")
-    trusted = trusted_plugins()
     for ep in metadata.entry_points(group=PROJECT_NAME):
         if ep.name in block or (allow is not None and ep.name not in allow):
             continue
-        if trusted_only and not {ep.name, ep.dist.name if ep.dist else ""} & trusted:
+        if untrusted != "import" and not is_trusted(ep):
+            if untrusted == "hosted" and ep.name not in pm.hosted:
+                pm.hosted.append(ep.name)
             continue
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
@@ -108,14 +127,16 @@ def _load_entry_points(pm: HarnessPluginManager, block: set[str], trusted_only: 
 
 def make_plugin_manager(*, strict: bool = False, load_entrypoints: bool = True,
                         extra_plugins: tuple[Any, ...] = (),
-                        trusted_only: bool = False) -> HarnessPluginManager:
-    """Build a manager with hookspecs, entry-point plugins (only the trusted ones with
-    ``trusted_only``), built-ins and ``extra_plugins``."""
+                        untrusted: str = "hosted") -> HarnessPluginManager:
+    """Build a manager with hookspecs, the trusted entry-point plugins (the others as
+    ``untrusted`` says: :data:`UNTRUSTED_MODES`), built-ins and ``extra_plugins``."""
+    if untrusted not in UNTRUSTED_MODES:
+        raise ValueError(f"untrusted={untrusted!r}; allowed: {', '.join(UNTRUSTED_MODES)}")
     pm = HarnessPluginManager(strict=strict)
     pm.add_hookspecs(hookspecs)
     block = _env_list("HARNESS_DISABLE_PLUGINS") or set()
     if load_entrypoints:
-        _load_entry_points(pm, block, trusted_only)
+        _load_entry_points(pm, block, untrusted)
     for module_name in BUILTIN_PLUGINS:
         if module_name in block:
             continue
@@ -132,19 +153,33 @@ def make_plugin_manager(*, strict: bool = False, load_entrypoints: bool = True,
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """A plugin, and whether its code runs in the evaluator (``built-in``, ``trusted``) or
+    only in confined workers (``sandboxed``: the evaluator never imported it, so its hooks
+    are unknown here)."""
+
     name: str
     distribution: str
     version: str
     hooks: tuple[str, ...]
+    trust: str = "built-in"
 
 
 def plugin_infos(pm: HarnessPluginManager) -> list[PluginInfo]:
-    """Name, distribution, version and implemented hooks of every registered plugin."""
+    """Name, distribution, version, hooks and trust of every plugin: those registered in
+    ``pm`` and those it left to the plugin host."""
     out = []
-    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+    trusted = trusted_plugins()
+    for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
         dist, version = pm.distribution_of(name)
-        out.append(PluginInfo(name, dist, version, hooks))
-    return out
+        trust = ("built-in" if dist == DISTRIBUTION else
+                 "trusted" if {name, dist} & trusted else "imported (untrusted)")
+        out.append(PluginInfo(name, dist, version, hooks, trust))
+    for ep in metadata.entry_points(group=PROJECT_NAME):
+        if ep.name in pm.hosted:
+            dist = ep.dist
+            out.append(PluginInfo(ep.name, dist.name if dist else "unknown",
+                                  dist.version if dist else "unknown", (), "sandboxed"))
+    return sorted(out, key=lambda i: i.name)

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.components import validate_name
 from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
+from harness.plugins.hosted import HostedDescription, HostLink, is_hosted, stand_in
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.porting import protocol_problems
 from harness.plugins.source import component_source_digest
@@ -60,8 +61,16 @@ class Registered:
                 "source_digest": self.source_digest()}
 
     def source_digest(self) -> str:
-        """sha256 of the component's package source (:mod:`harness.plugins.source`)."""
+        """sha256 of the component's package source (:mod:`harness.plugins.source`); for
+        an untrusted plugin's component, as its confined plugin host computed it."""
+        if is_hosted(self.cls):
+            return self.cls.hosted.source_digest  # type: ignore[attr-defined]
         return component_source_digest(self.cls, self.plugin_module or None)
+
+    @property
+    def trusted(self) -> bool:
+        """Is this the code itself (built-in or trusted), not a stand-in for a hosted one?"""
+        return not is_hosted(self.cls)
 
 
 class Registry:
@@ -131,6 +140,23 @@ class Registry:
                 entries[item.kind][item.name] = item
         return cls(entries)
 
+    def with_hosted(self, catalog: list[HostedDescription], link: HostLink) -> Registry:
+        """This registry plus a stand-in (:mod:`harness.plugins.hosted`) for every
+        component an untrusted plugin registered, as its plugin host described them."""
+        entries = {kind: dict(found) for kind, found in self._entries.items()}
+        for item in catalog:
+            known = entries[item.kind].get(item.name)
+            if known is not None:
+                raise DuplicateComponentError(
+                    f"{item.kind} name {item.name!r} is registered twice: by plugin "
+                    f"{known.plugin!r} ({known.distribution}) and by plugin {item.plugin!r} "
+                    f"({item.distribution}); rename one, or disable a plugin with "
+                    "HARNESS_DISABLE_PLUGINS")
+            entries[item.kind][item.name] = Registered(
+                item.kind, item.name, stand_in(item, link), item.plugin, item.distribution,
+                item.version)
+        return Registry(entries)
+
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
 
@@ -152,13 +178,13 @@ class Registry:
 
 
 def load_registry(*, strict: bool = False, load_entrypoints: bool = True,
-                  extra_plugins: tuple[Any, ...] = (), trusted_only: bool = False) -> Registry:
+                  extra_plugins: tuple[Any, ...] = (), untrusted: str = "hosted") -> Registry:
     """The registry of a fresh plugin manager (:func:`~harness.plugins.manager.
-    make_plugin_manager`): every installed plugin (only the trusted ones with
-    ``trusted_only``) and the built-ins."""
+    make_plugin_manager`): the built-ins, the trusted plugins, and the others as
+    ``untrusted`` says (by default described by a confined plugin host, never imported)."""
     return Registry.from_manager(make_plugin_manager(
         strict=strict, load_entrypoints=load_entrypoints, extra_plugins=extra_plugins,
-        trusted_only=trusted_only))
+        untrusted=untrusted))
 
 
 def _module_name(plugin: Any) -> str:

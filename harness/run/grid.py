@@ -99,6 +99,21 @@ def _components(kind: str, name: str, spec: RunSpec, registry: Registry) -> list
     return specs
 
 
+def refuse_untrusted_in_process(attacks: tuple[str, ...], defenses: tuple[str, ...],
+                                registry: Registry) -> None:
+    """``isolation=none`` runs every component in the evaluator: only trusted ones (a
+    defense stack's members included), refused before any work."""
+    named = [("attack", a) for a in attacks]
+    named += [("defense", m) for d in defenses for m in members_of(d)]
+    for kind, name in named:
+        entry = registry.get(kind, name)
+        if not entry.trusted:
+            raise ConfigError(
+                f"isolation=none runs plugin code in the evaluator, but {entry.label()} is "
+                "not trusted; run it with isolation=process (the default), or name the "
+                "plugin or its distribution in HARNESS_TRUSTED_PLUGINS")
+
+
 def component_spec(kind: str, name: str, params: dict[str, Any], registry: Registry,
                suffix: str = "", label: str = "") -> ComponentSpec:
     """The validated spec with full parameters; named ``label`` (else the component's own
@@ -216,6 +231,8 @@ def expand_grid(spec: RunSpec, registry: Registry, profile_hash: str | None = No
     base = replace(spec.settings, profile_hash=profile_hash)
     settings = {v.name: replace(base, threat=replace(base.threat, pool=resolve_pool(
         base.threat.pool, registry.get("victim", v.name).cls.dataset))) for v in comps["victim"]}
+    if spec.settings.isolation == "none":
+        refuse_untrusted_in_process(chosen["attack"], chosen["defense"], registry)
     return [CellSpec(victim=v, defense=d, attack=a, seed=seed, settings=settings[v.name])
             for v in comps["victim"] for d in comps["defense"] for a in comps["attack"]
             for seed in spec.seeds]

@@ -39,6 +39,7 @@ from harness.io.provenance import git_commit, machine_info, package_versions
 from harness.io.results import check_out_dir, previous_result
 from harness.io.schema import SCHEMA_VERSION
 from harness.io.secret import victim_salt
+from harness.isolation.plugin_host import evaluator_registry
 from harness.isolation.roles import IsolatedRoles
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.registry import Registry
@@ -242,7 +243,7 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     if spec.executor == "ray":
         require_ray()
     pm = pm or make_plugin_manager()
-    registry = Registry.from_manager(pm)
+    registry = evaluator_registry(pm, (spec.out, spec.cache_dir))
     cells, skipped = _plan(spec, registry)
     out = check_out_dir(spec.out)
     check_out_dir(spec.cache_dir, key="cache_dir")

@@ -72,7 +72,7 @@ def check_component(cls: type[Component], params: dict[str, Any] | None = None,
     if clone.get_params() != got:
         raise _fail(cls, "get_params_round_trip", "cls(**obj.get_params()) has other params",
                     "store parameters unchanged in __init__")
-    _check_constraints(cls, obj, registry or load_registry())
+    _check_constraints(cls, obj, registry or load_registry(untrusted="import"))
     return obj
 
 
@@ -117,7 +117,7 @@ def check_attack(cls: type[Attack], params: dict[str, Any] | None = None,
                  registry: Registry | None = None, budget: int = 48,
                  output: str = "probs") -> StolenModel:
     """Steals from the kit's tiny victim within ``budget``; returns the stolen model."""
-    registry = registry or load_registry()
+    registry = registry or load_registry(untrusted="import")
     attack = check_component(cls, params, registry)
     victim = tiny_victim(registry=registry)
     oracle, ctx = tiny_oracle(victim, budget, output=output, truth=cls.reference,
@@ -149,7 +149,7 @@ def check_attack(cls: type[Attack], params: dict[str, Any] | None = None,
 def check_victim(cls: type[Victim], params: dict[str, Any] | None = None,
                  registry: Registry | None = None, cache_dir: Path | None = None) -> TrainedVictim:
     """Prepares on its registered dataset; structure, strategy and cache reuse are sound."""
-    registry = registry or load_registry()
+    registry = registry or load_registry(untrusted="import")
     victim = check_component(cls, params, registry)
     data = registry.get("dataset", cls.dataset).cls().load(None)
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -134,8 +135,17 @@ def plugin_dir(tmp_path, monkeypatch):
     del old
 
 
+def trust(monkeypatch, *names: str) -> None:
+    """Name plugins trusted (HARNESS_TRUSTED_PLUGINS): the evaluator imports them itself,
+    where an untrusted plugin would only be imported by a confined plugin host."""
+    current = [n for n in os.environ.get("HARNESS_TRUSTED_PLUGINS", "").split(",") if n]
+    monkeypatch.setenv("HARNESS_TRUSTED_PLUGINS", ",".join([*current, *names]))
+
+
 @pytest.fixture
-def tiny_plugin(plugin_dir):
+def tiny_plugin(plugin_dir, monkeypatch):
+    """The tiny test plugin (a victim among others: trusted, as victims must be)."""
+    trust(monkeypatch, "tiny")
     install_plugin(plugin_dir, "tiny-harness-plugin", "tiny_harness_plugin", TINY_PLUGIN, "tiny")
     yield "tiny"
     sys.modules.pop("tiny_harness_plugin", None)
@@ -215,8 +225,9 @@ EXEC_PLUGIN = textwrap.dedent('''
 
 
 @pytest.fixture
-def exec_plugin(tiny_plugin, plugin_dir):
-    """The tiny plugin plus the executor tests' ``nap`` and ``hang`` attacks."""
+def exec_plugin(tiny_plugin, plugin_dir, monkeypatch):
+    """The tiny plugin plus the executor tests' ``nap`` and ``hang`` attacks (trusted)."""
+    trust(monkeypatch, "exec")
     install_plugin(plugin_dir, "exec-test-plugin", "exec_test_plugin", EXEC_PLUGIN, "exec")
     yield "exec"
     sys.modules.pop("exec_test_plugin", None)

@@ -26,8 +26,9 @@ from typing import Any
 
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ConfigError
+from harness.isolation.plugin_host import evaluator_registry
 from harness.isolation.sandbox import warm_up
-from harness.plugins.registry import load_registry
+from harness.plugins.manager import make_plugin_manager
 from harness.run.executors.base import (
     ComputeFn,
     Job,
@@ -64,7 +65,7 @@ LIVE_CPU = "harness_live_cpu"
 def ray_cell_task(compute: ComputeFn, cell: CellSpec, env: CellEnvironment,
                   digest: str) -> Iterator[tuple[str, Any]]:
     """The body of one cell's Ray task: ``("started", pid)``, then ``("result", result)``."""
-    registry = load_registry()
+    registry = evaluator_registry(make_plugin_manager(), (env.out, env.cache_dir))
     if cell.settings.isolation == "process":
         warm_up()  # the fork server's preload is start-up, not the cell's compute
     yield "started", os.getpid()

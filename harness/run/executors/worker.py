@@ -16,8 +16,9 @@ from multiprocessing.connection import Connection
 import torch
 
 from harness.cell.spec import CellEnvironment, CellSpec
+from harness.isolation.plugin_host import evaluator_registry
 from harness.isolation.sandbox import set_parent_death_signal, warm_up
-from harness.plugins.registry import load_registry
+from harness.plugins.manager import make_plugin_manager
 from harness.run.executors.base import ComputeFn
 
 
@@ -57,7 +58,7 @@ def process_worker(conn: Connection, compute: ComputeFn, cell: CellSpec, env: Ce
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     share_cpus(workers)
-    registry = load_registry()
+    registry = evaluator_registry(make_plugin_manager(), (env.out, env.cache_dir))
     if cell.settings.isolation == "process":
         warm_up()  # the fork server's preload is start-up, not the cell's compute
     try:

@@ -26,7 +26,7 @@ from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
 from harness.run.grid import config_hash, expand_grid
 from harness.run.runner import run_grid
-from tests.harness.conftest import install_plugin
+from tests.harness.conftest import install_plugin, trust
 
 POOL_PLUGIN = textwrap.dedent('''
     """Datasets of random 8x8 inputs (pools for digits victims) and an attack that
@@ -132,7 +132,8 @@ POOL_PLUGIN = textwrap.dedent('''
 
 
 @pytest.fixture
-def pool_plugin(tiny_plugin, plugin_dir):
+def pool_plugin(tiny_plugin, plugin_dir, monkeypatch):
+    trust(monkeypatch, "pool_probe")  # it provides datasets, which run in the evaluator
     install_plugin(plugin_dir, "pool-probe-plugin", "pool_probe_plugin", POOL_PLUGIN, "pool_probe")
     yield "pool_probe"
     sys.modules.pop("pool_probe_plugin", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 
 from harness.cell.server import prepare_registered_victim
 from harness.cell.spec import CellEnvironment
+from harness.metrics import scoring
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
@@ -87,10 +89,17 @@ def test_an_attack_reaches_nothing_of_the_victim_the_truth_or_more_budget(hostil
     assert not _secrets(tmp_path) & set(found["array_digests"])
 
 
-def test_monkeypatching_the_scoring_does_not_change_other_cells(hostile, tmp_path):
-    _, clean = _run(tmp_path, "clean", "defenses=none", "attacks=knockoff", *KNOCKOFF)
+def test_monkeypatching_the_scoring_does_not_change_other_cells(hostile, tmp_path,
+                                                                monkeypatch):
+    """The plugin patches the scoring at import time and again in ``steal``: the evaluator
+    never imports it (a confined plugin host does), so neither reaches the scores."""
     _, mixed = _run(tmp_path, "mixed", "defenses=none", "attacks=patcher,knockoff", *KNOCKOFF)
+    assert "hostile_plugins" not in sys.modules
+    assert scoring.strategy_scores.__module__ == "harness.metrics.scoring"
+    monkeypatch.setenv("HARNESS_DISABLE_PLUGINS", "hostile")
+    _, clean = _run(tmp_path, "clean", "defenses=none", "attacks=knockoff", *KNOCKOFF)
     assert mixed["patcher"]["status"] == "ok"
+    assert mixed["patcher"]["metrics"]["exit_agreement"] != 0.999
     assert mixed["knockoff"]["metrics"] == clean["knockoff"]["metrics"]
 
 

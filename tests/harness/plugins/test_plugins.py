@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import DuplicateComponentError, PluginError, UnknownComponentError
+from harness.errors import (
+    ConfigError,
+    DuplicateComponentError,
+    PluginError,
+    UnknownComponentError,
+)
 from harness.plugins.manager import HarnessPluginWarning, make_plugin_manager, plugin_infos
 from harness.plugins.registry import Registry, load_registry
-from tests.harness.conftest import install_plugin
+from tests.harness.conftest import install_plugin, trust
 
 
 def test_builtins_register_through_hooks():
@@ -39,7 +44,8 @@ def test_disable_and_allow_lists(tiny_plugin, monkeypatch):
     assert "tiny_attack" in load_registry().names("attack")
 
 
-def test_broken_plugin_skipped_with_warning_or_strict_error(plugin_dir):
+def test_broken_plugin_skipped_with_warning_or_strict_error(plugin_dir, monkeypatch):
+    trust(monkeypatch, 'broken')  # imported here: the loading rules themselves
     install_plugin(plugin_dir, "broken-plugin", "broken_plugin_mod",
                    "raise ImportError('missing dependency xyz')\n", "broken")
     with pytest.warns(HarnessPluginWarning, match=r"'broken'.*broken-plugin.*xyz"):
@@ -49,7 +55,8 @@ def test_broken_plugin_skipped_with_warning_or_strict_error(plugin_dir):
         make_plugin_manager(strict=True)
 
 
-def test_duplicate_component_name_names_both_plugins(plugin_dir):
+def test_duplicate_component_name_names_both_plugins(plugin_dir, monkeypatch):
+    trust(monkeypatch, 'dup')  # imported here: the loading rules themselves
     src = ("import harness\nfrom defenses.none import NoDefense\n"
            "class Again(NoDefense):\n    name = 'none'\n"
            "@harness.hookimpl\ndef harness_register_defenses(register):\n    register(Again)\n")
@@ -60,7 +67,8 @@ def test_duplicate_component_name_names_both_plugins(plugin_dir):
     assert "'defenses.plugin' (exitsteal-harness)" in str(err.value)
 
 
-def test_invalid_registration_skips_the_plugin_with_a_warning(plugin_dir):
+def test_invalid_registration_skips_the_plugin_with_a_warning(plugin_dir, monkeypatch):
+    trust(monkeypatch, 'badreg')  # imported here: the loading rules themselves
     src = ("import harness\nfrom defenses.none import NoDefense\n"
            "class Fine(NoDefense):\n    name = 'fine'\n"
            "class NotADefense:\n    name = 'x'\n"
@@ -74,7 +82,8 @@ def test_invalid_registration_skips_the_plugin_with_a_warning(plugin_dir):
         load_registry(strict=True)
 
 
-def test_registration_hook_that_raises_is_skipped(plugin_dir):
+def test_registration_hook_that_raises_is_skipped(plugin_dir, monkeypatch):
+    trust(monkeypatch, 'raising')  # imported here: the loading rules themselves
     src = ("import harness\nfrom defenses.none import NoDefense\n"
            "class Early(NoDefense):\n    name = 'early'\n"
            "@harness.hookimpl\ndef harness_register_defenses(register):\n    register(Early)\n"
@@ -89,7 +98,8 @@ def test_registration_hook_that_raises_is_skipped(plugin_dir):
         load_registry(strict=True)
 
 
-def test_entry_point_naming_a_builtin_module_is_skipped(plugin_dir):
+def test_entry_point_naming_a_builtin_module_is_skipped(plugin_dir, monkeypatch):
+    trust(monkeypatch, 'evil')  # imported here: the loading rules themselves
     info = plugin_dir / "evil_dist-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-dist\nVersion: 1.0\n")
@@ -100,7 +110,8 @@ def test_entry_point_naming_a_builtin_module_is_skipped(plugin_dir):
     assert reg.get("attack", "knockoff").plugin == "attacks.plugin"
 
 
-def test_plugin_with_an_unknown_hook_is_skipped(plugin_dir):
+def test_plugin_with_an_unknown_hook_is_skipped(plugin_dir, monkeypatch):
+    trust(monkeypatch, 'typo')  # imported here: the loading rules themselves
     src = ("import harness\n@harness.hookimpl\ndef harness_register_defences(register):\n"
            "    pass\n")
     install_plugin(plugin_dir, "typo-plugin", "typo_mod", src, "typo")
@@ -131,3 +142,58 @@ def test_managers_are_independent():
     a.set_blocked("victims.plugin")
     assert not b.is_blocked("victims.plugin")
     assert Registry.from_manager(b).names("backend") == ["onnx", "torch"]
+
+
+HOSTED = '''
+import harness
+from harness.params import Interval
+from harness.protocol import Attack
+
+IMPORTED_BY = __import__("os").getpid()
+
+
+class Hosted(Attack):
+    """An attack of an untrusted plugin."""
+
+    name = "hosted_attack"
+    _parameter_constraints = {"depth": [Interval("int", 1, 9)]}
+
+    def __init__(self, depth=3, tag="t"):
+        self.depth = depth
+        self.tag = tag
+
+    @classmethod
+    def label_for(cls, params):
+        return f"hosted[{params['tag']}]"
+
+
+@harness.hookimpl
+def harness_register_attacks(register):
+    register(Hosted)
+'''
+
+
+@pytest.mark.integration
+def test_an_untrusted_plugin_is_described_by_the_plugin_host_never_imported(plugin_dir):
+    import sys
+
+    from harness.components import build_component
+    from harness.isolation.plugin_host import evaluator_registry
+
+    install_plugin(plugin_dir, "hosted-dist", "hosted_mod", HOSTED, "hosted")
+    pm = make_plugin_manager()
+    assert pm.hosted == ["hosted"] and pm.get_plugin("hosted") is None
+    registry = evaluator_registry(pm)
+    entry = registry.get("attack", "hosted_attack")
+    assert not entry.trusted and entry.distribution == "hosted-dist"
+    assert "hosted_mod" not in sys.modules  # the evaluator never ran the plugin's code
+    obj = build_component(entry.cls, {"tag": "x"})
+    assert obj.get_params() == {"depth": 3, "tag": "x"}
+    assert entry.cls.label_for(obj.get_params()) == "hosted[x]"
+    with pytest.raises(ConfigError, match=r"depth=12 is invalid"):
+        build_component(entry.cls, {"depth": 12}).validate(registry)
+    with pytest.raises(ConfigError, match="no parameter"):
+        build_component(entry.cls, {"width": 1})
+    assert len(entry.source_digest()) == 64
+    infos = {i.name: i.trust for i in plugin_infos(pm)}
+    assert infos["hosted"] == "sandboxed" and infos["attacks.plugin"] == "built-in"

@@ -23,7 +23,7 @@ from harness.cli import main
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry, load_registry
 from harness.testing import check_component
-from tests.harness.conftest import install_plugin
+from tests.harness.conftest import install_plugin, trust
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -166,7 +166,9 @@ MLP_PLUGIN = textwrap.dedent('''
 
 
 @pytest.fixture
-def mlp_plugin(plugin_dir):
+def mlp_plugin(plugin_dir, monkeypatch):
+    """A third-party victim family, policy and estimator: trusted, as victims must be."""
+    trust(monkeypatch, "mlp-exits")
     install_plugin(plugin_dir, "mlp-exits", "mlp_exits", MLP_PLUGIN, "mlp")
     yield plugin_dir
     sys.modules.pop("mlp_exits", None)
@@ -215,19 +217,17 @@ def test_harness_run_uses_the_plugin_family_policy_and_estimator(mlp_plugin, tmp
     assert 0.0 <= steal["metrics"]["exit_agreement"] <= 1.0
 
 
-@pytest.mark.integration
-def test_an_untrusted_victim_plugin_is_refused_by_the_server_worker_with_the_fix(mlp_plugin,
-                                                                                 tmp_path):
+def test_an_untrusted_victim_plugin_is_left_out_saying_how_to_trust_it(mlp_plugin, tmp_path):
     out = tmp_path / "results"
-    _harness(["run", "victims=mlp_digits", "attacks=knockoff", "defenses=none",
+    res = _harness(["run", "victims=mlp_digits", "attacks=knockoff", "defenses=none",
                     "budget=50", f"out={out}", f"cache_dir={tmp_path / 'cache'}",
                     "attack.knockoff.epochs=1", "replicas=0", "--quiet"], mlp_plugin, tmp_path,
                    trusted="")
-    (path,) = out.glob("cells/**/*.json")
-    result = json.loads(path.read_text())
-    assert result["status"] == "failed"
-    assert "HARNESS_TRUSTED_PLUGINS" in result["error"]["message"]
-    assert "unknown architecture 'tiny_mlp'" in result["error"]["message"]
+    assert res.returncode != 0
+    assert "registers victim 'mlp_digits', which runs in the evaluator" in res.stderr
+    assert "HARNESS_TRUSTED_PLUGINS" in res.stderr
+    assert "unknown victim 'mlp_digits'" in res.stderr
+    assert not out.exists() or not list(out.glob("cells/**/*.json"))
 
 
 @pytest.mark.parametrize(("override", "message"), [

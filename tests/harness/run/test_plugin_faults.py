@@ -17,7 +17,7 @@ from harness.plugins.manager import make_plugin_manager
 from harness.run import runner
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
-from tests.harness.conftest import install_plugin
+from tests.harness.conftest import install_plugin, trust
 
 pytestmark = pytest.mark.integration  # runs cells, workers or subprocesses
 
@@ -137,7 +137,8 @@ FAILING_HOOK = textwrap.dedent('''
 
 
 @pytest.fixture
-def faulty(tiny_plugin, plugin_dir):
+def faulty(tiny_plugin, plugin_dir, monkeypatch):
+    trust(monkeypatch, "faulty")  # faults inside cells, also under isolation=none
     install_plugin(plugin_dir, "faulty-plugins", "faulty_plugins", FAULTY, "faulty")
     yield plugin_dir
     sys.modules.pop("faulty_plugins", None)
@@ -195,7 +196,8 @@ def test_a_defense_stage_that_raises_is_the_defenses_failure(faulty, tmp_path):
 
 
 def test_a_failing_cell_finished_hook_fails_that_cell_naming_the_plugin(tiny_plugin, plugin_dir,
-                                                                        tmp_path):
+                                                                        tmp_path, monkeypatch):
+    trust(monkeypatch, "hooky")  # a cell_finished hook runs in the evaluator: trusted
     install_plugin(plugin_dir, "hook-plugin", "hook_plugin", FAILING_HOOK, "hooky")
     try:
         summary, rs = _grid(tmp_path, "defenses=none", "attacks=tiny_attack", "seeds=0,1",
