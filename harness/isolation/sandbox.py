@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from multiprocessing import forkserver
 from pathlib import Path
 
+from harness.errors import ConfigError
 from harness.isolation.confine import Confinement
 
 NOBODY = 65534
@@ -210,3 +211,19 @@ def use_scratch(scratch: Path) -> None:
     os.environ["HOME"] = os.environ["TMPDIR"] = str(scratch)
     tempfile.tempdir = str(scratch)
     os.environ.pop("HARNESS_SECRET", None)
+
+
+def check_apart(protect: dict[str, Path | None]) -> None:
+    """Refuse a protected folder (``out=``, ``cache_dir=``) that holds the Python
+    installation or an imported package: a confined worker could not import from it."""
+    for key, folder in protect.items():
+        if folder is None:
+            continue
+        root = Path(folder).resolve()
+        for path in python_paths():
+            resolved = Path(path).resolve()
+            if resolved == root or root in resolved.parents:
+                raise ConfigError(
+                    f"{key}={folder} holds {path}, which the plugin workers import from; "
+                    f"workers may never read {key}, so choose a folder that does not contain "
+                    "the Python installation or the harness (e.g. a results/ subfolder)")

@@ -41,6 +41,7 @@ from harness.io.schema import SCHEMA_VERSION
 from harness.io.secret import victim_salt
 from harness.isolation.plugin_host import evaluator_registry
 from harness.isolation.roles import IsolatedRoles
+from harness.isolation.sandbox import check_apart
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.registry import Registry
 from harness.run.config import RunSpec
@@ -243,6 +244,8 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     if spec.executor == "ray":
         require_ray()
     pm = pm or make_plugin_manager()
+    if spec.settings.isolation == "process":
+        check_apart({"out": spec.out, "cache_dir": spec.cache_dir})
     registry = evaluator_registry(pm, (spec.out, spec.cache_dir))
     cells, skipped = _plan(spec, registry)
     out = check_out_dir(spec.out)

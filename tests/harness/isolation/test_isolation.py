@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +234,14 @@ def test_a_dead_server_is_blamed_on_the_defense_only_when_its_code_can_have_ende
     failure = server.died("exited")
     assert failure.component == blamed
     assert ("not blamed" in str(failure)) == (blamed is None)
+
+
+def test_an_out_folder_holding_the_python_installation_is_refused_before_work(tmp_path):
+    import harness
+
+    package_root = Path(harness.__file__).resolve().parents[1]
+    spec = parse_overrides(["victims=digits_cnn", "attacks=knockoff", "defenses=none",
+                            f"out={package_root}", f"cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(ConfigError, match=r"out=.* holds .*plugin workers import from"):
+        run_grid(spec, make_plugin_manager(), show_progress=False)
+    assert not (tmp_path / "cache").exists()
