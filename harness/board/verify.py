@@ -177,7 +177,8 @@ def verify_results(results: Iterable[tuple[Path, Mapping[str, Any]]], registry: 
     here = here or MachineClass.here()
     rerun = rerun or compute_result
     items = [(Path(p), r) for p, r in results]
-    cannot = [Unverifiable(p, f"recorded as failed ({_first_line(r)}); nothing to compare")
+    cannot = [Unverifiable(p, f"recorded as failed ({_first_line(r)}); nothing to compare",
+                           failed=True)
               for p, r in items if r.get("status") != "ok"]
     ok_items = [(p, r) for p, r in items if r.get("status") == "ok"]
     chosen = select_sample(ok_items, sample, seed)

@@ -63,10 +63,12 @@ class Stale:
 
 @dataclass(frozen=True)
 class Unverifiable:
-    """A cell that cannot be re-run here, and why."""
+    """A cell that cannot be re-run here, and why (``failed``: recorded as failed, so it
+    carries no number to contradict)."""
 
     path: Path
     reason: str
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,11 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches and not self.stale
+        """No mismatch, nothing stale, and every cell with numbers verified: a cell that
+        cannot be re-run here (unknown component, missing profile, unloadable, another
+        secret) could be a forgery, so it fails the check (recorded failures do not)."""
+        return (not self.mismatches and not self.stale
+                and all(u.failed for u in self.cannot_verify))
 
     @property
     def mismatched_cells(self) -> tuple[Path, ...]:

@@ -11,6 +11,7 @@ re-runs through a memo keyed by the rebuilt cell.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 from dataclasses import replace
@@ -192,7 +193,11 @@ def test_unknown_component_failed_cell_missing_profile_cannot_verify(loaded, reg
     assert "exit_steal" in reasons[p0]  # the registered attacks are listed
     assert "recorded as failed (kaboom)" in reasons[p1]
     assert "abababababab" in reasons[p2] and "profile" in reasons[p2]
-    assert report.ok and report.sampled == 2 and report.ok_cells == 2  # nothing contradicted
+    assert report.sampled == 2 and report.ok_cells == 2  # nothing contradicted, but
+    assert not report.ok  # cells with numbers that cannot be re-run fail the check
+    failed_only = dataclasses.replace(report, cannot_verify=tuple(
+        u for u in report.cannot_verify if u.path == p1))
+    assert failed_only.ok  # a recorded failure carries no number to contradict
 
 
 def test_other_secret_mode_cannot_verify(loaded, registry, board, memo):

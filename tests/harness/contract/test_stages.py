@@ -230,8 +230,11 @@ def test_benign_clients_share_the_attacks_defense_so_it_cannot_tell_when_it_is_m
     assert PhaseSpy.resets_seen == [1]  # one defended stream: attacker and benign clients
     assert result["metrics"]["latency_overhead_p50"] > 1.0  # the padding shows in the cost
     ids = [cid for cid, _ in PhaseSpy.clients_seen]
-    attacker = [cid for cid, n in PhaseSpy.clients_seen if n == 20]
-    assert len(attacker) == 1 and attacker[0].startswith("client-")  # a random id, like the rest
-    assert len(set(ids)) == 5  # four benign clients and the attacker
-    first_attack = ids.index(attacker[0])
+    shaped = sorted({cid for cid, n in PhaseSpy.clients_seen if n == 20})
+    # the attacker and the benign mirror of its traffic: same batch sizes, random ids
+    assert len(shaped) == 2 and all(cid.startswith("client-") for cid in shaped)
+    assert [n for cid, n in PhaseSpy.clients_seen if cid == shaped[0]] == [
+        n for cid, n in PhaseSpy.clients_seen if cid == shaped[1]]
+    assert len(set(ids)) == 6  # four benign clients, the mirror and the attacker
+    first_attack = min(ids.index(cid) for cid in shaped)
     assert 0 < first_attack < len(ids) - 1  # benign traffic before and after the attack
