@@ -24,7 +24,7 @@ QUICK_GRID := victims=digits_cnn attacks=exit_steal,knockoff \
 # victims (a weaker first exit, the entropy policy, a random threshold draw) for the two
 # main attacks, undefended and under the two strongest timing/exit defenses.
 LEADERBOARD_RUN ?= leaderboard-run
-LB_COMMON := executor=process jobs=2 out=$(LEADERBOARD_RUN)
+LB_COMMON := executor=process jobs=2 out=$(LEADERBOARD_RUN) secret=public
 LEADERBOARD_ATTACKS := exit_steal,exit_steal_bocpd,exit_steal_labels,exit_steal_noisy
 LEADERBOARD_ATTACKS := $(LEADERBOARD_ATTACKS),exit_steal_perturb,exit_steal_repeat
 LEADERBOARD_ATTACKS := $(LEADERBOARD_ATTACKS),knockoff,function_only,activethief,jbda

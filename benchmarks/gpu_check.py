@@ -227,6 +227,7 @@ def attack_cell(args: argparse.Namespace, device: str, cache: Path,
     overrides = ["victims=digits_cnn", "attacks=exit_steal", "defenses=none",
                  f"seeds={args.seed}", f"budget={args.budget}", "timing=live", "backend=torch",
                  f"device={device}", f"out={scratch / 'cell'}", f"cache_dir={cache}",
+                 "secret=public",  # the served victim below is rebuilt unsalted
                  f"attack.exit_steal.epochs={args.attack_epochs}",
                  f"attack.exit_steal.finetune_epochs={args.attack_finetune_epochs}", *args.set]
     pm = make_plugin_manager()

@@ -3,7 +3,8 @@
 A group key is a cell's recorded spec (``result["cell"]``) without its seed: every
 component with its label and parameters, the budget, output mode, timing (mode,
 parameters, profile hash), backend, repeats, threat model, isolation (with the level of
-kernel confinement its workers had, where recorded) and transport, with
+kernel confinement its workers had, where recorded), the secret mode (``folder``,
+``secret`` or ``public``) and transport, with
 the requested device replaced by the device class the cell actually ran on (``cpu``, or
 ``cuda`` with the GPU's name). Two results share a group only when all of it is equal, so
 a parameter sweep, another budget or another timing mode is its own row. Where rows share
@@ -56,6 +57,9 @@ def group_key(result: dict[str, Any]) -> dict[str, Any]:
     level = ((result.get("diagnostics") or {}).get("isolation") or {}).get("level")
     if level is not None:  # how confined its workers were (results before it record none)
         cell["isolation_level"] = str(level)
+    secret = ((result.get("diagnostics") or {}).get("isolation") or {}).get("secret")
+    if secret is not None:  # public-mode victims can be rebuilt by any plugin: kept apart
+        cell["secret"] = str(secret)
     return cell
 
 

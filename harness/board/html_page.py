@@ -76,6 +76,15 @@ def _kv(rows: list[tuple[str, Any]], table_id: str) -> str:
     return f'<table class="kv" id="{table_id}"><tbody>{cells}</tbody></table>'
 
 
+def _secret_modes(board: dict[str, Any]) -> str:
+    """The secret modes of the board's groups; public mode is marked, since its victims
+    can be rebuilt by any plugin from the public recipe and seed."""
+    modes = sorted({str(as_dict(row.get("key")).get("secret", "unrecorded"))
+                    for _, row in groups(board)})
+    marks = {"public": "public (victims rebuildable from public recipes; for reproduction)"}
+    return ", ".join(marks.get(m, m) for m in modes) or "n/a"
+
+
 def _provenance(board: dict[str, Any]) -> str:
     command = board.get("command")
     if isinstance(command, list) and all(isinstance(c, str) for c in command):
@@ -88,6 +97,7 @@ def _provenance(board: dict[str, Any]) -> str:
             ("command", command),
             ("cells ok", cells.get("ok")), ("cells failed", cells.get("failed")),
             ("groups", len(groups(board))),
+            ("secret modes", _secret_modes(board)),
             ("cost budget", board.get("cost_budget"))]
     rows += [(k, v) for k, v in sorted(board.items()) if k not in KNOWN_TOP]
     return _kv(rows, "provenance-table")

@@ -52,7 +52,7 @@ from harness.board.verify_report import (
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ConfigError, HarnessError
 from harness.io.results import previous_result
-from harness.io.secret import secret_mode, victim_salt
+from harness.io.secret import FOLDER_FILE, run_secret, secret_mode, victim_salt
 from harness.isolation.plugin_host import evaluator_registry
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
@@ -135,8 +135,10 @@ def _prepare(path: Path, result: Mapping[str, Any], registry: Registry, base: Ce
              profiles: Sequence[Path], here: MachineClass) -> _Plan:
     """Rebuild the cell and pick its environment and regime (raises :class:`CannotRebuild`)."""
     recorded = ((result.get("diagnostics") or {}).get("isolation") or {}).get("secret")
-    if recorded in ("public", "secret") and recorded != secret_mode():
-        fix = "set the HARNESS_SECRET it used" if recorded == "secret" else "unset HARNESS_SECRET"
+    if recorded in ("public", "secret", "folder") and recorded != secret_mode():
+        fix = {"secret": "set the HARNESS_SECRET it used",
+               "folder": f"verify the results folder that holds its {FOLDER_FILE}",
+               "public": "unset HARNESS_SECRET"}[recorded]
         raise CannotRebuild(f"the cell ran in {recorded} mode and this process is in "
                             f"{secret_mode()} mode; {fix}")
     cell = rebuild_cell(result, registry)
@@ -269,9 +271,12 @@ def verify_leaderboard(board_dir: Path, sample: int | None = None, seed: int = 0
     (corrupt, invalid, refused) is listed as cannot verify."""
     registry = registry or evaluator_registry(make_plugin_manager(), (Path(board_dir),))
     loaded, bad = load_board(Path(board_dir))
-    report = verify_results(loaded, registry, sample=sample, seed=seed, cache_dir=cache_dir,
-                            data_root=data_root, profiles=(*profiles, Path(board_dir)),
-                            rerun_stale=rerun_stale, progress=progress, rerun=rerun)
+    own = (Path(board_dir) / FOLDER_FILE).is_file()  # a results folder with its own secret
+    with run_secret(Path(board_dir), "folder" if own else "public"):
+        report = verify_results(loaded, registry, sample=sample, seed=seed,
+                                cache_dir=cache_dir, data_root=data_root,
+                                profiles=(*profiles, Path(board_dir)),
+                                rerun_stale=rerun_stale, progress=progress, rerun=rerun)
     if not bad:
         return report
     return VerifyReport(verified=report.verified, mismatches=report.mismatches,

@@ -176,7 +176,7 @@ def replica_ceiling_schema() -> dict[str, Any]:
             "victim": COMPONENT,
             "replicas_requested": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
             "seed_param": NAME,
-            "secret_mode": {"enum": ["public", "secret"]},
+            "secret_mode": {"enum": ["public", "secret", "folder"]},
             "device": {"type": "string"},
             "status": {"enum": list(REPLICA_STATUS)},
             "reason": REASON,
@@ -208,7 +208,7 @@ CEILING_ENTRY = {
                                "additionalProperties": STAT},
                    "replicas": REPLICAS,
                    "config_hash": {"oneOf": [HEX, {"type": "null"}]},
-                   "secret_mode": {"enum": ["public", "secret", None]}},
+                   "secret_mode": {"enum": ["public", "secret", "folder", None]}},
 }
 """One victim's replica ceiling in a leaderboard (``missing``: no file in the run dir)."""
 

@@ -1,4 +1,12 @@
-"""The optional server-side secret (``HARNESS_SECRET``) and the salt of the server's streams.
+"""The evaluator's secret and the salt of the server's streams.
+
+Three modes (``secret=`` and ``HARNESS_SECRET``; recorded in every result and its config
+hash): ``folder`` (the default: each results folder gets its own random secret, in
+``<out>/.harness-secret``, readable by the evaluator's user only and never by a worker),
+``secret`` (a named secret in ``HARNESS_SECRET``: shareable, so bit-exact reproduction
+works across machines), ``public`` (``secret=public``: no secret; for debugging and
+bit-exact reproduction by anyone, and the victims can then be rebuilt from the public
+data, recipe and seed by any plugin). :func:`run_secret` sets the run's secret up.
 
 The cell seed is known to the attack, so the server's random streams (defense draws,
 modelled timing noise) must not be derivable from it. They are salted with
@@ -7,7 +15,7 @@ modelled timing noise) must not be derivable from it. They are salted with
 - **public mode** (no secret): the salt comes from the victim's weights hash, which
   an isolated attack never sees; results stay reproducible on any machine. A plugin
   that rebuilds the victim from the public data and recipe could still derive it.
-- **secret mode**: the victims' training seeds and the split permutation are salted too
+- **secret and folder modes**: the victims' training seeds and the split permutation are salted too
   (:func:`victim_salt`, through ``VictimContext.salted_seed`` and a dataset's
   ``split_seed``), so the exact victim cannot be rebuilt from public data and recipes.
   The secret is read by the evaluator only and never passed to a
@@ -19,13 +27,68 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.errors import ConfigError
 
 ENV_VAR = "HARNESS_SECRET"
 
 
+MODE_VAR = "HARNESS_SECRET_MODE"
+FOLDER_FILE = ".harness-secret"
+MODES = ("folder", "public")
+"""Values of the ``secret=`` key (a named secret comes from ``HARNESS_SECRET``)."""
+
+
 def secret_mode() -> str:
-    """``secret`` when ``HARNESS_SECRET`` is set (non-empty), else ``public``."""
-    return "secret" if os.environ.get(ENV_VAR) else "public"
+    """``folder`` or ``secret`` (named) when a secret is set, else ``public``."""
+    if not os.environ.get(ENV_VAR):
+        return "public"
+    return "folder" if os.environ.get(MODE_VAR) == "folder" else "secret"
+
+
+def folder_secret(out: Path) -> str:
+    """The results folder's own secret: read, or created once (random, mode 0600, never
+    replaced: two runners racing on one folder agree on the first one written)."""
+    path = Path(out) / FOLDER_FILE
+    if not path.exists():
+        tmp = path.with_name(f".{FOLDER_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    text = path.read_text().strip()
+    if len(text) < 32:
+        raise ConfigError(f"{path} holds no usable secret ({len(text)} characters); delete it "
+                          "to have a new one made (the folder's finished cells then run again)")
+    return text
+
+
+@contextmanager
+def run_secret(out: Path, key: str) -> Iterator[str]:
+    """The run's secret mode, set up for the duration of a run: a named ``HARNESS_SECRET``
+    wins; else ``secret=public`` or the folder's own secret (``secret=folder``)."""
+    if os.environ.get(ENV_VAR) or key == "public":
+        yield secret_mode()
+        return
+    saved = {k: os.environ.get(k) for k in (ENV_VAR, MODE_VAR)}
+    os.environ[ENV_VAR], os.environ[MODE_VAR] = folder_secret(out), "folder"
+    try:
+        yield "folder"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def victim_salt() -> str:

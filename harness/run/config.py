@@ -42,6 +42,7 @@ from harness.cell.spec import (
 )
 from harness.errors import ConfigError
 from harness.io.schema import MAX_REPLICAS, MAX_SEED, THREAT_CHOICES
+from harness.io.secret import MODES as SECRET_MODES
 from harness.params import Interval, ListOf, Options, as_constraint, check_value
 
 LIST_KEYS = ("victims", "attacks", "defenses")
@@ -51,6 +52,7 @@ RUN_CONSTRAINTS: dict[str, list[Any]] = {
     "timeout": [Interval("real", 0, None, closed="neither"), None],
     "replicas": [Interval("int", 0, MAX_REPLICAS)],
     "memory": [Interval("int", MIN_MEMORY, None), None],
+    "secret": [Options(*SECRET_MODES)],
 }
 """The run's own scalar keys (where and how cells run; not part of any cell's result)."""
 SEEDS = [ListOf(Interval("int", 0, MAX_SEED), min_len=1)]
@@ -69,7 +71,7 @@ COMPONENT_PREFIXES = {"victim": "victims", "attack": "attacks", "defense": "defe
 DEFAULTS: dict[str, Any] = {
     "victims": ("digits_cnn",), "attacks": ("all",), "defenses": ("all",), "seeds": (0,),
     "executor": "serial", "jobs": 1, "timeout": None, "replicas": 3,
-    "memory": DEFAULT_MEMORY,
+    "memory": DEFAULT_MEMORY, "secret": "folder",
     "out": "results", "data_root": None, "cache_dir": None, "profile": None,
 }
 DEFAULT_REPLICAS = DEFAULTS["replicas"]
@@ -110,6 +112,7 @@ class RunSpec:
     sweeps: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = field(default=())
     replicas: int = DEFAULT_REPLICAS
     memory: int | None = DEFAULT_MEMORY
+    secret: str = "folder"
 
     def params_for(self, kind: str, name: str) -> dict[str, Any]:
         """Only this component's own parameters."""
@@ -356,5 +359,5 @@ def parse_overrides(overrides: list[str], config: Path | None = None) -> RunSpec
         cache_dir=Path(values["cache_dir"] or default_cache_dir()), profile=values["profile"],
         component_params=tuple(sorted(parsed.component_params, key=str)),
         ray_address=parsed.ray_address, sweeps=tuple(sorted(parsed.sweeps, key=str)),
-        replicas=values["replicas"], memory=values["memory"])
+        replicas=values["replicas"], memory=values["memory"], secret=values["secret"])
 

@@ -38,7 +38,7 @@ from harness.io.integrity import seal
 from harness.io.provenance import git_commit, machine_info, package_versions
 from harness.io.results import check_out_dir, previous_result
 from harness.io.schema import SCHEMA_VERSION
-from harness.io.secret import victim_salt
+from harness.io.secret import run_secret, victim_salt
 from harness.isolation.plugin_host import evaluator_registry
 from harness.isolation.roles import IsolatedRoles
 from harness.isolation.sandbox import check_apart
@@ -250,6 +250,14 @@ def run_grid(spec: RunSpec, pm: HarnessPluginManager | None = None,
     cells, skipped = _plan(spec, registry)
     out = check_out_dir(spec.out)
     check_out_dir(spec.cache_dir, key="cache_dir")
+    with run_secret(out, spec.secret):
+        return _run_cells(spec, pm, registry, cells, skipped, out, show_progress, force)
+
+
+def _run_cells(spec: RunSpec, pm: HarnessPluginManager, registry: Registry,
+               cells: list[CellSpec], skipped: dict[str, str], out: Path, show_progress: bool,
+               force: bool) -> GridSummary:
+    """The body of :func:`run_grid`, under the run's secret."""
     env = CellEnvironment(cache_dir=spec.cache_dir, data_root=spec.data_root,
                           profile_path=spec.profile, out=out, victim_salt=victim_salt(),
                           memory_bytes=spec.memory, timeout_s=spec.timeout)

@@ -51,7 +51,7 @@ def board(tmp_path_factory):
     cache = root / "cache"
     for timing, extra in GRIDS.items():
         spec = parse_overrides([*CHEAP, *extra, f"timing={timing}", f"out={root / timing}",
-                                f"cache_dir={cache}"])
+                                f"cache_dir={cache}", "secret=public"])  # verified elsewhere
         summary = run_grid(spec, make_plugin_manager(), show_progress=False)
         assert summary.failed == 0
         shutil.copytree(root / timing / "cells", root / "board" / "cells", dirs_exist_ok=True)

@@ -147,7 +147,7 @@ def registry(pool_plugin):
 def _spec(tmp_path: Path, *extra: str):
     return parse_overrides(["victims=tiny_victim", "defenses=none", "attacks=pool_probe",
                             "replicas=0", f"out={tmp_path / 'out'}",
-                            f"cache_dir={tmp_path / 'cache'}", *extra])
+                            f"cache_dir={tmp_path / 'cache'}", "secret=public", *extra])
 
 
 def _fingerprint(x: np.ndarray) -> str:

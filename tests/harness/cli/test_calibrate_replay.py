@@ -26,7 +26,7 @@ def test_calibrate_then_replay_is_deterministic(tiny_plugin, tmp_path, capsys):
     def run(out):
         spec = parse_overrides(["victims=tiny_victim", "attacks=tiny_attack", "defenses=none",
                                 "timing=replay", f"profile={profile}", f"out={tmp_path / out}",
-                                "isolation=none", "replicas=0"])
+                                "isolation=none", "replicas=0", "secret=public"])
         summary = run_grid(spec, make_plugin_manager(), show_progress=False)
         return json.loads(summary.result_paths[0].read_text())
 

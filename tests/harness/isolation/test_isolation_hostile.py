@@ -75,7 +75,8 @@ def _secrets(tmp_path) -> set[str]:
 
 
 def test_an_attack_reaches_nothing_of_the_victim_the_truth_or_more_budget(hostile, tmp_path):
-    _, results = _run(tmp_path, "out", "defenses=none", "attacks=snoop")
+    _, results = _run(tmp_path, "out", "defenses=none", "attacks=snoop",
+                      "secret=public")  # the digests below are of the public victim
     r = results["snoop"]
     assert r["status"] == "ok", r["error"]
     found = r["diagnostics"]["attack"]["found"]
@@ -93,11 +94,13 @@ def test_monkeypatching_the_scoring_does_not_change_other_cells(hostile, tmp_pat
                                                                 monkeypatch):
     """The plugin patches the scoring at import time and again in ``steal``: the evaluator
     never imports it (a confined plugin host does), so neither reaches the scores."""
-    _, mixed = _run(tmp_path, "mixed", "defenses=none", "attacks=patcher,knockoff", *KNOCKOFF)
+    _, mixed = _run(tmp_path, "mixed", "defenses=none", "attacks=patcher,knockoff", *KNOCKOFF,
+                    "secret=public")
     assert "hostile_plugins" not in sys.modules
     assert scoring.strategy_scores.__module__ == "harness.metrics.scoring"
     monkeypatch.setenv("HARNESS_DISABLE_PLUGINS", "hostile")
-    _, clean = _run(tmp_path, "clean", "defenses=none", "attacks=knockoff", *KNOCKOFF)
+    _, clean = _run(tmp_path, "clean", "defenses=none", "attacks=knockoff", *KNOCKOFF,
+                    "secret=public")
     assert mixed["patcher"]["status"] == "ok"
     assert mixed["patcher"]["metrics"]["exit_agreement"] != 0.999
     assert mixed["knockoff"]["metrics"] == clean["knockoff"]["metrics"]
@@ -105,7 +108,7 @@ def test_monkeypatching_the_scoring_does_not_change_other_cells(hostile, tmp_pat
 
 def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(hostile, tmp_path):
     _, first = _run(tmp_path, "out", "defenses=none", "attacks=knockoff", *KNOCKOFF,
-                    "replicas=1")
+                    "replicas=1", "secret=public")
     path = next((tmp_path / "out" / "cells").rglob("*knockoff*/*.json"), None) or next(
         p for p in (tmp_path / "out" / "cells").rglob("*.json") if "knockoff" in str(p))
     before = path.read_bytes()
@@ -113,7 +116,7 @@ def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(
     ceiling_before = ceiling.read_bytes()
     _, second = _run(tmp_path, "out", "defenses=none", "attacks=vandal",
                      f"attack.vandal.out={tmp_path / 'out'}",
-                     f"attack.vandal.cache={tmp_path / 'cache'}")
+                     f"attack.vandal.cache={tmp_path / 'cache'}", "secret=public")
     vandal = second["vandal"]
     if _confined(vandal):  # prevented: nothing could be written, the cell is the attack's
         assert vandal["status"] == "ok", vandal["error"]
@@ -125,7 +128,8 @@ def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(
         assert "restored" in vandal["error"]["message"]
     assert path.read_bytes() == before
     assert ceiling.read_bytes() == ceiling_before
-    _, fresh = _run(tmp_path, "fresh", "defenses=none", "attacks=knockoff", *KNOCKOFF)
+    _, fresh = _run(tmp_path, "fresh", "defenses=none", "attacks=knockoff", *KNOCKOFF,
+                    "secret=public")
     assert fresh["knockoff"]["status"] == "ok"
     assert fresh["knockoff"]["metrics"] == first["knockoff"]["metrics"]
     assert (fresh["knockoff"]["diagnostics"]["victim_weights_hash"]
@@ -138,15 +142,36 @@ def test_a_defense_finds_neither_the_attack_nor_the_test_labels(hostile, tmp_pat
                                        CellEnvironment(tmp_path / "cache", None), "cpu")
     labels = _digest(victim.data.test.y)
     _, results = _run(tmp_path, "out", "defenses=spy", "attacks=knockoff", *KNOCKOFF,
-                      f"defense.spy.target={labels}")
+                      f"defense.spy.target={labels}", "secret=public")
     assert results["knockoff"]["status"] == "ok", results["knockoff"]["error"]
     found = results["knockoff"]["diagnostics"]["defense_report"]
     assert found["scans"] >= 1
     assert found["attack_specs"] == found["frames"] == found["labels"] == 0
 
 
+def test_each_results_folder_has_its_own_secret_by_default(hostile, tmp_path):
+    """The victim a plugin can rebuild from the public recipe and seed (public mode) is not
+    the one a default run serves; each folder's secret is its own, private and kept."""
+    _, public = _run(tmp_path, "public", "defenses=none", "attacks=snoop", "secret=public")
+    _, first = _run(tmp_path, "first", "defenses=none", "attacks=snoop")
+    _, second = _run(tmp_path, "second", "defenses=none", "attacks=snoop")
+    secret_file = tmp_path / "first" / ".harness-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "public" / ".harness-secret").exists()
+    weights = {name: r["snoop"]["diagnostics"]["victim_weights_hash"]
+               for name, r in (("public", public), ("first", first), ("second", second))}
+    assert len(set(weights.values())) == 3  # the public rebuild matches neither folder
+    assert first["snoop"]["diagnostics"]["isolation"]["secret"] == "folder"
+    assert public["snoop"]["diagnostics"]["isolation"]["secret"] == "public"
+    found = first["snoop"]["diagnostics"]["attack"]["found"]
+    assert found["secret"] is None and not found["secret_in_proc"]
+    before = secret_file.read_text()
+    summary, _ = _run(tmp_path, "first", "defenses=none", "attacks=snoop")
+    assert secret_file.read_text() == before and summary.reused == 1  # same folder, same secret
+
+
 def test_the_secret_salts_the_victim_and_never_reaches_a_worker(hostile, tmp_path, monkeypatch):
-    _, public = _run(tmp_path, "public", "defenses=none", "attacks=snoop")
+    _, public = _run(tmp_path, "public", "defenses=none", "attacks=snoop", "secret=public")
     monkeypatch.setenv("HARNESS_SECRET", "correct horse battery staple")
     _, secret = _run(tmp_path, "secret", "defenses=none", "attacks=snoop")
     a, b = public["snoop"], secret["snoop"]

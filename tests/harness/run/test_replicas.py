@@ -37,7 +37,8 @@ def _spec(tmp_path: Path, *extra: str, victim: str = "digits_cnn"):
     params = CHEAP if victim == "digits_cnn" else []
     return parse_overrides([f"victims={victim}", "defenses=none", "attacks=tiny_attack",
                             "isolation=none", f"out={tmp_path / 'out'}",
-                            f"cache_dir={tmp_path / 'cache'}", *params, *extra])
+                            f"cache_dir={tmp_path / 'cache'}", *params, "secret=public",
+                            *extra])
 
 
 def _ceiling(summary) -> dict:
@@ -223,7 +224,12 @@ def test_leaderboard_shows_the_ceiling_beside_every_attack(tiny_plugin, tmp_path
 
 @pytest.mark.integration
 def test_secret_mode_salts_replicas_like_the_victim(tiny_plugin, tmp_path, monkeypatch):
-    public = _ceiling(run_grid(_spec(tmp_path / "p", "replicas=1"), show_progress=False))
+    public = _ceiling(run_grid(_spec(tmp_path / "p", "replicas=1", "secret=public"),
+                               show_progress=False))
+    folder = _ceiling(run_grid(_spec(tmp_path / "f", "replicas=1", "secret=folder"),
+                               show_progress=False))
+    assert folder["secret_mode"] == "folder"  # the default: the folder's own secret
+    assert folder["victim_weights_hash"] != public["victim_weights_hash"]
     monkeypatch.setenv("HARNESS_SECRET", "s3cret")
     secret = _ceiling(run_grid(_spec(tmp_path / "s", "replicas=1"), show_progress=False))
     assert (public["secret_mode"], secret["secret_mode"]) == ("public", "secret")

@@ -20,7 +20,7 @@ BASE = ["victims=tiny_victim", "defenses=none,pad_tiny", "attacks=tiny_attack"]
 def spec(tmp_path, *extra):
     """The runner's tests run cells in this process: isolation is tested elsewhere."""
     return parse_overrides([*BASE, f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}",
-                            "isolation=none", "replicas=0", *extra])
+                            "isolation=none", "replicas=0", "secret=public", *extra])
 
 
 def results(paths):
