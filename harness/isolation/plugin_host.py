@@ -28,6 +28,7 @@ from harness.isolation.sandbox import (
     PluginSetting,
     privileges_droppable,
     scratch_dir,
+    stop_worker,
     use_scratch,
     worker_confinement,
     worker_context,
@@ -182,15 +183,7 @@ class PluginHost:
         return self._cache[key]
 
     def close(self) -> None:
-        try:
-            send(self._conn, Message("close"))
-        except (OSError, ValueError):
-            pass
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._conn.close()
+        stop_worker(self._conn, self._process, Message("close"))
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 

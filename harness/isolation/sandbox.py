@@ -27,9 +27,11 @@ import tempfile
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ConfigError
 from harness.isolation.confine import Confinement
+from harness.isolation.wire import Message, send
 
 NOBODY = 65534
 PR_SET_PDEATHSIG = 1
@@ -227,3 +229,18 @@ def check_apart(protect: dict[str, Path | None]) -> None:
                     f"{key}={folder} holds {path}, which the plugin workers import from; "
                     f"workers may never read {key}, so choose a folder that does not contain "
                     "the Python installation or the harness (e.g. a results/ subfolder)")
+
+
+def stop_worker(conn: Any, process: Any, farewell: Message | None = None) -> None:
+    """Say ``farewell`` (a wire message) if the worker still listens, give it 5 s to end,
+    then kill it; close the connection."""
+    if farewell is not None:
+        try:
+            send(conn, farewell)
+        except (OSError, ValueError):
+            pass
+    process.join(timeout=5)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    conn.close()

@@ -30,7 +30,7 @@ from harness.cell.spec import CellEnvironment, CellSpec
 from harness.cell.stolen import StolenModelError, strategy_from_json
 from harness.errors import ComponentFailure, HarnessError, UnknownComponentError
 from harness.isolation.confine import Confinement, ConfinementReport, run_confined
-from harness.isolation.sandbox import PluginSetting, worker_context
+from harness.isolation.sandbox import PluginSetting, stop_worker, worker_context
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import NetworkRecipe, Toolbox
@@ -312,12 +312,4 @@ class RemoteServer:
         return self.call(Message("full_latency", {}, {"x": x}), ("latency",)).arrays["latency_s"]
 
     def close(self) -> None:
-        try:
-            send(self._conn, Message("close"))
-        except (OSError, BrokenPipeError, ValueError):
-            pass
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._conn.close()
+        stop_worker(self._conn, self._process, Message("close"))

@@ -130,13 +130,7 @@ class Registry:
         entries: dict[str, dict[str, Registered]] = {k: {} for k in KINDS}
         for found in staged.values():
             for item in found:
-                known = entries[item.kind].get(item.name)
-                if known is not None:
-                    raise DuplicateComponentError(
-                        f"{item.kind} name {item.name!r} is registered twice: by plugin "
-                        f"{known.plugin!r} ({known.distribution}) and by plugin "
-                        f"{item.plugin!r} ({item.distribution}); rename one, or disable a "
-                        "plugin with HARNESS_DISABLE_PLUGINS")
+                _refuse_duplicate(entries, item)
                 entries[item.kind][item.name] = item
         return cls(entries)
 
@@ -145,13 +139,7 @@ class Registry:
         component an untrusted plugin registered, as its plugin host described them."""
         entries = {kind: dict(found) for kind, found in self._entries.items()}
         for item in catalog:
-            known = entries[item.kind].get(item.name)
-            if known is not None:
-                raise DuplicateComponentError(
-                    f"{item.kind} name {item.name!r} is registered twice: by plugin "
-                    f"{known.plugin!r} ({known.distribution}) and by plugin {item.plugin!r} "
-                    f"({item.distribution}); rename one, or disable a plugin with "
-                    "HARNESS_DISABLE_PLUGINS")
+            _refuse_duplicate(entries, item)
             entries[item.kind][item.name] = Registered(
                 item.kind, item.name, stand_in(item, link), item.plugin, item.distribution,
                 item.version)
@@ -175,6 +163,17 @@ class Registry:
     def policy(self, name: str) -> ExitPolicy:
         """An exit-policy instance by name."""
         return self.get("exit_policy", name).cls()
+
+
+def _refuse_duplicate(entries: dict[str, dict[str, Registered]],
+                      item: Registered | HostedDescription) -> None:
+    """A name registered twice is an error naming both plugins."""
+    known = entries[item.kind].get(item.name)
+    if known is not None:
+        raise DuplicateComponentError(
+            f"{item.kind} name {item.name!r} is registered twice: by plugin {known.plugin!r} "
+            f"({known.distribution}) and by plugin {item.plugin!r} ({item.distribution}); "
+            "rename one, or disable a plugin with HARNESS_DISABLE_PLUGINS")
 
 
 def load_registry(*, strict: bool = False, load_entrypoints: bool = True,
