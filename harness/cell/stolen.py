@@ -98,10 +98,9 @@ def rebuild_stolen(record: StolenRecord, registry: Registry, *, input_shape: tup
         raise StolenModelError(f"the substitute has {recipe.num_exits} exits; allowed "
                                f"2..{MAX_EXITS}")
     _check_trusted(registry, "architecture", recipe.architecture)
-    raw_policy = (record.meta.get("strategy") or {}).get("policy") if isinstance(
-        record.meta.get("strategy"), dict) else None
-    if isinstance(raw_policy, str):
-        _check_trusted(registry, "exit_policy", raw_policy)
+    raw_strategy = record.meta.get("strategy")
+    if isinstance(raw_strategy, dict) and isinstance(raw_strategy.get("policy"), str):
+        _check_trusted(registry, "exit_policy", raw_strategy["policy"])
     try:
         model = Toolbox(registry).from_recipe(recipe)
     except Exception as exc:

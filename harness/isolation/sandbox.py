@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.isolation.confine import Confinement
+from harness.isolation.confine import NOBODY, Confinement
 from harness.isolation.wire import Message, send
 
-NOBODY = 65534
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PRELOAD = ["numpy", "torch", "harness", "harness.isolation.client_worker",
@@ -218,12 +217,12 @@ def use_scratch(scratch: Path) -> None:
 def check_apart(protect: dict[str, Path | None]) -> None:
     """Refuse a protected folder (``out=``, ``cache_dir=``) that holds the Python
     installation or an imported package: a confined worker could not import from it."""
+    imported = [(path, Path(path).resolve()) for path in python_paths()]
     for key, folder in protect.items():
         if folder is None:
             continue
         root = Path(folder).resolve()
-        for path in python_paths():
-            resolved = Path(path).resolve()
+        for path, resolved in imported:
             if resolved == root or root in resolved.parents:
                 raise ConfigError(
                     f"{key}={folder} holds {path}, which the plugin workers import from; "
