@@ -139,8 +139,6 @@ def confine(policy: Confinement, namespaces: dict[str, str]) -> ConfinementRepor
             landlock.restrict_self(grants, policy.connect_port, abi)
         except OSError as exc:
             missing["landlock"] = str(exc)
-        if abi < 4 and policy.connect_port is None and "network" not in namespaces:
-            missing.setdefault("landlock", f"ABI {abi} restricts no TCP")
         if abi < 6:
             missing.setdefault("landlock", f"ABI {abi} cannot scope signals")
     ok, why = seccomp.available()
