@@ -12,8 +12,9 @@ where the server and the attacker run. The seams, in order:
 - **benign clients join the stream** - :func:`attacker_stream` interleaves them with the
   attacker's batches on the attack's own endpoint (:mod:`harness.cell.benign`);
 - **the stolen model is rebuilt and scored** - :func:`steal` rebuilds the attack's record
-  through the registry (:func:`~harness.cell.stolen.rebuild_stolen`) and
-  :func:`score_theft` scores it against the evaluator's own undefended victim.
+  through the registry (:func:`~harness.cell.stolen.rebuild_stolen`), or leaves it to a
+  sandboxed scorer when it is built from untrusted code (:mod:`harness.isolation.scorer`);
+  :func:`score_theft` scores its outputs against the evaluator's own undefended victim.
 
 Phases: 1. :func:`steal` (the attack against a defended endpoint; the oracle keeps the
 private log of true exits), 2. :func:`score_theft` (the substitute and its strategy on
@@ -45,10 +46,11 @@ from harness.cell.roles import (
 )
 from harness.cell.server import Stream, prepare_registered_victim, serve_victim
 from harness.cell.spec import CellEnvironment, CellSpec
-from harness.cell.stolen import StolenModelError, rebuild_stolen
+from harness.cell.stolen import StolenModelError, checked_recipe, rebuild_stolen, untrusted_code
 from harness.errors import ComponentFailure
 from harness.io.jsonable import to_jsonable
 from harness.io.secret import secret_mode, stream_salt
+from harness.isolation.scorer import SandboxedStolen, SubstituteOutputs, model_outputs
 from harness.metrics.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
 from harness.metrics.scoring import (
     defense_costs,
@@ -58,7 +60,6 @@ from harness.metrics.scoring import (
     latency_histogram,
     strategy_scores,
 )
-from harness.model import exit_probabilities
 from harness.plugins.registry import Registry
 from harness.protocol import DatasetSplits, ServedModel, Split, StolenModel, TrainedVictim
 from harness.serving.devices import resolve_device
@@ -69,9 +70,10 @@ from harness.strategy import answering_probs
 
 @dataclass(frozen=True)
 class Theft:
-    """What phase 1 leaves for scoring: the stolen model and the oracle's private log."""
+    """What phase 1 leaves for scoring: the stolen model (rebuilt here, or left to the
+    sandboxed scorer when it needs untrusted code) and the oracle's private log."""
 
-    stolen: StolenModel
+    stolen: StolenModel | SandboxedStolen
     served_exits: np.ndarray
     served_latency_s: np.ndarray
     queries_used: int
@@ -104,7 +106,8 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         theft = steal(cell, registry, server, attacker, victim.data, salt)
         session.stop_attacker()
         reference = victim_view(victim, served)
-        metrics, theft_diagnostics = score_theft(victim, served, theft, device, reference)
+        outputs = substitute_outputs(theft.stolen, victim.data.test.x, device, env)
+        metrics, theft_diagnostics = score_theft(victim, served, theft, outputs, reference)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft,
                                        intended=reference.exits))
         quantiles = server.latency_quantiles
@@ -144,8 +147,14 @@ def steal(cell: CellSpec, registry: Registry, server: ServerHandle, attacker: At
     if endpoint.failure is not None:  # the attack swallowed the defense's failure
         raise endpoint.failure
     try:
-        stolen = rebuild_stolen(record, registry, input_shape=tuple(data.input_shape),
-                                num_classes=data.num_classes)
+        shape = tuple(data.input_shape)
+        owners = untrusted_code(record, registry)
+        stolen = (SandboxedStolen(record, tuple(sorted({e.plugin for e in owners})), shape,
+                                  data.num_classes) if owners else
+                  rebuild_stolen(record, registry, input_shape=shape,
+                                 num_classes=data.num_classes))
+        if owners:
+            checked_recipe(record, input_shape=shape, num_classes=data.num_classes)
         served = oracle.served_exits()
         exit_estimation_accuracy(stolen.estimated_exits, served)
     except (StolenModelError, ValueError) as exc:
@@ -170,22 +179,36 @@ def victim_view(victim: TrainedVictim, served: ServedModel) -> VictimView:
     return VictimView(exits, answering_probs(probs, exits).argmax(1))
 
 
-def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft, device: str,
-                reference: VictimView) -> tuple[dict[str, Any], dict[str, Any]]:
+def substitute_outputs(stolen: StolenModel | SandboxedStolen, x: np.ndarray, device: str,
+                       env: CellEnvironment) -> SubstituteOutputs:
+    """The substitute's exits and labels on the test inputs: computed here when it is
+    built from trusted code, else by a sandboxed scorer (which imports only the plugins
+    that provide its code, and never sees the labels or the victim)."""
+    if isinstance(stolen, StolenModel):
+        return model_outputs(stolen, x, device)
+    label = ", ".join(stolen.owners)
+    try:
+        return stolen.outputs(x, (env.out, env.cache_dir))
+    except StolenModelError as exc:
+        raise ComponentFailure(f"the substitute (code of untrusted plugin {label}): {exc}",
+                               f"plugin:{label}") from None
+
+
+def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
+                sub: SubstituteOutputs, reference: VictimView
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Phase 2: strategy-stealing success against the evaluator's own undefended victim."""
     test = victim.data.test
     victim_exits, victim_labels = reference.exits, reference.labels
     stolen = theft.stolen
-    sub_probs = exit_probabilities(stolen.model, test.x, device)
-    sub_exits = stolen.strategy.exits(sub_probs)
-    sub_labels = answering_probs(sub_probs, sub_exits).argmax(axis=1)
+    sub_exits, sub_labels = sub.exits, sub.labels
     metrics: dict[str, Any] = strategy_scores(
         victim_exits=victim_exits, victim_labels=victim_labels,
         victim_cost=served.cost_fraction, sub_exits=sub_exits, sub_labels=sub_labels,
-        sub_cost=stolen.model.cost_fraction, y_true=test.y)
+        sub_cost=sub.cost_fraction, y_true=test.y)
     metrics.update(final_exit_scores(victim_exits=victim_exits, victim_labels=victim_labels,
                                      victim_cost=served.cost_fraction,
-                                     final_labels=sub_probs[-1].argmax(axis=1)))
+                                     final_labels=sub.final_labels))
     metrics["exit_estimation_accuracy"] = exit_estimation_accuracy(stolen.estimated_exits,
                                                                    theft.served_exits)
     answered = theft.served_exits >= 0
@@ -197,11 +220,10 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft, device
     diagnostics = {
         "victim_exit_histogram": np.bincount(victim_exits,
                                              minlength=served.num_exits).tolist(),
-        "substitute_exit_histogram": np.bincount(sub_exits,
-                                                 minlength=stolen.model.num_exits).tolist(),
-        "stolen_strategy": stolen.strategy.to_json(),
+        "substitute_exit_histogram": np.bincount(sub_exits, minlength=sub.num_exits).tolist(),
+        "stolen_strategy": sub.strategy,
         "exit_confusion": exit_confusion(victim_exits, sub_exits, sub_labels == victim_labels,
-                                         max(served.num_exits, stolen.model.num_exits)),
+                                         max(served.num_exits, sub.num_exits)),
         "query_latency_histogram": latency_histogram(theft.served_latency_s, theft.served_exits,
                                                      served.num_exits),
     }

@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.io.atomic import atomic_write_bytes, write_json_atomic
 from harness.io.jsonable import to_jsonable
 from harness.model import MultiExitNet
-from harness.plugins.registry import Registry
+from harness.plugins.registry import Registered, Registry
 from harness.plugins.toolbox import NetworkRecipe, Toolbox
 from harness.protocol import StolenModel
 from harness.strategy import OutputStrategy
@@ -83,9 +83,9 @@ def encode_stolen(stolen: Any) -> StolenRecord:
                          "has_estimates": stolen.estimated_exits is not None}, arrays)
 
 
-def rebuild_stolen(record: StolenRecord, registry: Registry, *, input_shape: tuple[int, ...],
-                   num_classes: int) -> StolenModel:
-    """Rebuild and check the substitute (evaluator side); raises :class:`StolenModelError`."""
+def checked_recipe(record: StolenRecord, *, input_shape: tuple[int, ...],
+                   num_classes: int) -> NetworkRecipe:
+    """The record's recipe, checked against the task without running any component code."""
     try:
         recipe = NetworkRecipe.from_json(record.meta.get("recipe"))
     except ValueError as exc:
@@ -97,10 +97,29 @@ def rebuild_stolen(record: StolenRecord, registry: Registry, *, input_shape: tup
     if not 2 <= recipe.num_exits <= MAX_EXITS:
         raise StolenModelError(f"the substitute has {recipe.num_exits} exits; allowed "
                                f"2..{MAX_EXITS}")
-    _check_trusted(registry, "architecture", recipe.architecture)
-    raw_strategy = record.meta.get("strategy")
-    if isinstance(raw_strategy, dict) and isinstance(raw_strategy.get("policy"), str):
-        _check_trusted(registry, "exit_policy", raw_strategy["policy"])
+    if not isinstance(record.meta.get("diagnostics"), dict):
+        raise StolenModelError("diagnostics must be a JSON object")
+    return recipe
+
+
+def untrusted_code(record: StolenRecord, registry: Registry) -> list[Registered]:
+    """The untrusted plugins' architecture and exit policy the substitute is built from:
+    the evaluator must not run them (a sandboxed scorer does, :mod:`harness.isolation.scorer`)."""
+    recipe = record.meta.get("recipe")
+    strategy = record.meta.get("strategy")
+    named = [("architecture", recipe.get("architecture") if isinstance(recipe, dict) else None),
+             ("exit_policy", strategy.get("policy") if isinstance(strategy, dict) else None)]
+    return [registry.get(kind, name) for kind, name in named
+            if isinstance(name, str) and name in registry.names(kind)
+            and not registry.get(kind, name).trusted]
+
+
+def rebuild_stolen(record: StolenRecord, registry: Registry, *, input_shape: tuple[int, ...],
+                   num_classes: int) -> StolenModel:
+    """Rebuild and check the substitute; raises :class:`StolenModelError`. The evaluator
+    calls it only when :func:`untrusted_code` is empty; the sandboxed scorer, whose
+    registry imported the untrusted plugins, for the others."""
+    recipe = checked_recipe(record, input_shape=input_shape, num_classes=num_classes)
     try:
         model = Toolbox(registry).from_recipe(recipe)
     except Exception as exc:
@@ -109,26 +128,12 @@ def rebuild_stolen(record: StolenRecord, registry: Registry, *, input_shape: tup
     model.eval()
     strategy = strategy_from_json(record.meta.get("strategy"), registry, model.num_exits,
                                   num_classes)
-    estimates = record.arrays.get(ESTIMATES) if record.meta.get("has_estimates") else None
-    diagnostics = record.meta.get("diagnostics")
-    if not isinstance(diagnostics, dict):
-        raise StolenModelError("diagnostics must be a JSON object")
-    return StolenModel(model, strategy, estimates, diagnostics)
+    return StolenModel(model, strategy, estimated_exits(record), record.meta["diagnostics"])
 
 
-def _check_trusted(registry: Registry, kind: str, name: str) -> None:
-    """The evaluator runs only trusted code: a substitute built from an untrusted plugin's
-    architecture or exit policy cannot be scored (docs/design.md section 10)."""
-    if name not in registry.names(kind):
-        return  # the rebuild names it as unknown
-    entry = registry.get(kind, name)
-    if not entry.trusted:
-        raise StolenModelError(
-            f"the substitute uses {entry.label()}, from a plugin that is not trusted; the "
-            "evaluator scores only models whose architecture and exit policy are built in or "
-            "trusted (a sandboxed scorer is not built yet): name the plugin or its "
-            "distribution in HARNESS_TRUSTED_PLUGINS, or build the substitute from a "
-            "trusted architecture")
+def estimated_exits(record: StolenRecord) -> np.ndarray | None:
+    """The exits the attack estimated for its queries, when it gave them."""
+    return record.arrays.get(ESTIMATES) if record.meta.get("has_estimates") else None
 
 
 def _checked_state(arrays: dict[str, np.ndarray],

@@ -51,7 +51,17 @@ def _describe(entry: Registered) -> HostedDescription:
         param_names=tuple(cls.param_names()) if hasattr(cls, "param_names") else (),
         defaults={k: v for k, v in defaults.items() if _jsonable(v)},
         reference=bool(getattr(cls, "reference", False)),
-        source_digest=entry.source_digest(), parameter_lines=tuple(parameter_lines(cls)))
+        source_digest=entry.source_digest(), parameter_lines=tuple(parameter_lines(cls)),
+        traits=_traits(entry))
+
+
+def _traits(entry: Registered) -> dict[str, Any]:
+    if entry.kind != "exit_policy":
+        return {}
+    try:
+        return {"trainable": bool(entry.cls().trainable())}
+    except Exception:
+        return {"trainable": False}
 
 
 def _jsonable(value: Any) -> bool:
@@ -65,6 +75,14 @@ def _jsonable(value: Any) -> bool:
 def _resolve(registry: Registry, meta: dict[str, Any]) -> Message:
     entry = registry.get(str(meta["kind"]), str(meta["name"]))
     params = dict(meta.get("params") or {})
+    if not hasattr(entry.cls, "param_names"):  # an exit policy: no parameters, no validate
+        try:
+            entry.cls()
+        except Exception as exc:
+            return Message("resolved", {"params": params, "label": entry.name, "construct_error":
+                                        f"{entry.label()} cannot be constructed: "
+                                        f"{type(exc).__name__}: {exc}"})
+        return Message("resolved", {"params": {}, "label": entry.name, "validate_error": ""})
     try:
         obj = build_component(entry.cls, params)
         full = obj.get_params()

@@ -14,7 +14,7 @@ evaluator uses it for names, labels and validation messages only, never to grade
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.components import Component
@@ -41,6 +41,9 @@ class HostedDescription:
     reference: bool
     source_digest: str
     parameter_lines: tuple[str, ...]
+    traits: dict[str, Any] = field(default_factory=dict)
+    """What the evaluator may ask of a component before any work, answered by its code
+    in the host: an exit policy's ``trainable``."""
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "param_names": list(self.param_names),
@@ -100,9 +103,22 @@ class HostedComponent(Component):
             raise ConfigError(self._resolution.validate_error)
 
 
+class HostedPolicy(HostedComponent):
+    """Stand-in of an untrusted exit policy: its name, and whether it is trainable (an
+    attack's validation asks); its scores are computed only in workers."""
+
+    def trainable(self) -> bool:
+        return bool(self.hosted.traits.get("trainable", False))
+
+    def _not_trainable(self) -> str:
+        return (f"exit policy {self.name!r} (plugin {self.hosted.plugin}) has no differentiable "
+                "confidence; choose a trainable policy or turn the strategy loss off")
+
+
 def stand_in(description: HostedDescription, link: HostLink) -> type[HostedComponent]:
     """The stand-in class of one hosted component."""
-    return type(f"Hosted_{description.name}", (HostedComponent,), {
+    base = HostedPolicy if description.kind == "exit_policy" else HostedComponent
+    return type(f"Hosted_{description.name}", (base,), {
         "name": description.name, "kind": description.kind,
         "reference": description.reference, "__doc__": description.doc,
         "__module__": __name__, "hosted": description, "link": link})
