@@ -43,14 +43,15 @@ from harness.cell.roles import (
     Roles,
     ServerHandle,
     ServerRequest,
+    Session,
 )
 from harness.cell.server import Stream, prepare_registered_victim, serve_victim
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.cell.stolen import StolenModelError, checked_recipe, rebuild_stolen, untrusted_code
+from harness.cell.substitute import SandboxedStolen, SubstituteOutputs, model_outputs
 from harness.errors import ComponentFailure
 from harness.io.jsonable import to_jsonable
 from harness.io.secret import secret_mode, stream_salt
-from harness.isolation.scorer import SandboxedStolen, SubstituteOutputs, model_outputs
 from harness.metrics.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
 from harness.metrics.scoring import (
     defense_costs,
@@ -106,7 +107,7 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         theft = steal(cell, registry, server, attacker, victim.data, salt)
         session.stop_attacker()
         reference = victim_view(victim, served)
-        outputs = substitute_outputs(theft.stolen, victim.data.test.x, device, env)
+        outputs = substitute_outputs(theft.stolen, victim.data.test.x, device, session)
         metrics, theft_diagnostics = score_theft(victim, served, theft, outputs, reference)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft,
                                        intended=reference.exits))
@@ -180,7 +181,7 @@ def victim_view(victim: TrainedVictim, served: ServedModel) -> VictimView:
 
 
 def substitute_outputs(stolen: StolenModel | SandboxedStolen, x: np.ndarray, device: str,
-                       env: CellEnvironment) -> SubstituteOutputs:
+                       session: Session) -> SubstituteOutputs:
     """The substitute's exits and labels on the test inputs: computed here when it is
     built from trusted code, else by a sandboxed scorer (which imports only the plugins
     that provide its code, and never sees the labels or the victim)."""
@@ -188,7 +189,7 @@ def substitute_outputs(stolen: StolenModel | SandboxedStolen, x: np.ndarray, dev
         return model_outputs(stolen, x, device)
     label = ", ".join(stolen.owners)
     try:
-        return stolen.outputs(x, (env.out, env.cache_dir))
+        return stolen.checked(session.score_sandboxed(stolen, x), len(x))
     except StolenModelError as exc:
         raise ComponentFailure(f"the substitute (code of untrusted plugin {label}): {exc}",
                                f"plugin:{label}") from None

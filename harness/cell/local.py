@@ -24,7 +24,8 @@ from harness.cell.attacker import AttackerRequest, attack_failure, run_attack
 from harness.cell.roles import ServerRequest
 from harness.cell.server import Server, Stream, role_server
 from harness.cell.spec import CellEnvironment, CellSpec
-from harness.cell.stolen import StolenRecord, encode_stolen
+from harness.cell.stolen import StolenModelError, StolenRecord, encode_stolen
+from harness.cell.substitute import SandboxedStolen, SubstituteOutputs
 from harness.errors import ComponentFailure, HarnessError
 from harness.plugins.registry import Registry
 from harness.serving.endpoint import Endpoint, EndpointResponse
@@ -119,6 +120,11 @@ class LocalSession:
     def stop_attacker(self) -> None:
         if self.attacker is not None:
             self.attacker.close()
+
+    def score_sandboxed(self, stolen: SandboxedStolen, x: np.ndarray) -> SubstituteOutputs:
+        raise StolenModelError(  # the grid refuses untrusted plugins before any work
+            f"isolation=none runs no untrusted code, and this substitute needs plugin "
+            f"{', '.join(stolen.owners)}; use isolation=process or trust the plugin")
 
     def describe(self) -> dict[str, Any]:
         return {"mode": "none"}

@@ -20,6 +20,7 @@ from harness.cell.attacker import AttackerRequest
 from harness.cell.server import Stream
 from harness.cell.spec import CellEnvironment, CellSpec, ComponentSpec
 from harness.cell.stolen import StolenRecord
+from harness.cell.substitute import SandboxedStolen, SubstituteOutputs
 from harness.errors import ComponentFailure
 from harness.plugins.registry import Registry
 from harness.protocol import TrainedVictim
@@ -93,6 +94,10 @@ class Session(Protocol):
 
     def stop_attacker(self) -> None:
         """Stop the attack's side (its result is in); the server keeps serving."""
+
+    def score_sandboxed(self, stolen: SandboxedStolen, x: np.ndarray) -> SubstituteOutputs:
+        """Run a substitute built from untrusted code outside the evaluator, on ``x``."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """What the roles enforced, for the cell's ``diagnostics.isolation``."""

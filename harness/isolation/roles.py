@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from harness.cell.attacker import AttackerRequest
 from harness.cell.roles import ServerRequest
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.cell.stolen import StolenRecord
+from harness.cell.substitute import SandboxedStolen, SubstituteOutputs
 from harness.errors import ComponentFailure
 from harness.isolation.broker import AttackClient
 from harness.isolation.client_worker import ClientRequest
@@ -39,6 +42,7 @@ from harness.isolation.sandbox import (
     worker_confinement,
     worker_context,
 )
+from harness.isolation.scorer import score_in_sandbox
 from harness.isolation.server_worker import RemoteServer, ServerWorkerRequest
 from harness.isolation.tripwire import Tripwire
 from harness.plugins.registry import Registry
@@ -116,6 +120,9 @@ class IsolatedSession:
 
     def stop_attacker(self) -> None:
         self._attacker.close()
+
+    def score_sandboxed(self, stolen: SandboxedStolen, x: np.ndarray) -> SubstituteOutputs:
+        return score_in_sandbox(stolen, x, (self.env.out, self.env.cache_dir))
 
     def level(self) -> str:
         """``kernel`` when every worker of the cell held every mechanism, else what was

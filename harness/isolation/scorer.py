@@ -8,7 +8,9 @@ the substitute from its record with every check of
 :func:`~harness.cell.stolen.rebuild_stolen`, and returns its exits and labels on the
 test inputs. It gets neither the labels nor the victim, so it cannot grade itself: the
 evaluator compares what it returns with its own copy of the victim, after checking
-every shape and range (:func:`checked_outputs`). Scoring runs on the CPU there.
+every shape and range (:func:`~harness.cell.substitute.checked_outputs`). Scoring runs on
+the CPU there. The cell's session (:class:`~harness.isolation.roles.IsolatedSession`)
+starts it; ``isolation=none`` never has an untrusted substitute to score.
 """
 
 from __future__ import annotations
@@ -16,20 +18,14 @@ from __future__ import annotations
 import os
 import shutil
 import traceback
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.cell.stolen import (
-    StolenModelError,
-    StolenRecord,
-    checked_recipe,
-    estimated_exits,
-    rebuild_stolen,
-)
+from harness.cell.stolen import StolenModelError, StolenRecord, rebuild_stolen
+from harness.cell.substitute import SandboxedStolen, SubstituteOutputs, model_outputs
 from harness.hookspecs import PROJECT_NAME
 from harness.isolation.confine import Confinement, ConfinementReport, run_confined
 from harness.isolation.sandbox import (
@@ -42,90 +38,13 @@ from harness.isolation.sandbox import (
     worker_context,
 )
 from harness.isolation.wire import Message, WireError, receive, send
-from harness.model import exit_probabilities
 from harness.plugins.manager import is_trusted
-from harness.protocol import StolenModel
-from harness.strategy import answering_probs
+from harness.plugins.registry import load_registry
 
 SCORER_MEMORY = 4 * 2**30
 SCORER_CPU_S = 600
 SCORER_WAIT_S = 900
 """How long the evaluator waits for the scorer's answer before it gives up on it."""
-
-
-@dataclass(frozen=True)
-class SubstituteOutputs:
-    """What scoring needs of a substitute on the test inputs: per input, the exit its
-    strategy takes and the label it answers there, and its final exit's label."""
-
-    exits: np.ndarray
-    labels: np.ndarray
-    final_labels: np.ndarray
-    cost_fraction: tuple[float, ...]
-    strategy: dict[str, Any]
-
-    @property
-    def num_exits(self) -> int:
-        return len(self.cost_fraction)
-
-
-def model_outputs(stolen: StolenModel, x: np.ndarray, device: str) -> SubstituteOutputs:
-    """A rebuilt substitute's outputs on ``x``."""
-    probs = exit_probabilities(stolen.model, x, device)
-    exits = stolen.strategy.exits(probs)
-    return SubstituteOutputs(exits=exits, labels=answering_probs(probs, exits).argmax(axis=1),
-                             final_labels=probs[-1].argmax(axis=1),
-                             cost_fraction=tuple(float(c) for c in stolen.model.cost_fraction),
-                             strategy=stolen.strategy.to_json())
-
-
-@dataclass(frozen=True)
-class SandboxedStolen:
-    """A substitute the evaluator does not run: its record, and the plugins (entry-point
-    names) whose code it needs. Estimates and diagnostics are plain data."""
-
-    record: StolenRecord
-    owners: tuple[str, ...]
-    input_shape: tuple[int, ...]
-    num_classes: int
-
-    @property
-    def estimated_exits(self) -> np.ndarray | None:
-        return estimated_exits(self.record)
-
-    @property
-    def diagnostics(self) -> dict[str, Any]:
-        return self.record.meta["diagnostics"]
-
-    def outputs(self, x: np.ndarray, protect: tuple[Path | None, ...]) -> SubstituteOutputs:
-        """Run the substitute in a fresh confined scorer (see the module docstring)."""
-        return checked_outputs(score_in_sandbox(self, x, protect), len(x),
-                               checked_recipe(self.record, input_shape=self.input_shape,
-                                              num_classes=self.num_classes).num_exits,
-                               self.num_classes, self.record.meta.get("strategy"))
-
-
-def checked_outputs(outputs: SubstituteOutputs, n: int, num_exits: int, num_classes: int,
-                    strategy: Any) -> SubstituteOutputs:
-    """``outputs`` if every array has ``n`` integer entries in range, the costs are
-    ``num_exits`` increasing fractions in (0, 1] and the strategy is the record's."""
-    for name, values, high in (("exits", outputs.exits, num_exits),
-                               ("labels", outputs.labels, num_classes),
-                               ("final_labels", outputs.final_labels, num_classes)):
-        array = np.asarray(values)
-        if array.shape != (n,) or array.dtype.kind not in "iu":
-            raise StolenModelError(f"the scorer returned {name} of shape {array.shape} and "
-                                   f"dtype {array.dtype}; expected {n} integers")
-        if n and (array.min() < 0 or array.max() >= high):
-            raise StolenModelError(f"the scorer returned {name} outside 0..{high - 1}")
-    costs = np.asarray(outputs.cost_fraction, dtype=float)
-    if (costs.shape != (num_exits,) or not np.isfinite(costs).all() or costs.min() <= 0
-            or costs.max() > 1 or (np.diff(costs) < 0).any()):
-        raise StolenModelError(f"the substitute's cost fractions {costs.tolist()} are not "
-                               f"{num_exits} increasing fractions in (0, 1]")
-    if outputs.strategy != strategy:
-        raise StolenModelError("the scorer answered for another strategy than the record's")
-    return outputs
 
 
 def score_in_sandbox(stolen: SandboxedStolen, x: np.ndarray,
@@ -181,8 +100,6 @@ def only_owners(owners: tuple[str, ...]) -> None:
 def scorer_main(conn: Any, setting: PluginSetting, owners: tuple[str, ...], scratch: str,
                 report: ConfinementReport) -> None:
     """Rebuild the one substitute it is sent, answer with its outputs, end."""
-    from harness.plugins.registry import load_registry
-
     try:
         use_scratch(Path(scratch))
         setting.apply()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from harness.cell.stolen import StolenModelError
-from harness.isolation.scorer import SubstituteOutputs, checked_outputs
+from harness.cell.substitute import SubstituteOutputs, checked_outputs
 from tests.harness.conftest import install_plugin
 from tests.harness.plugins.test_third_party_components import MLP_PLUGIN
 
