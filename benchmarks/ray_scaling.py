@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import print_table, write_json
 from harness.io.claims import try_claim
 from harness.io.results import load_result
+from harness.io.signing import FolderTrust, open_run_manifest, trust_for
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
@@ -50,7 +51,7 @@ def time_grid(args: list[str]) -> dict[str, Any]:
     start = time.perf_counter()
     summary = run_grid(parse_overrides(args), make_plugin_manager(), show_progress=False)
     wall = time.perf_counter() - start
-    results = [load_result(p) for p in summary.result_paths]
+    results = [load_result(p, trust_for(p)) for p in summary.result_paths]
     if summary.failed or any(r is None for r in results):
         raise SystemExit(f"grid {args} had failed cells; fix them before benchmarking")
     return {"wall_s": wall, "cells": summary.total,
@@ -59,23 +60,25 @@ def time_grid(args: list[str]) -> dict[str, Any]:
 
 def driver_cost_per_cell(result_path: Path, repeats: int = 50) -> dict[str, float]:
     """Seconds the driver spends per cell outside compute: claim, atomic write, resume read."""
-    result = load_result(result_path)
+    result = load_result(result_path, trust_for(result_path))
     registry = load_registry()
     spec = parse_overrides(["victims=digits_cnn", "defenses=none", "attacks=knockoff"])
     cell = expand_grid(spec, registry)[0]
     config_hash(cell, registry)
     with tempfile.TemporaryDirectory() as tmp:
+        manifest = open_run_manifest(Path(tmp))
+        trust = FolderTrust.load(Path(tmp), keys=[manifest.key.public])
         timings: dict[str, list[float]] = {"claim_release_s": [], "write_s": [], "read_s": [],
                                            "config_hash_s": []}
         for i in range(repeats):
-            path = Path(tmp) / f"seed{i}-x.json"
+            path = Path(tmp) / "cells" / "v" / "d" / "a" / f"seed{i}-x.json"
             t0 = time.perf_counter()
             claim = try_claim(path)
             claim.release()
             t1 = time.perf_counter()
-            write_result(path, copy.deepcopy(result), cell, registry)
+            write_result(path, copy.deepcopy(result), cell, registry, manifest=manifest)
             t2 = time.perf_counter()
-            load_result(path)
+            load_result(path, trust)
             t3 = time.perf_counter()
             config_hash(cell, registry)
             t4 = time.perf_counter()

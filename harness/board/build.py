@@ -6,9 +6,12 @@ the file and the field named. Runs of different schema or protocol versions are 
 before anything is written (their numbers are not comparable). Cells are identified by
 their config hash, so the same cell reached through two runs or copied under another
 name counts once. The output folder gets a copy of every member cell file (byte for byte,
-so its digest still checks), the replica-ceiling files, ``leaderboard.json`` (with the
-command that built it and the source runs) and ``schema.json``; its old ``cells/`` and
-``replicas/`` are replaced as a whole.
+so its digest and signature still check), the replica-ceiling files, the runs' signed
+manifests, their public keys (``signing-keys.json``; the private keys stay with the runs),
+``leaderboard.json`` (with the command that built it, the source runs and the signing
+keys' fingerprints) and ``schema.json``; its old ``cells/``, ``replicas/`` and
+``manifests/`` are replaced as a whole. A cell that is not signed by its run's key and
+listed in one of the run's manifests stops the build.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from harness.errors import OutputDirError, ResultFileError
 from harness.io.atomic import write_json_atomic
 from harness.io.results import check_result, load_ceilings, parse_result
 from harness.io.schema import SCHEMA_VERSION, combined_schema
+from harness.io.signing import MANIFESTS, FolderTrust, write_public_keys
 from harness.stages import PROTOCOL_VERSION
 
 
@@ -68,7 +72,8 @@ def read_runs(runs: list[Path]) -> list[tuple[Path, Path, dict[str, Any]]]:
             "numbers of other versions are not comparable. Re-run the old grids with this "
             "harness (`harness run` with the same keys) or build them with the harness that "
             "wrote them.")
-    return [(run, path, check_result(obj, path)) for run, path, obj in files]
+    trusts = {run: FolderTrust.of(run) for run in {f[0] for f in files}}
+    return [(run, path, check_result(obj, path, trusts[run])) for run, path, obj in files]
 
 
 def _replace_tree(target: Path, fill: Any) -> None:
@@ -104,7 +109,8 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
                              "choose a writable folder") from None
     results = dedupe([{**result, "_path": str(path.relative_to(run)), "_source": str(path)}
                       for run, path, result in entries])
-    ceilings = [c for run in runs for c in load_ceilings(Path(run))]
+    trusts = [FolderTrust.of(Path(run)) for run in runs]
+    ceilings = [c for trust in trusts for c in load_ceilings(trust.folder, trust)]
 
     def copy_cells(tmp: Path) -> None:
         for r in results:
@@ -117,11 +123,20 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
             for path in sorted((Path(run) / "replicas").glob("*.json")):
                 shutil.copyfile(path, tmp / path.name)
 
+    def copy_manifests(tmp: Path) -> None:
+        for trust in trusts:
+            for path in sorted((trust.folder / MANIFESTS).glob("*.json")):
+                if path.name not in trust.bad_manifests:
+                    shutil.copyfile(path, tmp / path.name)
+
     _replace_tree(out / "cells", copy_cells)
     _replace_tree(out / "replicas", copy_replicas)
+    _replace_tree(out / MANIFESTS, copy_manifests)
+    keys = [key for trust in trusts for key in trust.keys.values()]
+    write_public_keys(out, keys)
     for r in results:
         r.pop("_source")
-    board = {**board_header(command),
+    board = {**board_header(command), "signing_keys": sorted({k.id for k in keys}),
              "sources": [{"run_dir": os.path.relpath(Path(run).resolve(), out.resolve()),
                           "cells": sum(1 for e in entries if e[0] == run)} for run in runs],
              **aggregate(results, reference_attacks, ceilings, budget)}

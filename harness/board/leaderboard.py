@@ -45,6 +45,7 @@ from harness.io.atomic import write_json_atomic
 from harness.io.integrity import SEAL
 from harness.io.results import load_ceilings, load_result
 from harness.io.schema import SCHEMA_VERSION, leaderboard_schema
+from harness.io.signing import FolderTrust
 from harness.metrics.stats import bootstrap_ci, mean_ci
 from harness.stages import PROTOCOL_VERSION
 from harness.version import __version__
@@ -61,9 +62,10 @@ def load_results(out: Path) -> list[dict[str, Any]]:
     ``_path``; a bad file is skipped with a warning (``harness leaderboard build`` is the
     strict reader)."""
     out = Path(out)
+    trust = FolderTrust.of(out)
     results = []
     for path in sorted((out / "cells").rglob("*.json")):
-        result = load_result(path)
+        result = load_result(path, trust)
         if result is not None:
             results.append({**result, "_path": str(path.relative_to(out))})
     return dedupe(results)
@@ -213,6 +215,7 @@ def build_leaderboard(out: Path, reference_attacks: set[str], command: str | Non
     are skipped with a warning); ``harness leaderboard build`` is the strict one."""
     results = load_results(out)
     board = {**board_header(command),
-             **aggregate(results, reference_attacks, load_ceilings(out), budget)}
+             **aggregate(results, reference_attacks, load_ceilings(out, FolderTrust.of(out)),
+                          budget)}
     write_board(board, Path(out) / "leaderboard.json")
     return board

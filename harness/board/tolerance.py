@@ -39,6 +39,22 @@ Three regimes, chosen per cell by :func:`regime_of`:
     0.2, query counts 5% relative, other metrics 0.15 absolute or 50% relative. These
     are stated bounds for a quiet machine, not calibrated against many live re-runs;
     a loaded machine can exceed them, and verify then says so cell by cell.
+``fresh_secret`` (and ``fresh_secret_live`` with live timing)
+    The cell ran under a secret verify does not hold (another folder's
+    ``.harness-secret``, a named secret it was not given), so it is re-run under a fresh
+    random secret: another victim draw (training seed, split), other server streams.
+    The tolerances are measured, not chosen: ``benchmarks/fresh_secret_spread.py`` ran
+    the ``make run`` grid (digits victim; ``exit_steal`` and ``knockoff``; ``none``,
+    ``pad_constant``, ``exit_noise``, ``rounding``; seed 0) under 5 secrets, and each
+    tolerance is the larger of 4.5 times the largest per-cell standard deviation and
+    the largest difference seen (``FRESH_SECRET`` below; never tighter than
+    ``cross_machine``, or than ``live`` for live cells). The victim itself changes, so
+    they are wide where the victim's exit mix drives the metric: ``exit_agreement``
+    0.60, ``cost_ratio`` 2.14, ``latency_overhead_p50`` 3.54; and tight where it does
+    not: ``fidelity`` 0.06, ``accuracy`` 0.07. A fresh-secret verify therefore catches
+    a forged fidelity or accuracy, and only gross forgeries of the exit metrics; a
+    bit-exact check needs the secret. ``queries_used`` and ``queries_refused`` did not
+    move in the measured grid (no defense there refuses); they get 5% relative.
 """
 
 from __future__ import annotations
@@ -53,7 +69,7 @@ from harness.io.provenance import machine_info
 EXACT_TIMINGS = frozenset({"analytic", "replay", "realistic"})
 """Timing modes whose latencies are seeded draws (no measurement): exact on one machine."""
 
-REGIMES = ("exact", "cross_machine", "live")
+REGIMES = ("exact", "cross_machine", "live", "fresh_secret", "fresh_secret_live")
 
 
 @dataclass(frozen=True)
@@ -119,8 +135,40 @@ LIVE: Mapping[str, Tolerance] = _table(
 LIVE_DEFAULT = Tolerance(abs=0.15, rel=0.5)
 
 
+FRESH_SECRET: Mapping[str, Tolerance] = {
+    **{name: Tolerance(abs=value) for name, value in (
+        ("accuracy", 0.07), ("victim_accuracy", 0.03), ("fidelity", 0.06),
+        ("final_exit_fidelity", 0.10), ("benign_accuracy_drop", 0.01),
+        ("benign_refusal_rate", 0.0), ("exit_agreement", 0.60),
+        ("exit_distribution_tv", 0.60), ("exit_kappa", 0.21),
+        ("exit_estimation_accuracy", 0.55), ("bayes_exit_accuracy", 0.33),
+        ("bayes_exit_accuracy_intended", 0.33), ("chance_exit_accuracy", 0.33),
+        ("chance_exit_accuracy_intended", 0.33), ("query_bayes_exit_accuracy", 0.40),
+        ("speedup_retained", 0.63), ("leakage_bits", 0.31), ("leakage_bits_intended", 0.36),
+        ("cost_ratio", 2.14), ("efficiency_gap", 1.13), ("final_exit_efficiency_gap", 0.54),
+        ("compute_overhead", 0.06), ("latency_overhead_p50", 3.54),
+        ("latency_overhead_p99", 1.35))},
+    **{name: Tolerance(rel=0.05) for name in _COUNTS}}
+"""Measured by ``benchmarks/fresh_secret_spread.py`` (module docstring)."""
+FRESH_SECRET_DEFAULT = Tolerance(abs=0.6, rel=0.5)
+
+
+def loosest(a: Tolerance, b: Tolerance) -> Tolerance:
+    """What allows whatever either allows (an exact one gives way to the other)."""
+    return Tolerance(abs=max(a.abs, b.abs), rel=max(a.rel, b.rel))
+
+
+def with_fresh_secret(regime: str) -> str:
+    """The regime of a cell re-run under a fresh secret instead of its own."""
+    return "fresh_secret_live" if regime == "live" else "fresh_secret"
+
+
 def tolerance_for(metric: str, regime: str) -> Tolerance:
     """The tolerance of ``metric`` in ``regime`` (one of :data:`REGIMES`)."""
+    if regime in ("fresh_secret", "fresh_secret_live"):
+        other = tolerance_for(metric, "live" if regime == "fresh_secret_live" else
+                              "cross_machine")
+        return loosest(FRESH_SECRET.get(metric, FRESH_SECRET_DEFAULT), other)
     if regime == "exact":
         return EXACT
     if regime == "cross_machine":

@@ -29,18 +29,19 @@ have equal hashes and different numbers: verify with the secret the board used.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.board.respec import CannotRebuild, find_profile, rebuild_cell, why_stale
-from harness.board.tolerance import MachineClass, regime_of, tolerance_for
+from harness.board.tolerance import MachineClass, regime_of, tolerance_for, with_fresh_secret
 from harness.board.verify_report import (
     MISSING,
     Mismatch,
@@ -52,7 +53,16 @@ from harness.board.verify_report import (
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ConfigError, HarnessError
 from harness.io.results import previous_result
-from harness.io.secret import FOLDER_FILE, run_secret, secret_mode, victim_salt
+from harness.io.secret import (
+    ENV_VAR,
+    FOLDER_FILE,
+    MODE_VAR,
+    folder_secret,
+    fresh_secret,
+    secret_env,
+    victim_salt,
+)
+from harness.io.signing import FolderTrust
 from harness.isolation.plugin_host import evaluator_registry
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry
@@ -119,6 +129,38 @@ def compare_results(path: Path, expected: Mapping[str, Any], got: Mapping[str, A
 
 
 @dataclass(frozen=True)
+class SecretPlan:
+    """Under which secret each cell is re-run, by the mode it recorded.
+
+    A cell is re-run bit-exactly under the secret it ran with when verify holds it (the
+    folder's own ``.harness-secret``, or this process's ``HARNESS_SECRET`` for a named
+    secret; public cells need none). Otherwise it is re-run under ``fresh`` (a new
+    random secret in the same mode: another victim draw, split and server streams) and
+    compared within the ``fresh_secret`` tolerances."""
+
+    folder: str | None = None
+    named: str | None = None
+    fresh: str = field(default_factory=fresh_secret)
+
+    @classmethod
+    def here(cls, board_dir: Path | None = None) -> SecretPlan:
+        """The secrets this process holds: ``board_dir``'s own, ``HARNESS_SECRET``."""
+        named = os.environ.get(ENV_VAR)
+        own = board_dir is not None and (Path(board_dir) / FOLDER_FILE).is_file()
+        folder = folder_secret(Path(board_dir)) if own else (
+            named if os.environ.get(MODE_VAR) == "folder" else None)
+        return cls(folder=folder, named=None if os.environ.get(MODE_VAR) == "folder" else named)
+
+    def for_mode(self, recorded: Any) -> tuple[str | None, str, bool]:
+        """(secret, mode, fresh) for a cell that recorded secret mode ``recorded``."""
+        if recorded == "folder":
+            return (self.folder, "folder", False) if self.folder else (self.fresh, "folder", True)
+        if recorded == "secret":
+            return (self.named, "secret", False) if self.named else (self.fresh, "secret", True)
+        return None, "public", False
+
+
+@dataclass(frozen=True)
 class _Plan:
     """A cell ready to re-run."""
 
@@ -131,19 +173,18 @@ class _Plan:
     why: str
 
 
+def recorded_secret_mode(result: Mapping[str, Any]) -> Any:
+    """The secret mode a cell ran in (``public`` when it records none)."""
+    return ((result.get("diagnostics") or {}).get("isolation") or {}).get("secret", "public")
+
+
 def _prepare(path: Path, result: Mapping[str, Any], registry: Registry, base: CellEnvironment,
-             profiles: Sequence[Path], here: MachineClass) -> _Plan:
-    """Rebuild the cell and pick its environment and regime (raises :class:`CannotRebuild`)."""
-    recorded = ((result.get("diagnostics") or {}).get("isolation") or {}).get("secret")
-    if recorded in ("public", "secret", "folder") and recorded != secret_mode():
-        fix = {"secret": "set the HARNESS_SECRET it used",
-               "folder": f"verify the results folder that holds its {FOLDER_FILE}",
-               "public": "unset HARNESS_SECRET"}[recorded]
-        raise CannotRebuild(f"the cell ran in {recorded} mode and this process is in "
-                            f"{secret_mode()} mode; {fix}")
+             profiles: Sequence[Path], here: MachineClass, fresh: bool) -> _Plan:
+    """Rebuild the cell and pick its environment and regime (raises :class:`CannotRebuild`);
+    called under the secret the cell is re-run with (``fresh``: not the one it ran with)."""
     cell = rebuild_cell(result, registry)
     settings = cell.settings
-    env = base
+    env = replace(base, victim_salt=victim_salt())
     if settings.timing == "replay":
         if not settings.profile_hash:
             raise CannotRebuild("timing=replay but the cell records no profile hash")
@@ -156,6 +197,10 @@ def _prepare(path: Path, result: Mapping[str, Any], registry: Registry, base: Ce
         raise CannotRebuild(f"device {settings.device!r}: {exc}") from None
     regime, why = regime_of(settings.timing, settings.transport, str(result.get("device", "")),
                             device_here, MachineClass.of_result(result), here)
+    if fresh:
+        regime, why = with_fresh_secret(regime), (
+            f"re-run under a fresh secret (this process does not hold the cell's "
+            f"{recorded_secret_mode(result)} secret): another victim draw; {why}")
     return _Plan(path, result, cell, config_hash(cell, registry), env, regime, why)
 
 
@@ -167,9 +212,11 @@ def verify_results(results: Iterable[tuple[Path, Mapping[str, Any]]], registry: 
                    data_root: Path | None = None, profiles: Sequence[Path] = (),
                    rerun_stale: bool = False, here: MachineClass | None = None,
                    progress: Callable[[str], None] | None = None,
-                   rerun: Rerun | None = None) -> VerifyReport:
+                   rerun: Rerun | None = None, secrets: SecretPlan | None = None
+                   ) -> VerifyReport:
     """Verify loaded results (see the module docstring); never writes next to them.
 
+    ``secrets``: the secrets to re-run under (default :meth:`SecretPlan.here`);
     ``profiles``: files or folders holding the latency profiles of replay cells;
     ``here``: the machine class to compare with (default this machine's);
     ``rerun``: how a cell is computed (default :func:`~harness.run.runner.compute_result`).
@@ -178,6 +225,7 @@ def verify_results(results: Iterable[tuple[Path, Mapping[str, Any]]], registry: 
     note = progress or (lambda text: None)
     here = here or MachineClass.here()
     rerun = rerun or compute_result
+    secrets = secrets or SecretPlan.here()
     items = [(Path(p), r) for p, r in results]
     cannot = [Unverifiable(p, f"recorded as failed ({_first_line(r)}); nothing to compare",
                            failed=True)
@@ -188,34 +236,35 @@ def verify_results(results: Iterable[tuple[Path, Mapping[str, Any]]], registry: 
     mismatches: list[Mismatch] = []
     stale: list[Stale] = []
     seconds: list[float] = []
-    reruns: dict[str, tuple[dict[str, Any], float]] = {}
+    reruns: dict[tuple[str, str | None], tuple[dict[str, Any], float]] = {}
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp, InterruptGuard() as guard:
         base = CellEnvironment(cache_dir=Path(cache_dir or Path(tmp) / "cache"),
-                               data_root=data_root, out=Path(tmp) / "out",
-                               victim_salt=victim_salt())
+                               data_root=data_root, out=Path(tmp) / "out")
         base.out.mkdir(parents=True, exist_ok=True)
         base.cache_dir.mkdir(parents=True, exist_ok=True)
         for i, (path, result) in enumerate(chosen, 1):
             head = f"[{i}/{len(chosen)}] {path}"
-            try:
-                plan = _prepare(path, result, registry, base, profiles, here)
-            except (CannotRebuild, HarnessError) as exc:
-                cannot.append(Unverifiable(path, str(exc)))
-                note(f"{head}: cannot verify ({exc})")
-                continue
-            stored = str(result.get("config_hash", ""))
-            is_stale = plan.digest != stored
-            why = why_stale(result, plan.cell, registry) if is_stale else ""
-            if is_stale and not rerun_stale:
-                stale.append(Stale(path, stored, plan.digest, why))
-                note(f"{head}: stale (hash {stored[:12]} -> {plan.digest[:12]}), not re-run")
-                continue
-            if plan.digest not in reruns:
-                t0 = time.perf_counter()
-                got = rerun(plan.cell, registry, plan.env, plan.digest, guard)
-                reruns[plan.digest] = (got, time.perf_counter() - t0)
-                seconds.append(reruns[plan.digest][1])
-            got, took = reruns[plan.digest]
+            secret, mode, fresh = secrets.for_mode(recorded_secret_mode(result))
+            with secret_env(secret, mode):
+                try:
+                    plan = _prepare(path, result, registry, base, profiles, here, fresh)
+                except (CannotRebuild, HarnessError) as exc:
+                    cannot.append(Unverifiable(path, str(exc)))
+                    note(f"{head}: cannot verify ({exc})")
+                    continue
+                stored = str(result.get("config_hash", ""))
+                is_stale = plan.digest != stored
+                why = why_stale(result, plan.cell, registry) if is_stale else ""
+                if is_stale and not rerun_stale:
+                    stale.append(Stale(path, stored, plan.digest, why))
+                    note(f"{head}: stale (hash {stored[:12]} -> {plan.digest[:12]}), not re-run")
+                    continue
+                if (plan.digest, secret) not in reruns:
+                    t0 = time.perf_counter()
+                    got = rerun(plan.cell, registry, plan.env, plan.digest, guard)
+                    reruns[plan.digest, secret] = (got, time.perf_counter() - t0)
+                    seconds.append(reruns[plan.digest, secret][1])
+            got, took = reruns[plan.digest, secret]
             diff = compare_results(path, result, got, plan.regime)
             if is_stale:
                 stale.append(Stale(path, stored, plan.digest, why, rerun=True,
@@ -239,16 +288,19 @@ def _first_line(result: Mapping[str, Any]) -> str:
     return (text.splitlines() or ["no error recorded"])[0][:200]
 
 
-def load_board(board_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[Unverifiable]]:
-    """The loadable cell results under ``board_dir/cells`` and the files that are not."""
+def load_board(board_dir: Path, trust: FolderTrust | None = None
+               ) -> tuple[list[tuple[Path, dict[str, Any]]], list[Unverifiable]]:
+    """The loadable cell results under ``board_dir/cells`` and the files that are not
+    (among them any not signed and listed as ``trust``, by default the folder's, says)."""
     cells = Path(board_dir) / "cells"
     if not cells.is_dir():
         raise ConfigError(f"{board_dir} has no cells/ folder; give a leaderboard or run "
                           "folder (one holding cells/<victim>/<defense>/<attack>/*.json)")
     loaded, bad = [], []
+    trust = trust or FolderTrust.of(Path(board_dir))
     for path in sorted(cells.rglob("*.json")):
         try:
-            result, problem = previous_result(path)
+            result, problem = previous_result(path, trust)
         except OSError as exc:  # unreadable (permissions, a folder named *.json)
             result, problem = None, str(exc)
         if result is None:
@@ -270,16 +322,11 @@ def verify_leaderboard(board_dir: Path, sample: int | None = None, seed: int = 0
     looked up in ``profiles`` and in ``board_dir`` itself. A cell file that does not load
     (corrupt, invalid, refused) is listed as cannot verify."""
     registry = registry or evaluator_registry(make_plugin_manager(), (Path(board_dir),))
-    loaded, bad = load_board(Path(board_dir))
-    own = (Path(board_dir) / FOLDER_FILE).is_file()  # a results folder with its own secret
-    with run_secret(Path(board_dir), "folder" if own else "public"):
-        report = verify_results(loaded, registry, sample=sample, seed=seed,
-                                cache_dir=cache_dir, data_root=data_root,
-                                profiles=(*profiles, Path(board_dir)),
-                                rerun_stale=rerun_stale, progress=progress, rerun=rerun)
-    if not bad:
-        return report
-    return VerifyReport(verified=report.verified, mismatches=report.mismatches,
-                        stale=report.stale, cannot_verify=(*bad, *report.cannot_verify),
-                        wall_s=report.wall_s, ok_cells=report.ok_cells, sampled=report.sampled,
-                        rerun_seconds=report.rerun_seconds)
+    trust = FolderTrust.of(Path(board_dir))
+    loaded, bad = load_board(Path(board_dir), trust)
+    report = verify_results(loaded, registry, sample=sample, seed=seed, cache_dir=cache_dir,
+                            data_root=data_root, profiles=(*profiles, Path(board_dir)),
+                            rerun_stale=rerun_stale, progress=progress, rerun=rerun,
+                            secrets=SecretPlan.here(Path(board_dir)))
+    return replace(report, cannot_verify=(*bad, *report.cannot_verify),
+                   signing_keys=tuple(sorted(trust.keys)))

@@ -86,6 +86,8 @@ class VerifyReport:
     """The ok cells chosen for verification."""
     rerun_seconds: tuple[float, ...] = field(default=())
     """The wall time of every re-run (verified, mismatching and re-run stale cells)."""
+    signing_keys: tuple[str, ...] = field(default=())
+    """Fingerprints of the keys the cells' signatures were checked against."""
 
     @property
     def ok(self) -> bool:
@@ -112,6 +114,9 @@ class VerifyReport:
                  f"{len(self.mismatches)} fields",
                  f"  stale (code, versions or protocol changed; counted apart): {len(self.stale)}",
                  f"  cannot verify: {len(self.cannot_verify)}"]
+        if self.signing_keys:
+            lines.append(f"  signatures checked against key {', '.join(self.signing_keys)} "
+                         "(compare with the fingerprints published with the board)")
         if self.mismatches:
             lines.append("mismatches:")
             lines += [f"  {m}" for m in self.mismatches]

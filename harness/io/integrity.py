@@ -5,7 +5,8 @@ canonical JSON (sorted keys, compact) of everything else in the file, plus short
 digests of each top-level field and of each metric, so a check can name the field that
 changed. ``harness run`` recomputes a cell whose seal does not match and says which
 field was edited; ``harness leaderboard`` refuses it. This detects edits, truncation and
-corruption, not a forger who recomputes the digests (that needs a signing key).
+corruption, not a forger who recomputes the digests: that is the evaluator's signature
+(:mod:`harness.io.signing`), made over the sealed file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 from typing import Any
 
 SEAL = "content_digest"
+OUTSIDE = (SEAL, "signature")
+"""Fields the digest does not cover: itself, and the signature made over the sealed file."""
 ALGORITHM = "sha256/canonical-json"
 FIELD_DIGEST_CHARS = 16
 
@@ -37,7 +40,7 @@ def _field_digests(body: dict[str, Any]) -> dict[str, str]:
 
 def seal(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` with its content digest (any old one replaced)."""
-    body = {k: v for k, v in result.items() if k != SEAL}
+    body = {k: v for k, v in result.items() if k not in OUTSIDE}
     return {**body, SEAL: {"algorithm": ALGORITHM,
                            "sha256": hashlib.sha256(canonical_bytes(body)).hexdigest(),
                            "fields": _field_digests(body)}}
@@ -52,7 +55,7 @@ def seal_problems(result: dict[str, Any]) -> list[str]:
                 "was removed)"]
     if recorded.get("algorithm") != ALGORITHM:
         return [f"{SEAL}.algorithm is {recorded.get('algorithm')!r}, expected {ALGORITHM!r}"]
-    body = {k: v for k, v in result.items() if k != SEAL}
+    body = {k: v for k, v in result.items() if k not in OUTSIDE}
     if hashlib.sha256(canonical_bytes(body)).hexdigest() == recorded["sha256"]:
         return []
     old = recorded.get("fields") or {}

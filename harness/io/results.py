@@ -1,4 +1,8 @@
-"""Cell result files: atomic JSON writes, trusted loads, provenance (machine, git, packages)."""
+"""Cell result files: atomic JSON writes, trusted loads, provenance (machine, git, packages).
+
+A load is trusted when the file is JSON, matches its schema and content digest, and is
+signed and listed by its folder (:class:`~harness.io.signing.FolderTrust`, passed in by
+the caller: a run trusts its own key, a board the keys it lists)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import jsonschema
 from harness.errors import OutputDirError, ResultFileError
 from harness.io.integrity import seal_problems
 from harness.io.schema import cell_result_schema, replica_ceiling_schema
+from harness.io.signing import FolderTrust
 
 
 def check_out_dir(out: Path, key: str = "out") -> Path:
@@ -56,12 +61,13 @@ def _field_path(exc: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in exc.absolute_path) or "(top level)"
 
 
-def read_result(path: Path) -> dict[str, Any]:
+def read_result(path: Path, trust: FolderTrust) -> dict[str, Any]:
     """A trusted cell result, or :class:`ResultFileError` saying what is wrong with the file
-    and which field: not JSON (truncated or corrupt), outside the schema, or edited since
-    it was written (its content digest does not match). FileNotFoundError passes through.
+    and which field: not JSON (truncated or corrupt), outside the schema, edited since
+    it was written (its content digest does not match), or not signed and listed by the
+    folder (``trust``). FileNotFoundError passes through.
     """
-    return check_result(parse_result(path), path)
+    return check_result(parse_result(path), path, trust)
 
 
 def parse_result(path: Path) -> Any:
@@ -73,9 +79,10 @@ def parse_result(path: Path) -> Any:
                               f"{exc})", path) from None
 
 
-def check_result(obj: Any, path: Path) -> dict[str, Any]:
-    """``obj`` (read from ``path``) if it matches the schema and its content digest, else
-    :class:`ResultFileError` naming the field."""
+def check_result(obj: Any, path: Path, trust: FolderTrust) -> dict[str, Any]:
+    """``obj`` (read from ``path``) if it matches the schema, its content digest and its
+    folder's signatures (``trust``), else :class:`ResultFileError` naming the field or
+    the signature problem."""
     try:
         validate_result(obj)
     except jsonschema.ValidationError as exc:
@@ -87,37 +94,49 @@ def check_result(obj: Any, path: Path) -> dict[str, Any]:
         fields = tuple(p.split()[1] for p in problems if p.startswith("field "))
         raise ResultFileError(f"result file {path} was changed after it was written: "
                               + "; ".join(problems), path, fields)
+    problem = trust.problem(obj, path)
+    if problem:
+        raise ResultFileError(f"result file {path} is not trusted: {problem}", path,
+                              ("signature",))
     return obj
 
 
-def previous_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """A cell's earlier result if its file is intact, else (None, why not) - edited,
-    truncated or invalid - or (None, None) when there is none."""
+def previous_result(path: Path, trust: FolderTrust
+                    ) -> tuple[dict[str, Any] | None, str | None]:
+    """A cell's earlier result if its file is intact and trusted, else (None, why not) -
+    edited, truncated, invalid, unsigned or unlisted - or (None, None) when there is none."""
     try:
-        return read_result(path), None
+        return read_result(path, trust), None
     except FileNotFoundError:
         return None, None
     except ResultFileError as exc:
         return None, str(exc)
 
 
-def load_result(path: Path) -> dict[str, Any] | None:
+def load_result(path: Path, trust: FolderTrust) -> dict[str, Any] | None:
     """A trusted result, or None: missing, or (with a warning that says why and names the
-    field) corrupt, invalid or edited; ``harness run`` then runs the cell again."""
-    result, problem = previous_result(path)
+    field) corrupt, invalid, edited or untrusted; ``harness run`` then runs the cell again."""
+    result, problem = previous_result(path, trust)
     if problem:
         warnings.warn(f"{problem}; the cell will be run again", stacklevel=2)
     return result
 
 
-def load_ceiling(path: Path) -> dict[str, Any] | None:
-    """A valid replica-ceiling file, or None (with a warning when it is corrupt)."""
-    return load_valid_json(path, lambda obj: jsonschema.validate(obj, replica_ceiling_schema()),
-                           "replica ceiling",
+def load_ceiling(path: Path, trust: FolderTrust) -> dict[str, Any] | None:
+    """A valid, trusted replica-ceiling file, or None (with a warning when it is corrupt,
+    invalid or not signed and listed by its folder)."""
+
+    def validate(obj: Any) -> None:
+        jsonschema.validate(obj, replica_ceiling_schema())
+        problem = trust.problem(obj, path)
+        if problem:
+            raise jsonschema.ValidationError(f"not trusted: {problem}")
+
+    return load_valid_json(path, validate, "replica ceiling",
                            "it is ignored (and computed again by the next harness run)")
 
 
-def load_ceilings(out: Path) -> list[dict[str, Any]]:
-    """Every valid ceiling file under ``out/replicas`` (none when the folder is absent)."""
+def load_ceilings(out: Path, trust: FolderTrust) -> list[dict[str, Any]]:
+    """Every valid, trusted ceiling file under ``out/replicas`` (none when absent)."""
     return [c for p in sorted((Path(out) / "replicas").glob("*.json"))
-            if (c := load_ceiling(p)) is not None]
+            if (c := load_ceiling(p, trust)) is not None]

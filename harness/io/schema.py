@@ -97,6 +97,14 @@ STAT = {
 }
 
 
+SIGNATURE = {"type": "object", "required": ["algorithm", "key", "value"],
+             "properties": {"algorithm": {"const": "ed25519"},
+                            "key": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                            "value": {"type": "string", "pattern": "^[0-9a-f]{128}$"}}}
+"""The evaluator's Ed25519 signature of a result file (:mod:`harness.io.signing`); the
+check that it is present, valid and listed by a manifest is the loader's."""
+
+
 def cell_result_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -139,6 +147,7 @@ def cell_result_schema() -> dict[str, Any]:
                                                              "type": "string"}}}},
             "wall_time_s": {"type": "number", "minimum": 0},
             "finished_at": {"type": "string"},
+            "signature": SIGNATURE,
         },
         "allOf": [{"if": {"properties": {"status": {"const": "ok"}}},
                    "then": {"properties": {"error": {"type": "null"},
@@ -187,6 +196,7 @@ def replica_ceiling_schema() -> dict[str, Any]:
             "metrics": {"type": "object", "maxProperties": 64, "additionalProperties": STAT},
             "wall_time_s": {"type": "number", "minimum": 0},
             "finished_at": {"type": "string"},
+            "signature": SIGNATURE,
         },
         "allOf": [{"if": {"properties": {"status": {"const": "ok"}}},
                    "then": {"required": ["victim_train_seed"],
@@ -277,6 +287,8 @@ def leaderboard_schema() -> dict[str, Any]:
             "headline": {"const": "exit_agreement"},
             "command": {"type": ["string", "null"]},
             "sources": {"type": "array", "items": {"type": "object"}},
+            "signing_keys": {"type": "array",
+                             "items": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
             "cost_budget": {"type": "object", "additionalProperties": {"type": "number"}},
             "cells": {"type": "object", "required": ["ok", "failed"],
                       "properties": {"ok": {"type": "integer"}, "failed": {"type": "integer"}}},

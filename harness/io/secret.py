@@ -79,16 +79,34 @@ def run_secret(out: Path, key: str) -> Iterator[str]:
     if os.environ.get(ENV_VAR) or key == "public":
         yield secret_mode()
         return
-    saved = {k: os.environ.get(k) for k in (ENV_VAR, MODE_VAR)}
-    os.environ[ENV_VAR], os.environ[MODE_VAR] = folder_secret(out), "folder"
-    try:
+    with secret_env(folder_secret(out), "folder"):
         yield "folder"
+
+
+@contextmanager
+def secret_env(secret: str | None, mode: str) -> Iterator[None]:
+    """This process in secret ``mode`` (``public``, ``secret`` or ``folder``) with
+    ``secret`` (None: public) for a block; the previous state is restored after it."""
+    saved = {k: os.environ.get(k) for k in (ENV_VAR, MODE_VAR)}
+    for k in saved:
+        os.environ.pop(k, None)
+    if secret:
+        os.environ[ENV_VAR] = secret
+        if mode == "folder":
+            os.environ[MODE_VAR] = "folder"
+    try:
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def fresh_secret() -> str:
+    """A new random secret (verify's stand-in for a secret it does not hold)."""
+    return secrets.token_hex(32)
 
 
 def victim_salt() -> str:

@@ -39,11 +39,11 @@ import numpy as np
 
 from harness.cell.server import prepare_registered_victim
 from harness.cell.spec import CellEnvironment, CellSpec, ComponentSpec
-from harness.io.atomic import write_json_atomic
 from harness.io.provenance import package_versions
 from harness.io.results import load_ceiling
 from harness.io.schema import SCHEMA_VERSION
 from harness.io.secret import secret_mode
+from harness.io.signing import FolderTrust, RunManifest
 from harness.metrics.scoring import strategy_scores
 from harness.metrics.stats import mean_ci
 from harness.model import exit_probabilities
@@ -131,18 +131,21 @@ def compute_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: Cell
 
 
 def ensure_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: CellEnvironment,
-                   device: str, note: Callable[[str], None] = lambda _: None,
+                   device: str, manifest: RunManifest, trust: FolderTrust,
+                   note: Callable[[str], None] = lambda _: None,
                    is_interrupt: Callable[[BaseException], bool] = lambda e: False,
                    ) -> tuple[Path, dict[str, Any], bool]:
     """The victim's ceiling file: reused when intact and current, else computed and written.
 
-    Returns (path, record, reused). Anything but the user's interrupt fails only this
-    ceiling (recorded as ``failed`` and computed again next time).
+    Returns (path, record, reused). The file is signed and listed in the run's
+    ``manifest``; an old one is reused only when ``trust`` vouches for it. Anything but
+    the user's interrupt fails only this ceiling (recorded as ``failed`` and computed
+    again next time).
     """
     device = resolve_device(device)
     digest = ceiling_hash(registry, victim, n, device)
     path = ceiling_path(env.out or Path("."), victim, digest)
-    old = load_ceiling(path)
+    old = load_ceiling(path, trust)
     if old is not None and old["config_hash"] == digest and old["status"] != "failed":
         return path, old, True
     start = time.perf_counter()
@@ -160,12 +163,12 @@ def ensure_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: CellE
               "replicas_requested": n, "seed_param": SEED_PARAM, "secret_mode": secret_mode(),
               "device": device, **body, "wall_time_s": round(time.perf_counter() - start, 4),
               "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    write_json_atomic(path, record)
-    return path, record, False
+    return path, manifest.write_signed(path, record), False
 
 
 def grid_ceilings(cells: list[CellSpec], n: int, registry: Registry, env: CellEnvironment,
-                  device: str, note: Callable[[str], None] = lambda _: None,
+                  device: str, manifest: RunManifest, trust: FolderTrust,
+                  note: Callable[[str], None] = lambda _: None,
                   is_interrupt: Callable[[BaseException], bool] = lambda e: False,
                   ) -> list[Path]:
     """One ceiling per distinct victim (name and parameters) of the grid; none when n == 0."""
@@ -173,8 +176,8 @@ def grid_ceilings(cells: list[CellSpec], n: int, registry: Registry, env: CellEn
         return []
     paths = []
     for victim in dict.fromkeys(c.victim for c in cells):
-        path, record, reused = ensure_ceiling(registry, victim, n, env, device, note,
-                                              is_interrupt)
+        path, record, reused = ensure_ceiling(registry, victim, n, env, device, manifest,
+                                              trust, note, is_interrupt)
         status = record["status"]
         summary = ("reused" if reused else f"{record['wall_time_s']:.1f} s")
         if status == "ok":

@@ -20,6 +20,7 @@ a lock before it runs, so two runners on one ``out=`` never run a cell twice.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 import traceback
 import warnings
@@ -33,12 +34,12 @@ from harness.cell.local import LocalRoles
 from harness.cell.roles import Roles
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.errors import ComponentFailure, ConfigError, GridInterrupted
-from harness.io.atomic import write_json_atomic
 from harness.io.integrity import seal
 from harness.io.provenance import git_commit, machine_info, package_versions
 from harness.io.results import check_out_dir, previous_result
 from harness.io.schema import SCHEMA_VERSION
 from harness.io.secret import run_secret, victim_salt
+from harness.io.signing import FolderTrust, RunManifest, open_run_manifest
 from harness.isolation.plugin_host import evaluator_registry
 from harness.isolation.roles import IsolatedRoles
 from harness.isolation.sandbox import check_apart
@@ -122,13 +123,12 @@ def one_line_reason(result: dict[str, Any], limit: int = 240) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def write_result(path: Path, result: dict[str, Any], cell: CellSpec,
-                 registry: Registry) -> dict[str, Any]:
-    """Write ``result`` atomically; if that fails, return a ``failed`` result (not written)."""
+def write_result(path: Path, result: dict[str, Any], cell: CellSpec, registry: Registry,
+                 *, manifest: RunManifest) -> dict[str, Any]:
+    """Seal, sign and write ``result`` atomically and list it in the run's ``manifest``; if
+    that fails, return a ``failed`` result (not written)."""
     try:
-        result = seal(result)
-        write_json_atomic(path, result)
-        return result
+        return manifest.write_signed(path, seal(result))
     except (OSError, TypeError, ValueError) as exc:
         error = {"type": "ResultWriteError", "component": None,
                  "message": f"{type(exc).__name__}: {exc} while writing the result; it was "
@@ -167,7 +167,8 @@ def aborted_result(cell: CellSpec, registry: Registry, digest: str, message: str
 
 
 def notify_finished(pm: HarnessPluginManager, result: dict[str, Any], cell: CellSpec,
-                    registry: Registry, path: Path, guard: InterruptGuard) -> dict[str, Any]:
+                    registry: Registry, path: Path, guard: InterruptGuard,
+                    manifest: RunManifest) -> dict[str, Any]:
     """Call every ``harness_cell_finished``; a hook that raises fails the cell, naming its plugin.
 
     Each hook gets its own copy of the result. If one raises on an ``ok`` result, the
@@ -193,7 +194,7 @@ def notify_finished(pm: HarnessPluginManager, result: dict[str, Any], cell: Cell
                      "traceback": "".join(traceback.format_exception(exc))[-8000:]}
             failed = build_result(cell, registry, result["config_hash"], "failed", {}, {}, error,
                                   result["wall_time_s"], result["device"])
-            return write_result(path, failed, cell, registry)
+            return write_result(path, failed, cell, registry, manifest=manifest)
     return result
 
 
@@ -262,12 +263,14 @@ def _run_cells(spec: RunSpec, pm: HarnessPluginManager, registry: Registry,
                           profile_path=spec.profile, out=out, victim_salt=victim_salt(),
                           memory_bytes=spec.memory, timeout_s=spec.timeout)
     planned = [(c, config_hash(c, registry)) for c in cells]
+    manifest = open_run_manifest(out)
+    trust = FolderTrust.load(out, keys=[manifest.key.public])  # this folder's own key only
     todo: list[Job] = []
     done: list[Path] = []
     problems: list[str] = []
     for cell, digest in planned:
         path = cell_path(out, cell, digest)
-        old, problem = previous_result(path)
+        old, problem = previous_result(path, trust)
         if problem:
             problems.append(f"{cell.label}: {problem}; running it again")
         if (not force and old is not None and old["status"] == "ok"
@@ -289,18 +292,19 @@ def _run_cells(spec: RunSpec, pm: HarnessPluginManager, registry: Registry,
                   f"{len(todo)} to run -> {out}")
     results: list[dict[str, Any]] = []
     queue = JobQueue(list(todo), lambda job, why: progress.step(f"{job.cell.label}: {why}"),
-                     written_after=time.time() if force else None)
+                     trust, written_after=time.time() if force else None)
     with InterruptGuard() as guard:
 
         def finish(cell: CellSpec, path: Path, result: dict[str, Any]) -> dict[str, Any]:
-            result = notify_finished(pm, result, cell, registry, path, guard)
+            result = notify_finished(pm, result, cell, registry, path, guard, manifest)
             _step(progress, cell, result)
             results.append(result)
             return result
 
         ctx = RunContext(registry=registry, env=env, guard=guard, jobs=spec.jobs,
                          timeout=spec.timeout, note=progress.note,
-                         ops=CellOps(compute=compute_result, write=write_result,
+                         ops=CellOps(compute=compute_result,
+                                     write=functools.partial(write_result, manifest=manifest),
                                      abort=aborted_result, finish=finish))
         try:
             if todo and (spec.executor != "serial" or spec.timeout is not None):
@@ -312,7 +316,8 @@ def _run_cells(spec: RunSpec, pm: HarnessPluginManager, registry: Registry,
             else:
                 run_serial(queue, ctx)
             ceilings = grid_ceilings(cells, spec.replicas, registry, env, spec.settings.device,
-                                     note=progress.note, is_interrupt=guard.is_real)
+                                     manifest, trust, note=progress.note,
+                                     is_interrupt=guard.is_real)
         except KeyboardInterrupt:
             progress.close()
             kept = len(done) + sum(r["status"] == "ok" for r in results)

@@ -16,6 +16,7 @@ from typing import Any
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.io.claims import Claim, remove_stale_temporaries, try_claim
 from harness.io.results import previous_result
+from harness.io.signing import FolderTrust
 from harness.plugins.registry import Registry
 from harness.run.interrupts import InterruptGuard
 
@@ -78,6 +79,8 @@ class JobQueue:
 
     pending: list[Job]
     skipped: Callable[[Job, str], None]
+    trust: FolderTrust
+    """The results folder's signatures: another runner's cell is reused only when trusted."""
     elsewhere: int = 0
     finished_elsewhere: int = 0
     claims: dict[Path, Claim] = field(default_factory=dict)
@@ -101,7 +104,7 @@ class JobQueue:
                 self.elsewhere += 1
                 self.skipped(job, "running elsewhere (another runner holds it); skipped")
                 continue
-            old = previous_result(job.path)[0]  # the planner already reported bad files
+            old = previous_result(job.path, self.trust)[0]  # the planner already reported bad files
             if (old is not None and old["status"] == "ok" and old["config_hash"] == job.digest
                     and self._fresh(job.path)):
                 claim.release()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +22,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.board.build import build_board
 from harness.board.respec import CannotRebuild, rebuild_cell
 from harness.board.tolerance import EXACT, MachineClass, Tolerance, regime_of, tolerance_for
-from harness.board.verify import load_board, select_sample, verify_leaderboard, verify_results
+from harness.board.verify import (
+    SecretPlan,
+    load_board,
+    select_sample,
+    verify_leaderboard,
+    verify_results,
+)
 from harness.errors import ConfigError
+from harness.io.secret import secret_env, secret_mode
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
@@ -46,7 +55,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    """A board dir holding the cells of two tiny runs (3 cells), and their victim cache."""
+    """A board built from two tiny runs (3 cells), and their victim cache."""
     root = tmp_path_factory.mktemp("verify")
     cache = root / "cache"
     for timing, extra in GRIDS.items():
@@ -54,7 +63,7 @@ def board(tmp_path_factory):
                                 f"cache_dir={cache}", "secret=public"])  # verified elsewhere
         summary = run_grid(spec, make_plugin_manager(), show_progress=False)
         assert summary.failed == 0
-        shutil.copytree(root / timing / "cells", root / "board" / "cells", dirs_exist_ok=True)
+    build_board([root / timing for timing in GRIDS], root / "board", set())
     return root / "board", cache
 
 
@@ -200,12 +209,41 @@ def test_unknown_component_failed_cell_missing_profile_cannot_verify(loaded, reg
     assert failed_only.ok  # a recorded failure carries no number to contradict
 
 
-def test_other_secret_mode_cannot_verify(loaded, registry, board, memo):
+def test_a_cell_whose_secret_verify_lacks_is_rerun_under_a_fresh_secret(loaded, registry,
+                                                                       board, monkeypatch):
+    monkeypatch.delenv("HARNESS_SECRET", raising=False)
     path, result = loaded[0]
     result["diagnostics"]["isolation"]["secret"] = "secret"
-    report = verify(loaded[:1], registry, board, memo)
-    (u,) = report.cannot_verify
-    assert u.path == path and "HARNESS_SECRET" in u.reason
+    with secret_env("any", "secret"):  # the hash of the same cell run in secret mode
+        result["config_hash"] = config_hash(rebuild_cell(result, registry), registry)
+    seen = []
+
+    def rerun(cell, registry, env, digest, guard):
+        seen.append((os.environ.get("HARNESS_SECRET"), secret_mode(), env.victim_salt))
+        return copy.deepcopy(result)  # as if it reproduced
+
+    (v,) = verify(loaded[:1], registry, board, rerun).verified
+    assert v.path == path and v.regime == "fresh_secret" and "fresh secret" in v.why
+    ((secret, mode, salt),) = seen
+    assert secret and mode == "secret" and salt  # a fresh secret salts the victim too
+    assert "HARNESS_SECRET" not in os.environ  # the process's own state is restored
+    (v,) = verify(loaded[:1], registry, board, rerun, secrets=SecretPlan(named="given")).verified
+    assert v.regime == "exact" and seen[-1][0] == "given"  # the secret it ran with: exact
+    got = copy.deepcopy(result)
+    got["metrics"]["fidelity"] -= 0.2  # beyond the measured fresh-secret spread (0.06)
+    report = verify(loaded[:1], registry, board, lambda *a: copy.deepcopy(got))
+    (m,) = report.mismatches
+    assert m.field == "metrics.fidelity" and m.tolerance == "abs 0.06"
+
+
+def test_fresh_secret_tolerances_are_never_tighter_than_cross_machine_or_live():
+    for metric in ("exit_agreement", "fidelity", "leakage_bits", "cost_ratio", "queries_used",
+                   "a_plugin_metric"):
+        fresh, cross = tolerance_for(metric, "fresh_secret"), tolerance_for(metric,
+                                                                              "cross_machine")
+        live = tolerance_for(metric, "fresh_secret_live")
+        assert fresh.abs >= cross.abs and fresh.rel >= cross.rel
+        assert live.abs >= tolerance_for(metric, "live").abs and live.abs >= fresh.abs
 
 
 def test_sample_one_picks_one(loaded, registry, board, memo):

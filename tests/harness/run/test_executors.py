@@ -15,6 +15,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.io.claims import lock_path, try_claim
 from harness.io.results import load_result
+from harness.io.signing import trust_for
 from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
@@ -100,7 +101,8 @@ def _check_timeout_counts_compute_only(tmp_path: Path, monkeypatch, *extra: str)
     s = parse_overrides(grid(tmp_path, "attacks=nap,hang", "attack.nap.seconds=0.5", "timeout=8",
                              *extra))
     summary = run_grid(s, make_plugin_manager(), show_progress=False)
-    by_attack = {r["cell"]["attack"]["name"]: r for r in map(load_result, summary.result_paths)}
+    by_attack = {r["cell"]["attack"]["name"]: r for r in
+                 (load_result(p, trust_for(p)) for p in summary.result_paths)}
     assert by_attack["nap"]["status"] == "ok", by_attack["nap"]["error"]
     assert by_attack["hang"]["status"] == "failed"
     assert "timed out after 8 s of compute" in by_attack["hang"]["error"]["message"]
@@ -131,13 +133,13 @@ def test_sigkill_mid_grid_then_resume(exec_plugin, tmp_path, mark, executor):
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     wait_until(lambda: not marked_processes(mark), 10, "the killed runner's workers to exit")
-    finished = [p for p in result_files(out) if load_result(p) is not None]
+    finished = [p for p in result_files(out) if load_result(p, trust_for(p)) is not None]
     assert 1 <= len(finished) < 4
     # resume in this process (serially: the point is what the killed run left behind)
     summary = run_grid(parse_overrides([*args[:-2], "executor=serial"]), make_plugin_manager(),
                        show_progress=False)
     assert (summary.reused, summary.ran, summary.failed) == (len(finished), 4 - len(finished), 0)
-    assert all(load_result(p)["status"] == "ok" for p in summary.result_paths)
+    assert all(load_result(p, trust_for(p))["status"] == "ok" for p in summary.result_paths)
     assert leftovers(out) == []
     assert orphans_of_other_runs(mark) == []
 
@@ -170,7 +172,7 @@ def test_cell_held_by_another_runner_is_skipped_as_running_elsewhere(exec_plugin
     finally:
         claim.release()
     assert (summary.ran, summary.elsewhere, summary.failed) == (1, 1, 0)
-    assert load_result(first.result_paths[0])["status"] == "ok"
+    assert load_result(first.result_paths[0], trust_for(first.result_paths[0]))["status"] == "ok"
     assert not held_path.exists()
     again = run_grid(s, make_plugin_manager(), show_progress=False)
     assert (again.reused, again.ran, again.elsewhere) == (1, 1, 0)

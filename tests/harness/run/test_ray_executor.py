@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from harness.io.results import load_result
+from harness.io.signing import trust_for
 from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
@@ -58,7 +59,8 @@ def test_ray_runs_cells_times_out_records_killed_worker_and_resumes(exec_plugin,
         stop.set()
         watcher.join()
     assert killed, "the watcher never saw seed 1 start"
-    results = {(r["cell"]["attack"]["name"], r["seed"]): r for r in map(load_result, summary.result_paths)}
+    results = {(r["cell"]["attack"]["name"], r["seed"]): r for r in
+                 (load_result(p, trust_for(p)) for p in summary.result_paths)}
     assert results["nap", 0]["status"] == "ok"
     assert results["nap", 1]["status"] == "failed"
     assert "Ray task failed" in results["nap", 1]["error"]["message"]
@@ -72,5 +74,5 @@ def test_ray_runs_cells_times_out_records_killed_worker_and_resumes(exec_plugin,
     again = run_grid(parse_overrides([*base, "attacks=nap"]), make_plugin_manager(),
                      show_progress=False)
     assert (again.reused, again.ran, again.failed) == (1, 1, 0)
-    assert all(load_result(p)["status"] == "ok" for p in again.result_paths)
+    assert all(load_result(p, trust_for(p))["status"] == "ok" for p in again.result_paths)
     assert leftovers(tmp_path / "out") == []

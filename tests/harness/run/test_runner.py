@@ -8,6 +8,7 @@ import pytest
 
 from harness.errors import OutputDirError
 from harness.io.results import load_result, validate_result
+from harness.io.signing import trust_for
 from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
@@ -80,7 +81,7 @@ def test_interrupted_run_loses_no_finished_cell(tiny_plugin, tmp_path):
         again = run_grid(s, make_plugin_manager(), show_progress=False)
     assert (again.reused, again.ran, again.failed) == (2, 2, 0)
     for p in again.result_paths:
-        assert load_result(p)["status"] == "ok"
+        assert load_result(p, trust_for(p))["status"] == "ok"
 
 
 def test_out_pointing_at_file_or_unwritable(tiny_plugin, tmp_path):
