@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.io.atomic import create_private_once
 
 ENV_VAR = "HARNESS_SECRET"
 
@@ -53,18 +54,7 @@ def secret_mode() -> str:
 def folder_secret(out: Path) -> str:
     """The results folder's own secret: read, or created once (random, mode 0600, never
     replaced: two runners racing on one folder agree on the first one written)."""
-    path = Path(out) / FOLDER_FILE
-    if not path.exists():
-        tmp = path.with_name(f".{FOLDER_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+    path = create_private_once(Path(out) / FOLDER_FILE, (secrets.token_hex(32) + "\n").encode())
     text = path.read_text().strip()
     if len(text) < 32:
         raise ConfigError(f"{path} holds no usable secret ({len(text)} characters); delete it "

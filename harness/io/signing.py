@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from harness.errors import ConfigError
-from harness.io.atomic import write_json_atomic
+from harness.io.atomic import create_private_once, write_json_atomic
 from harness.io.integrity import canonical_bytes
 
 SIGNATURE = "signature"
@@ -109,20 +108,9 @@ class SigningKey:
         half in ``signing-keys.json`` when it does not list it."""
         path = Path(out) / PRIVATE_KEY_FILE
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pem = Ed25519PrivateKey.generate().private_bytes(
+            create_private_once(path, Ed25519PrivateKey.generate().private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption())
-            tmp = path.with_name(f"{PRIVATE_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+                serialization.NoEncryption()))
         try:
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as exc:

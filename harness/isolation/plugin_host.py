@@ -15,7 +15,6 @@ host is started only when an untrusted plugin is installed. See docs/design.md s
 from __future__ import annotations
 
 import json
-import shutil
 import traceback
 import warnings
 from pathlib import Path
@@ -24,15 +23,7 @@ from typing import Any
 from harness.components import build_component, parameter_lines
 from harness.errors import ConfigError, HarnessError, PluginError
 from harness.isolation.confine import Confinement, ConfinementReport, run_confined
-from harness.isolation.sandbox import (
-    PluginSetting,
-    privileges_droppable,
-    scratch_dir,
-    stop_worker,
-    use_scratch,
-    worker_confinement,
-    worker_context,
-)
+from harness.isolation.sandbox import PluginSetting, start_confined, use_scratch
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.plugins.hosted import USABLE_KINDS, HostedDescription, Resolution, params_key
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning
@@ -150,18 +141,9 @@ class PluginHost:
 
     def __init__(self, hosted: list[str], protect: tuple[Path | None, ...] = (),
                  strict: bool = False) -> None:
-        drop, _ = privileges_droppable()
-        self._scratch = scratch_dir(drop)
-        confinement = worker_confinement(self._scratch, protect, drop=drop,
-                                         memory_bytes=HOST_MEMORY, cpu_seconds=600)
-        context = worker_context()
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=host_worker, daemon=True,
-            args=(child, PluginSetting.current(), tuple(hosted), strict, confinement,
-                  str(self._scratch)))
-        self._process.start()
-        child.close()
+        self._worker = start_confined(host_worker, (tuple(hosted), strict), protect,
+                                      memory_bytes=HOST_MEMORY, cpu_seconds=600)
+        self._conn, self._process = self._worker.conn, self._worker.process
         self._cache: dict[tuple[str, str, str], Resolution] = {}
         reply = self._receive(("catalog", "error"))
         if reply.kind == "error":
@@ -201,8 +183,7 @@ class PluginHost:
         return self._cache[key]
 
     def close(self) -> None:
-        stop_worker(self._conn, self._process, Message("close"))
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._worker.stop(Message("close"))
 
 
 def evaluator_registry(pm: HarnessPluginManager,

@@ -20,6 +20,7 @@ import ctypes
 import importlib
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import stat
 import sys
@@ -243,3 +244,35 @@ def stop_worker(conn: Any, process: Any, farewell: Message | None = None) -> Non
         process.kill()
         process.join()
     conn.close()
+
+
+@dataclass
+class ConfinedWorker:
+    """A started plugin worker: its connection, process and scratch folder."""
+
+    conn: Any
+    process: Any
+    scratch: Path
+
+    def stop(self, farewell: Message | None = None) -> None:
+        """:func:`stop_worker`, then remove its scratch folder."""
+        stop_worker(self.conn, self.process, farewell)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def start_confined(target: Any, args: tuple[Any, ...], protect: tuple[Path | None, ...], *,
+                   memory_bytes: int, cpu_seconds: int) -> ConfinedWorker:
+    """Start ``target(conn, PluginSetting, *args, Confinement, scratch)`` in a worker that
+    confines itself before it imports a plugin (its own scratch, never ``protect``)."""
+    drop, _ = privileges_droppable()
+    scratch = scratch_dir(drop)
+    confinement = worker_confinement(scratch, protect, drop=drop, memory_bytes=memory_bytes,
+                                     cpu_seconds=cpu_seconds)
+    context = worker_context()
+    conn, child = context.Pipe()
+    process = context.Process(target=target, daemon=True,
+                              args=(child, PluginSetting.current(), *args, confinement,
+                                    str(scratch)))
+    process.start()
+    child.close()
+    return ConfinedWorker(conn, process, scratch)

@@ -16,7 +16,6 @@ starts it; ``isolation=none`` never has an untrusted substitute to score.
 from __future__ import annotations
 
 import os
-import shutil
 import traceback
 from importlib import metadata
 from pathlib import Path
@@ -28,15 +27,7 @@ from harness.cell.stolen import StolenModelError, StolenRecord, rebuild_stolen
 from harness.cell.substitute import SandboxedStolen, SubstituteOutputs, model_outputs
 from harness.hookspecs import PROJECT_NAME
 from harness.isolation.confine import Confinement, ConfinementReport, run_confined
-from harness.isolation.sandbox import (
-    PluginSetting,
-    privileges_droppable,
-    scratch_dir,
-    stop_worker,
-    use_scratch,
-    worker_confinement,
-    worker_context,
-)
+from harness.isolation.sandbox import PluginSetting, start_confined, use_scratch
 from harness.isolation.wire import Message, WireError, receive, send
 from harness.plugins.manager import is_trusted
 from harness.plugins.registry import load_registry
@@ -50,17 +41,9 @@ SCORER_WAIT_S = 900
 def score_in_sandbox(stolen: SandboxedStolen, x: np.ndarray,
                      protect: tuple[Path | None, ...]) -> SubstituteOutputs:
     """Start a confined scorer, send it the record and the inputs, return its answer."""
-    drop, _ = privileges_droppable()
-    scratch = scratch_dir(drop)
-    confinement = worker_confinement(scratch, protect, drop=drop, memory_bytes=SCORER_MEMORY,
-                                     cpu_seconds=SCORER_CPU_S)
-    context = worker_context()
-    conn, child = context.Pipe()
-    process = context.Process(target=scorer_worker, daemon=True,
-                              args=(child, PluginSetting.current(), stolen.owners,
-                                    confinement, str(scratch)))
-    process.start()
-    child.close()
+    worker = start_confined(scorer_worker, (stolen.owners,), protect,
+                            memory_bytes=SCORER_MEMORY, cpu_seconds=SCORER_CPU_S)
+    conn, process = worker.conn, worker.process
     try:
         send(conn, Message("score", {**stolen.record.meta, "input_shape": stolen.input_shape,
                                      "num_classes": stolen.num_classes},
@@ -72,8 +55,7 @@ def score_in_sandbox(stolen: SandboxedStolen, x: np.ndarray,
         raise StolenModelError(f"the sandboxed scorer died or misbehaved ({type(exc).__name__}: "
                                f"{exc}; exit code {process.exitcode})") from None
     finally:
-        stop_worker(conn, process)
-        shutil.rmtree(scratch, ignore_errors=True)
+        worker.stop()
     if reply.kind == "error":
         raise StolenModelError(str(reply.meta.get("message"))[:4000])
     return SubstituteOutputs(exits=reply.arrays.get("exits"), labels=reply.arrays.get("labels"),
