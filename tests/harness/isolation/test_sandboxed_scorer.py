@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,22 +20,13 @@ from tests.harness.conftest import install_plugin
 from tests.harness.plugins.test_third_party_components import MLP_PLUGIN
 
 ROOT = Path(__file__).resolve().parents[3]
-ARCH_PLUGIN = MLP_PLUGIN.split("class LargestGaps")[0] + '''
-
+ARCH_PLUGIN = re.sub(  # the package's architecture and policy only: no victim, no estimator
+    r"@harness.hookimpl\ndef harness_register_(exit_estimators|victims)\(register\):\n.*\n",
+    "", MLP_PLUGIN) + """
 import os as _os
 if _os.environ.get("SCORER_TEST_EVALUATOR_PID") == str(_os.getpid()):
     raise SystemExit("the evaluator imported an untrusted plugin")
-
-
-@harness.hookimpl
-def harness_register_architectures(register):
-    register(TinyMLP)
-
-
-@harness.hookimpl
-def harness_register_exit_policies(register):
-    register(MarginPolicy)
-'''
+"""
 GRID = ["victims=digits_cnn", "victim.digits_cnn.epochs=2", "attacks=exit_steal",
         "defenses=none", "budget=60", "attack.exit_steal.architecture=tiny_mlp",
         "attack.exit_steal.policy=margin", "attack.exit_steal.epochs=2",
