@@ -75,7 +75,9 @@ exits instead of estimating them.
 
 Components come from the registry through ``ctx``: the estimator (any registered one,
 ``estimator_params`` checked against its constraints), the policy (any registered
-policy with a training space, see :class:`harness.strategy.ExitPolicy`) and the
+policy; one without a training space, see :class:`harness.strategy.ExitPolicy`, skips
+the strategy loss, says so in ``diagnostics.strategy_loss_skipped``, and still has its
+thresholds searched) and the
 substitute (``architecture``, by default the victim's family, with
 ``architecture_params``). When the threat model hides the family
 (``threat.architecture=hidden``) and ``architecture`` is not set, the substitute is a
@@ -211,9 +213,8 @@ class ExitStealAttack(Attack):
         if self.architecture is not None:
             check_nested(owner, registry, "architecture", self.architecture,
                          self.architecture_params, "architecture_params")
-        policy = registry.policy(self.policy)
-        if self.strategy_weight > 0 and self.finetune_epochs > 0 and not policy.trainable():
-            raise self._fail(policy._not_trainable())
+        registry.policy(self.policy)  # a known name (a policy that is not trainable only
+        # skips the strategy loss, recorded in the diagnostics; the threshold search runs)
 
     def _network(self, ctx: AttackContext, num_exits: int) -> MultiExitNet:
         return ctx.new_network(num_exits, ctx.seed, substitute_architecture(self.architecture, ctx),
@@ -285,14 +286,20 @@ class ExitStealAttack(Attack):
                 extra_loss=extra)
 
     def _train(self, rows: Transcript, est: np.ndarray, num_exits: int, ctx: AttackContext,
-               policy: ExitPolicy) -> tuple[MultiExitNet, Any, Any, dict[str, float]]:
+               policy: ExitPolicy) -> tuple[MultiExitNet, Any, Any, dict[str, Any]]:
         """(substitute, first search, final search, diagnostics of the adaptive settings)."""
         model = self._network(ctx, num_exits)
-        notes: dict[str, float] = {}
+        notes: dict[str, Any] = {}
         labels = victim_labels(rows.outputs)
         self._fit(model, rows, est, ctx, epochs=self.epochs, lr=self.lr, seed=ctx.seed)
         first = self._search(model, rows, est, labels, ctx, policy)
-        if self.finetune_epochs > 0 and self.strategy_weight > 0 and num_exits > 1:
+        wanted = self.finetune_epochs > 0 and self.strategy_weight > 0 and num_exits > 1
+        if wanted and not policy.trainable():
+            notes["strategy_loss_skipped"] = (
+                f"exit policy {policy.name!r} has no training-space confidence "
+                "(confidence_logit, confidence_logit_np, threshold_logit); the substitute "
+                "kept its first training and the thresholds were searched on it")
+        elif wanted:
             s_loss = strategy_loss(policy, first.strategy.thresholds, self.temperature,
                                    self.confidence_weight)
             weight = float(self.strategy_weight)

@@ -155,3 +155,18 @@ def test_cost_fractions_reach_estimators_that_take_them(run):
     assert accepts_keyword(BayesEstimator().estimate, "cost_fraction")
     assert not accepts_keyword(old_style, "cost_fraction")
     assert accepts_keyword(flexible, "cost_fraction")
+
+
+def test_a_policy_without_training_space_skips_the_strategy_loss_and_still_searches(
+        make_tiny_oracle, trained_tiny_victim, monkeypatch):
+    """Issue 23, item 5: a victim policy with no confidence_logit is still attacked."""
+    from tests.attacks.test_strategy_loss import MarginPolicy
+
+    oracle, ctx = make_tiny_oracle(120, "probs", truth=False)
+    monkeypatch.setattr(type(ctx), "policy", lambda self, name: MarginPolicy())
+    stolen = ExitStealAttack(**FAST).steal(oracle, trained_tiny_victim.data.attacker.x.copy(), ctx)
+    assert stolen.strategy.policy.name == "margin"
+    stolen.strategy.validate(stolen.model.num_exits, 10)
+    assert "no training-space confidence" in stolen.diagnostics["strategy_loss_skipped"]
+    assert 0.0 <= stolen.diagnostics["search_agreement"] <= 1.0
+    json.dumps(stolen.diagnostics)
