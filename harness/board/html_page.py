@@ -29,6 +29,7 @@ from harness.board.board_view import (
     threat_text,
 )
 from harness.board.html_tables import SORTER_JS, STYLE, fmt_num, interval, table, td
+from harness.board.tables import PROVISIONAL_NOTE
 
 KNOWN_TOP = {"groups", "defense_ranking", "attack_ranking", "replica_ceiling", "paired_differences",
              "schema_version", "harness_version", "protocol_version", "generated_at", "headline",
@@ -129,7 +130,8 @@ def _defense_rankings(board: dict[str, Any]) -> str:
         return "<p>n/a (no defense ranking in this leaderboard)</p>"
     extra = sorted({k for e in entries for k in as_dict(e.get("costs")) if k not in COSTS})
     head = ["rank", "defense", "worst attack", "worst exit agreement", "95% CI", "complete",
-            "within cost budget", "Pareto", *(c.replace("_", " ") for c in (*COSTS, *extra)),
+            "within cost budget", "Pareto", "min slack",
+            *(c.replace("_", " ") for c in (*COSTS, *extra)),
             "cells", "real attacks"]
     parts = []
     for n, ((victim, threat), rows) in enumerate(_by_scenario(entries)):
@@ -144,6 +146,10 @@ def _defense_rankings(board: dict[str, Any]) -> str:
                      td(text(complete) + (f" (failed: {', '.join(map(text, failed))})" if failed else "")),
                      td(text(e.get("within_budget")) + (f" ({'; '.join(map(text, over))})" if over else "")),
                      td(text(e.get("pareto")))]
+            slack = num(e.get("min_slack"))
+            cells.append(td(fmt_num(slack) + (f" ({PROVISIONAL_NOTE}: "
+                                               f"{text(e.get('min_slack_attack'))})"
+                                               if e.get("provisional") is True else ""), slack))
             cells += [td(fmt_num(v), v) for v in (cost_mean(e.get("costs"), c) for c in (*COSTS, *extra))]
             attacks = as_list(e.get("attacks"))
             cells += [td(text(e.get("cells")), num(e.get("cells"))),
@@ -155,7 +161,10 @@ def _defense_rankings(board: dict[str, Any]) -> str:
     return ("<p>Per victim and threat model, defenses by their worst case over real attacks "
             "(adaptive ones included; reference attacks never count). Costs and leakage are "
             "means over the defense's cells. <i>apart</i>: listed apart (e.g. over the cost "
-            "budget), not ranked.</p>\n" + "\n".join(parts))
+            "budget), not ranked. <i>min slack</i>: the smallest gap over real attacks between "
+            "what the timing channel carried for the attack's own queries (capacity) and its "
+            "exit estimation; above 0.05 the rank is provisional (every attack read less than "
+            "leaked).</p>\n" + "\n".join(parts))
 
 
 def _attack_rankings(board: dict[str, Any]) -> str:

@@ -77,6 +77,23 @@ def _seed_values(row: dict[str, Any], metric: str = "exit_agreement") -> dict[in
     return {c["seed"]: c["metrics"].get(metric) for c in row["_cells"]}
 
 
+PROVISIONAL_SLACK = 0.05
+"""A defense's rank is provisional when every real attack read more than this below what
+its own observations carried (smallest ``capacity_slack`` over the real attacks)."""
+
+
+def slack_fields(real: list[dict[str, Any]]) -> dict[str, Any]:
+    """The smallest mean ``capacity_slack`` over real attacks, whose it is, and whether
+    it makes the rank provisional (None where no attack estimates exits)."""
+    slacks = [(r["metrics"]["capacity_slack"]["mean"], r["attack"]) for r in real
+              if (r["metrics"].get("capacity_slack") or {}).get("mean") is not None]
+    if not slacks:
+        return {"min_slack": None, "min_slack_attack": None, "provisional": False}
+    slack, attack = min(slacks)
+    return {"min_slack": slack, "min_slack_attack": attack,
+            "provisional": slack > PROVISIONAL_SLACK}
+
+
 def _defense_entry(mine: list[dict[str, Any]], real_attacks: dict[str, str],
                    budget: CostBudget) -> dict[str, Any] | None:
     """One defense's entry; ``real_attacks``: every real attack of the scenario (id -> name)."""
@@ -106,7 +123,7 @@ def _defense_entry(mine: list[dict[str, Any]], real_attacks: dict[str, str],
             "status": "ranked" if complete and not over else
                       ("incomplete" if not complete else "over_budget"),
             "costs": means, "costs_ci95": {m: v["ci95"] for m, v in costs.items()},
-            "cells": len(cells), "pareto": False}
+            "cells": len(cells), "pareto": False, **slack_fields(scored)}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

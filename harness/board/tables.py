@@ -89,6 +89,11 @@ def _in(entry: dict[str, Any], scenario: str) -> bool:
         entry.get("threat", GRANTED)) == scenario
 
 
+PROVISIONAL_NOTE = "provisional: attack below capacity"
+"""Said of a rank whose smallest slack over real attacks exceeds 0.05
+(:data:`harness.board.ranking.PROVISIONAL_SLACK`)."""
+
+
 def format_defense_table(board: dict[str, Any]) -> str:
     """Defenses per scenario: the ranked ones by worst case, then those listed apart
     (incomplete, over the cost budget) with why; leakage and the benign clients' costs."""
@@ -110,13 +115,16 @@ def format_defense_table(board: dict[str, Any]) -> str:
                 + [f"failed {', '.join(e.get('failed_attacks', []))}"] * bool(
                     e.get("failed_attacks"))),
                 "over_budget": "over budget: " + "; ".join(e.get("over_budget", []))}[status]
+            if e.get("provisional"):
+                why = "; ".join(filter(None, [why, PROVISIONAL_NOTE]))
             rows.append([str(e["rank"]) if e.get("rank") else "-", e["defense"],
                          e["worst_attack"], num(e["worst_exit_agreement"]),
                          interval(e.get("worst_exit_agreement_ci95")),
                          *[num(e["costs"].get(m)) for _, m in DEFENSE_COLUMNS],
-                         "yes" if e.get("pareto") else "", why])
+                         num(e.get("min_slack")), "yes" if e.get("pareto") else "", why])
         out.append(render(["#", "defense", "worst attack", "worst EA", "95% CI (seeds)",
-                           *[c for c, _ in DEFENSE_COLUMNS], "pareto", "note"], rows,
+                           *[c for c, _ in DEFENSE_COLUMNS], "min slack", "pareto", "note"],
+                          rows,
                           numeric_from=3))
         out.append("")
     return "\n".join(out).rstrip()

@@ -52,6 +52,12 @@ from harness.cell.substitute import SandboxedStolen, SubstituteOutputs, model_ou
 from harness.errors import ComponentFailure
 from harness.io.jsonable import to_jsonable
 from harness.io.secret import secret_mode, stream_salt
+from harness.metrics.capacity import (
+    Capacity,
+    channel_capacity,
+    estimation_per_input,
+    input_groups,
+)
 from harness.metrics.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
 from harness.metrics.scoring import (
     defense_costs,
@@ -77,6 +83,7 @@ class Theft:
     stolen: StolenModel | SandboxedStolen
     served_exits: np.ndarray
     served_latency_s: np.ndarray
+    served_inputs: np.ndarray
     queries_used: int
     queries_refused: int
     benign: BenignTraffic
@@ -161,7 +168,8 @@ def steal(cell: CellSpec, registry: Registry, server: ServerHandle, attacker: At
     except (StolenModelError, ValueError) as exc:
         raise ComponentFailure(f"{label}: {exc}", component) from None
     benign = mixed.finish()
-    return Theft(stolen, served, oracle.served_latencies(), oracle.queries_used,
+    return Theft(stolen, served, oracle.served_latencies(), oracle.served_inputs(),
+                 oracle.queries_used,
                  oracle.refused_count, benign, mixed.report())
 
 
@@ -216,6 +224,8 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
     metrics["query_bayes_exit_accuracy"] = (
         bayes_exit_accuracy(theft.served_latency_s[answered], theft.served_exits[answered])
         if answered.sum() >= 8 else None)
+    capacity, capacity_metrics = capacity_of(victim, served, theft)
+    metrics.update(capacity_metrics)
     metrics["queries_used"] = float(theft.queries_used)
     metrics["queries_refused"] = float(theft.queries_refused)
     diagnostics = {
@@ -227,8 +237,30 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
                                          max(served.num_exits, sub.num_exits)),
         "query_latency_histogram": latency_histogram(theft.served_latency_s, theft.served_exits,
                                                      served.num_exits),
+        "capacity": capacity.to_json(),
     }
     return metrics, diagnostics
+
+
+def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft
+                ) -> tuple[Capacity, dict[str, float | None]]:
+    """What the timing channel carried for the attack's own queries, against the exits the
+    victim's strategy intended for them (:mod:`harness.metrics.capacity`), the attack's
+    per-input estimation accuracy against the same exits, and the slack between them."""
+    x = theft.served_inputs
+    intended = (victim.strategy.exits(served.exit_probs(x)) if len(x)
+                else np.zeros(0, dtype=np.int64))
+    groups = input_groups(x) if len(x) else np.zeros(0, dtype=np.int64)
+    capacity = channel_capacity(theft.served_latency_s, intended, groups)
+    estimated = theft.stolen.estimated_exits
+    estimation = (None if estimated is None else
+                  estimation_per_input(estimated, intended, groups, theft.served_exits >= 0))
+    return capacity, {
+        "capacity_exit_accuracy": capacity.estimate,
+        "capacity_exit_accuracy_lo": capacity.ci95[0],
+        "capacity_exit_accuracy_hi": capacity.ci95[1],
+        "exit_estimation_accuracy_intended": estimation,
+        "capacity_slack": None if estimation is None else capacity.estimate - estimation}
 
 
 def measure_defense(server: ServerHandle, test: Split, seed: int, theft: Theft, *,

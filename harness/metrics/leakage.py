@@ -39,7 +39,7 @@ FOLD_SEED = 0
 """Seed of the fixed shuffle that assigns queries to cross-validation folds."""
 
 
-def _log_latency(latency_s: np.ndarray) -> np.ndarray:
+def log_latency(latency_s: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.asarray(latency_s, dtype=np.float64), 1e-12))
 
 
@@ -48,12 +48,12 @@ def leakage_bits(latency_s: np.ndarray, exits: np.ndarray, seed: int = 0) -> flo
     exits = np.asarray(exits)
     if len(exits) < 8 or len(np.unique(exits)) < 2 or len(np.unique(latency_s)) < 2:
         return 0.0  # one exit, or one latency (a pad to a constant): nothing to learn
-    nats = mutual_info_classif(_log_latency(latency_s)[:, None], exits, discrete_features=False,
+    nats = mutual_info_classif(log_latency(latency_s)[:, None], exits, discrete_features=False,
                                n_neighbors=3, random_state=seed)[0]
     return float(max(0.0, nats) / math.log(2))
 
 
-def _log_density(train: np.ndarray, points: np.ndarray, floor_h: float) -> np.ndarray:
+def log_density(train: np.ndarray, points: np.ndarray, floor_h: float) -> np.ndarray:
     """Gaussian-KDE log density of ``points``: the gridded KDE, never below its nearest kernel.
 
     The nearest kernel alone is a lower bound of the density; taking it where the grid
@@ -76,7 +76,7 @@ def bayes_exit_accuracy(latency_s: np.ndarray, exits: np.ndarray, folds: int = 5
 
     With fewer than ``2 * folds`` queries, or a single exit, it is the majority-exit rate.
     """
-    y = _log_latency(latency_s)
+    y = log_latency(latency_s)
     exits = np.asarray(exits)
     if exits.shape != y.shape or (len(exits) and not np.issubdtype(exits.dtype, np.integer)):
         raise ConfigError(f"bayes_exit_accuracy: exits must be integers of shape {y.shape}, "
@@ -98,7 +98,7 @@ def bayes_exit_accuracy(latency_s: np.ndarray, exits: np.ndarray, folds: int = 5
         train, test = fold != f, fold == f
         labels = np.unique(exits[train])
         scores = np.stack([
-            np.log(np.mean(exits[train] == k)) + _log_density(y[train & (exits == k)],
+            np.log(np.mean(exits[train] == k)) + log_density(y[train & (exits == k)],
                                                               y[test], floor_h)
             for k in labels
         ])

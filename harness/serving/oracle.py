@@ -85,6 +85,7 @@ class Oracle(BudgetCounter):
         self._used = 0
         self._exits: list[np.ndarray] = []
         self._latencies: list[np.ndarray] = []
+        self._inputs: list[np.ndarray] = []
         self._refused = 0
 
     def check(self, x: object) -> np.ndarray:
@@ -100,6 +101,7 @@ class Oracle(BudgetCounter):
         self._used += len(xs)
         self._exits.append(response.exits)
         self._latencies.append(response.latency_s)
+        self._inputs.append(xs)
         self._refused += int((~response.admitted).sum())
         if self.output == "label":
             labels = np.where(response.admitted, np.nan_to_num(response.probs).argmax(axis=1), -1)
@@ -121,6 +123,12 @@ class Oracle(BudgetCounter):
     def served_latencies(self) -> np.ndarray:
         """Private log of the latencies of each query (NaN where refused)."""
         return np.concatenate(self._latencies) if self._latencies else np.zeros(0)
+
+    def served_inputs(self) -> np.ndarray:
+        """Private log of the queried inputs, in query order (harness scoring only)."""
+        if not self._inputs:
+            return np.zeros((0, *self.input_shape), dtype=np.float32)
+        return np.concatenate(self._inputs)
 
     def true_exits_for_reference(self) -> np.ndarray:
         """The true exits of all queries so far; only reference (upper-bound) attacks."""

@@ -124,3 +124,22 @@ def test_the_pareto_front_is_exactly_the_undominated_points(points):
 
     assert front == {i for i in range(len(points)) if not dominated(i)}
     assert front  # a finite set always has an undominated point
+
+
+@settings(max_examples=100, deadline=None)
+@given(boards(), st.data())
+def test_a_rank_is_provisional_exactly_when_every_real_attack_read_below_capacity(rows, data):
+    slacks = {}
+    for r in rows:  # a drawn slack per group, or none (an attack that estimates no exits)
+        slack = data.draw(st.one_of(st.none(), st.floats(-0.1, 0.5)))
+        if slack is not None and r["metrics"]:
+            r["metrics"]["capacity_slack"] = mean_ci([slack])
+            slacks[r["defense"], r["attack"]] = slack
+    for defense, entry in entries(rows).items():
+        scored = [slacks[d, a] for (d, a) in slacks if d == defense
+                  and any(r["defense"] == d and r["attack"] == a and r["seeds"] for r in rows)]
+        if not scored:
+            assert entry["min_slack"] is None and entry["provisional"] is False
+        else:
+            assert entry["min_slack"] == min(scored)
+            assert entry["provisional"] == (min(scored) > 0.05)

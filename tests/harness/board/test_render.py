@@ -61,6 +61,7 @@ def test_render_writes_the_page_and_plots(board_dir: Path) -> None:
             assert (board_dir / link).is_file()
     assert sorted(link for link in page.links if link.startswith("plots/")) == sorted(
         f"plots/{p.name}" for p in report.plots)
+    assert "0.120 (provisional: attack below capacity: exit_steal)" in html
     # the jitter cell predates the histogram: its panel is left out, and the page says so
     assert any("jitter" in n and "query_latency_histogram" in n for n in report.notes)
     assert "the group with the most seeds" in " ".join(report.notes)  # exit_steal x jitter

@@ -107,6 +107,20 @@ def test_committed_board_verifies_exactly(board, registry, memo):
     assert "verify: OK" in report.format_report()
 
 
+def test_cells_carry_the_capacity_figure_and_the_board_the_slack(loaded, board):
+    for _, result in loaded:
+        m = result["metrics"]
+        lo, c, hi = (m["capacity_exit_accuracy_lo"], m["capacity_exit_accuracy"],
+                     m["capacity_exit_accuracy_hi"])
+        assert 0 <= lo <= c <= hi <= 1
+        assert m["capacity_slack"] == pytest.approx(c - m["exit_estimation_accuracy_intended"])
+        assert result["diagnostics"]["capacity"]["inputs"] > 0
+    board_json = json.loads((board[0] / "leaderboard.json").read_text())
+    for entry in board_json["defense_ranking"]:
+        assert entry["min_slack_attack"] == "exit_steal"
+        assert entry["provisional"] == (entry["min_slack"] > 0.05)
+
+
 def test_a_changed_number_is_a_mismatch_naming_cell_and_field(loaded, registry, board, memo):
     path, result = loaded[1]
     result["metrics"]["exit_agreement"] += 0.01
