@@ -195,4 +195,7 @@ class CellEnvironment:
     victim_salt: str = field(default="", repr=False)
     memory_bytes: int | None = DEFAULT_MEMORY
     timeout_s: float | None = None
+    rewrites: frozenset[str] = frozenset()
+    """Result files this run writes while cells run (re-run, forced or untrusted cells):
+    the driver's own writes, which the tripwire must not take for tampering."""
 

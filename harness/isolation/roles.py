@@ -96,7 +96,7 @@ class IsolatedSession:
                                   memory_bytes=self.env.memory_bytes, cpu_seconds=cpu)
 
     def start_server(self, request: ServerRequest) -> RemoteServer:
-        self.tripwire = Tripwire.arm(self.env.out, self.env.cache_dir)
+        self.tripwire = Tripwire.arm(self.env.out, self.env.cache_dir, self.env.rewrites)
         entry = self.registry.get("defense", self.cell.defense.name)
         self._server_scratch = scratch_dir(self.drop)
         confinement = self.confinement(self._server_scratch)

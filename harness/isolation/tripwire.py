@@ -6,7 +6,9 @@ finished (``ok``) result under ``out=``, every finished replica ceiling
 (``out/replicas``, status ``ok`` or ``not_available``) and every file of the victim
 cache, and checks them after the cell. No cell legitimately rewrites any of them: a
 finished result or ceiling is reused, never rewritten (ceilings are written between
-cells), and cache entries are written whole under new names. So a
+cells), and cache entries are written whole under new names. The exception is a result
+the run itself writes again (``--force``, or a finished file that is no longer trusted):
+those are left out of the fingerprints. So a
 change is tampering: results are restored from the evaluator's copy, changed cache
 entries are removed (the victim is retrained on next use), and the cell fails naming
 its attack and defense. Fingerprints use inode, size and the modification *and*
@@ -61,9 +63,16 @@ class Tripwire:
     cache: dict[Path, Fingerprint]
 
     @classmethod
-    def arm(cls, out: Path | None, cache_dir: Path | None) -> Tripwire:
+    def arm(cls, out: Path | None, cache_dir: Path | None,
+            rewrites: frozenset[str] = frozenset()) -> Tripwire:
+        """Fingerprint now; ``rewrites``: result files the run itself is about to write
+        (cells it runs again), left out so its own writes are not taken for tampering
+        (a worker's write to one of them is still refused by Landlock, and its signature
+        would not check)."""
         results: dict[Path, tuple[Fingerprint, bytes]] = {}
         for path in _result_files(Path(out)) if out is not None else []:
+            if str(path) in rewrites:
+                continue
             fp = _fingerprint(path)
             try:
                 blob = path.read_bytes()

@@ -24,7 +24,7 @@ import functools
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -278,6 +278,7 @@ def _run_cells(spec: RunSpec, pm: HarnessPluginManager, registry: Registry,
             done.append(path)
         else:
             todo.append(Job(cell, digest, path))
+    env = replace(env, rewrites=frozenset(str(job.path) for job in todo))
     progress = Progress(len(todo), enabled=show_progress)
     for problem in problems:  # said even with --quiet: a result was changed or lost
         if show_progress:

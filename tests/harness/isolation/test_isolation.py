@@ -129,6 +129,11 @@ def test_the_tripwire_sees_a_rewrite_even_with_the_same_content_and_restores_it(
     assert results == [result] and cache == [weights]
     wire.repair(results, cache)
     assert result.read_bytes() == original and not weights.exists()
+    # a result the run itself writes again (--force, an untrusted file) is the driver's
+    # write, not tampering: left out, so it is neither flagged nor reverted
+    wire = Tripwire.arm(tmp_path / "out", tmp_path / "cache", frozenset({str(result)}))
+    result.write_text(json.dumps({"status": "ok", "metrics": {"exit_agreement": 0.5}}))
+    assert wire.changed() == ([], [])
 
 
 @settings(max_examples=50, deadline=None)
