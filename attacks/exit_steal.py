@@ -94,7 +94,9 @@ import numpy as np
 import torch
 
 from attacks.exit_distill import train_exit_distillation
+from attacks.global_threshold import global_strategy
 from attacks.noisy_labels import clean_label_weights
+from attacks.reliability import FALLBACK_MAX_DROP, describe, unreliable_reasons
 from attacks.repeats import COMBINE, admitted_copies, combine_repeats, perturbed_repeats
 from attacks.strategy_loss import strategy_loss
 from attacks.strategy_search import search_strategy
@@ -108,7 +110,7 @@ from attacks.substitute import (
 )
 from attacks.trainer import TrainRecipe
 from harness.components import check_nested
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.model import MultiExitNet, exit_probabilities
 from harness.params import ComponentName, Interval, Options
 from harness.protocol import Attack, AttackContext, ExitEstimate, OracleHandle, StolenModel
@@ -266,7 +268,8 @@ class ExitStealAttack(Attack):
         return clean_label_weights(provisional, est, self.exit_label_noise, model.num_exits)
 
     def _fit(self, model: MultiExitNet, rows: Transcript, est: np.ndarray, ctx: AttackContext,
-             *, epochs: int, lr: float, seed: int, extra=None, extra_targets=()) -> None:
+             *, epochs: int, lr: float, seed: int, extra=None, extra_targets=(),
+             other_weight: float | None = None) -> None:
         """One training pass with the performance loss (+ ``extra(exit_logits, est, *t)``)."""
         if self.performance == "labels" and ctx.output == "probs":
             rows = Transcript(rows.x, victim_labels(rows.outputs), rows.latency_s, rows.admitted)
@@ -278,7 +281,8 @@ class ExitStealAttack(Attack):
                              label=f"{self.name} ({'fine-tune' if extra else 'performance'})")
         if output == "probs" and self.performance == "exit_logits":
             train_exit_distillation(model, rows, est, recipe,
-                                    other_weight=self.other_exit_weight, extra_loss=extra,
+                                    other_weight=(self.other_exit_weight if other_weight is None
+                                                  else other_weight), extra_loss=extra,
                                     extra_targets=tuple(extra_targets))
             return
         targets = [torch.as_tensor(est), *extra_targets]
@@ -333,8 +337,18 @@ class ExitStealAttack(Attack):
             strict = hi if policy.higher_is_confident else lo
             return StolenModel(model, OutputStrategy(policy, (strict,) * (k - 1)),
                                per_input[query_input], {"admitted_inputs": len(rows.x)})
-        estimate = self._estimate(est_name, rows, kept, oracle, ctx)
-        est = np.asarray(estimate.exits, dtype=np.int64)
+        try:
+            estimate = self._estimate(est_name, rows, kept, oracle, ctx)
+            failure = None
+        except HarnessError:
+            raise  # bad parameters or a refused query: not a failed fit
+        except Exception as exc:  # the estimator's fit failed: fall back, saying so
+            estimate, failure = None, f"{type(exc).__name__}: {exc}"[:300]
+        est = None if estimate is None else np.asarray(estimate.exits, dtype=np.int64)
+        reasons = unreliable_reasons(rows.latency_s, est, ctx.num_exits, failure)
+        if reasons:
+            return self._fallback(rows, est, per_input, kept, query_input, ctx, policy, reasons,
+                                  est_name)
         num_exits = ctx.num_exits or estimate.num_exits
         train_rows, train_est = (rows, est) if copies is None else (copies[0], est[copies[1]])
         model, first, final, notes = self._train(train_rows, train_est, max(num_exits, 1), ctx,
@@ -358,6 +372,28 @@ class ExitStealAttack(Attack):
             **notes,
         }
         return StolenModel(model=model.cpu().eval(), strategy=final.strategy,
+                           estimated_exits=per_input[query_input], diagnostics=diagnostics)
+
+
+    def _fallback(self, rows: Transcript, est: np.ndarray | None, per_input: np.ndarray,
+                  kept: np.ndarray, query_input: np.ndarray, ctx: AttackContext,
+                  policy: ExitPolicy, reasons: list[str], est_name: str) -> StolenModel:
+        """Never worse than not trying (:mod:`attacks.reliability`): every exit distilled on
+        every admitted row, one global threshold chosen on them."""
+        num_exits = ctx.num_exits or 3
+        model = self._network(ctx, num_exits)
+        targets = np.full(len(rows.x), num_exits - 1, dtype=np.int64) if est is None else est
+        self._fit(model, rows, np.minimum(targets, num_exits - 1), ctx, epochs=self.epochs,
+                  lr=self.lr, seed=ctx.seed, other_weight=1.0)
+        choice = global_strategy(model, rows.x, victim_labels(rows.outputs), policy,
+                                 ctx.num_classes, FALLBACK_MAX_DROP, ctx.device)
+        guessed = choice.strategy.exits(exit_probabilities(model, rows.x, ctx.device))
+        per_input[kept] = guessed if est is None else est
+        diagnostics = {"estimator": est_name, "queries": len(query_input),
+                       "admitted_inputs": len(rows.x),
+                       "substitute_architecture": substitute_architecture(self.architecture, ctx),
+                       **describe(reasons), **choice.to_json()}
+        return StolenModel(model=model.cpu().eval(), strategy=choice.strategy,
                            estimated_exits=per_input[query_input], diagnostics=diagnostics)
 
 
