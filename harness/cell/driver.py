@@ -53,10 +53,10 @@ from harness.errors import ComponentFailure
 from harness.io.jsonable import to_jsonable
 from harness.io.secret import secret_mode, stream_salt
 from harness.metrics.capacity import (
-    Capacity,
     channel_capacity,
     estimation_per_input,
     input_groups,
+    monte_carlo_capacity,
 )
 from harness.metrics.leakage import bayes_exit_accuracy, leakage_bits, majority_exit_rate
 from harness.metrics.scoring import (
@@ -115,7 +115,10 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         session.stop_attacker()
         reference = victim_view(victim, served)
         outputs = substitute_outputs(theft.stolen, victim.data.test.x, device, session)
-        metrics, theft_diagnostics = score_theft(victim, served, theft, outputs, reference)
+        capacity = capacity_of(victim, served, theft,
+                               None if cell.settings.timing == "live" else server)
+        metrics, theft_diagnostics = score_theft(victim, served, theft, outputs, reference,
+                                                 capacity)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft,
                                        intended=reference.exits))
         quantiles = server.latency_quantiles
@@ -204,7 +207,7 @@ def substitute_outputs(stolen: StolenModel | SandboxedStolen, x: np.ndarray, dev
 
 
 def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
-                sub: SubstituteOutputs, reference: VictimView
+                sub: SubstituteOutputs, reference: VictimView, capacity: ChannelCapacity
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Phase 2: strategy-stealing success against the evaluator's own undefended victim."""
     test = victim.data.test
@@ -224,8 +227,7 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
     metrics["query_bayes_exit_accuracy"] = (
         bayes_exit_accuracy(theft.served_latency_s[answered], theft.served_exits[answered])
         if answered.sum() >= 8 else None)
-    capacity, capacity_metrics = capacity_of(victim, served, theft)
-    metrics.update(capacity_metrics)
+    metrics.update(capacity.metrics)
     metrics["queries_used"] = float(theft.queries_used)
     metrics["queries_refused"] = float(theft.queries_refused)
     diagnostics = {
@@ -237,30 +239,85 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
                                          max(served.num_exits, sub.num_exits)),
         "query_latency_histogram": latency_histogram(theft.served_latency_s, theft.served_exits,
                                                      served.num_exits),
-        "capacity": capacity.to_json(),
+        "capacity": capacity.diagnostics,
     }
     return metrics, diagnostics
 
 
-def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft
-                ) -> tuple[Capacity, dict[str, float | None]]:
+CAPACITY_ROWS = 2000
+"""Rows of fresh draws the capacity's Monte Carlo sample aims at (2 to 16 rounds of the
+attack's distinct inputs; about 1 s of server time per cell)."""
+CAPACITY_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ChannelCapacity:
+    """The cell's capacity metrics and what the diagnostics say of how they were made."""
+
+    metrics: dict[str, float | None]
+    diagnostics: dict[str, Any]
+
+
+def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft,
+                server: ServerHandle | None) -> ChannelCapacity:
     """What the timing channel carried for the attack's own queries, against the exits the
-    victim's strategy intended for them (:mod:`harness.metrics.capacity`), the attack's
-    per-input estimation accuracy against the same exits, and the slack between them."""
+    victim's strategy intended for them (:mod:`harness.metrics.capacity`): the better of
+    the cross-validated estimate on its observations and, with ``server`` (modelled
+    timings), the classifier fitted on fresh draws of the same inputs through the cell's
+    own server; the attack's per-input estimation accuracy against the same exits, and
+    the slack between them."""
     x = theft.served_inputs
     intended = (victim.strategy.exits(served.exit_probs(x)) if len(x)
                 else np.zeros(0, dtype=np.int64))
     groups = input_groups(x) if len(x) else np.zeros(0, dtype=np.int64)
-    capacity = channel_capacity(theft.served_latency_s, intended, groups)
+    cv = channel_capacity(theft.served_latency_s, intended, groups)
+    notes: dict[str, Any] = {"cross_validated": cv.to_json()}
+    best = cv
+    if server is None:
+        notes["monte_carlo"] = "not drawn (timing=live: measured latencies; the figure is " \
+                               "the cross-validated estimate)"
+    elif len(x):
+        try:
+            mc_latency, mc_intended = capacity_draws(server, x, intended, groups)
+            mc = monte_carlo_capacity(theft.served_latency_s, intended, groups, mc_latency,
+                                      mc_intended)
+            notes["monte_carlo"] = (mc.to_json() | {"rows": len(mc_latency)} if mc else
+                                    "the draws missed an intended exit")
+            if mc is not None and mc.estimate > best.estimate:
+                best = mc
+        except ComponentFailure as exc:  # the defense failed on the draws: say so
+            notes["monte_carlo"] = f"not drawn: {exc}"[:500]
     estimated = theft.stolen.estimated_exits
     estimation = (None if estimated is None else
                   estimation_per_input(estimated, intended, groups, theft.served_exits >= 0))
-    return capacity, {
-        "capacity_exit_accuracy": capacity.estimate,
-        "capacity_exit_accuracy_lo": capacity.ci95[0],
-        "capacity_exit_accuracy_hi": capacity.ci95[1],
+    return ChannelCapacity({
+        "capacity_exit_accuracy": best.estimate,
+        "capacity_exit_accuracy_lo": best.ci95[0],
+        "capacity_exit_accuracy_hi": best.ci95[1],
         "exit_estimation_accuracy_intended": estimation,
-        "capacity_slack": None if estimation is None else capacity.estimate - estimation}
+        "capacity_slack": None if estimation is None else best.estimate - estimation},
+        {**best.to_json(), **notes})
+
+
+def capacity_draws(server: ServerHandle, x: np.ndarray, intended: np.ndarray,
+                   groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh latencies of the attack's distinct inputs through the cell's own server (its
+    defense, freshly reset, and its timing, on streams of their own), several rounds:
+    (latency per row, NaN where refused; the intended exit of each row)."""
+    _, first = np.unique(groups, return_index=True)
+    inputs, exits = x[first], intended[first]
+    rounds = int(np.clip(np.ceil(CAPACITY_ROWS / max(len(inputs), 1)), 2, 16))
+    endpoint = server.endpoint(Stream.CAPACITY_DEFENSE, Stream.CAPACITY_TIMING,
+                               client_id="attacker")
+    latency, labels = [], []
+    for _ in range(rounds):
+        for start in range(0, len(inputs), CAPACITY_BATCH):
+            response = endpoint.respond(inputs[start:start + CAPACITY_BATCH], client_id="attacker")
+            latency.append(np.where(response.admitted, response.latency_s, np.nan))
+            labels.append(exits[start:start + CAPACITY_BATCH])
+    if endpoint.failure is not None:
+        raise endpoint.failure
+    return np.concatenate(latency), np.concatenate(labels)
 
 
 def measure_defense(server: ServerHandle, test: Split, seed: int, theft: Theft, *,

@@ -47,6 +47,8 @@ class Stream(IntEnum):
     FULL_LATENCY = 7
     SERVER_INFO = 8
     BENIGN_PLAN = 9
+    CAPACITY_DEFENSE = 10
+    CAPACITY_TIMING = 11
 
 
 def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> TimingModel:

@@ -12,14 +12,20 @@ estimator exploits; wrong under added uniform delay). The figure is the better o
 two held-out accuracies (both cross-validated, so choosing costs little optimism), floored
 at the majority exit rate. It is reported with a 95% Wilson interval over the inputs.
 
-It is an estimate from the cell's own observations, in every timing mode (the Monte
-Carlo through the cell's server that the modelled timings would allow is not built): a
-cross-validated density classifier is slightly pessimistic on small samples, and the
-product over repeats treats them as independent given the exit, which a defense whose
-noise is a function of the input (``timeguard``) breaks; the figure then overstates
-what averaging repeats gives. ``estimation_per_input`` is the attack's side of the
-comparison: per input, its most common estimate against the intended exit, so that
-``slack = capacity - estimation`` compares like with like.
+A cross-validated density classifier is pessimistic on small samples (a rare exit with
+two queries may be missing from a training fold). Under the modelled timings the cell
+therefore also draws fresh latencies of the same inputs through its own server (its
+defense, reset, and its timing, on streams of their own) and scores the classifier
+fitted on those draws on the attack's observations (:func:`monte_carlo_capacity`); the
+figure is the better of the two. Either classifier is one classifier, so in expectation
+neither exceeds the Bayes accuracy, and a defense that treated the draws differently
+could only lower the Monte Carlo figure, never the cross-validated one. Under ``live``
+timing only the cross-validated estimate exists. The product over repeats treats them as
+independent given the exit, which a defense whose noise is a function of the input
+(``timeguard``) breaks; the figure then overstates what averaging repeats gives.
+``estimation_per_input`` is the attack's side of the comparison: per input, its most
+common estimate against the intended exit, so that ``slack = capacity - estimation``
+compares like with like.
 """
 
 from __future__ import annotations
@@ -114,6 +120,41 @@ def _cv_correct(y: np.ndarray, exits: np.ndarray, label: np.ndarray, inverse: np
             scores[i] = prior + np.bincount(row_input, weights=per_row, minlength=len(held))
         correct += int(np.sum(classes[np.argmax(scores, axis=0)] == label[held]))
     return correct
+
+
+def monte_carlo_capacity(latency_s: np.ndarray, intended: np.ndarray, groups: np.ndarray,
+                         mc_latency_s: np.ndarray, mc_intended: np.ndarray) -> Capacity | None:
+    """The accuracy on the attack's own observations of the classifier fitted on a large
+    sample of fresh draws of the same channel (``mc_*``: the cell's server answering the
+    same inputs again, its defense and timing): the class conditionals are then fitted on
+    many more rows than the attack made, even for a rare exit, and never on the rows they
+    classify. None when the sample misses an exit the attack's inputs were meant for.
+    The better of the KDE and the normal model, like :func:`channel_capacity`."""
+    latency_s, intended = np.asarray(latency_s, dtype=np.float64), np.asarray(intended)
+    mc_latency_s = np.asarray(mc_latency_s, dtype=np.float64)
+    mc_ok = np.isfinite(mc_latency_s)
+    mc_y, mc_exits = log_latency(mc_latency_s[mc_ok]), np.asarray(mc_intended)[mc_ok]
+    ok = np.isfinite(latency_s)
+    y, exits, ids = log_latency(latency_s[ok]), intended[ok], np.asarray(groups)[ok]
+    inputs, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    label = exits[first]
+    classes = np.unique(label)
+    if len(inputs) == 0 or any(not np.any(mc_exits == k) for k in classes):
+        return None
+    spread = float(np.ptp(np.concatenate([mc_y, y]))) if len(mc_y) else 0.0
+    floor_h = max(1e-3 * spread, 1e-9)
+    best = 0
+    for density in (lambda t, p: log_density(t, p, floor_h),
+                    lambda t, p: _gaussian(t, p, floor_h)):
+        scores = np.stack([math.log(np.mean(label == k))
+                           + np.bincount(inverse, weights=density(mc_y[mc_exits == k], y),
+                                         minlength=len(inputs)) for k in classes])
+        best = max(best, int(np.sum(classes[np.argmax(scores, axis=0)] == label)))
+    n = len(inputs)
+    estimate = max(best / n, majority_exit_rate(label))
+    return Capacity(estimate, wilson(estimate * n, n), n,
+                    "classifier fitted on fresh draws through the cell's server, scored on "
+                    "the attack's own admitted repeats per input, intended exits")
 
 
 def estimation_per_input(estimated: np.ndarray, intended: np.ndarray, groups: np.ndarray,

@@ -114,7 +114,10 @@ def test_cells_carry_the_capacity_figure_and_the_board_the_slack(loaded, board):
                      m["capacity_exit_accuracy_hi"])
         assert 0 <= lo <= c <= hi <= 1
         assert m["capacity_slack"] == pytest.approx(c - m["exit_estimation_accuracy_intended"])
-        assert result["diagnostics"]["capacity"]["inputs"] > 0
+        capacity = result["diagnostics"]["capacity"]
+        assert capacity["inputs"] > 0 and capacity["monte_carlo"]["rows"] >= 2 * capacity["inputs"]
+        assert c == max(capacity["cross_validated"]["estimate"],
+                        capacity["monte_carlo"]["estimate"])
     board_json = json.loads((board[0] / "leaderboard.json").read_text())
     for entry in board_json["defense_ranking"]:
         assert entry["min_slack_attack"] == "exit_steal"

@@ -11,6 +11,7 @@ from harness.metrics.capacity import (
     channel_capacity,
     estimation_per_input,
     input_groups,
+    monte_carlo_capacity,
     wilson,
 )
 from harness.metrics.leakage import majority_exit_rate
@@ -77,3 +78,16 @@ def test_the_wilson_interval_holds_its_proportion():
         lo, hi = wilson(k, n)
         assert 0.0 <= lo <= k / n <= hi <= 1.0
     assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_fresh_draws_read_a_rare_exit_the_cross_validation_misses():
+    rng = np.random.default_rng(3)
+    intended = rng.choice(4, size=100, p=(0.6, 0.3, 0.08, 0.02))
+    lat, exits, groups = _channel(intended, 1, 0.12, rng)
+    draws, draw_exits, _ = _channel(np.repeat(intended, 20), 1, 0.12, rng)
+    mc = monte_carlo_capacity(lat, exits, groups, draws, draw_exits)
+    cv = channel_capacity(lat, exits, groups)
+    assert mc is not None and mc.inputs == cv.inputs == 100
+    assert mc.estimate >= cv.estimate - 0.02 and mc.estimate > 0.9
+    missing = draw_exits != intended.max()  # the draws never saw one intended exit
+    assert monte_carlo_capacity(lat, exits, groups, draws[missing], draw_exits[missing]) is None
