@@ -390,7 +390,7 @@ class ExitStealAttack(Attack):
         guessed = choice.strategy.exits(exit_probabilities(model, rows.x, ctx.device))
         per_input[kept] = guessed if est is None else est
         diagnostics = {"estimator": est_name, "queries": len(query_input),
-                       "admitted_inputs": len(rows.x),
+                       "admitted_inputs": len(rows.x), "training_rows": len(rows.x),
                        "substitute_architecture": substitute_architecture(self.architecture, ctx),
                        **describe(reasons), **choice.to_json()}
         return StolenModel(model=model.cpu().eval(), strategy=choice.strategy,

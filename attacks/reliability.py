@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MIN_INPUTS = 20
-"""Fewer admitted inputs than this cannot separate exits reliably."""
+MIN_INPUTS = 10
+"""Fewer admitted inputs than this cannot separate exits reliably (a few per exit)."""
 FALLBACK_MAX_DROP = 0.01
 """The global threshold's allowed fidelity drop (the baselines' default)."""
 

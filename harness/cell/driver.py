@@ -116,7 +116,9 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         reference = victim_view(victim, served)
         outputs = substitute_outputs(theft.stolen, victim.data.test.x, device, session)
         capacity = capacity_of(victim, served, theft,
-                               None if cell.settings.timing == "live" else server)
+                               None if cell.settings.timing == "live" else server,
+                               benign_plan(cell.seed, salt, len(victim.data.test.x),
+                                           cell.settings.budget).attacker_id)
         metrics, theft_diagnostics = score_theft(victim, served, theft, outputs, reference,
                                                  capacity)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft,
@@ -259,13 +261,13 @@ class ChannelCapacity:
 
 
 def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft,
-                server: ServerHandle | None) -> ChannelCapacity:
+                server: ServerHandle | None, client_id: str = "attacker") -> ChannelCapacity:
     """What the timing channel carried for the attack's own queries, against the exits the
     victim's strategy intended for them (:mod:`harness.metrics.capacity`): the better of
     the cross-validated estimate on its observations and, with ``server`` (modelled
     timings), the classifier fitted on fresh draws of the same inputs through the cell's
     own server; the attack's per-input estimation accuracy against the same exits, and
-    the slack between them."""
+    the slack between them. The draws come from ``client_id`` (the attacker's own)."""
     x = theft.served_inputs
     intended = (victim.strategy.exits(served.exit_probs(x)) if len(x)
                 else np.zeros(0, dtype=np.int64))
@@ -278,7 +280,7 @@ def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft,
                                "the cross-validated estimate)"
     elif len(x):
         try:
-            mc_latency, mc_intended = capacity_draws(server, x, intended, groups)
+            mc_latency, mc_intended = capacity_draws(server, x, intended, groups, client_id)
             mc = monte_carlo_capacity(theft.served_latency_s, intended, groups, mc_latency,
                                       mc_intended)
             notes["monte_carlo"] = (mc.to_json() | {"rows": len(mc_latency)} if mc else
@@ -300,7 +302,7 @@ def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft,
 
 
 def capacity_draws(server: ServerHandle, x: np.ndarray, intended: np.ndarray,
-                   groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   groups: np.ndarray, client_id: str) -> tuple[np.ndarray, np.ndarray]:
     """Fresh latencies of the attack's distinct inputs through the cell's own server (its
     defense, freshly reset, and its timing, on streams of their own), several rounds:
     (latency per row, NaN where refused; the intended exit of each row)."""
@@ -308,11 +310,12 @@ def capacity_draws(server: ServerHandle, x: np.ndarray, intended: np.ndarray,
     inputs, exits = x[first], intended[first]
     rounds = int(np.clip(np.ceil(CAPACITY_ROWS / max(len(inputs), 1)), 2, 16))
     endpoint = server.endpoint(Stream.CAPACITY_DEFENSE, Stream.CAPACITY_TIMING,
-                               client_id="attacker")
+                               client_id=client_id)
     latency, labels = [], []
     for _ in range(rounds):
         for start in range(0, len(inputs), CAPACITY_BATCH):
-            response = endpoint.respond(inputs[start:start + CAPACITY_BATCH], client_id="attacker")
+            response = endpoint.respond(inputs[start:start + CAPACITY_BATCH],
+                                        client_id=client_id)
             latency.append(np.where(response.admitted, response.latency_s, np.nan))
             labels.append(exits[start:start + CAPACITY_BATCH])
     if endpoint.failure is not None:

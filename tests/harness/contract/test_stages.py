@@ -190,6 +190,7 @@ class PhaseSpy(Defense):
     name = "phase_spy"
     resets_seen: list[int] = []  # noqa: RUF012 - shared on purpose, to observe instances
     clients_seen: list[tuple[str, int]] = []  # noqa: RUF012
+    instances_seen: list[int] = []  # noqa: RUF012
 
     def __init__(self):
         pass
@@ -197,9 +198,11 @@ class PhaseSpy(Defense):
     def reset(self):
         self.resets = getattr(self, "resets", 0) + 1
         PhaseSpy.resets_seen.append(self.resets)
+        self.instance = len(PhaseSpy.resets_seen)  # 1: the attack's stream; 2: the draws
 
     def admit(self, batch):
         PhaseSpy.clients_seen.append((batch.client_id, len(batch.inputs)))
+        PhaseSpy.instances_seen.append(self.instance)
         return np.ones(len(batch.inputs), dtype=bool)
 
     def shape_latency(self, batch):
@@ -219,6 +222,7 @@ def test_benign_clients_share_the_attacks_defense_so_it_cannot_tell_when_it_is_m
         tiny_plugin, tmp_path):
     PhaseSpy.resets_seen.clear()
     PhaseSpy.clients_seen.clear()
+    PhaseSpy.instances_seen.clear()
     spec = parse_overrides(["victims=tiny_victim", "attacks=tiny_attack", "defenses=phase_spy",
                             "attack.tiny_attack.queries=20", "budget=40",
                             "isolation=none", "replicas=0",  # the spy counts in this process
@@ -227,7 +231,13 @@ def test_benign_clients_share_the_attacks_defense_so_it_cannot_tell_when_it_is_m
                        show_progress=False)
     result = json.loads(summary.result_paths[0].read_text())
     assert result["status"] == "ok" and result["protocol_version"] == PROTOCOL_VERSION
-    assert PhaseSpy.resets_seen == [1]  # one defended stream: attacker and benign clients
+    # one defended stream for the attacker and the benign clients; a second, fresh one
+    # answers the capacity's draws (a defense that told them apart could only lower the
+    # capacity's Monte Carlo figure, never its cross-validated one)
+    assert PhaseSpy.resets_seen == [1, 1]
+    seen = list(zip(PhaseSpy.clients_seen, PhaseSpy.instances_seen, strict=True))
+    drawn = {client for client, i in seen if i == 2}
+    PhaseSpy.clients_seen[:] = [client for client, i in seen if i == 1]
     assert result["metrics"]["latency_overhead_p50"] > 1.0  # the padding shows in the cost
     ids = [cid for cid, _ in PhaseSpy.clients_seen]
     shaped = sorted({cid for cid, n in PhaseSpy.clients_seen if n == 20})
@@ -236,5 +246,6 @@ def test_benign_clients_share_the_attacks_defense_so_it_cannot_tell_when_it_is_m
     assert [n for cid, n in PhaseSpy.clients_seen if cid == shaped[0]] == [
         n for cid, n in PhaseSpy.clients_seen if cid == shaped[1]]
     assert len(set(ids)) == 6  # four benign clients, the mirror and the attacker
+    assert {cid for cid, _ in drawn} <= set(shaped)  # the draws come as the attacker
     first_attack = min(ids.index(cid) for cid in shaped)
     assert 0 < first_attack < len(ids) - 1  # benign traffic before and after the attack
