@@ -93,6 +93,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
+from attacks.baseline import DEFAULT_NUM_EXITS
 from attacks.exit_distill import train_exit_distillation
 from attacks.global_threshold import global_strategy
 from attacks.noisy_labels import clean_label_weights
@@ -380,7 +381,7 @@ class ExitStealAttack(Attack):
                   policy: ExitPolicy, reasons: list[str], est_name: str) -> StolenModel:
         """Never worse than not trying (:mod:`attacks.reliability`): every exit distilled on
         every admitted row, one global threshold chosen on them."""
-        num_exits = ctx.num_exits or 3
+        num_exits = ctx.num_exits or DEFAULT_NUM_EXITS  # the baselines' choice when hidden
         model = self._network(ctx, num_exits)
         targets = np.full(len(rows.x), num_exits - 1, dtype=np.int64) if est is None else est
         self._fit(model, rows, np.minimum(targets, num_exits - 1), ctx, epochs=self.epochs,

@@ -55,8 +55,10 @@ def check_run_dir(run: Path, command: str = "leaderboard build") -> Path:
     return run
 
 
-def read_runs(runs: list[Path]) -> list[tuple[Path, Path, dict[str, Any]]]:
-    """(run, file, result) for every cell file; refuses mixed versions and bad files."""
+def read_runs(runs: list[Path], trusts: dict[Path, FolderTrust]
+              ) -> list[tuple[Path, Path, dict[str, Any]]]:
+    """(run, file, result) for every cell file; refuses mixed versions and bad files and
+    cells the run's ``trusts`` entry does not vouch for."""
     files = [(run, p, parse_result(p)) for run in map(check_run_dir, runs)
              for p in sorted((run / "cells").rglob("*.json"))]
     found: dict[tuple[Any, Any], list[Path]] = {}
@@ -72,7 +74,6 @@ def read_runs(runs: list[Path]) -> list[tuple[Path, Path, dict[str, Any]]]:
             "numbers of other versions are not comparable. Re-run the old grids with this "
             "harness (`harness run` with the same keys) or build them with the harness that "
             "wrote them.")
-    trusts = {run: FolderTrust.of(run) for run in {f[0] for f in files}}
     return [(run, path, check_result(obj, path, trusts[run])) for run, path, obj in files]
 
 
@@ -97,7 +98,8 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
                 command: str | None = None, budget: CostBudget | None = None) -> dict[str, Any]:
     """Merge ``runs`` into ``out`` (see the module docstring); returns the board."""
     out = Path(out)
-    entries = read_runs(runs)
+    trusts = {run: FolderTrust.of(run) for run in map(check_run_dir, runs)}
+    entries = read_runs(runs, trusts)
     for run in runs:
         if out.resolve() == Path(run).resolve():
             raise OutputDirError(f"leaderboard build: -o {out} is one of the run folders; give "
@@ -109,8 +111,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
                              "choose a writable folder") from None
     results = dedupe([{**result, "_path": str(path.relative_to(run)), "_source": str(path)}
                       for run, path, result in entries])
-    trusts = [FolderTrust.of(Path(run)) for run in runs]
-    ceilings = [c for trust in trusts for c in load_ceilings(trust.folder, trust)]
+    ceilings = [c for trust in trusts.values() for c in load_ceilings(trust.folder, trust)]
 
     def copy_cells(tmp: Path) -> None:
         for r in results:
@@ -124,7 +125,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
                 shutil.copyfile(path, tmp / path.name)
 
     def copy_manifests(tmp: Path) -> None:
-        for trust in trusts:
+        for trust in trusts.values():
             for path in sorted((trust.folder / MANIFESTS).glob("*.json")):
                 if path.name not in trust.bad_manifests:
                     shutil.copyfile(path, tmp / path.name)
@@ -132,7 +133,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     _replace_tree(out / "cells", copy_cells)
     _replace_tree(out / "replicas", copy_replicas)
     _replace_tree(out / MANIFESTS, copy_manifests)
-    keys = [key for trust in trusts for key in trust.keys.values()]
+    keys = [key for trust in trusts.values() for key in trust.keys.values()]
     write_public_keys(out, keys)
     for r in results:
         r.pop("_source")

@@ -57,12 +57,11 @@ BOOTSTRAP_SEED = 20261129
 """The bootstrap's fixed seed (with the group id), so a leaderboard rebuilds identically."""
 
 
-def load_results(out: Path) -> list[dict[str, Any]]:
-    """The results under ``out/cells``, each with its path relative to ``out`` under
-    ``_path``; a bad file is skipped with a warning (``harness leaderboard build`` is the
-    strict reader)."""
+def load_results(out: Path, trust: FolderTrust) -> list[dict[str, Any]]:
+    """The results under ``out/cells`` that ``trust`` vouches for, each with its path
+    relative to ``out`` under ``_path``; a bad file is skipped with a warning (``harness
+    leaderboard build`` is the strict reader)."""
     out = Path(out)
-    trust = FolderTrust.of(out)
     results = []
     for path in sorted((out / "cells").rglob("*.json")):
         result = load_result(path, trust)
@@ -213,9 +212,9 @@ def build_leaderboard(out: Path, reference_attacks: set[str], command: str | Non
 
     Used after ``harness run`` (bad files were already reported and re-run there, so they
     are skipped with a warning); ``harness leaderboard build`` is the strict one."""
-    results = load_results(out)
+    trust = FolderTrust.of(Path(out))
+    results = load_results(out, trust)
     board = {**board_header(command),
-             **aggregate(results, reference_attacks, load_ceilings(out, FolderTrust.of(out)),
-                          budget)}
+             **aggregate(results, reference_attacks, load_ceilings(out, trust), budget)}
     write_board(board, Path(out) / "leaderboard.json")
     return board

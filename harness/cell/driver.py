@@ -88,6 +88,8 @@ class Theft:
     queries_refused: int
     benign: BenignTraffic
     defense_report: dict[str, float]
+    attacker_id: str
+    """The client id the attacker's batches came with (the capacity's draws reuse it)."""
 
 
 def prepare_victim(registry: Registry, cell: CellSpec, env: CellEnvironment,
@@ -116,9 +118,7 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         reference = victim_view(victim, served)
         outputs = substitute_outputs(theft.stolen, victim.data.test.x, device, session)
         capacity = capacity_of(victim, served, theft,
-                               None if cell.settings.timing == "live" else server,
-                               benign_plan(cell.seed, salt, len(victim.data.test.x),
-                                           cell.settings.budget).attacker_id)
+                               None if cell.settings.timing == "live" else server)
         metrics, theft_diagnostics = score_theft(victim, served, theft, outputs, reference,
                                                  capacity)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft,
@@ -162,20 +162,21 @@ def steal(cell: CellSpec, registry: Registry, server: ServerHandle, attacker: At
     try:
         shape = tuple(data.input_shape)
         owners = untrusted_code(record, registry)
-        stolen = (SandboxedStolen(record, tuple(sorted({e.plugin for e in owners})), shape,
-                                  data.num_classes) if owners else
-                  rebuild_stolen(record, registry, input_shape=shape,
-                                 num_classes=data.num_classes))
-        if owners:
-            checked_recipe(record, input_shape=shape, num_classes=data.num_classes)
+        if owners:  # checked here as data; its code runs only in the sandboxed scorer
+            recipe = checked_recipe(record, input_shape=shape, num_classes=data.num_classes)
+            stolen = SandboxedStolen(record, tuple(sorted({e.plugin for e in owners})), shape,
+                                     data.num_classes, recipe.num_exits)
+        else:
+            stolen = rebuild_stolen(record, registry, input_shape=shape,
+                                    num_classes=data.num_classes)
         served = oracle.served_exits()
         exit_estimation_accuracy(stolen.estimated_exits, served)
     except (StolenModelError, ValueError) as exc:
         raise ComponentFailure(f"{label}: {exc}", component) from None
     benign = mixed.finish()
     return Theft(stolen, served, oracle.served_latencies(), oracle.served_inputs(),
-                 oracle.queries_used,
-                 oracle.refused_count, benign, mixed.report())
+                 oracle.queries_used, oracle.refused_count, benign, mixed.report(),
+                 mixed.plan.attacker_id)
 
 
 @dataclass(frozen=True)
@@ -261,13 +262,13 @@ class ChannelCapacity:
 
 
 def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft,
-                server: ServerHandle | None, client_id: str = "attacker") -> ChannelCapacity:
+                server: ServerHandle | None) -> ChannelCapacity:
     """What the timing channel carried for the attack's own queries, against the exits the
     victim's strategy intended for them (:mod:`harness.metrics.capacity`): the better of
     the cross-validated estimate on its observations and, with ``server`` (modelled
     timings), the classifier fitted on fresh draws of the same inputs through the cell's
     own server; the attack's per-input estimation accuracy against the same exits, and
-    the slack between them. The draws come from ``client_id`` (the attacker's own)."""
+    the slack between them. The draws come with the attacker's own client id."""
     x = theft.served_inputs
     intended = (victim.strategy.exits(served.exit_probs(x)) if len(x)
                 else np.zeros(0, dtype=np.int64))
@@ -280,7 +281,8 @@ def capacity_of(victim: TrainedVictim, served: ServedModel, theft: Theft,
                                "the cross-validated estimate)"
     elif len(x):
         try:
-            mc_latency, mc_intended = capacity_draws(server, x, intended, groups, client_id)
+            mc_latency, mc_intended = capacity_draws(server, x, intended, groups,
+                                                     theft.attacker_id)
             mc = monte_carlo_capacity(theft.served_latency_s, intended, groups, mc_latency,
                                       mc_intended)
             notes["monte_carlo"] = (mc.to_json() | {"rows": len(mc_latency)} if mc else

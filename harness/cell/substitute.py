@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.cell.stolen import StolenModelError, StolenRecord, checked_recipe, estimated_exits
+from harness.cell.stolen import StolenModelError, StolenRecord, estimated_exits
 from harness.model import exit_probabilities
 from harness.protocol import StolenModel
 from harness.strategy import answering_probs
@@ -55,6 +55,8 @@ class SandboxedStolen:
     owners: tuple[str, ...]
     input_shape: tuple[int, ...]
     num_classes: int
+    num_exits: int
+    """The recipe's, checked as data before the scorer is asked."""
 
     @property
     def estimated_exits(self) -> np.ndarray | None:
@@ -66,9 +68,7 @@ class SandboxedStolen:
 
     def checked(self, outputs: SubstituteOutputs, n: int) -> SubstituteOutputs:
         """What a scorer answered for ``n`` inputs, checked (:func:`checked_outputs`)."""
-        recipe = checked_recipe(self.record, input_shape=self.input_shape,
-                                num_classes=self.num_classes)
-        return checked_outputs(outputs, n, recipe.num_exits, self.num_classes,
+        return checked_outputs(outputs, n, self.num_exits, self.num_classes,
                                self.record.meta.get("strategy"))
 
 

@@ -16,7 +16,8 @@ import json
 from typing import Any
 
 SEAL = "content_digest"
-OUTSIDE = (SEAL, "signature")
+SIGNATURE = "signature"
+OUTSIDE = (SEAL, SIGNATURE)
 """Fields the digest does not cover: itself, and the signature made over the sealed file."""
 ALGORITHM = "sha256/canonical-json"
 FIELD_DIGEST_CHARS = 16

@@ -33,9 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from harness.errors import ConfigError
 from harness.io.atomic import create_private_once, write_json_atomic
-from harness.io.integrity import canonical_bytes
+from harness.io.integrity import SIGNATURE, canonical_bytes
 
-SIGNATURE = "signature"
 ALGORITHM = "ed25519"
 PRIVATE_KEY_FILE = ".harness-signing-key"
 KEYS_FILE = "signing-keys.json"
@@ -256,14 +255,11 @@ class FolderTrust:
             relative = Path(path).resolve().relative_to(self.folder.resolve()).as_posix()
         except ValueError:
             return f"it lies outside {self.folder}, whose manifests are checked"
-        digests = self.listed.get(relative)
-        if digests is None:
-            self.reload()
-            digests = self.listed.get(relative)
-        if digests is None:
+        digest = body_digest(obj)
+        if digest not in self.listed.get(relative, ()):
+            self.reload()  # another runner may have listed it since
+        if relative not in self.listed:
             return "no signed manifest of this folder lists it (it was not written by a run here)"
-        if body_digest(obj) not in digests:
-            self.reload()
-            if body_digest(obj) not in self.listed.get(relative, set()):
-                return "the manifests list another content for it (an older or foreign copy)"
+        if digest not in self.listed[relative]:
+            return "the manifests list another content for it (an older or foreign copy)"
         return None

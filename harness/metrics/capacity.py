@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,12 +89,16 @@ def channel_capacity(latency_s: np.ndarray, intended: np.ndarray, groups: np.nda
         return Capacity(chance, wilson(chance * n, n), n)
     floor_h = max(1e-3 * float(y.max() - y.min()), 1e-9)
     fold_of_input = np.random.default_rng(FOLD_SEED).permutation(n) % folds
-    correct = max(_cv_correct(y, exits, label, inverse, fold_of_input, folds,
-                              lambda train, points: log_density(train, points, floor_h)),
-                  _cv_correct(y, exits, label, inverse, fold_of_input, folds,
-                              lambda train, points: _gaussian(train, points, floor_h)))
+    correct = max(_cv_correct(y, exits, label, inverse, fold_of_input, folds, density)
+                  for density in _densities(floor_h))
     estimate = max(correct / n, chance)
     return Capacity(estimate, wilson(estimate * n, n), n)
+
+
+def _densities(floor_h: float) -> tuple[Any, Any]:
+    """The two class-conditional models, ``density(train, points) -> log density``."""
+    return (lambda train, points: log_density(train, points, floor_h),
+            lambda train, points: _gaussian(train, points, floor_h))
 
 
 def _gaussian(train: np.ndarray, points: np.ndarray, floor_h: float) -> np.ndarray:
@@ -144,8 +149,7 @@ def monte_carlo_capacity(latency_s: np.ndarray, intended: np.ndarray, groups: np
     spread = float(np.ptp(np.concatenate([mc_y, y]))) if len(mc_y) else 0.0
     floor_h = max(1e-3 * spread, 1e-9)
     best = 0
-    for density in (lambda t, p: log_density(t, p, floor_h),
-                    lambda t, p: _gaussian(t, p, floor_h)):
+    for density in _densities(floor_h):
         scores = np.stack([math.log(np.mean(label == k))
                            + np.bincount(inverse, weights=density(mc_y[mc_exits == k], y),
                                          minlength=len(inputs)) for k in classes])

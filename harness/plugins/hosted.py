@@ -110,10 +110,6 @@ class HostedPolicy(HostedComponent):
     def trainable(self) -> bool:
         return bool(self.hosted.traits.get("trainable", False))
 
-    def _not_trainable(self) -> str:
-        return (f"exit policy {self.name!r} (plugin {self.hosted.plugin}) has no differentiable "
-                "confidence; choose a trainable policy or turn the strategy loss off")
-
 
 def stand_in(description: HostedDescription, link: HostLink) -> type[HostedComponent]:
     """The stand-in class of one hosted component."""

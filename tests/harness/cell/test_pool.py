@@ -22,6 +22,7 @@ from harness.cell.pool import attacker_pool, check_pool
 from harness.cell.spec import ThreatModel
 from harness.cli.attack import _pool
 from harness.errors import ConfigError, DatasetError
+from harness.io.signing import FolderTrust
 from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides
 from harness.run.grid import config_hash, expand_grid
@@ -278,7 +279,7 @@ def test_the_attack_receives_the_chosen_pool(registry, pool_plugin, tmp_path, is
     if isolation == "none":
         return
     # both runs share out=: the leaderboard keeps the two pools apart
-    board = aggregate(load_results(tmp_path / "out"), set())
+    board = aggregate(load_results(tmp_path / "out", FolderTrust.of(tmp_path / "out")), set())
     pools = sorted(row["threat"]["pool"] for row in board["groups"])
     assert pools == ["noise_pool", "same"]
     assert sorted(e["threat"]["pool"] for e in board["attack_ranking"]) == pools
