@@ -243,7 +243,12 @@ class ExitStealAttack(Attack):
         return rows, kept, np.repeat(np.arange(n_inputs), self.repeats), copies
 
     def _estimate(self, est_name: str, rows: Transcript, kept: np.ndarray, oracle: OracleHandle,
-                  ctx: AttackContext) -> ExitEstimate:
+                  ctx: AttackContext) -> tuple[ExitEstimate, dict[str, Any]]:
+        """The exit estimate and what to add to the diagnostics about how it was made."""
+        return self._estimate_unsupervised(est_name, rows, kept, oracle, ctx), {}
+
+    def _estimate_unsupervised(self, est_name: str, rows: Transcript, kept: np.ndarray,
+                               oracle: OracleHandle, ctx: AttackContext) -> ExitEstimate:
         estimator = ctx.estimator(est_name, **(self.estimator_params or {}))
         rng = ctx.rng(1)
         extra = {}
@@ -253,6 +258,11 @@ class ExitStealAttack(Attack):
             served = oracle.true_exits_for_reference()[-len(kept) * self.repeats:]
             extra["true_exits"] = served.reshape(len(kept), self.repeats).max(axis=1)[kept]
         return estimator.estimate(rows.latency_s, ctx.num_exits, rng, **extra)
+
+    def _ties_matter(self, notes: dict[str, Any]) -> bool:
+        """Whether fewer distinct latencies than exits makes the estimate unreliable (an
+        estimate that knows what each latency value means, as templates do, is not)."""
+        return True
 
     # -- stages 2 and 3 ---------------------------------------------------------------
     def _search(self, model: MultiExitNet, rows: Transcript, est: np.ndarray,
@@ -338,22 +348,24 @@ class ExitStealAttack(Attack):
             strict = hi if policy.higher_is_confident else lo
             return StolenModel(model, OutputStrategy(policy, (strict,) * (k - 1)),
                                per_input[query_input], {"admitted_inputs": len(rows.x)})
+        notes: dict[str, Any] = {}
         try:
-            estimate = self._estimate(est_name, rows, kept, oracle, ctx)
+            estimate, notes = self._estimate(est_name, rows, kept, oracle, ctx)
             failure = None
         except HarnessError:
             raise  # bad parameters or a refused query: not a failed fit
         except Exception as exc:  # the estimator's fit failed: fall back, saying so
             estimate, failure = None, f"{type(exc).__name__}: {exc}"[:300]
         est = None if estimate is None else np.asarray(estimate.exits, dtype=np.int64)
-        reasons = unreliable_reasons(rows.latency_s, est, ctx.num_exits, failure)
+        reasons = unreliable_reasons(rows.latency_s, est, ctx.num_exits, failure,
+                                     ties_matter=self._ties_matter(notes))
         if reasons:
-            return self._fallback(rows, est, per_input, kept, query_input, ctx, policy, reasons,
-                                  est_name)
+            return self._fallback(rows, est, per_input, kept, query_input, ctx, policy,
+                                  reasons, est_name, notes)
         num_exits = ctx.num_exits or estimate.num_exits
         train_rows, train_est = (rows, est) if copies is None else (copies[0], est[copies[1]])
-        model, first, final, notes = self._train(train_rows, train_est, max(num_exits, 1), ctx,
-                                                 policy)
+        model, first, final, train_notes = self._train(train_rows, train_est, max(num_exits, 1),
+                                                       ctx, policy)
         per_input[kept] = est
         diagnostics = {
             "estimator": est_name,
@@ -371,6 +383,7 @@ class ExitStealAttack(Attack):
             "search_greedy_agreement": final.greedy_agreement,
             "search_sweeps": final.sweeps,
             **notes,
+            **train_notes,
         }
         return StolenModel(model=model.cpu().eval(), strategy=final.strategy,
                            estimated_exits=per_input[query_input], diagnostics=diagnostics)
@@ -378,7 +391,8 @@ class ExitStealAttack(Attack):
 
     def _fallback(self, rows: Transcript, est: np.ndarray | None, per_input: np.ndarray,
                   kept: np.ndarray, query_input: np.ndarray, ctx: AttackContext,
-                  policy: ExitPolicy, reasons: list[str], est_name: str) -> StolenModel:
+                  policy: ExitPolicy, reasons: list[str], est_name: str,
+                  notes: dict[str, Any]) -> StolenModel:
         """Never worse than not trying (:mod:`attacks.reliability`): every exit distilled on
         every admitted row, one global threshold chosen on them."""
         num_exits = ctx.num_exits or DEFAULT_NUM_EXITS  # the baselines' choice when hidden
@@ -393,7 +407,7 @@ class ExitStealAttack(Attack):
         diagnostics = {"estimator": est_name, "queries": len(query_input),
                        "admitted_inputs": len(rows.x), "training_rows": len(rows.x),
                        "substitute_architecture": substitute_architecture(self.architecture, ctx),
-                       **describe(reasons), **choice.to_json()}
+                       **notes, **describe(reasons), **choice.to_json()}
         return StolenModel(model=model.cpu().eval(), strategy=choice.strategy,
                            estimated_exits=per_input[query_input], diagnostics=diagnostics)
 

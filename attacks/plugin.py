@@ -10,13 +10,14 @@ def harness_register_attacks(register):
     from attacks.activethief import ActiveThiefAttack
     from attacks.adaptive import ADAPTIVE_ATTACKS
     from attacks.exit_steal import EXIT_STEAL_ATTACKS
+    from attacks.exit_steal_profiled import ExitStealProfiled
     from attacks.function_only import FunctionOnlyAttack
     from attacks.jbda import JbdaAttack
     from attacks.knockoff import KnockoffAttack
 
     for attack in (KnockoffAttack, JbdaAttack, ActiveThiefAttack, FunctionOnlyAttack):
         register(attack)
-    for attack in (*EXIT_STEAL_ATTACKS, *ADAPTIVE_ATTACKS):
+    for attack in (*EXIT_STEAL_ATTACKS, ExitStealProfiled, *ADAPTIVE_ATTACKS):
         register(attack)
 
 

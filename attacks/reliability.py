@@ -25,8 +25,10 @@ FALLBACK_MAX_DROP = 0.01
 
 
 def unreliable_reasons(latency_s: np.ndarray, estimated: np.ndarray | None,
-                       num_exits_known: int | None, failure: str | None = None) -> list[str]:
-    """Why the estimate should not be trusted ([] when nothing speaks against it)."""
+                       num_exits_known: int | None, failure: str | None = None, *,
+                       ties_matter: bool = True) -> list[str]:
+    """Why the estimate should not be trusted ([] when nothing speaks against it);
+    ``ties_matter=False`` for an estimate that knows what each latency value means."""
     lat = np.asarray(latency_s, dtype=np.float64)
     lat = lat[np.isfinite(lat)]
     reasons: list[str] = []
@@ -37,7 +39,7 @@ def unreliable_reasons(latency_s: np.ndarray, estimated: np.ndarray | None,
     distinct = len(np.unique(lat))
     if len(lat) and distinct == 1:
         reasons.append("every admitted latency is the same value (a padded channel)")
-    elif len(lat) and num_exits_known is not None and distinct < num_exits_known:
+    elif ties_matter and len(lat) and num_exits_known is not None and distinct < num_exits_known:
         reasons.append(f"the admitted latencies take {distinct} values for {num_exits_known} "
                        "exits (tied: a padded channel cannot separate them all)")
     if (estimated is not None and num_exits_known is not None and num_exits_known > 1

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from harness.model import MultiExitNet
+    from harness.serving.own_server import OwnServer, PublicDeployment
     from harness.strategy import ExitPolicy, OutputStrategy
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
@@ -104,6 +105,11 @@ class Tools(Protocol):
                     num_exits: int, seed: int, normalization: Normalization | None = None,
                     **params: Any) -> MultiExitNet: ...
 
+    def own_server(self, deployment: PublicDeployment, network: MultiExitNet,
+                   strategy: OutputStrategy, *, cost_fraction: tuple[float, ...] | None,
+                   inputs: np.ndarray, rng: np.random.Generator, device: str,
+                   cache_dir: Path | None) -> OwnServer: ...
+
 
 class _RegistryAccess:
     """Shared by the contexts: reach registered components through ``self.toolbox``."""
@@ -173,6 +179,22 @@ class AttackContext(_RegistryAccess):
     cache_dir: Path | None = None
     toolbox: Tools | None = field(default=None, repr=False, compare=False)
     cost_fraction: tuple[float, ...] | None = None
+    deployment: PublicDeployment | None = None
+
+    def local_server(self, network: MultiExitNet, strategy: OutputStrategy,
+                     inputs: np.ndarray, stream: int = 90) -> OwnServer:
+        """An own server for ``network`` behind the public deployment
+        (:mod:`harness.serving.own_server`): the victim's backend and timing, the cell's
+        defense built fresh with a key drawn from ``ctx.rng(stream)`` (undefended under
+        ``threat.defense=hidden``). ``inputs`` (the attacker's) set its live latency
+        quantiles. It never touches the victim, its server or its key."""
+        if self.deployment is None:
+            raise HarnessError("this context has no public deployment (an attack run outside "
+                               "a cell): ctx.local_server is not available")
+        return self._tools().own_server(self.deployment, network, strategy,
+                                        cost_fraction=self.cost_fraction, inputs=inputs,
+                                        rng=self.rng(stream), device=self.device,
+                                        cache_dir=self.cache_dir)
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent generator per ``stream`` derived from the cell seed."""

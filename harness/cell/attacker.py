@@ -24,6 +24,7 @@ from harness.errors import ComponentFailure
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import AttackContext, OracleHandle, OutputMode, StolenModel, TrainedVictim
+from harness.serving.own_server import PublicDeployment
 
 
 def threat_view(threat: ThreatModel, num_exits: int, family: str,
@@ -37,6 +38,19 @@ def threat_view(threat: ThreatModel, num_exits: int, family: str,
     return {"num_exits": num_exits if threat.grants_num_exits else None,
             "victim_family": family if threat.grants_architecture else None,
             "cost_fraction": tuple(float(c) for c in cost_fraction) if both else None}
+
+
+def public_deployment(cell: CellSpec) -> PublicDeployment:
+    """What ``cell`` makes public about how its victim is served: backend, output, timing,
+    and the defense with its parameters unless ``threat.defense=hidden`` (never its key)."""
+    settings = cell.settings
+    known = settings.threat.knows_defense
+    return PublicDeployment(backend=settings.backend, output=settings.output,
+                            timing=settings.timing,
+                            timing_params_json=settings.timing_params_json,
+                            repeats=settings.repeats,
+                            defense=cell.defense.name if known else None,
+                            defense_params=dict(cell.defense.params) if known else {})
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class AttackerRequest:
     cost_fraction: tuple[float, ...] | None
     client_timed: bool = False
     network: str = "none"
+    deployment: PublicDeployment | None = None
 
     @classmethod
     def for_cell(cls, cell: CellSpec, victim: TrainedVictim, pool: np.ndarray,
@@ -72,20 +87,21 @@ class AttackerRequest:
                               pool=pool, seed=cell.seed, device=device, budget=settings.budget,
                               output=settings.output,  # type: ignore[arg-type]
                               threat=settings.threat, client_timed=settings.timing == "live",
-                              network=settings.network)
+                              network=settings.network, deployment=public_deployment(cell))
 
     @classmethod
     def for_victim(cls, victim: TrainedVictim, *, attack: str, params: dict[str, Any],
                    pool: np.ndarray, seed: int, device: str, budget: int, output: OutputMode,
                    threat: ThreatModel, client_timed: bool = False,
-                   network: str = "none") -> AttackerRequest:
+                   network: str = "none",
+                   deployment: PublicDeployment | None = None) -> AttackerRequest:
         """The request of an attack against ``victim`` under ``threat``."""
         data = victim.data
         return cls(attack=attack, params=params, attacker_x=pool, seed=seed, device=device,
                    budget=budget, output=output, input_shape=tuple(data.input_shape),
                    num_classes=data.num_classes,
                    input_range=tuple(data.input_range),  # type: ignore[arg-type]
-                   client_timed=client_timed, network=network,
+                   client_timed=client_timed, network=network, deployment=deployment,
                    **threat_view(threat, victim.model.num_exits, victim.family,
                                  victim.model.cost_fraction))
 
@@ -96,7 +112,7 @@ class AttackerRequest:
             input_shape=self.input_shape, num_classes=self.num_classes,
             input_range=self.input_range, num_exits=self.num_exits,
             victim_family=self.victim_family, cost_fraction=self.cost_fraction,
-            cache_dir=cache_dir, toolbox=Toolbox(registry))
+            cache_dir=cache_dir, toolbox=Toolbox(registry), deployment=self.deployment)
 
 
 def run_attack(request: AttackerRequest, oracle: OracleHandle, registry: Registry,

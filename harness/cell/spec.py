@@ -50,14 +50,18 @@ class ThreatModel:
 
     ``num_exits``: the number of exits; ``architecture``: the victim's network family
     (and, with both granted, its exits' cost fractions); ``pool``: the attacker's
-    unlabeled pool (``same`` or a dataset name, :mod:`harness.cell.pool`). Part of every
-    cell's config; ``pool`` is written only when it is not ``same``, so cells from before
-    the key keep their config hash.
+    unlabeled pool (``same`` or a dataset name, :mod:`harness.cell.pool`); ``defense``:
+    whether the defense's code and parameters are public (``known``, Kerckhoffs's
+    principle) so that an attack may run them on an own server
+    (:mod:`harness.serving.own_server`), or ``hidden``. Part of every cell's config;
+    ``pool`` and ``defense`` are written only when not the default, so cells from before
+    the keys keep their config hash.
     """
 
     num_exits: str = "granted"
     architecture: str = "granted"
     pool: str = "same"
+    defense: str = "known"
 
     def __post_init__(self) -> None:
         for key, choices in THREAT_CHOICES.items():
@@ -72,9 +76,14 @@ class ThreatModel:
     def grants_architecture(self) -> bool:
         return self.architecture == "granted"
 
+    @property
+    def knows_defense(self) -> bool:
+        return self.defense == "known"
+
     def to_json(self) -> dict[str, str]:
         return {"num_exits": self.num_exits, "architecture": self.architecture,
-                **({"pool": self.pool} if self.pool != "same" else {})}
+                **({"pool": self.pool} if self.pool != "same" else {}),
+                **({"defense": self.defense} if self.defense != "known" else {})}
 
 
 @dataclass(frozen=True)

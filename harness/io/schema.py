@@ -8,8 +8,11 @@ MAX_SEED = 2**32 - 1
 """Largest cell seed (``seeds=``): the run keys and the result schema share these limits."""
 MAX_REPLICAS = 20
 """Most replicas per victim (``replicas=0..20``; 0 turns the replica ceiling off)."""
-THREAT_CHOICES = {"num_exits": ("granted", "hidden"), "architecture": ("granted", "hidden")}
-"""What the threat model may grant an attack (``threat.KEY=``); ``granted`` is the default."""
+THREAT_CHOICES = {"num_exits": ("granted", "hidden"), "architecture": ("granted", "hidden"),
+                  "defense": ("known", "hidden")}
+"""What the threat model may grant an attack (``threat.KEY=``); the first choice is the
+default (``defense``: whether the defense's code and parameters are public, as a cell
+records them; absent in results written before it, which read as ``known``)."""
 
 SCHEMA_VERSION = 3
 """3: cell results carry a content digest (``content_digest``, :mod:`harness.io.integrity`),
@@ -84,7 +87,7 @@ SEED = {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
 
 THREAT = {
     "type": "object",
-    "required": list(THREAT_CHOICES),
+    "required": ["num_exits", "architecture"],
     "properties": {**{k: {"enum": list(v)} for k, v in THREAT_CHOICES.items()},
                    "pool": NAME},  # "same" or a dataset name
     "additionalProperties": False,

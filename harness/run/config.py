@@ -4,7 +4,8 @@ Grammar (docs/design.md section 7): ``victims=``, ``attacks=``, ``defenses=`` ta
 ``a,b`` or ``[a,b]``; ``seeds=0,1,2``; scalar keys below; per-component parameters as
 ``attack.NAME.PARAM=VALUE`` (likewise ``defense.``, ``victim.``) and timing parameters
 as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and
-``threat.architecture=`` (``granted`` or ``hidden``; a ``[threat]`` table in TOML) and
+``threat.architecture=`` (``granted`` or ``hidden``), ``threat.defense=`` (``known`` or
+``hidden``; a ``[threat]`` table in TOML) and
 ``pool=same|DATASET`` (the attacker's unlabeled pool, :mod:`harness.cell.pool`);
 ``replicas=N`` (replicas of each victim for the replica ceiling, 0 = off;
 :mod:`harness.run.replicas`);

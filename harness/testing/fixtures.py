@@ -15,6 +15,7 @@ The pytest fixtures of the same names live in :mod:`harness.testing.plugin`.
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import torch
@@ -36,9 +37,10 @@ from harness.protocol import (
 )
 from harness.serving.endpoint import Endpoint
 from harness.serving.oracle import Oracle
+from harness.serving.own_server import PublicDeployment
 from harness.stages import Defense
 from harness.strategy import OutputStrategy
-from harness.timing.models import AnalyticTiming, TimingModel
+from harness.timing.models import MODELLED, AnalyticTiming, TimingModel
 
 TEST_SECRET = b"harness.testing fixed server secret"
 """The tiny endpoint's server key (:attr:`harness.stages.ServerInfo.secret`): fixed, so kit
@@ -147,9 +149,14 @@ def tiny_oracle(victim: TrainedVictim, budget: int, *, output: str = "probs",
     """An oracle on :func:`tiny_endpoint` and the context a cell would hand the attack.
 
     ``threat`` (default: everything granted) hides the number of exits and/or the family
-    from the context exactly as a cell with those ``threat.*`` settings does.
+    from the context exactly as a cell with those ``threat.*`` settings does. The context's
+    public deployment (``ctx.local_server``) is the torch backend, the timing and, when
+    ``defense`` is a registered one, its name and parameters (:func:`tiny_deployment`).
     """
+    registry = registry or default_registry()
+    threat = threat or ThreatModel()
     served = served or BatchedServed(victim.model)
+    timing = timing or AnalyticTiming()
     endpoint = tiny_endpoint(victim, defense, timing=timing, seed=seed, output=output,
                              served=served, client_id="attacker")
     data = victim.data
@@ -158,5 +165,25 @@ def tiny_oracle(victim: TrainedVictim, budget: int, *, output: str = "probs",
     request = AttackerRequest.for_victim(
         victim, attack="", params={}, pool=data.attacker.x, seed=seed, device="cpu",
         budget=budget, output=output,  # type: ignore[arg-type]
-        threat=threat or ThreatModel())
-    return oracle, request.context(registry or default_registry(), None)
+        threat=threat, deployment=tiny_deployment(registry, defense, timing, output, threat))
+    return oracle, request.context(registry, None)
+
+
+def tiny_deployment(registry: Registry, defense: Defense | None, timing: TimingModel,
+                    output: str, threat: ThreatModel) -> PublicDeployment | None:
+    """The public deployment of a tiny oracle: None when it cannot be copied (a replay or
+    live timing, or a defense instance that is not a registered component)."""
+    if timing.mode not in MODELLED:
+        return None
+    name = None
+    if defense is not None and type(defense) is not Defense:
+        name = getattr(defense, "name", None)
+        if name not in registry.names("defense") or registry.get("defense", name).cls is not type(
+                defense):
+            return None
+    known = threat.knows_defense and name is not None
+    return PublicDeployment(
+        backend="torch", output=output, timing=timing.mode,
+        timing_params_json=json.dumps(timing.describe()["params"], sort_keys=True),
+        defense=name if known else None,
+        defense_params=dict(defense.get_params()) if known else {})  # type: ignore[union-attr]
