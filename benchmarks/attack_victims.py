@@ -4,13 +4,16 @@ Victims: ``digits_cnn``, ``digits_cnn_entropy``, ``digits_cnn_weak_early`` and t
 draws of ``digits_cnn_random`` (exit mixes from balanced to ~90% at one exit). Per victim,
 ``exit_steal``, ``exit_steal_reference`` (reads the true exits) and ``knockoff`` run over
 seeds 0-4 at the default budget and timing through the real grid runner (``undefended``).
-Reported per victim: each attack's mean exit agreement, the mean paired difference
-``reference - exit_steal`` with its 95% t-interval (target: at most 0.03), whether
-``exit_steal`` is ever below ``knockoff`` (target: never, per seed), and how often
-``exit_steal``'s estimator found the number of exits the victim really used on the
-attacker's queries. Cells are cached under ``--out`` (a re-run reuses them).
+Reported per victim: each attack's mean exit agreement and, for ``exit_steal`` and
+``exit_steal_profiled``, the mean paired gap to the reference, the mean paired gain over
+``knockoff`` with its 95% t-interval and its worst seed (targets, issue 23: never more than
+0.02 below knockoff, the gain's interval above 0, a mean gap to the reference of at most
+0.05; at ``--budget 100`` the mean at least knockoff's), and how often ``exit_steal``'s
+estimator found the number of exits the victim really used. Cells are cached under
+``--out`` (a re-run reuses them).
 
-Usage: ``python benchmarks/attack_victims.py [--seeds 0,1,2,3,4] [--draws 10] [--jobs 2]``
+Usage: ``python benchmarks/attack_victims.py [--seeds 0,1,2,3,4] [--draws 10] [--jobs 2]
+[--budget 100] [--only random_draw5,random_draw6]``
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
 
-ATTACKS = ("exit_steal", "exit_steal_reference", "knockoff")
+ATTACKS = ("exit_steal", "exit_steal_profiled", "exit_steal_reference", "knockoff")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "attack_victims"
 
 
@@ -45,9 +48,11 @@ def victims(draws: int) -> list[tuple[str, str, list[str]]]:
 
 
 def run_victim(label: str, name: str, extra: list[str], seeds: str, jobs: int,
-               out: Path) -> list[dict[str, Any]]:
+               out: Path, budget: int | None) -> list[dict[str, Any]]:
     keys = [f"victims={name}", "defenses=none", f"attacks={','.join(ATTACKS)}",
-            f"seeds={seeds}", f"out={out / label}", *extra]
+            f"seeds={seeds}", f"out={out / label}", "replicas=0", *extra]
+    if budget is not None:
+        keys.append(f"budget={budget}")
     if jobs > 1:
         keys += ["executor=process", f"jobs={jobs}"]
     summary = run_grid(parse_overrides(keys), make_plugin_manager(), show_progress=False)
@@ -64,6 +69,23 @@ def occupied_right(result: dict[str, Any]) -> bool | None:
     return sum(c > 0 for c in est) == sum(c > 0 for c in true)
 
 
+TIMING_ATTACKS = ("exit_steal", "exit_steal_profiled")
+"""The real timing attacks compared with the reference and with knockoff."""
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """Mean of ``a - b`` over the seeds both have, its 95% t-interval and its worst seed."""
+    seeds = sorted(set(a) & set(b))
+    diffs = np.array([a[s] - b[s] for s in seeds])
+    if not len(diffs):
+        return {"mean": None, "ci95": None, "worst": None, "n": 0}
+    half = (float(stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs)))
+            if len(diffs) > 1 else float("nan"))
+    return {"mean": float(diffs.mean()), "ci95": [float(diffs.mean() - half),
+                                                  float(diffs.mean() + half)],
+            "worst": float(diffs.min()), "n": len(diffs)}
+
+
 def summarise(label: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     agree: dict[str, dict[int, float]] = {a: {} for a in ATTACKS}
     occupied = []
@@ -74,22 +96,18 @@ def summarise(label: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         agree[attack][r["seed"]] = r["metrics"]["exit_agreement"]
         if attack == "exit_steal":
             occupied.append(occupied_right(r))
-    seeds = sorted(set(agree["exit_steal"]) & set(agree["exit_steal_reference"]))
-    diffs = np.array([agree["exit_steal_reference"][s] - agree["exit_steal"][s] for s in seeds])
-    half = (float(stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs)))
-            if len(diffs) > 1 else float("nan"))
-    below = [s for s in seeds if s in agree["knockoff"]
-             and agree["exit_steal"][s] < agree["knockoff"][s]]
-    row = {"victim": label, "seeds": len(seeds)}
+    row: dict[str, Any] = {"victim": label, "seeds": len(agree["exit_steal"])}
     for attack in ATTACKS:
         vals = list(agree[attack].values())
         row[attack] = float(np.mean(vals)) if vals else None
-    row.update({"gap_to_reference": float(diffs.mean()) if len(diffs) else None,
-                "gap_ci95": [float(diffs.mean() - half), float(diffs.mean() + half)]
-                if len(diffs) > 1 else None,
-                "gap_ok": bool(len(diffs) and diffs.mean() <= 0.03),
-                "below_knockoff_seeds": below,
-                "occupied_right": float(np.mean([o for o in occupied if o is not None]))
+    for attack in TIMING_ATTACKS:
+        to_ref = paired(agree["exit_steal_reference"], agree[attack])
+        over_knockoff = paired(agree[attack], agree["knockoff"])
+        row[f"{attack}:gap_to_reference"] = to_ref["mean"]
+        row[f"{attack}:gain_over_knockoff"] = over_knockoff["mean"]
+        row[f"{attack}:gain_ci95"] = over_knockoff["ci95"]
+        row[f"{attack}:worst_gain"] = over_knockoff["worst"]
+    row.update({"occupied_right": float(np.mean([o for o in occupied if o is not None]))
                 if any(o is not None for o in occupied) else None,
                 "failed": sum(r["status"] != "ok" for r in results)})
     return row
@@ -101,6 +119,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--only", default=None, help="comma-separated victim labels")
+    parser.add_argument("--budget", type=int, default=None, help="default: the grid's")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -109,15 +128,17 @@ def main() -> None:
         if args.only and label not in args.only.split(","):
             continue
         rows.append(summarise(label, run_victim(label, name, extra, args.seeds, args.jobs,
-                                                args.out)))
+                                                args.out, args.budget)))
         print(f"{label}: done ({time.perf_counter() - started:.0f}s)", flush=True)
-    print_table(rows, ["victim", "seeds", *ATTACKS, "gap_to_reference", "gap_ok",
-                       "below_knockoff_seeds", "occupied_right", "failed"])
-    for row in rows:
-        if row["gap_ci95"]:
-            print(f"{row['victim']}: reference - exit_steal = {row['gap_to_reference']:+.3f} "
-                  f"[{row['gap_ci95'][0]:+.3f}, {row['gap_ci95'][1]:+.3f}]")
+    print_table(rows, ["victim", "seeds", *ATTACKS, "occupied_right", "failed"])
+    for attack in TIMING_ATTACKS:
+        print(f"\n{attack}: paired against knockoff and the reference (exit agreement)")
+        print_table([{"victim": r["victim"], **{k.split(":")[1]: v for k, v in r.items()
+                                                if k.startswith(attack + ":")}} for r in rows],
+                    ["victim", "gap_to_reference", "gain_over_knockoff", "gain_ci95",
+                     "worst_gain"])
     path = write_json(args.out / "summary.json", {"rows": rows, "seeds": args.seeds,
+                                                  "budget": args.budget,
                                                   "wall_s": round(time.perf_counter() - started)})
     print(f"wrote {path}")
 

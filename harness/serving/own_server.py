@@ -111,8 +111,10 @@ def _weights_digest(network: MultiExitNet) -> str:
 class OwnServer:
     """An attacker's network served behind the public deployment (see the module doc)."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint,
+                 scratch: tempfile.TemporaryDirectory | None = None) -> None:
         self._endpoint = endpoint
+        self._scratch = scratch  # a backend's files (ONNX), removed with the server
 
     @property
     def num_exits(self) -> int:
@@ -161,8 +163,8 @@ def build_own_server(registry: Registry, deployment: PublicDeployment, network: 
                          Split(x, np.zeros(len(x), dtype=np.int64)), empty, empty)
     own = TrainedVictim("own_server", network, strategy, data, "own", _weights_digest(network))
     backend = build_component(registry.get("backend", deployment.backend).cls, {})
-    scratch = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="own-"))
-    served = backend.load(own, device, scratch)
+    scratch = None if cache_dir is not None else tempfile.TemporaryDirectory(prefix="own-server-")
+    served = backend.load(own, device, Path(cache_dir) if scratch is None else Path(scratch.name))
     if (cost_fraction is not None and len(cost_fraction) == served.num_exits
             and not timing.measures):
         served.cost_fraction = tuple(float(c) for c in cost_fraction)
@@ -183,4 +185,4 @@ def build_own_server(registry: Registry, deployment: PublicDeployment, network: 
     endpoint = Endpoint(served, strategy, defense, timing, streams[1], streams[2],  # type: ignore[arg-type]
                         server=info, client_id="own", defense_label=label,
                         defense_component=component)
-    return OwnServer(endpoint)
+    return OwnServer(endpoint, scratch)
