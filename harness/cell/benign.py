@@ -24,16 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.serving.endpoint import RESPONSE_FIELDS, EndpointResponse
+from harness.serving.endpoint import RESPONSE_FIELDS, EndpointResponse, random_client_id
 
 BENIGN_CLIENTS = 4
 MAX_CHUNK = 16
 Respond = Callable[[np.ndarray, str], EndpointResponse]
 """``respond(x, client_id)`` of an endpoint, bound to one timing stream."""
-
-
-def _client_id(rng: np.random.Generator) -> str:
-    return "client-" + "".join(f"{b:02x}" for b in rng.integers(0, 256, size=4))
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ class BenignPlan:
     def draw(cls, n: int, rng: np.random.Generator, clients: int = BENIGN_CLIENTS,
              max_chunk: int = MAX_CHUNK, batches: int = 1) -> BenignPlan:
         """A plan for a test split of ``n`` inputs and up to ``batches`` attacker batches."""
-        ids = [_client_id(rng) for _ in range(clients + 2)]
+        ids = [random_client_id(rng) for _ in range(clients + 2)]
         order = rng.permutation(n)
         sizes, total = [], 0
         while total < n:

@@ -51,6 +51,12 @@ class EndpointResponse:
 RESPONSE_FIELDS = ("probs", "exits", "cost_fraction", "latency_s", "admitted", "depth")
 
 
+def random_client_id(rng: np.random.Generator) -> str:
+    """A client id as every client of a cell's server has one (benign, attacker, and an
+    attacker's own server's), so a defense cannot tell them apart by their ids."""
+    return "client-" + "".join(f"{b:02x}" for b in rng.integers(0, 256, size=4))
+
+
 SPIN_S = 300e-6
 """The last stretch of a hold is spun, not slept: sleeps overshoot by ~50-100 us."""
 

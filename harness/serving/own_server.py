@@ -34,7 +34,7 @@ import numpy as np
 from harness.components import build_component
 from harness.errors import HarnessError
 from harness.protocol import DatasetSplits, Split, TrainedVictim
-from harness.serving.endpoint import Endpoint
+from harness.serving.endpoint import Endpoint, random_client_id
 from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, bind_defense
 from harness.strategy import OutputStrategy
 from harness.timing.models import MODELLED, LiveTiming, TimingModel
@@ -183,6 +183,6 @@ def build_own_server(registry: Registry, deployment: PublicDeployment, network: 
         label, component = entry.label(""), f"defense:{deployment.defense}"
     defense.reset()  # type: ignore[union-attr]
     endpoint = Endpoint(served, strategy, defense, timing, streams[1], streams[2],  # type: ignore[arg-type]
-                        server=info, client_id="own", defense_label=label,
+                        server=info, client_id=random_client_id(rng), defense_label=label,
                         defense_component=component)
     return OwnServer(endpoint, scratch)

@@ -100,6 +100,8 @@ def test_defaults_grant_both_and_keys_parse(tmp_path):
                                 "'granted', 'hidden'"),
     ("threat.architecture=", "threat.architecture='' is invalid; allowed: one of 'granted'"),
     ("threat.arch=hidden", "unknown key 'threat.arch'; valid keys: "),
+    ("threat.defense=granted", "threat.defense='granted' is invalid; allowed: one of 'known', "
+                               "'hidden'"),
 ])
 def test_bad_threat_values_are_one_line_config_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
@@ -133,6 +135,13 @@ def test_threat_settings_enter_the_cell_json_and_its_hash(tiny_plugin, tmp_path)
             assert cell.to_json()["threat"] == {"num_exits": exits, "architecture": arch}
             hashes[exits, arch] = config_hash(cell, registry)
     assert len(set(hashes.values())) == 4
+    spec = _spec(tmp_path, "attacks=tiny_attack", "threat.defense=hidden")
+    (hidden,) = expand_grid(spec, registry)
+    assert hidden.to_json()["threat"]["defense"] == "hidden"
+    assert config_hash(hidden, registry) not in hashes.values()
+    (known,) = expand_grid(_spec(tmp_path, "attacks=tiny_attack", "threat.defense=known"),
+                           registry)
+    assert config_hash(known, registry) == hashes["granted", "granted"]  # the default: unchanged
 
 
 # -- the attack's context ----------------------------------------------------------------
