@@ -7,10 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= results
-# The quick grid of `make run` (the headline in a few minutes on 2 cores): the timing attack
-# and the knockoff function-stealing baseline, undefended and under one timing, one exit-decision and one
+# The quick grid of `make run` (the headline in a few minutes on 2 cores): the timing attack,
+# its profiling variant and the knockoff function-stealing baseline, undefended and under one timing, one exit-decision and one
 # output defense. `harness run attacks=all defenses=all` is the full grid.
-QUICK_GRID := victims=digits_cnn attacks=exit_steal,knockoff \
+QUICK_GRID := victims=digits_cnn attacks=exit_steal,exit_steal_profiled,knockoff \
 	defenses=none,pad_constant,exit_noise,rounding seeds=0 executor=process jobs=2
 
 # The committed leaderboard (`make leaderboard`): three runs into one run dir, then build,
