@@ -30,6 +30,8 @@ adapt (``diagnostics.profile_defended`` records which).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,6 +45,26 @@ from harness.params import Interval
 from harness.protocol import AttackContext, ExitEstimate, OracleHandle
 from harness.serving.own_server import forced_exit
 from harness.strategy import OutputStrategy
+
+
+def extended_init(base: Callable[..., None], **extra: Any) -> Callable[..., None]:
+    """``base`` (an ``__init__``) taking the keyword parameters ``extra`` too (stored as
+    attributes), in its signature, so that ``get_params`` round-trips them."""
+    sig = inspect.signature(base)
+
+    def __init__(self, **params: Any) -> None:
+        own = {name: params.pop(name, default) for name, default in extra.items()}
+        base(self, **params)
+        for name, value in own.items():
+            setattr(self, name, value)
+
+    __init__.__signature__ = sig.replace(parameters=[  # type: ignore[attr-defined]
+        *sig.parameters.values(),
+        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+          for name, default in extra.items())])
+    __init__.__doc__ = base.__doc__
+    return __init__
+
 
 PROFILE_STREAM = 91
 """``ctx.rng`` stream of the profile's input choice (the own server's key: stream 90)."""
@@ -58,31 +80,7 @@ class ExitStealProfiled(ExitStealAttack):
         "em_steps": [Interval("int", 1, 100_000)],
     }
 
-    def __init__(self, estimator: str | None = None, estimator_params: dict | None = None,
-                 repeats: int = 1, combine: str = "min", epochs: int = 60,
-                 finetune_epochs: int = 20, lr: float = 3e-3, finetune_lr: float = 1e-3,
-                 batch_size: int = 64, architecture: str | None = None,
-                 architecture_params: dict | None = None,
-                 strategy_weight: float = 3.0, temperature: float = 1.0,
-                 confidence_weight: float = 0.0,
-                 policy: str = "max_prob", max_sweeps: int = 10,
-                 performance: str = "exit_logits", other_exit_weight: float = 0.0,
-                 repeat_perturb: float = 0.0, exit_label_noise: float = 0.0,
-                 holdout: float = 0.0, patience: int = 0, profile_inputs: int = 1000,
-                 em_steps: int = 500) -> None:
-        super().__init__(estimator=estimator, estimator_params=estimator_params,
-                         repeats=repeats, combine=combine, epochs=epochs,
-                         finetune_epochs=finetune_epochs, lr=lr, finetune_lr=finetune_lr,
-                         batch_size=batch_size, architecture=architecture,
-                         architecture_params=architecture_params,
-                         strategy_weight=strategy_weight, temperature=temperature,
-                         confidence_weight=confidence_weight, policy=policy,
-                         max_sweeps=max_sweeps, performance=performance,
-                         other_exit_weight=other_exit_weight, repeat_perturb=repeat_perturb,
-                         exit_label_noise=exit_label_noise, holdout=holdout,
-                         patience=patience)
-        self.profile_inputs = profile_inputs
-        self.em_steps = em_steps
+    __init__ = extended_init(ExitStealAttack.__init__, profile_inputs=1000, em_steps=500)
 
     def _profile(self, rows: Transcript, ctx: AttackContext) -> tuple[Any, dict[str, Any]]:
         """Templates from the own server (HarnessError when none can be had)."""
