@@ -24,10 +24,9 @@ from harness.computation import EagerComputation, ExitComputation
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from harness.model import MultiExitNet
-    from harness.serving.own_server import OwnServer, PublicDeployment
     from harness.strategy import ExitPolicy, OutputStrategy
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
@@ -105,11 +104,6 @@ class Tools(Protocol):
                     num_exits: int, seed: int, normalization: Normalization | None = None,
                     **params: Any) -> MultiExitNet: ...
 
-    def own_server(self, deployment: PublicDeployment, network: MultiExitNet,
-                   strategy: OutputStrategy, *, cost_fraction: tuple[float, ...] | None,
-                   inputs: np.ndarray, rng: np.random.Generator, device: str,
-                   cache_dir: Path | None) -> OwnServer: ...
-
 
 class _RegistryAccess:
     """Shared by the contexts: reach registered components through ``self.toolbox``."""
@@ -180,21 +174,22 @@ class AttackContext(_RegistryAccess):
     toolbox: Tools | None = field(default=None, repr=False, compare=False)
     cost_fraction: tuple[float, ...] | None = None
     deployment: PublicDeployment | None = None
+    own_servers: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     def local_server(self, network: MultiExitNet, strategy: OutputStrategy,
-                     inputs: np.ndarray, stream: int = 90) -> OwnServer:
+                     inputs: np.ndarray, stream: int = 90) -> Any:
         """An own server for ``network`` behind the public deployment
         (:mod:`harness.serving.own_server`): the victim's backend and timing, the cell's
         defense built fresh with a key drawn from ``ctx.rng(stream)`` (undefended under
         ``threat.defense=hidden``). ``inputs`` (the attacker's) set its live latency
         quantiles. It never touches the victim, its server or its key."""
-        if self.deployment is None:
+        if self.deployment is None or self.own_servers is None:
             raise HarnessError("this context has no public deployment (an attack run outside "
                                "a cell): ctx.local_server is not available")
-        return self._tools().own_server(self.deployment, network, strategy,
-                                        cost_fraction=self.cost_fraction, inputs=inputs,
-                                        rng=self.rng(stream), device=self.device,
-                                        cache_dir=self.cache_dir)
+        return self.own_servers(self.deployment, network, strategy,
+                                cost_fraction=self.cost_fraction, inputs=inputs,
+                                rng=self.rng(stream), device=self.device,
+                                cache_dir=self.cache_dir)
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent generator per ``stream`` derived from the cell seed."""
@@ -249,6 +244,21 @@ class VictimContext(_RegistryAccess):
         """A freshly initialised network of a registered architecture."""
         return self._tools().new_network(architecture, input_shape, num_classes, num_exits,
                                          seed, normalization=normalization, **params)
+
+
+@dataclass(frozen=True)
+class PublicDeployment:
+    """How the victim is served, as a cell records it: what an attacker's own server copies
+    (:mod:`harness.serving.own_server`). ``defense`` / ``defense_params`` are None / empty
+    under ``threat.defense=hidden``; the server's key is never part of it."""
+
+    backend: str
+    output: str
+    timing: str
+    timing_params_json: str
+    repeats: int = 1
+    defense: str | None = None
+    defense_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

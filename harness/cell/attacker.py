@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,15 @@ from harness.components import build_component
 from harness.errors import ComponentFailure
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
-from harness.protocol import AttackContext, OracleHandle, OutputMode, StolenModel, TrainedVictim
-from harness.serving.own_server import PublicDeployment
+from harness.protocol import (
+    AttackContext,
+    OracleHandle,
+    OutputMode,
+    PublicDeployment,
+    StolenModel,
+    TrainedVictim,
+)
+from harness.serving.own_server import build_own_server
 
 
 def threat_view(threat: ThreatModel, num_exits: int, family: str,
@@ -112,7 +120,8 @@ class AttackerRequest:
             input_shape=self.input_shape, num_classes=self.num_classes,
             input_range=self.input_range, num_exits=self.num_exits,
             victim_family=self.victim_family, cost_fraction=self.cost_fraction,
-            cache_dir=cache_dir, toolbox=Toolbox(registry), deployment=self.deployment)
+            cache_dir=cache_dir, toolbox=Toolbox(registry), deployment=self.deployment,
+            own_servers=partial(build_own_server, registry))
 
 
 def run_attack(request: AttackerRequest, oracle: OracleHandle, registry: Registry,

@@ -22,7 +22,8 @@ and provenance. 2: results and leaderboards record the component protocol versio
 (``cell.threat``, leaderboard rows' ``threat``) are optional additions within version 2:
 files written before them stay valid and read as granted/granted. So is a component's
 ``label`` (a stack's members, a sweep's values; absent -> its name) and a leaderboard
-row's ``label`` fields. So are ``pool`` in threat settings (absent -> ``same``), the
+row's ``label`` fields. So are ``pool`` in threat settings (absent -> ``same``), ``defense``
+in threat settings (absent -> ``known``), the
 replica-ceiling files (``OUT/replicas/*.json``) and the leaderboard's
 ``replica_ceiling`` section (absent in leaderboards written before it)."""
 

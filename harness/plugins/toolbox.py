@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from harness.components import build_component
 from harness.errors import ConfigError
 from harness.model import MultiExitNet
 from harness.plugins.registry import Registry
 from harness.protocol import Architecture, ExitEstimator, Normalization
-from harness.serving.own_server import OwnServer, PublicDeployment, build_own_server
-from harness.strategy import ExitPolicy, OutputStrategy
+from harness.strategy import ExitPolicy
 
 
 @dataclass(frozen=True)
@@ -111,15 +107,6 @@ class Toolbox:
             normalization=None if normalization is None else
             (tuple(map(float, normalization[0])), tuple(map(float, normalization[1]))))
         return net
-
-    def own_server(self, deployment: PublicDeployment, network: MultiExitNet,
-                   strategy: OutputStrategy, *, cost_fraction: tuple[float, ...] | None,
-                   inputs: np.ndarray, rng: np.random.Generator, device: str,
-                   cache_dir: Path | None) -> OwnServer:
-        """An attacker's own server (:func:`harness.serving.own_server.build_own_server`)."""
-        return build_own_server(self._registry, deployment, network, strategy,
-                                cost_fraction=cost_fraction, inputs=inputs, rng=rng,
-                                device=device, cache_dir=cache_dir)
 
     def from_recipe(self, recipe: NetworkRecipe) -> MultiExitNet:
         """A fresh network built from a recipe (load the weights into it)."""

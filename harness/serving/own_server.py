@@ -25,15 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.components import build_component
 from harness.errors import HarnessError
-from harness.protocol import DatasetSplits, Split, TrainedVictim
+from harness.protocol import DatasetSplits, PublicDeployment, Split, TrainedVictim
 from harness.serving.endpoint import Endpoint, random_client_id
 from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, bind_defense
 from harness.strategy import OutputStrategy
@@ -44,29 +44,14 @@ if TYPE_CHECKING:
     from harness.plugins.registry import Registry
 
 
-@dataclass(frozen=True)
-class PublicDeployment:
-    """How the victim is served, as a cell records it: what an own server copies.
-
-    ``defense`` / ``defense_params`` are None under ``threat.defense=hidden``.
-    """
-
-    backend: str
-    output: str
-    timing: str
-    timing_params_json: str
-    repeats: int = 1
-    defense: str | None = None
-    defense_params: dict[str, Any] = field(default_factory=dict)
-
-    def timing_model(self) -> TimingModel:
-        """The timing model the victim's server uses (refused for ``replay``)."""
-        if self.timing == "live":
-            return LiveTiming(repeats=self.repeats)
-        if self.timing not in MODELLED:
-            raise HarnessError(f"timing={self.timing} draws from a profile only the evaluator "
-                               "holds: an attack cannot run an own server under it")
-        return MODELLED[self.timing](**json.loads(self.timing_params_json))
+def deployment_timing(deployment: PublicDeployment) -> TimingModel:
+    """The timing model the victim's server uses (refused for ``replay``)."""
+    if deployment.timing == "live":
+        return LiveTiming(repeats=deployment.repeats)
+    if deployment.timing not in MODELLED:
+        raise HarnessError(f"timing={deployment.timing} draws from a profile only the evaluator "
+                           "holds: an attack cannot run an own server under it")
+    return MODELLED[deployment.timing](**json.loads(deployment.timing_params_json))
 
 
 @dataclass(frozen=True)
@@ -154,7 +139,7 @@ def build_own_server(registry: Registry, deployment: PublicDeployment, network: 
     timing model; ``inputs`` are the owner's, for live latency quantiles; ``rng`` draws the
     fresh key and the server's streams.
     """
-    timing = deployment.timing_model()
+    timing = deployment_timing(deployment)
     num_classes = int(network.num_classes)
     shape = tuple(int(s) for s in network.input_shape)
     x = np.asarray(inputs, dtype=np.float32)

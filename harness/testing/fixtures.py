@@ -30,6 +30,7 @@ from harness.plugins.toolbox import Toolbox
 from harness.protocol import (
     AttackContext,
     DatasetSplits,
+    PublicDeployment,
     ServedModel,
     ServeTrace,
     Split,
@@ -37,7 +38,6 @@ from harness.protocol import (
 )
 from harness.serving.endpoint import Endpoint
 from harness.serving.oracle import Oracle
-from harness.serving.own_server import PublicDeployment
 from harness.stages import Defense
 from harness.strategy import OutputStrategy
 from harness.timing.models import MODELLED, AnalyticTiming, TimingModel
