@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import types
 from dataclasses import replace
 
 import numpy as np
@@ -68,16 +69,21 @@ def test_threat_defense_hidden_gives_an_undefended_own_server(make_tiny_oracle,
     assert "defense" not in ThreatModel().to_json()  # old cells keep their config hash
 
 
-def _reachable(root, limit=200_000):
-    """Every object reachable from ``root`` through gc referents (bounded walk)."""
+CODE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+
+
+def _reachable(root, limit=500_000):
+    """Every data object reachable from ``root`` through gc referents: code (classes,
+    modules, functions and the module globals they reach) is not data a server holds."""
     seen, stack, out = set(), [root], []
-    while stack and len(out) < limit:
+    while stack:
         obj = stack.pop()
-        if id(obj) in seen or isinstance(obj, type):
+        if id(obj) in seen or isinstance(obj, CODE):
             continue
         seen.add(id(obj))
         out.append(obj)
         stack.extend(gc.get_referents(obj))
+        assert len(out) < limit, "walk did not finish: the check would be vacuous"
     return out
 
 
@@ -89,7 +95,9 @@ def test_the_own_server_reaches_no_victim_weights_server_or_key(make_tiny_oracle
     server = _own_server(ctx, trained_tiny_victim)
     weights = {t.detach().numpy().tobytes() for t in trained_tiny_victim.model.state_dict().values()
                if t.numel() >= 8}
-    for obj in _reachable((ctx, server)):
+    reached = _reachable((ctx, server))
+    assert any(obj is server._endpoint for obj in reached)  # the walk does go inside
+    for obj in reached:
         assert not isinstance(obj, TrainedVictim | Server) or obj.name == "own_server"
         assert obj is not trained_tiny_victim.model
         if isinstance(obj, torch.Tensor) and obj.numel() >= 8:
