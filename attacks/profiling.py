@@ -19,13 +19,12 @@ fitted shares, which is what the capacity figure measures (:mod:`harness.metrics
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
 
-from harness.metrics.leakage import log_density, log_latency
+from harness.metrics.leakage import log_density, log_latency, normal_log_density
 
 MODELS = ("kde", "normal")
 FOLDS = 5
@@ -35,17 +34,12 @@ MISSING_LOG_DENSITY = -1e6
 """Log density of an exit the profile holds no latency of (never its arg-max)."""
 
 
-def _normal(train: np.ndarray, points: np.ndarray, floor_h: float) -> np.ndarray:
-    sd = max(float(np.std(train)), floor_h)
-    return -0.5 * ((points - float(np.mean(train))) / sd) ** 2 - math.log(sd * math.sqrt(2 * math.pi))
-
-
 def _model_density(model: str, train: np.ndarray, points: np.ndarray, floor_h: float
                    ) -> np.ndarray:
     if len(train) == 0:
         return np.full(len(points), MISSING_LOG_DENSITY)
-    return log_density(train, points, floor_h) if model == "kde" else _normal(train, points,
-                                                                             floor_h)
+    density = log_density if model == "kde" else normal_log_density
+    return density(train, points, floor_h)
 
 
 @dataclass(frozen=True)

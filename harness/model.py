@@ -9,6 +9,7 @@ measured with :mod:`torch.utils.flop_counter`, not guessed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -124,3 +125,12 @@ def measure_exit_cost(net: MultiExitNet) -> tuple[float, ...]:
     if costs[-1] <= 0:
         raise ValueError("the flop counter measured 0 FLOPs for the full network")
     return tuple(costs)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's state dict (names, shapes and values)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(value.detach().cpu().numpy()).tobytes())
+    return digest.hexdigest()

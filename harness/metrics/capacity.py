@@ -36,7 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics.leakage import FOLD_SEED, log_density, log_latency, majority_exit_rate
+from harness.metrics.leakage import (
+    FOLD_SEED,
+    log_density,
+    log_latency,
+    majority_exit_rate,
+    normal_log_density,
+)
 
 Z95 = 1.959963984540054
 
@@ -98,13 +104,7 @@ def channel_capacity(latency_s: np.ndarray, intended: np.ndarray, groups: np.nda
 def _densities(floor_h: float) -> tuple[Any, Any]:
     """The two class-conditional models, ``density(train, points) -> log density``."""
     return (lambda train, points: log_density(train, points, floor_h),
-            lambda train, points: _gaussian(train, points, floor_h))
-
-
-def _gaussian(train: np.ndarray, points: np.ndarray, floor_h: float) -> np.ndarray:
-    """A normal log density fitted to ``train`` (sd floored), at ``points``."""
-    sd = max(float(np.std(train)), floor_h)
-    return -0.5 * ((points - float(np.mean(train))) / sd) ** 2 - math.log(sd * math.sqrt(2 * math.pi))
+            lambda train, points: normal_log_density(train, points, floor_h))
 
 
 def _cv_correct(y: np.ndarray, exits: np.ndarray, label: np.ndarray, inverse: np.ndarray,

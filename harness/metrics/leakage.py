@@ -53,6 +53,12 @@ def leakage_bits(latency_s: np.ndarray, exits: np.ndarray, seed: int = 0) -> flo
     return float(max(0.0, nats) / math.log(2))
 
 
+def normal_log_density(train: np.ndarray, points: np.ndarray, floor_h: float) -> np.ndarray:
+    """A normal log density fitted to ``train`` (sd floored at ``floor_h``), at ``points``."""
+    sd = max(float(np.std(train)), floor_h)
+    return -0.5 * ((points - float(np.mean(train))) / sd) ** 2 - math.log(sd * math.sqrt(2 * math.pi))
+
+
 def log_density(train: np.ndarray, points: np.ndarray, floor_h: float) -> np.ndarray:
     """Gaussian-KDE log density of ``points``: the gridded KDE, never below its nearest kernel.
 

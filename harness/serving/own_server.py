@@ -22,7 +22,6 @@ undefended (the attacker knows how the victim is served, not how it is defended)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ import numpy as np
 
 from harness.components import build_component
 from harness.errors import HarnessError
+from harness.model import weights_digest
 from harness.protocol import DatasetSplits, PublicDeployment, Split, TrainedVictim
 from harness.serving.endpoint import Endpoint, random_client_id
 from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, bind_defense
@@ -83,14 +83,6 @@ def forced_exit(strategy: OutputStrategy, exit_index: int) -> ForcedExit:
     if not 0 <= exit_index < strategy.num_exits:
         raise HarnessError(f"forced_exit: exit {exit_index} is not in 0..{strategy.num_exits - 1}")
     return ForcedExit(strategy.policy, strategy.thresholds, exit_index)
-
-
-def _weights_digest(network: MultiExitNet) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(network.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 class OwnServer:
@@ -146,7 +138,7 @@ def build_own_server(registry: Registry, deployment: PublicDeployment, network: 
     empty = Split(x[:0], np.zeros(0, dtype=np.int64))
     data = DatasetSplits("own", shape, num_classes, (0.0, 1.0), empty,
                          Split(x, np.zeros(len(x), dtype=np.int64)), empty, empty)
-    own = TrainedVictim("own_server", network, strategy, data, "own", _weights_digest(network))
+    own = TrainedVictim("own_server", network, strategy, data, "own", weights_digest(network))
     backend = build_component(registry.get("backend", deployment.backend).cls, {})
     scratch = None if cache_dir is not None else tempfile.TemporaryDirectory(prefix="own-server-")
     served = backend.load(own, device, Path(cache_dir) if scratch is None else Path(scratch.name))

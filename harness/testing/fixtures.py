@@ -14,16 +14,14 @@ The pytest fixtures of the same names live in :mod:`harness.testing.plugin`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
-import torch
 
 from harness.cell.attacker import AttackerRequest
 from harness.cell.server import describe_server
 from harness.cell.spec import ThreatModel
-from harness.model import MultiExitNet, exit_probabilities
+from harness.model import MultiExitNet, exit_probabilities, weights_digest
 from harness.nn.training import train_multi_exit
 from harness.plugins.registry import Registry, load_registry
 from harness.plugins.toolbox import Toolbox
@@ -81,15 +79,6 @@ def spread_thresholds(per_exit_probs: list[np.ndarray], policy) -> tuple[float, 
         thresholds.append(tau)
         remaining &= ~policy.fires(score, tau)
     return tuple(thresholds)
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 of a model's state dict (names, shapes and values)."""
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(value.detach().cpu().numpy()).tobytes())
-    return digest.hexdigest()
 
 
 def tiny_victim(data: DatasetSplits | None = None, *, num_exits: int = 3, width: int = 8,
