@@ -94,6 +94,7 @@ import numpy as np
 import torch
 
 from attacks.baseline import DEFAULT_NUM_EXITS
+from attacks.estimator_variants import compare_variants
 from attacks.exit_distill import train_exit_distillation
 from attacks.global_threshold import global_strategy
 from attacks.noisy_labels import clean_label_weights
@@ -114,7 +115,14 @@ from harness.components import check_nested
 from harness.errors import ConfigError, HarnessError
 from harness.model import MultiExitNet, exit_probabilities
 from harness.params import ComponentName, Interval, Options
-from harness.protocol import Attack, AttackContext, ExitEstimate, OracleHandle, StolenModel
+from harness.protocol import (
+    Attack,
+    AttackContext,
+    ExitEstimate,
+    ExitEstimator,
+    OracleHandle,
+    StolenModel,
+)
 from harness.strategy import ExitPolicy, OutputStrategy
 
 if TYPE_CHECKING:
@@ -127,6 +135,14 @@ def accepts_keyword(method: Any, name: str) -> bool:
     """Whether ``method`` takes keyword ``name`` (older plugin estimators may not)."""
     params = inspect.signature(method).parameters
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def run_estimator(estimator: ExitEstimator, rows: Transcript, ctx: AttackContext,
+                  rng: np.random.Generator, **extra: Any) -> ExitEstimate:
+    """``estimator`` on the combined latencies, with the cost fractions when granted."""
+    if ctx.cost_fraction is not None and accepts_keyword(estimator.estimate, "cost_fraction"):
+        extra["cost_fraction"] = ctx.cost_fraction  # granted: maps clusters to exits
+    return estimator.estimate(rows.latency_s, ctx.num_exits, rng, **extra)
 
 
 class ExitStealAttack(Attack):
@@ -250,14 +266,20 @@ class ExitStealAttack(Attack):
     def _estimate_unsupervised(self, est_name: str, rows: Transcript, kept: np.ndarray,
                                oracle: OracleHandle, ctx: AttackContext) -> ExitEstimate:
         estimator = ctx.estimator(est_name, **(self.estimator_params or {}))
-        rng = ctx.rng(1)
         extra = {}
-        if ctx.cost_fraction is not None and accepts_keyword(estimator.estimate, "cost_fraction"):
-            extra["cost_fraction"] = ctx.cost_fraction  # granted: maps clusters to exits
         if estimator.reference:
             served = oracle.true_exits_for_reference()[-len(kept) * self.repeats:]
             extra["true_exits"] = served.reshape(len(kept), self.repeats).max(axis=1)[kept]
-        return estimator.estimate(rows.latency_s, ctx.num_exits, rng, **extra)
+        return run_estimator(estimator, rows, ctx, ctx.rng(1), **extra)
+
+    def _compare_variants(self, est_name: str, rows: Transcript, est: np.ndarray,
+                          ctx: AttackContext) -> dict[str, Any]:
+        """How far the other unsupervised estimators agree with ``est`` (diagnostics only)."""
+        if self.reference:
+            return {}
+        rng = ctx.rng(5)
+        return compare_variants(lambda e: run_estimator(e, rows, ctx, rng).exits,
+                                ctx.estimator, est, est_name)
 
     def _ties_matter(self, notes: dict[str, Any]) -> bool:
         """Whether fewer distinct latencies than exits makes the estimate unreliable (an
@@ -362,6 +384,7 @@ class ExitStealAttack(Attack):
         if reasons:
             return self._fallback(rows, est, per_input, kept, query_input, ctx, policy,
                                   reasons, est_name, notes)
+        notes.update(self._compare_variants(est_name, rows, est, ctx))
         num_exits = ctx.num_exits or estimate.num_exits
         train_rows, train_est = (rows, est) if copies is None else (copies[0], est[copies[1]])
         model, first, final, train_notes = self._train(train_rows, train_est, max(num_exits, 1),

@@ -9,7 +9,9 @@ Reported per victim: each attack's mean exit agreement and, for ``exit_steal`` a
 ``knockoff`` with its 95% t-interval and its worst seed (targets, issue 23: never more than
 0.02 below knockoff, the gain's interval above 0, a mean gap to the reference of at most
 0.05; at ``--budget 100`` the mean at least knockoff's), and how often ``exit_steal``'s
-estimator found the number of exits the victim really used. Cells are cached under
+estimator found the number of exits the victim really used, and on how many seeds another
+unsupervised estimator disagreed with the attack's on more than 10% of its inputs
+(``variants_disagree``, :mod:`attacks.estimator_variants`). Cells are cached under
 ``--out`` (a re-run reuses them).
 
 Usage: ``python benchmarks/attack_victims.py [--seeds 0,1,2,3,4] [--draws 10] [--jobs 2]
@@ -69,6 +71,19 @@ def occupied_right(result: dict[str, Any]) -> bool | None:
     return sum(c > 0 for c in est) == sum(c > 0 for c in true)
 
 
+def variants_disagree(result: dict[str, Any]) -> bool | None:
+    """Did another unsupervised estimator disagree with the attack's on > 10% of inputs?
+    (None where the attack did not compare: a fallback, the reference, a baseline)."""
+    names = result["diagnostics"].get("attack", {}).get("estimator_disagreement")
+    return None if names is None else bool(names)
+
+
+def disagreeing_seeds(results: list[dict[str, Any]], attack: str) -> int:
+    """How many of ``attack``'s cells recorded a disagreeing estimator variant."""
+    return sum(bool(variants_disagree(r)) for r in results
+               if r["status"] == "ok" and r["components"]["attack"]["name"] == attack)
+
+
 TIMING_ATTACKS = ("exit_steal", "exit_steal_profiled")
 """The real timing attacks compared with the reference and with knockoff."""
 
@@ -107,6 +122,7 @@ def summarise(label: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         row[f"{attack}:gain_over_knockoff"] = over_knockoff["mean"]
         row[f"{attack}:gain_ci95"] = over_knockoff["ci95"]
         row[f"{attack}:worst_gain"] = over_knockoff["worst"]
+        row[f"{attack}:variants_disagree"] = disagreeing_seeds(results, attack)
     row.update({"occupied_right": float(np.mean([o for o in occupied if o is not None]))
                 if any(o is not None for o in occupied) else None,
                 "failed": sum(r["status"] != "ok" for r in results)})
@@ -136,7 +152,7 @@ def main() -> None:
         print_table([{"victim": r["victim"], **{k.split(":")[1]: v for k, v in r.items()
                                                 if k.startswith(attack + ":")}} for r in rows],
                     ["victim", "gap_to_reference", "gain_over_knockoff", "gain_ci95",
-                     "worst_gain"])
+                     "worst_gain", "variants_disagree"])
     path = write_json(args.out / "summary.json", {"rows": rows, "seeds": args.seeds,
                                                   "budget": args.budget,
                                                   "wall_s": round(time.perf_counter() - started)})

@@ -11,6 +11,8 @@ modelled timing; only ranking needs isolation). Reported per defense (issue 23 t
 * the smallest slack over real attacks, per seed, worst seed first (target <= 0.03);
 * estimations above the capacity's upper interval (target: none; that would be a bug in
   the capacity);
+* on how many seeds another unsupervised estimator disagreed with each attack's on more
+  than 10% of its inputs (:mod:`attacks.estimator_variants`);
 * undefended: the best real attack's exit agreement against the reference, paired over
   seeds with a 95% t-interval (target: within 0.05).
 
@@ -34,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, write_json
-from benchmarks.attack_victims import paired
+from benchmarks.attack_victims import disagreeing_seeds, paired
 from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
 from harness.run.runner import run_grid
@@ -87,6 +89,9 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
                     min_slack[s] = min(min_slack[s], got[s]["capacity_slack"])
                     above += got[s]["exit_estimation_accuracy_intended"] > got[s][
                         "capacity_exit_accuracy_hi"]
+        for attack in REAL:
+            row[f"{attack}:variants_disagree"] = disagreeing_seeds(
+                [r for r in results if r["components"]["defense"]["name"] == defense], attack)
         row["min_slack_worst_seed"] = max(min_slack.values())
         row["min_slack_per_seed"] = [round(min_slack[s], 4) for s in seeds]
         row["above_capacity_upper"] = int(above)
@@ -114,7 +119,8 @@ def main() -> None:
           "smallest slack over real attacks (worst seed; target <= 0.03)")
     print_table(rows, ["defense", "seeds", "capacity", "capacity_ci95",
                        *[f"{a}:{k}" for a in REAL for k in ("estimation", "worst_slack")],
-                       "min_slack_worst_seed", "above_capacity_upper", "meets_slack_target"])
+                       "min_slack_worst_seed", "above_capacity_upper", "meets_slack_target",
+                       *[f"{a}:variants_disagree" for a in REAL]])
     print("\nundefended: reference - attack exit agreement, paired over seeds (target <= 0.05)")
     for attack, got in undefended.items():
         gap = got["reference_minus_attack"]
