@@ -181,6 +181,7 @@ class BayesEstimator(LatencyEstimator):
         "outlier_weight": [Interval("real", 0, 1, closed="left")],
         "posterior": [bool],
         "variance": [Options("tied", "free")],
+        "occupied": [Options("given", "penalised")],
     }
 
     def __init__(self, *, alpha0: float = 20.0, beta0: float = 0.2, kappa0: float = 0.01,
@@ -188,8 +189,10 @@ class BayesEstimator(LatencyEstimator):
                  max_exits: int = 8,
                  min_size: float = 0.02, outlier_weight: float = 0.02,
                  posterior: bool = True, transform: str = "log",
-                 tail_density: float = 0.005, variance: str = "tied") -> None:
+                 tail_density: float = 0.005, variance: str = "tied",
+                 occupied: str = "given") -> None:
         self.variance = variance
+        self.occupied = occupied
         self.alpha0 = alpha0
         self.beta0 = beta0
         self.kappa0 = kappa0
@@ -203,8 +206,12 @@ class BayesEstimator(LatencyEstimator):
         self.transform = transform
         self.tail_density = tail_density
 
-    def fit_sorted(self, z: np.ndarray, num_exits: int | None) -> BayesFit:
+    def fit_sorted(self, z: np.ndarray, num_exits: int | None,
+                   most: int | None = None) -> BayesFit:
         """The full fit on sorted standardised values (diagnostics: ``k_posterior``).
+
+        ``num_exits=None`` chooses the number of segments, up to ``most`` (default
+        ``max_exits``).
 
         ``variance="tied"``: the free-variance fit chooses the number of segments and a
         first cutting; then every segment shares one variance (the pooled within-segment
@@ -217,7 +224,7 @@ class BayesEstimator(LatencyEstimator):
         def run(p: NormalGammaPrior, k: int | None, membership: bool) -> BayesFit:
             return bayes_segmentation(
                 z, k, prior=p, max_bins=self.max_bins, refine_bins=self.refine_bins,
-                max_segments=self.max_exits,
+                max_segments=self.max_exits if most is None else most,
                 min_points=max(1, math.ceil(self.min_size * len(z))),
                 outlier_weight=self.outlier_weight, membership=membership)
 
@@ -232,5 +239,11 @@ class BayesEstimator(LatencyEstimator):
 
     def _segment(self, z: np.ndarray, num_exits: int | None,
                  rng: np.random.Generator) -> Segmentation:
-        fit = self.fit_sorted(z, num_exits)
+        if num_exits is not None and self.occupied == "penalised":
+            fit = self.fit_sorted(z, None, most=num_exits)
+        else:
+            fit = self.fit_sorted(z, num_exits)
         return Segmentation(fit.cuts, fit.membership)
+
+    def _exact_groups(self) -> bool:
+        return self.occupied == "given"
