@@ -229,7 +229,15 @@ class Defense(Component):
 
     def stages(self) -> tuple[str, ...]:
         """Names of the stages this defense overrides."""
-        return tuple(n for n in STAGES if getattr(type(self), n) is not getattr(Defense, n))
+        return declared_stages(type(self))
+
+
+def declared_stages(cls: type) -> tuple[str, ...]:
+    """Names of the stages a defense class overrides (what it declares it may change);
+    () for a class that is not a :class:`Defense`."""
+    if not (isinstance(cls, type) and issubclass(cls, Defense)):
+        return ()
+    return tuple(n for n in STAGES if getattr(cls, n) is not getattr(Defense, n))
 
 
 def bind_defense(defense: Defense, registry: Lookup) -> None:

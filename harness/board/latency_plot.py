@@ -1,11 +1,15 @@
 """``latency_<victim>.png``: the latency side channel as the timing attack saw it.
 
-Per victim, one panel per timing-relevant defense that has an ``exit_steal`` cell: the
+Per victim, one panel for the undefended victim and one per defense that declares a
+stage which changes what the timing channel carries (``shape_latency`` or
+``choose_exits``, recorded in the cell as ``components.defense.stages``; a plugin's
+defense is found the same way as a built-in one), each from an ``exit_steal`` cell: the
 histogram of the attack's query latencies, stacked by the exit that truly served each
 query (``diagnostics.query_latency_histogram`` of the cell), with the exit boundaries the
 attack estimated (``diagnostics.attack.estimated_boundaries_s``) as vertical lines, on a
 log latency axis. Seed 0 is preferred. Cells written before the histogram existed get no
-panel, and a note says so.
+panel, and a note says so; cells written before the stages were recorded are drawn when
+they name a built-in timing defense (:data:`LEGACY_TIMING_DEFENSES`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,29 @@ from harness.board.board_view import as_dict, as_list, base_name, groups, num, t
 from harness.board.plots import Plots, png_bytes, safe_label, slug
 
 ATTACK = "exit_steal"
-DEFENSES = ("none", "pad_bucket", "exit_noise", "jitter", "pad_constant", "timeguard")
-"""The defenses whose latency picture is drawn (undefended first, then the timing ones)."""
+UNDEFENDED = "none"
+TIMING_STAGES = ("shape_latency", "choose_exits")
+"""A defense declaring one of these stages changes which latencies or exits a query shows."""
+LEGACY_TIMING_DEFENSES = ("pad_bucket", "exit_noise", "jitter", "pad_constant", "timeguard")
+"""Cells without ``components.defense.stages`` (written before it was recorded): the
+built-in defenses that declare a timing stage."""
+
+
+def draws_panel(cell: dict[str, Any]) -> bool:
+    """Is this cell's defense the undefended baseline or one that shapes the channel?"""
+    defense = as_dict(as_dict(cell.get("components")).get("defense"))
+    name = text(defense.get("name"))
+    if name == UNDEFENDED:
+        return True
+    stages = defense.get("stages")
+    if isinstance(stages, list):
+        return any(s in TIMING_STAGES for s in stages)
+    return name in LEGACY_TIMING_DEFENSES
 
 
 def load_cells(board_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every readable ``exit_steal`` cell under ``board_dir/cells`` of a drawn defense
-    (path relative to ``board_dir``, result); unreadable files are skipped."""
+    """Every readable ``exit_steal`` cell under ``board_dir/cells`` whose defense gets a
+    panel (path relative to ``board_dir``, result); unreadable files are skipped."""
     out = []
     for path in sorted((Path(board_dir) / "cells").rglob("*.json")):
         try:
@@ -36,7 +56,7 @@ def load_cells(board_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
         if (isinstance(cell, dict) and cell.get("status") == "ok"
-                and _label(cell, "attack") == ATTACK and _label(cell, "defense") in DEFENSES):
+                and _label(cell, "attack") == ATTACK and draws_panel(cell)):
             out.append((path.relative_to(board_dir), cell))
     return out
 
@@ -81,7 +101,8 @@ def latency_plots(board: dict[str, Any], board_dir: Path) -> Plots:
     files, notes, captions, taken = {}, [], {}, set()
     for victim in sorted({v for v, _ in by_panel}):
         panels = []
-        for defense in DEFENSES:
+        named = sorted({d for v, d in by_panel if v == victim})
+        for defense in sorted(named, key=lambda d: (d != UNDEFENDED, d)):
             cells = by_panel.get((victim, defense), [])
             if not cells:
                 continue
@@ -124,7 +145,7 @@ def _draw(victim: str, panels: list[tuple[str, Path, dict[str, Any]]]) -> bytes:
             heights = [row[k] for k in keep]
             ax.bar([ms[k] for k in keep], heights, width=[widths[k] for k in keep],
                    bottom=bottom, align="edge", color=f"C{exit_index % 10}",
-                   label=f"exit {exit_index + 1}", linewidth=0)
+                   label=f"exit {exit_index}", linewidth=0)  # numbered from 0, as the docs
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
         for j, b in enumerate(boundaries(cell)):
             ax.axvline(b * 1e3, color="black", ls="--", lw=1,

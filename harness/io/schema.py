@@ -69,6 +69,9 @@ def bounded(bounds: tuple[float | None, float | None]) -> dict[str, Any]:
 METRICS = {"type": "object", "additionalProperties": False,
            "properties": {m: bounded(b) for m, b in METRIC_BOUNDS.items()}}
 
+DEFENSE_STAGES = ("admit", "choose_exits", "perturb_outputs", "shape_latency")
+"""The defense stages a cell may list (harness.stages.STAGES; a test keeps them equal)."""
+
 COMPONENT = {
     "type": "object",
     "required": ["name", "params", "plugin", "distribution", "version"],
@@ -79,8 +82,11 @@ COMPONENT = {
         "distribution": {"type": "string"},
         "version": {"type": "string"},
         "label": {"type": "string"},
+        "stages": {"type": "array", "items": {"enum": list(DEFENSE_STAGES)}, "uniqueItems": True},
     },
 }
+"""A component of a cell; a defense's ``stages`` are the ones it declares (older cells
+have none)."""
 
 NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 128}
 HEX = {"type": "string", "pattern": "^[0-9a-f]{64}$"}

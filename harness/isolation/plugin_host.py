@@ -28,6 +28,7 @@ from harness.isolation.wire import Message, WireError, receive, send
 from harness.plugins.hosted import USABLE_KINDS, HostedDescription, Resolution, params_key
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning
 from harness.plugins.registry import KINDS, Registered, Registry, load_registry
+from harness.stages import declared_stages
 
 HOST_MEMORY = 4 * 2**30
 
@@ -47,6 +48,8 @@ def _describe(entry: Registered) -> HostedDescription:
 
 
 def _traits(entry: Registered) -> dict[str, Any]:
+    if entry.kind == "defense":  # for display only (which latency panels a board draws)
+        return {"stages": list(declared_stages(entry.cls))}
     if entry.kind != "exit_policy":
         return {}
     try:

@@ -22,7 +22,7 @@ from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, 
 from harness.plugins.porting import protocol_problems
 from harness.plugins.source import component_source_digest
 from harness.protocol import Architecture, Attack, DatasetSource, ExitEstimator, ServingBackend, Victim
-from harness.stages import PROTOCOL_VERSION, Defense
+from harness.stages import PROTOCOL_VERSION, STAGES, Defense, declared_stages
 from harness.strategy import ExitPolicy
 
 KINDS: dict[str, tuple[str, type]] = {
@@ -66,6 +66,16 @@ class Registered:
         if is_hosted(self.cls):
             return self.cls.hosted.source_digest  # type: ignore[attr-defined]
         return component_source_digest(self.cls, self.plugin_module or None)
+
+    def stages(self) -> list[str]:
+        """A defense's declared stages (for an untrusted plugin's, as its host described
+        them: data for display, never for grading); [] for other kinds."""
+        if self.kind != "defense":
+            return []
+        if is_hosted(self.cls):
+            raw = self.cls.hosted.traits.get("stages", [])  # type: ignore[attr-defined]
+            return [s for s in raw if s in STAGES] if isinstance(raw, list) else []
+        return list(declared_stages(self.cls))
 
     @property
     def trusted(self) -> bool:

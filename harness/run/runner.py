@@ -79,10 +79,12 @@ def cell_path(out: Path, cell: CellSpec, digest: str) -> Path:
 
 
 def _component_info(registry: Registry, cell: CellSpec) -> dict[str, Any]:
-    return {k: {"name": getattr(cell, k).name, "params": getattr(cell, k).params,
+    info = {k: {"name": getattr(cell, k).name, "params": getattr(cell, k).params,
                 "label": getattr(cell, k).display,
                 **registry.get(k, getattr(cell, k).name).origin()}
             for k in ("victim", "defense", "attack")}
+    info["defense"]["stages"] = registry.get("defense", cell.defense.name).stages()
+    return info
 
 
 ROLES: dict[str, Roles] = {"process": IsolatedRoles(), "none": LocalRoles()}

@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 
 from harness.board.board_view import pick_groups
 from harness.board.html_page import build_page
+from harness.board.latency_plot import draws_panel, latency_plots, load_cells
 from harness.board.ranking import pareto_front
 from harness.board.render import render_leaderboard
 from harness.errors import ConfigError, OutputDirError
-from tests.harness.board.conftest import HOSTILE, HOSTILE_MATH, make_board
+from tests.harness.board.conftest import HOSTILE, HOSTILE_MATH, _cell, make_board
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EXPECTED_PLOTS = {"defense_frontier.png", "ea_heatmap_digits_cnn.png", "latency_digits_cnn.png",
@@ -276,3 +277,29 @@ def test_browser_gate_skips_here_but_fails_under_ci(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true: the browser check needs"):
         _browser(tmp_path)
+
+
+def test_latency_panels_follow_declared_stages_not_names(tmp_path: Path) -> None:
+    def cell(defense: str, stages: list[str] | None) -> dict:
+        out = _cell(defense, 0, True)
+        if stages is not None:
+            out["components"]["defense"]["stages"] = stages
+        return out
+
+    cells = {"my_delay": cell("my_delay", ["shape_latency"]),  # a plugin: found by its stage
+             "my_router": cell("my_router", ["admit", "choose_exits"]),
+             "my_rounding": cell("my_rounding", ["perturb_outputs"]),  # no timing stage
+             "jitter": cell("jitter", []),  # a recorded empty list wins over the name
+             "timeguard": cell("timeguard", None),  # an older cell: the built-in names
+             "none": cell("none", [])}
+    for name, data in cells.items():
+        path = tmp_path / "cells" / "digits_cnn" / name / "exit_steal" / "seed0-x.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(data))
+    drawn = {str(p).split("/")[2] for p, _ in load_cells(tmp_path)}
+    assert drawn == {"my_delay", "my_router", "timeguard", "none"}
+    assert draws_panel(cells["none"]) and not draws_panel(cells["my_rounding"])
+    plots = latency_plots({"groups": []}, tmp_path)
+    assert list(plots.files) == ["latency_digits_cnn.png"]
+    assert plots.captions["latency_digits_cnn.png"].split("cells: ")[1].startswith(
+        "cells/digits_cnn/none/")  # the undefended panel comes first

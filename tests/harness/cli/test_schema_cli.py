@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 
 from harness.cli import main
-from harness.io.schema import combined_schema
+from harness.io.schema import DEFENSE_STAGES, combined_schema
+from harness.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,6 +29,8 @@ def test_schema_accepts_a_real_result_and_rejects_each_breakage(tiny_plugin, tmp
     good = json.loads(next(tmp_path.glob("cells/**/*.json")).read_text())
     schema = combined_schema()
     jsonschema.validate(good, schema)
+    assert good["components"]["defense"]["stages"] == []  # none declares no stage
+    assert DEFENSE_STAGES == STAGES
     breakages = {
         "old schema": {"schema_version": 1},
         "no protocol": {"protocol_version": None},
@@ -37,6 +40,8 @@ def test_schema_accepts_a_real_result_and_rejects_each_breakage(tiny_plugin, tmp
         "ok with an error": {"error": {"type": "X", "message": "m", "component": None}},
         "negative wall time": {"wall_time_s": -1.0},
         "text metric": {"metrics": {**good["metrics"], "fidelity": "high"}},
+        "unknown stage": {"components": {**good["components"], "defense": {
+            **good["components"]["defense"], "stages": ["teleport"]}}},
     }
     for label, change in breakages.items():
         broken = {**good, **change}
@@ -45,6 +50,12 @@ def test_schema_accepts_a_real_result_and_rejects_each_breakage(tiny_plugin, tmp
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
             pytest.fail(f"schema accepted a result with {label}")
+
+
+def registry_stages(name: str) -> list[str]:
+    from harness.plugins.registry import load_registry
+
+    return load_registry().get("defense", name).stages()
 
 
 @pytest.mark.integration
@@ -63,7 +74,10 @@ def test_cli_tiny_grid_end_to_end(tiny_plugin, tmp_path, capsys):
     cells = sorted((out / "cells").rglob("*.json"))
     assert len(cells) == 4
     for c in cells:
-        jsonschema.validate(json.loads(c.read_text()), combined_schema())
+        result = json.loads(c.read_text())
+        jsonschema.validate(result, combined_schema())
+        defense = result["components"]["defense"]
+        assert defense["stages"] == registry_stages(defense["name"])
     assert main(["leaderboard", str(out)]) == 0
 
 

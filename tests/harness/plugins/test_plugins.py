@@ -148,8 +148,18 @@ HOSTED = '''
 import harness
 from harness.params import Interval
 from harness.protocol import Attack
+from harness.stages import Defense
 
 IMPORTED_BY = __import__("os").getpid()
+
+
+class Delay(Defense):
+    """A defense of an untrusted plugin that holds answers back."""
+
+    name = "hosted_delay"
+
+    def shape_latency(self, batch):
+        return batch.latency_s * 2
 
 
 class Hosted(Attack):
@@ -170,6 +180,11 @@ class Hosted(Attack):
 @harness.hookimpl
 def harness_register_attacks(register):
     register(Hosted)
+
+
+@harness.hookimpl
+def harness_register_defenses(register):
+    register(Delay)
 '''
 
 
@@ -197,3 +212,8 @@ def test_an_untrusted_plugin_is_described_by_the_plugin_host_never_imported(plug
     assert len(entry.source_digest()) == 64
     infos = {i.name: i.trust for i in plugin_infos(pm)}
     assert infos["hosted"] == "sandboxed" and infos["attacks.plugin"] == "built-in"
+    # declared stages, as the host describes them (a board draws latency panels from them)
+    assert registry.get("defense", "hosted_delay").stages() == ["shape_latency"]
+    assert registry.get("defense", "jitter").stages() == ["shape_latency"]
+    assert registry.get("defense", "none").stages() == []
+    assert entry.stages() == []  # not a defense
