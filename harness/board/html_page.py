@@ -132,7 +132,7 @@ def _defense_rankings(board: dict[str, Any]) -> str:
     head = ["rank", "defense", "worst attack", "worst exit agreement", "95% CI", "complete",
             "within cost budget", "Pareto", "min slack",
             *(c.replace("_", " ") for c in (*COSTS, *extra)),
-            "cells", "real attacks"]
+            "defense counters", "cells", "real attacks"]
     parts = []
     for n, ((victim, threat), rows) in enumerate(_by_scenario(entries)):
         body = []
@@ -152,6 +152,9 @@ def _defense_rankings(board: dict[str, Any]) -> str:
                                                if e.get("provisional") is True else ""), slack))
             cells += [td(fmt_num(v), v) for v in (cost_mean(e.get("costs"), c) for c in (*COSTS, *extra))]
             attacks = as_list(e.get("attacks"))
+            counters = as_dict(e.get("defense_report"))
+            cells.append(td("; ".join(f"{text(k)} {fmt_num(num(v))}" for k, v in counters.items())
+                            or "none reported"))
             cells += [td(text(e.get("cells")), num(e.get("cells"))),
                       td(", ".join(map(text, attacks)) if attacks else "n/a")]
             cls = " apart" if num(e.get("rank")) is None else ""
@@ -161,10 +164,11 @@ def _defense_rankings(board: dict[str, Any]) -> str:
     return ("<p>Per victim and threat model, defenses by their worst case over real attacks "
             "(adaptive ones included; reference attacks never count). Costs and leakage are "
             "means over the defense's cells. <i>apart</i>: listed apart (e.g. over the cost "
-            "budget), not ranked. <i>min slack</i>: the smallest gap over real attacks between "
-            "what the timing channel carried for the attack's own queries (capacity) and its "
-            "exit estimation; above 0.05 the rank is provisional (every attack read less than "
-            "leaked).</p>\n" + "\n".join(parts))
+            "budget), not ranked. <i>defense counters</i>: the means of what the defense's own "
+            "<code>report()</code> counted, over its cells. <i>min slack</i>: the smallest gap "
+            "over real attacks between what the timing channel carried for the attack's own "
+            "queries (capacity) and its exit estimation; above 0.05 the rank is provisional "
+            "(every attack read less than leaked).</p>\n" + "\n".join(parts))
 
 
 def _attack_rankings(board: dict[str, Any]) -> str:
@@ -250,14 +254,23 @@ def _ceiling(board: dict[str, Any]) -> str:
 
 
 def _paired(board: dict[str, Any]) -> str:
+    """One row per paired difference, with what it is paired under: the attack for a
+    defense - none row, the defense for an attack - best attack row (two rows that share
+    a and b differ there)."""
     entries = [e for e in as_list(board.get("paired_differences")) if isinstance(e, dict)]
     if not entries:
         return "<p>n/a (no paired differences in this leaderboard)</p>"
-    head = ["a", "b", "metric", "mean difference (a - b)", "95% CI", "n (paired seeds)"]
+    head = ["scenario", "kind", "a", "b", "under", "metric", "mean difference (a - b)",
+            "95% CI", "n (paired seeds)"]
     body = []
     for e in entries:
         mean, n = num(e.get("mean")), num(e.get("n"))
-        body.append(f'<tr>{td(text(e.get("a")))}{td(text(e.get("b")))}{td(text(e.get("metric")))}'
+        kind = text(e.get("kind"))
+        under = (f"attack {text(e.get('attack'))}" if kind == "defense"
+                 else f"defense {text(e.get('defense'))}" if kind == "attack" else "")
+        body.append(f'<tr>{td(text(e.get("scenario") or e.get("victim")))}{td(kind)}'
+                    f'{td(text(e.get("a")))}{td(text(e.get("b")))}{td(under)}'
+                    f'{td(text(e.get("metric")))}'
                     f'{td(fmt_num(mean), mean)}{td(interval(e.get("ci95"), n))}'
                     f'{td(text(e.get("n")), n)}</tr>')
     return table("paired-differences", head, body)

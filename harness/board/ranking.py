@@ -19,6 +19,7 @@ entries: a defense is on it when no other is at least as good on both and better
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -94,6 +95,21 @@ def slack_fields(real: list[dict[str, Any]]) -> dict[str, Any]:
             "provisional": slack > PROVISIONAL_SLACK}
 
 
+def defense_counters(cells: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean of each counter the defense reported (``diagnostics.defense_report``) over
+    the cells that report it; non-numbers and non-finite values are left out."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for cell in cells:
+        report = (cell.get("diagnostics") or {}).get("defense_report")
+        if not isinstance(report, dict):
+            continue
+        for name, value in report.items():
+            if (isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value)):
+                values[str(name)].append(float(value))
+    return {name: sum(v) / len(v) for name, v in sorted(values.items())}
+
+
 def _defense_entry(mine: list[dict[str, Any]], real_attacks: dict[str, str],
                    budget: CostBudget) -> dict[str, Any] | None:
     """One defense's entry; ``real_attacks``: every real attack of the scenario (id -> name)."""
@@ -123,7 +139,8 @@ def _defense_entry(mine: list[dict[str, Any]], real_attacks: dict[str, str],
             "status": "ranked" if complete and not over else
                       ("incomplete" if not complete else "over_budget"),
             "costs": means, "costs_ci95": {m: v["ci95"] for m, v in costs.items()},
-            "cells": len(cells), "pareto": False, **slack_fields(scored)}
+            "cells": len(cells), "pareto": False, "defense_report": defense_counters(cells),
+            **slack_fields(scored)}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

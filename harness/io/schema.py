@@ -281,7 +281,9 @@ DEFENSE_ENTRY = {
                    "min_slack": bounded(SIGNED_UNIT),
                    "min_slack_attack": {"type": ["string", "null"]},
                    "worst_exit_agreement": bounded(UNIT),
-                   "costs": {"type": "object", "additionalProperties": NUM_OR_NULL}},
+                   "costs": {"type": "object", "additionalProperties": NUM_OR_NULL},
+                   "defense_report": {"type": "object",
+                                      "additionalProperties": {"type": "number"}}},
 }
 
 

@@ -39,7 +39,7 @@ def confusion(agree: float, n: int = 200, k: int = 2) -> dict:
 
 def result(attack="a1", defense="none", seed=0, ea=0.5, *, attack_params=None,
            defense_params=None, budget=500, timing="realistic", status="ok", costs=None,
-           victim="v", timing_params=None, **settings):
+           victim="v", timing_params=None, defense_report=None, **settings):
     cell = {"victim": {"name": victim, "params": {}},
             "defense": {"name": defense, "params": defense_params or {}},
             "attack": {"name": attack, "params": attack_params or {}},
@@ -62,7 +62,9 @@ def result(attack="a1", defense="none", seed=0, ea=0.5, *, attack_params=None,
          "packages": {"torch": "x"}, "git_commit": None, "status": status,
          "error": None if ok else {"type": "E", "message": "boom", "component": None},
          "metrics": metrics,
-         "diagnostics": {"exit_confusion": confusion(ea)} if ok else {},
+         "diagnostics": ({"exit_confusion": confusion(ea),
+                          **({"defense_report": defense_report} if defense_report else {})}
+                         if ok else {}),
          "wall_time_s": 1.0, "finished_at": "2026-11-29T00:00:00+00:00"}
     from harness.stages import PROTOCOL_VERSION
 
@@ -214,3 +216,18 @@ def test_bootstrap_interval_brackets_the_observed_agreement(tables):
     ci = bootstrap_ci(built, np.random.default_rng(0))["exit_agreement"]
     assert 0.0 <= ci[0] <= ci[1] <= 1.0
     assert ci[0] - 0.08 <= observed <= ci[1] + 0.08
+
+
+def test_defense_counters_are_averaged_over_the_defenses_cells_and_shown():
+    results = [result("a1", "none", s) for s in (0, 1)] + [
+        result("a1", "guard", 0, 0.4, defense_report={"flagged": 4, "delayed_s": 0.5}),
+        result("a1", "guard", 1, 0.4, defense_report={"flagged": 2, "odd": True}),
+        result("a1", "guard", 2, 0.4)]
+    board = board_of(results)
+    entry = {e["defense"]: e for e in board["defense_ranking"]}
+    assert entry["guard"]["defense_report"] == {"delayed_s": 0.5, "flagged": 3.0}
+    assert entry["none"]["defense_report"] == {}
+    from harness.board.html_page import _defense_rankings
+
+    html = _defense_rankings(board)
+    assert "delayed_s 0.500; flagged 3.000" in html and "none reported" in html

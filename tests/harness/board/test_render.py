@@ -303,3 +303,18 @@ def test_latency_panels_follow_declared_stages_not_names(tmp_path: Path) -> None
     assert list(plots.files) == ["latency_digits_cnn.png"]
     assert plots.captions["latency_digits_cnn.png"].split("cells: ")[1].startswith(
         "cells/digits_cnn/none/")  # the undefended panel comes first
+
+
+def test_the_paired_table_says_what_each_difference_is_paired_under() -> None:
+    from harness.board.html_page import _paired
+
+    row = {"kind": "defense", "scenario": "digits_cnn", "a": "jitter", "b": "none",
+           "metric": "exit_agreement", "mean": -0.1, "ci95": [-0.2, 0.0], "n": 3}
+    html = _paired({"paired_differences": [{**row, "attack": "exit_steal"},
+                                           {**row, "attack": "knockoff", "mean": 0.01},
+                                           {**row, "kind": "attack", "a": "knockoff",
+                                            "b": "exit_steal", "defense": "none"}]})
+    rows = html.split("<tr>")[2:]
+    assert len(rows) == 3 and rows[0] != rows[1]
+    assert "attack exit_steal" in rows[0] and "attack knockoff" in rows[1]
+    assert "defense none" in rows[2] and ">under<" in html
