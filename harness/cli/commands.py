@@ -25,11 +25,11 @@ def _registry(strict: bool) -> tuple[HarnessPluginManager, Registry]:
 
 
 def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
-        force: bool = False) -> int:
+        force: bool = False, command: str | None = None) -> int:
     spec = parse_overrides(overrides, config)
     pm, registry = _registry(strict)
     summary = run_grid(spec, pm, show_progress=progress, force=force)
-    board = build_leaderboard(summary.out, reference_attacks(registry))
+    board = build_leaderboard(summary.out, reference_attacks(registry), command)
     print(format_table(board))
     _print_ceilings(board)
     _print_defenses(board)
@@ -89,11 +89,11 @@ def _print_defenses(board: dict) -> None:
         print(format_defense_table(board))
 
 
-def update_leaderboard(out: Path, strict: bool) -> int:
+def update_leaderboard(out: Path, strict: bool, command: str | None = None) -> int:
     """``harness leaderboard RUN_DIR``: aggregate one run folder in place and print it."""
     out = check_run_dir(out, "leaderboard")
     _, registry = _registry(strict)
-    board = build_leaderboard(out, reference_attacks(registry))
+    board = build_leaderboard(out, reference_attacks(registry), command)
     print(format_table(board))
     _print_ceilings(board)
     _print_defenses(board)

@@ -59,12 +59,13 @@ def _load_board(path: Path, what: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Dispatch ``args.action``."""
     if args.action == "update":
-        return update_leaderboard(args.board, args.strict_plugins)
+        return update_leaderboard(args.board, args.strict_plugins,
+                                  getattr(args, "invocation", None))
     if args.action == "build":
         budget = CostBudget(args.max_accuracy_drop, args.max_refusal_rate)
         board = build_board(args.runs, args.out,
                             reference_attacks(evaluator_registry(make_plugin_manager(strict=args.strict_plugins))),
-                            args.made_by, budget)
+                            args.made_by or getattr(args, "invocation", None), budget)
         print(format_board(board))
         print(f"\nleaderboard: {args.out / 'leaderboard.json'} ({board['cells']['ok']} ok, "
               f"{board['cells']['failed']} failed cells in {board['cells']['groups']} groups)")

@@ -8,6 +8,7 @@ Each subcommand's module is imported only when that subcommand runs (the imports
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from harness.cli.parser import KIND_ALIASES, build_parser, legacy_argv
@@ -16,8 +17,9 @@ from harness.errors import GridInterrupted, HarnessError
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(legacy_argv(list(sys.argv[1:] if argv is None
-                                                           else argv)))
+    given = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(legacy_argv(given))
+    args.invocation = invocation(given)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     if len(overrides) != len(extra) or (extra and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -34,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
+
+
+def invocation(argv: list[str]) -> str:
+    """The command line as typed (``harness ...``, shell-quoted): a board records it as
+    the command that built it unless ``--command`` says otherwise."""
+    return shlex.join(["harness", *argv])
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -58,7 +66,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "run":
         return commands.run(args.overrides, args.config, not args.quiet, strict,
-                            force=args.force)
+                            force=args.force, command=args.invocation)
     if args.command == "list":
         kinds = [KIND_ALIASES[args.kind]] if args.kind else list(KIND_ALIASES.values())
         return commands.list_components(kinds, strict)

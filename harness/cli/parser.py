@@ -100,7 +100,8 @@ def _leaderboard_parsers(sub: argparse._SubParsersAction) -> None:
                        help="out= folders of `harness run` (each holds cells/)")
     build.add_argument("-o", "--out", type=Path, default=Path("leaderboard"))
     build.add_argument("--command", dest="made_by", default=None,
-                       help="the command that produced the runs (recorded in the board)")
+                       help="the command that produced the runs, recorded in the board "
+                            "(default: this build's own command line)")
     build.add_argument("--max-accuracy-drop", type=float, default=CostBudget.max_accuracy_drop,
                        help="cost budget: the largest benign accuracy drop of a ranked defense")
     build.add_argument("--max-refusal-rate", type=float, default=CostBudget.max_refusal_rate,

@@ -69,6 +69,7 @@ def test_cli_tiny_grid_end_to_end(tiny_plugin, tmp_path, capsys):
     assert "leaderboard:" in printed and "tiny_attack" in printed
     board = json.loads((out / "leaderboard.json").read_text())
     jsonschema.validate(board, combined_schema())
+    assert board["command"].startswith("harness run victims=tiny_victim attacks=tiny_attack,boom")
     assert board["cells"]["failed"] == 2 and board["cells"]["ok"] == 2
     assert {d["defense"] for d in board["defense_ranking"]} == {"none", "pad_tiny"}
     cells = sorted((out / "cells").rglob("*.json"))
@@ -79,6 +80,8 @@ def test_cli_tiny_grid_end_to_end(tiny_plugin, tmp_path, capsys):
         defense = result["components"]["defense"]
         assert defense["stages"] == registry_stages(defense["name"])
     assert main(["leaderboard", str(out)]) == 0
+    assert json.loads((out / "leaderboard.json").read_text())["command"] == (
+        f"harness leaderboard {out}")  # the command that rebuilt it, recorded by default
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
