@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,8 @@ def _replace_tree(target: Path, fill: Any) -> None:
 
 
 def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
-                command: str | None = None, budget: CostBudget | None = None) -> dict[str, Any]:
+                command: str | None = None, budget: CostBudget | None = None,
+                real_attacks: Collection[str] = ()) -> dict[str, Any]:
     """Merge ``runs`` into ``out`` (see the module docstring); returns the board."""
     out = Path(out)
     trusts = {run: FolderTrust.of(run) for run in map(check_run_dir, runs)}
@@ -140,7 +142,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     board = {**board_header(command), "signing_keys": sorted({k.id for k in keys}),
              "sources": [{"run_dir": os.path.relpath(Path(run).resolve(), out.resolve()),
                           "cells": sum(1 for e in entries if e[0] == run)} for run in runs],
-             **aggregate(results, reference_attacks, ceilings, budget)}
+             **aggregate(results, reference_attacks, ceilings, budget, real_attacks)}
     write_board(board, out / "leaderboard.json")
     write_json_atomic(out / "schema.json", combined_schema())
     return board

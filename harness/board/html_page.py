@@ -138,12 +138,15 @@ def _defense_rankings(board: dict[str, Any]) -> str:
         body = []
         for e in rows:
             failed = as_list(e.get("failed_attacks"))
+            missing = as_list(e.get("missing_attacks"))
             complete = e.get("complete")
             over = as_list(e.get("over_budget"))
             worst = num(e.get("worst_exit_agreement"))
             cells = [_rank_td(e.get("rank")), td(text(e.get("defense"))), td(text(e.get("worst_attack"))),
                      td(fmt_num(worst), worst), td(interval(e.get("worst_exit_agreement_ci95"))),
-                     td(text(complete) + (f" (failed: {', '.join(map(text, failed))})" if failed else "")),
+                     td(text(complete) + (f" (not run against: {', '.join(map(text, missing))})"
+                                          if missing else "")
+                        + (f" (failed: {', '.join(map(text, failed))})" if failed else "")),
                      td(text(e.get("within_budget")) + (f" ({'; '.join(map(text, over))})" if over else "")),
                      td(text(e.get("pareto")))]
             slack = num(e.get("min_slack"))

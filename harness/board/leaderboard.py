@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,9 +149,12 @@ def _row(key: dict[str, Any], rs: list[dict[str, Any]], reference_attacks: set[s
 
 def aggregate(results: list[dict[str, Any]], reference_attacks: set[str],
               ceilings: list[dict[str, Any]] | None = None,
-              budget: CostBudget | None = None) -> dict[str, Any]:
+              budget: CostBudget | None = None,
+              real_attacks: Collection[str] = ()) -> dict[str, Any]:
     """Exact groups, then the rankings, paired differences and each victim's replica
-    ceiling from ``ceilings`` (replica-ceiling files; none -> ``missing``)."""
+    ceiling from ``ceilings`` (replica-ceiling files; none -> ``missing``); a defense is
+    complete only when run against every attack named in ``real_attacks`` (the registered
+    real attacks) besides every real attack of its scenario."""
     budget = budget or CostBudget()
     groups: dict[str, tuple[dict[str, Any], list[dict]]] = {}
     for r in dedupe(results):
@@ -168,7 +172,7 @@ def aggregate(results: list[dict[str, Any]], reference_attacks: set[str],
     ranked = [r for r in rows if r["unranked"] is None]
     ceiling = ceiling_entries(_victim_names(keys), ceilings or [])
     board = {"groups": rows, "cost_budget": budget.to_json(),
-             "defense_ranking": rank_defenses(ranked, budget),
+             "defense_ranking": rank_defenses(ranked, budget, real_attacks),
              "attack_ranking": rank_attacks(ranked, ceiling),
              "paired_differences": paired_differences(ranked),
              "replica_ceiling": ceiling,
@@ -207,7 +211,8 @@ def write_board(board: dict[str, Any], target: Path) -> None:
 
 
 def build_leaderboard(out: Path, reference_attacks: set[str], command: str | None = None,
-                      budget: CostBudget | None = None) -> dict[str, Any]:
+                      budget: CostBudget | None = None,
+                      real_attacks: Collection[str] = ()) -> dict[str, Any]:
     """Aggregate every result under ``out/cells`` in place; write ``out/leaderboard.json``.
 
     Used after ``harness run`` (bad files were already reported and re-run there, so they
@@ -215,6 +220,7 @@ def build_leaderboard(out: Path, reference_attacks: set[str], command: str | Non
     trust = FolderTrust.of(Path(out))
     results = load_results(out, trust)
     board = {**board_header(command),
-             **aggregate(results, reference_attacks, load_ceilings(out, trust), budget)}
+             **aggregate(results, reference_attacks, load_ceilings(out, trust), budget,
+                         real_attacks)}
     write_board(board, Path(out) / "leaderboard.json")
     return board

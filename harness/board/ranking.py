@@ -5,9 +5,11 @@ under one budget, output, timing, backend, device class and threat model) by the
 case: the highest mean ``exit_agreement`` any real (non-reference) attack reaches against
 them, adaptive variants included; lower is better. An entry is ranked only when it is
 
-- **complete**: every real attack run anywhere in the scenario has at least one finished
-  cell against it and none failed (a failed or missing attack could be its worst case, so
-  the entry is listed apart as ``incomplete``, never silently better); and
+- **complete**: every real attack run anywhere in the scenario, and every real attack
+  registered in the harness that built the board (by name, whatever its parameters), has
+  at least one finished cell against it and none failed (a failed or missing attack could
+  be its worst case, so the entry is listed apart as ``incomplete`` with the missing
+  attacks named, never silently better, however small the grid was); and
 - **within the cost budget**: its mean benign accuracy drop and refusal rate are at most
   :class:`CostBudget`'s limits (a defense that refuses everything leaks nothing and is
   listed apart as ``over_budget``, not first).
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,14 +113,17 @@ def defense_counters(cells: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _defense_entry(mine: list[dict[str, Any]], real_attacks: dict[str, str],
-                   budget: CostBudget) -> dict[str, Any] | None:
-    """One defense's entry; ``real_attacks``: every real attack of the scenario (id -> name)."""
+                   budget: CostBudget, registered: Collection[str] = ()) -> dict[str, Any] | None:
+    """One defense's entry; ``real_attacks``: every real attack of the scenario (id ->
+    label); ``registered``: the names of every registered real attack."""
     real = [r for r in mine if not r["reference"]]
     scored = [r for r in real if headline(r) is not None]
     if not scored:
         return None
     run = {r["attack_id"] for r in real}
-    missing = sorted(name for aid, name in real_attacks.items() if aid not in run)
+    run_names = {r.get("attack_name") or r["attack"] for r in real}
+    missing = sorted({name for aid, name in real_attacks.items() if aid not in run}
+                     | {name for name in registered if name not in run_names})
     failed = sorted(r["attack"] for r in real if r["failed"] or headline(r) is None)
     worst = max(scored, key=headline)
     cells = [c for r in mine for c in r["_cells"]]
@@ -160,8 +165,10 @@ def _mark_pareto(entries: list[dict[str, Any]]) -> None:
         pts[i]["pareto"] = True
 
 
-def rank_defenses(rows: list[dict[str, Any]], budget: CostBudget) -> list[dict[str, Any]]:
-    """Per scenario: ranked entries by worst case, then those listed apart."""
+def rank_defenses(rows: list[dict[str, Any]], budget: CostBudget,
+                  registered: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Per scenario: ranked entries by worst case, then those listed apart (``registered``:
+    the real attacks every ranked defense must have been run against)."""
     ranked: list[dict[str, Any]] = []
     for scenario in by_scenario(rows).values():
         real_attacks = {r["attack_id"]: r["attack"] for r in scenario if not r["reference"]}
@@ -169,7 +176,7 @@ def rank_defenses(rows: list[dict[str, Any]], budget: CostBudget) -> list[dict[s
         for r in scenario:
             by_defense[r["defense_id"]].append(r)
         entries = [e for mine in by_defense.values()
-                   if (e := _defense_entry(mine, real_attacks, budget)) is not None]
+                   if (e := _defense_entry(mine, real_attacks, budget, registered)) is not None]
         _mark_pareto(entries)
         order = {"ranked": 0, "incomplete": 1, "over_budget": 2}
         entries.sort(key=lambda e: (order[e["status"]], e["worst_exit_agreement"], e["defense"]))

@@ -29,7 +29,8 @@ def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
     spec = parse_overrides(overrides, config)
     pm, registry = _registry(strict)
     summary = run_grid(spec, pm, show_progress=progress, force=force)
-    board = build_leaderboard(summary.out, reference_attacks(registry), command)
+    board = build_leaderboard(summary.out, reference_attacks(registry), command,
+                              real_attacks=real_attacks(registry))
     print(format_table(board))
     _print_ceilings(board)
     _print_defenses(board)
@@ -43,6 +44,12 @@ def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
 def reference_attacks(registry: Registry) -> set[str]:
     """The names of the registered reference attacks (never ranked as real ones)."""
     return {e.name for e in registry.entries("attack") if getattr(e.cls, "reference", False)}
+
+
+def real_attacks(registry: Registry) -> set[str]:
+    """The names of the registered real attacks: a defense is ranked only when run
+    against all of them (the board's coverage is against the attacks, not the grid)."""
+    return {e.name for e in registry.entries("attack") if not getattr(e.cls, "reference", False)}
 
 
 PLURALS = {"exit_policy": "exit policies", "exit_estimator": "exit estimators"}
@@ -93,7 +100,8 @@ def update_leaderboard(out: Path, strict: bool, command: str | None = None) -> i
     """``harness leaderboard RUN_DIR``: aggregate one run folder in place and print it."""
     out = check_run_dir(out, "leaderboard")
     _, registry = _registry(strict)
-    board = build_leaderboard(out, reference_attacks(registry), command)
+    board = build_leaderboard(out, reference_attacks(registry), command,
+                              real_attacks=real_attacks(registry))
     print(format_table(board))
     _print_ceilings(board)
     _print_defenses(board)

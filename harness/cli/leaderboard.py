@@ -22,7 +22,7 @@ from harness.board.ranking import CostBudget
 from harness.board.render import render_leaderboard
 from harness.board.tables import format_board
 from harness.board.verify import verify_leaderboard
-from harness.cli.commands import reference_attacks, update_leaderboard
+from harness.cli.commands import real_attacks, reference_attacks, update_leaderboard
 from harness.errors import OutputDirError
 from harness.io.schema import leaderboard_schema
 from harness.isolation.plugin_host import evaluator_registry
@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
                                   getattr(args, "invocation", None))
     if args.action == "build":
         budget = CostBudget(args.max_accuracy_drop, args.max_refusal_rate)
-        board = build_board(args.runs, args.out,
-                            reference_attacks(evaluator_registry(make_plugin_manager(strict=args.strict_plugins))),
-                            args.made_by or getattr(args, "invocation", None), budget)
+        registry = evaluator_registry(make_plugin_manager(strict=args.strict_plugins))
+        board = build_board(args.runs, args.out, reference_attacks(registry),
+                            args.made_by or getattr(args, "invocation", None), budget,
+                            real_attacks(registry))
         print(format_board(board))
         print(f"\nleaderboard: {args.out / 'leaderboard.json'} ({board['cells']['ok']} ok, "
               f"{board['cells']['failed']} failed cells in {board['cells']['groups']} groups)")

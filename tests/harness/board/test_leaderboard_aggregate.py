@@ -231,3 +231,28 @@ def test_defense_counters_are_averaged_over_the_defenses_cells_and_shown():
 
     html = _defense_rankings(board)
     assert "delayed_s 0.500; flagged 3.000" in html and "none reported" in html
+
+
+def test_coverage_is_against_every_registered_real_attack_not_the_grid():
+    # a plugin defense tried against two attacks, as a new user would: never complete or
+    # first while a registered real attack was never run against it, however small the grid
+    results = [result("a1", "none", ea=0.6), result("a2", "none", ea=0.5),
+               result("a1", "mine", ea=0.1), result("a2", "mine", ea=0.1),
+               result("a1", "mine", ea=0.1, attack_params={"epochs": 3})]
+    small = {e["defense"]: e for e in board_of(results)["defense_ranking"]}
+    assert small["mine"]["rank"] == 1  # measured against the grid only
+    board = {**board_header("test"),
+             **aggregate(results, set(), [], None, real_attacks={"a1", "a2", "a3", "a4"})}
+    jsonschema.validate(board, leaderboard_schema())
+    entries = {e["defense"]: e for e in board["defense_ranking"]}
+    for name in ("mine", "none"):
+        assert entries[name]["status"] == "incomplete" and entries[name]["rank"] is None
+    assert entries["mine"]["missing_attacks"] == ["a3", "a4"]  # by registered name
+    # none also lacks the scenario's a1 variant (epochs=3) that only ran against mine
+    assert entries["none"]["missing_attacks"] == ["a1", "a3", "a4"]
+    assert "incomplete: missing a3, a4" in format_board(board)
+    from harness.board.html_page import _defense_rankings
+
+    assert "not run against: a3, a4" in _defense_rankings(board)
+    full = {**board_header("t"), **aggregate(results, set(), [], None, real_attacks={"a1", "a2"})}
+    assert {e["defense"]: e["rank"] for e in full["defense_ranking"]} == {"mine": 1, "none": None}

@@ -71,6 +71,21 @@ def test_an_incomplete_or_over_budget_defense_is_never_ranked(rows):
             assert entry["status"] == "ranked" and entry["rank"] is not None
 
 
+@settings(max_examples=100, deadline=None)
+@given(boards(), st.sets(st.sampled_from([*ATTACKS, "never_run"])))
+def test_a_defense_is_complete_only_against_every_registered_real_attack(rows, registered):
+    ranked = {e["defense"]: e for e in rank_defenses(rows, CostBudget(), registered)}
+    alone = entries(rows)
+    for defense, entry in ranked.items():
+        ran = {r["attack"] for r in rows if r["defense"] == defense}
+        unrun = registered - ran
+        assert set(entry["missing_attacks"]) == set(alone[defense]["missing_attacks"]) | unrun
+        if unrun:
+            assert entry["rank"] is None and entry["status"] == "incomplete"
+        else:  # every registered attack ran: the same verdict as without the registry
+            assert entry["status"] == alone[defense]["status"]
+
+
 @settings(max_examples=150, deadline=None)
 @given(boards())
 def test_ranks_are_consecutive_and_follow_the_worst_case(rows):
