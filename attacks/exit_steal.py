@@ -129,6 +129,8 @@ if TYPE_CHECKING:
     from harness.plugins.registry import Registry
 
 PERFORMANCE = ("exit_logits", "soft_ce", "labels")
+VARIANTS_STREAM = 5
+"""The seed stream of the estimator-variants check (0: pool, 1: estimator, 2: perturbation)."""
 
 
 def accepts_keyword(method: Any, name: str) -> bool:
@@ -272,14 +274,19 @@ class ExitStealAttack(Attack):
             extra["true_exits"] = served.reshape(len(kept), self.repeats).max(axis=1)[kept]
         return run_estimator(estimator, rows, ctx, ctx.rng(1), **extra)
 
-    def _compare_variants(self, est_name: str, rows: Transcript, est: np.ndarray,
+    def _compare_variants(self, made_by: str, rows: Transcript, est: np.ndarray,
                           ctx: AttackContext) -> dict[str, Any]:
-        """How far the other unsupervised estimators agree with ``est`` (diagnostics only)."""
+        """How far the unsupervised estimators other than ``made_by`` (what made ``est``)
+        agree with ``est`` (diagnostics only)."""
         if self.reference:
             return {}
-        rng = ctx.rng(5)
+        rng = ctx.rng(VARIANTS_STREAM)
         return compare_variants(lambda e: run_estimator(e, rows, ctx, rng).exits,
-                                ctx.estimator, est, est_name)
+                                ctx.estimator, est, made_by)
+
+    def _made_by(self, est_name: str, notes: dict[str, Any]) -> str:
+        """What made the estimate (the estimator's name; a subclass may estimate otherwise)."""
+        return est_name
 
     def _ties_matter(self, notes: dict[str, Any]) -> bool:
         """Whether fewer distinct latencies than exits makes the estimate unreliable (an
@@ -384,7 +391,7 @@ class ExitStealAttack(Attack):
         if reasons:
             return self._fallback(rows, est, per_input, kept, query_input, ctx, policy,
                                   reasons, est_name, notes)
-        notes.update(self._compare_variants(est_name, rows, est, ctx))
+        notes.update(self._compare_variants(self._made_by(est_name, notes), rows, est, ctx))
         num_exits = ctx.num_exits or estimate.num_exits
         train_rows, train_est = (rows, est) if copies is None else (copies[0], est[copies[1]])
         model, first, final, train_notes = self._train(train_rows, train_est, max(num_exits, 1),

@@ -125,3 +125,7 @@ class ExitStealProfiled(ExitStealAttack):
 
     def _ties_matter(self, notes: dict[str, Any]) -> bool:
         return not notes.get("profiled", False)
+
+    def _made_by(self, est_name: str, notes: dict[str, Any]) -> str:
+        """The templates, when profiled: then every unsupervised estimator is compared."""
+        return "profiled" if notes.get("profiled") else est_name

@@ -155,6 +155,8 @@ def test_profiled_attack_reads_a_padded_channel_the_unsupervised_one_calls_tied(
     json.dumps(d)
     assert d["profiled"] and d["profile_defended"] and "estimate_unreliable" not in d
     assert len(d["em_exit_shares"]) == 3 and d["profile_per_exit"] == [60, 60, 60]
+    # the templates made the estimate: every unsupervised estimator is compared with it
+    assert set(d["estimator_variants"]) == {"bayes", "kde", "bocpd", "ruptures"}
     truth = oracle.served_exits()
     assert np.mean(stolen.estimated_exits == truth) > 0.6
 
@@ -166,6 +168,7 @@ def test_profiled_attack_without_an_own_server_says_why_and_estimates_alone(
     stolen = ExitStealProfiled(**FAST).steal(oracle, trained_tiny_victim.data.attacker.x, ctx)
     assert "no public deployment" in stolen.diagnostics["profile_unavailable"]
     assert stolen.diagnostics["estimator"] == "bayes"
+    assert "bayes" not in stolen.diagnostics["estimator_variants"]  # bayes made it
 
 
 def test_realistic_timing_own_server_uses_the_granted_cost_fractions(trained_tiny_victim,
