@@ -74,7 +74,9 @@ class Registered:
             return []
         if is_hosted(self.cls):
             raw = self.cls.hosted.traits.get("stages", [])  # type: ignore[attr-defined]
-            return [s for s in raw if s in STAGES] if isinstance(raw, list) else []
+            if not isinstance(raw, list):
+                return []
+            return [s for s in STAGES if s in raw]  # known names, once each, in stage order
         return list(declared_stages(self.cls))
 
     @property
