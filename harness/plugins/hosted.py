@@ -43,7 +43,7 @@ class HostedDescription:
     parameter_lines: tuple[str, ...]
     traits: dict[str, Any] = field(default_factory=dict)
     """What the evaluator may ask of a component before any work, answered by its code
-    in the host: an exit policy's ``trainable``."""
+    in the host: an exit policy's ``trainable``, a defense's declared ``stages`` (display only)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "param_names": list(self.param_names),

@@ -217,3 +217,17 @@ def test_an_untrusted_plugin_is_described_by_the_plugin_host_never_imported(plug
     assert registry.get("defense", "jitter").stages() == ["shape_latency"]
     assert registry.get("defense", "none").stages() == []
     assert entry.stages() == []  # not a defense
+
+
+def test_a_hosted_defense_s_stage_list_is_read_as_known_names_once_each():
+    from harness.plugins.hosted import HostedDescription, stand_in
+    from harness.plugins.registry import Registered
+
+    def stages(traits):
+        description = HostedDescription("defense", "odd", "p", "d", "1", "", (), {}, False,
+                                        "0" * 64, (), traits)
+        return Registered("defense", "odd", stand_in(description, None), "p", "d", "1").stages()
+
+    hostile = ["shape_latency", "teleport", ["admit"], "shape_latency", "admit", 7]
+    assert stages({"stages": hostile}) == ["admit", "shape_latency"]
+    assert stages({"stages": "shape_latency"}) == [] and stages({}) == []
