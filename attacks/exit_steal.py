@@ -288,6 +288,10 @@ class ExitStealAttack(Attack):
         """What made the estimate (the estimator's name; a subclass may estimate otherwise)."""
         return est_name
 
+    def _own_reasons(self, notes: dict[str, Any]) -> list[str]:
+        """Why this variant's own way of estimating should not be trusted (none here)."""
+        return []
+
     def _ties_matter(self, notes: dict[str, Any]) -> bool:
         """Whether fewer distinct latencies than exits makes the estimate unreliable (an
         estimate that knows what each latency value means, as templates do, is not)."""
@@ -386,8 +390,9 @@ class ExitStealAttack(Attack):
         except Exception as exc:  # the estimator's fit failed: fall back, saying so
             estimate, failure = None, f"{type(exc).__name__}: {exc}"[:300]
         est = None if estimate is None else np.asarray(estimate.exits, dtype=np.int64)
-        reasons = unreliable_reasons(rows.latency_s, est, ctx.num_exits, failure,
-                                     ties_matter=self._ties_matter(notes))
+        reasons = [*unreliable_reasons(rows.latency_s, est, ctx.num_exits, failure,
+                                       ties_matter=self._ties_matter(notes)),
+                   *self._own_reasons(notes)]
         if reasons:
             return self._fallback(rows, est, per_input, kept, query_input, ctx, policy,
                                   reasons, est_name, notes)

@@ -67,6 +67,8 @@ def extended_init(base: Callable[..., None], **extra: Any) -> Callable[..., None
 
 
 PROFILE_STREAM = 91
+UNINFORMATIVE_MARGIN = 0.05
+"""Templates within this of chance on held-out profile draws are treated as uninformative."""
 """``ctx.rng`` stream of the profile's input choice (the own server's key: stream 90)."""
 
 
@@ -125,6 +127,19 @@ class ExitStealProfiled(ExitStealAttack):
 
     def _ties_matter(self, notes: dict[str, Any]) -> bool:
         return not notes.get("profiled", False)
+
+    def _own_reasons(self, notes: dict[str, Any]) -> list[str]:
+        """Templates that tell the exits apart no better than chance on held-out profile
+        draws (a constant pad) carry nothing: EM then drifts to one exit, and fitting a
+        strategy to that does worse than not trying."""
+        cv, per_exit = notes.get("profile_cv_accuracy"), notes.get("profile_per_exit")
+        if not notes.get("profiled") or cv is None or not per_exit:
+            return []
+        chance = max(per_exit) / sum(per_exit)
+        if cv > chance + UNINFORMATIVE_MARGIN:
+            return []
+        return [f"the profiled latency templates tell the exits apart no better than chance "
+                f"(held-out accuracy {cv:.3f}, chance {chance:.3f})"]
 
     def _made_by(self, est_name: str, notes: dict[str, Any]) -> str:
         """The templates, when profiled: then every unsupervised estimator is compared."""

@@ -183,3 +183,17 @@ def test_realistic_timing_own_server_uses_the_granted_cost_fractions(trained_tin
 
 def test_conformance_kit():
     check_attack(ExitStealProfiled)
+
+
+def test_profiled_attack_behind_a_constant_pad_falls_back_instead_of_fitting_noise(
+        make_tiny_oracle, trained_tiny_victim, harness_registry):
+    defense = harness_registry.get("defense", "pad_constant").cls()
+    defense.reset()
+    oracle, ctx = make_tiny_oracle(150, defense=defense)
+    pool = trained_tiny_victim.data.attacker.x.copy()
+    stolen = ExitStealProfiled(**FAST, profile_inputs=60).steal(oracle, pool, ctx)
+    d = stolen.diagnostics
+    json.dumps(d)
+    assert d["profiled"] and d["fallback"] == "global_threshold"
+    assert any("no better than chance" in r for r in d["estimate_unreliable"])
+    assert len(set(stolen.strategy.thresholds)) == 1  # the baselines' global threshold
