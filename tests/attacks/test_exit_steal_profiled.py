@@ -144,15 +144,22 @@ def test_templates_and_em_give_a_clear_answer_near_the_true_bayes_rule(shares, s
         assert np.mean(guess == exits) >= bayes - 0.04
 
 
-def test_profiled_attack_reads_a_padded_channel_the_unsupervised_one_calls_tied(
-        make_tiny_oracle, trained_tiny_victim, harness_registry):
-    defense = harness_registry.get("defense", "pad_bucket").cls()
+def _profiled_behind(defense_name, make_tiny_oracle, trained_tiny_victim, registry):
+    """(stolen, oracle) of a small profiled attack behind a built-in defense."""
+    defense = registry.get("defense", defense_name).cls()
     defense.reset()
     oracle, ctx = make_tiny_oracle(150, defense=defense)
     pool = trained_tiny_victim.data.attacker.x.copy()
     stolen = ExitStealProfiled(**FAST, profile_inputs=60).steal(oracle, pool, ctx)
+    json.dumps(stolen.diagnostics)
+    return stolen, oracle
+
+
+def test_profiled_attack_reads_a_padded_channel_the_unsupervised_one_calls_tied(
+        make_tiny_oracle, trained_tiny_victim, harness_registry):
+    stolen, oracle = _profiled_behind("pad_bucket", make_tiny_oracle, trained_tiny_victim,
+                                      harness_registry)
     d = stolen.diagnostics
-    json.dumps(d)
     assert d["profiled"] and d["profile_defended"] and "estimate_unreliable" not in d
     assert len(d["em_exit_shares"]) == 3 and d["profile_per_exit"] == [60, 60, 60]
     # the templates made the estimate: every unsupervised estimator is compared with it
@@ -187,13 +194,9 @@ def test_conformance_kit():
 
 def test_profiled_attack_behind_a_constant_pad_falls_back_instead_of_fitting_noise(
         make_tiny_oracle, trained_tiny_victim, harness_registry):
-    defense = harness_registry.get("defense", "pad_constant").cls()
-    defense.reset()
-    oracle, ctx = make_tiny_oracle(150, defense=defense)
-    pool = trained_tiny_victim.data.attacker.x.copy()
-    stolen = ExitStealProfiled(**FAST, profile_inputs=60).steal(oracle, pool, ctx)
+    stolen, _ = _profiled_behind("pad_constant", make_tiny_oracle, trained_tiny_victim,
+                                 harness_registry)
     d = stolen.diagnostics
-    json.dumps(d)
     assert d["profiled"] and d["fallback"] == "global_threshold"
     assert any("no better than chance" in r for r in d["estimate_unreliable"])
     assert len(set(stolen.strategy.thresholds)) == 1  # the baselines' global threshold
