@@ -67,9 +67,9 @@ def extended_init(base: Callable[..., None], **extra: Any) -> Callable[..., None
 
 
 PROFILE_STREAM = 91
+"""``ctx.rng`` stream of the profile's input choice (the own server's key: stream 90)."""
 UNINFORMATIVE_MARGIN = 0.05
 """Templates within this of chance on held-out profile draws are treated as uninformative."""
-"""``ctx.rng`` stream of the profile's input choice (the own server's key: stream 90)."""
 
 
 class ExitStealProfiled(ExitStealAttack):

@@ -101,11 +101,9 @@ def latency_plots(board: dict[str, Any], board_dir: Path) -> Plots:
     files, notes, captions, taken = {}, [], {}, set()
     for victim in sorted({v for v, _ in by_panel}):
         panels = []
-        named = sorted({d for v, d in by_panel if v == victim})
+        named = {d for v, d in by_panel if v == victim}
         for defense in sorted(named, key=lambda d: (d != UNDEFENDED, d)):
-            cells = by_panel.get((victim, defense), [])
-            if not cells:
-                continue
+            cells = by_panel[(victim, defense)]
             seed = lambda c: c[1].get("seed") if isinstance(c[1].get("seed"), int) else math.inf  # noqa: E731
             path, cell = min(cells, key=lambda c: (histogram(c[1]) is None,
                                                    str(c[0]) not in preferred, seed(c) != 0,
