@@ -124,50 +124,101 @@ def _rank_td(value: Any) -> str:
     return td("apart", "") if rank is None else td(text(value), rank)
 
 
+COST_HEADS = {"leakage_bits": "bits", "bayes_exit_accuracy": "Bayes exit acc.",
+              "chance_exit_accuracy": "chance", "benign_accuracy_drop": "acc. drop",
+              "benign_refusal_rate": "refused", "latency_overhead_p50": "latency p50",
+              "latency_overhead_p99": "latency p99", "compute_overhead": "compute",
+              "speedup_retained": "speedup kept"}
+"""Short headers of the cost columns, so the table fits 1400 px without scrolling."""
+
+
+def _paired_text(diff: Any) -> tuple[str, float | None]:
+    """``-0.210 [-0.300, -0.120]`` of a paired difference (text, mean for sorting)."""
+    diff = as_dict(diff)
+    mean = num(diff.get("mean"))
+    if mean is None:
+        return "n/a", None
+    return f"{mean:+.3f} {interval(diff.get('ci95'), diff.get('n'))}", mean
+
+
+def _status_cell(e: dict[str, Any]) -> str:
+    failed = [text(a) for a in as_list(e.get("failed_attacks"))]
+    missing = [text(a) for a in as_list(e.get("missing_attacks"))]
+    over = [text(o) for o in as_list(e.get("over_budget"))]
+    notes = ([f"not run against: {', '.join(missing)}"] * bool(missing)
+             + [f"failed: {', '.join(failed)}"] * bool(failed)
+             + [f"over budget: {'; '.join(over)}"] * bool(over)
+             + ["Pareto front"] * (e.get("pareto") is True))
+    complete = ("complete" if e.get("complete") is True
+                else "incomplete" if e.get("complete") is False else "complete n/a")
+    budget = ("within budget" if e.get("within_budget") is True
+              else "over budget" if e.get("within_budget") is False else "budget n/a")
+    return td(f"{complete}, {budget}", cls="wrap", extra="; ".join(notes) or None)
+
+
+def _defense_row(e: dict[str, Any], costs: tuple[str, ...]) -> str:
+    worst = num(e.get("worst_exit_agreement"))
+    seed_worst = as_dict(e.get("seed_worst"))
+    vs_none, vs_none_mean = _paired_text(e.get("vs_none"))
+    flag = e.get("no_better_than_none")
+    tier_note = (f"with {text(e.get('tier_leader'))}" if e.get("tier") is not None
+                 and e.get("tier_leader") != e.get("defense") else None)
+    slack = num(e.get("min_slack"))
+    counters = as_dict(e.get("defense_report"))
+    attacks = as_list(e.get("attacks"))
+    cells = [_rank_td(e.get("rank")),
+             td(text(e.get("tier")), num(e.get("tier")), extra=tier_note),
+             td(text(e.get("defense")), cls="wrap",
+                extra=f"deployment {text(e.get('deployment'))}"),
+             td(fmt_num(worst), worst, cls="wrap",
+                extra=f"{text(e.get('worst_attack'))}; 95% CI "
+                      f"{interval(e.get('worst_exit_agreement_ci95'))}; per-seed worst "
+                      f"{fmt_num(num(seed_worst.get('mean')))}"),
+             td(vs_none, vs_none_mean, cls="wrap",
+                extra="no better than none" if flag is True else None),
+             _status_cell(e),
+             td(fmt_num(slack), slack, cls="wrap",
+                extra=(f"{PROVISIONAL_NOTE}: {text(e.get('min_slack_attack'))}"
+                       if e.get("provisional") is True else None))]
+    for c in costs:
+        value, intended = cost_mean(e.get("costs"), c), cost_mean(e.get("costs"), f"{c}_intended")
+        cells.append(td(fmt_num(value), value, extra=None if intended is None
+                        else f"intended {fmt_num(intended)}"))
+    cells.append(td("; ".join(f"{text(k)} {fmt_num(num(v))}" for k, v in counters.items())
+                    or "none reported", cls="wrap"))
+    cells.append(td(text(e.get("cells")), num(e.get("cells")), cls="wrap",
+                    extra=", ".join(map(text, attacks)) if attacks else None))
+    cls = " apart" if num(e.get("rank")) is None else ""
+    flagged = " no-better" if flag is True else ""
+    return f'<tr class="entry{cls}{flagged}">{"".join(cells)}</tr>'
+
+
 def _defense_rankings(board: dict[str, Any]) -> str:
     entries = [e for e in as_list(board.get("defense_ranking")) if isinstance(e, dict)]
     if not entries:
         return "<p>n/a (no defense ranking in this leaderboard)</p>"
-    extra = sorted({k for e in entries for k in as_dict(e.get("costs")) if k not in COSTS})
-    head = ["rank", "defense", "worst attack", "worst exit agreement", "95% CI", "complete",
-            "within cost budget", "Pareto", "min slack",
-            *(c.replace("_", " ") for c in (*COSTS, *extra)),
-            "defense counters", "cells", "real attacks"]
+    extra = sorted({k for e in entries for k in as_dict(e.get("costs")) if k not in COSTS
+                    and k.removesuffix("_intended") not in COSTS})
+    costs = (*COSTS, *extra)
+    head = ["rank", "tier", "defense", "worst exit agreement", "worst case - none (paired)",
+            "status", "min slack", *(COST_HEADS.get(c, c.replace("_", " ")) for c in costs),
+            "defense counters", "cells (real attacks)"]
     parts = []
     for n, ((victim, threat), rows) in enumerate(_by_scenario(entries)):
-        body = []
-        for e in rows:
-            failed = as_list(e.get("failed_attacks"))
-            missing = as_list(e.get("missing_attacks"))
-            complete = e.get("complete")
-            over = as_list(e.get("over_budget"))
-            worst = num(e.get("worst_exit_agreement"))
-            cells = [_rank_td(e.get("rank")), td(text(e.get("defense"))), td(text(e.get("worst_attack"))),
-                     td(fmt_num(worst), worst), td(interval(e.get("worst_exit_agreement_ci95"))),
-                     td(text(complete) + (f" (not run against: {', '.join(map(text, missing))})"
-                                          if missing else "")
-                        + (f" (failed: {', '.join(map(text, failed))})" if failed else "")),
-                     td(text(e.get("within_budget")) + (f" ({'; '.join(map(text, over))})" if over else "")),
-                     td(text(e.get("pareto")))]
-            slack = num(e.get("min_slack"))
-            cells.append(td(fmt_num(slack) + (f" ({PROVISIONAL_NOTE}: "
-                                               f"{text(e.get('min_slack_attack'))})"
-                                               if e.get("provisional") is True else ""), slack))
-            cells += [td(fmt_num(v), v) for v in (cost_mean(e.get("costs"), c) for c in (*COSTS, *extra))]
-            attacks = as_list(e.get("attacks"))
-            counters = as_dict(e.get("defense_report"))
-            cells.append(td("; ".join(f"{text(k)} {fmt_num(num(v))}" for k, v in counters.items())
-                            or "none reported"))
-            cells += [td(text(e.get("cells")), num(e.get("cells"))),
-                      td(", ".join(map(text, attacks)) if attacks else "n/a")]
-            cls = " apart" if num(e.get("rank")) is None else ""
-            body.append(f'<tr class="entry{cls}">{"".join(cells)}</tr>')
+        body = [_defense_row(e, costs) for e in rows]
         parts.append(f"<h3>{escape(victim)} <small>({escape(threat)})</small></h3>"
-                     + table(f"defense-ranking-{n}", head, body))
+                     + table(f"defense-ranking-{n}", head, body, cls="fit"))
     return ("<p>Per victim and threat model, defenses by their worst case over real attacks "
-            "(adaptive ones included; reference attacks never count). Costs and leakage are "
-            "means over the defense's cells. <i>apart</i>: listed apart (e.g. over the cost "
-            "budget), not ranked. <i>defense counters</i>: the means of what the defense's own "
+            "(adaptive ones included; reference attacks never count). <i>intended</i> under "
+            "a leakage column: the same leakage measured against the exit the victim's "
+            "policy intended rather than the one that served. <i>tier</i>: defenses "
+            "the seeds cannot tell apart from the tier's first member (95% paired interval "
+            "of the per-seed worst case includes 0) share its tier; read tiers, not ranks. "
+            "<i>worst case - none</i>: the paired per-seed worst-case difference to the "
+            "undefended victim with its 95% interval; <i>no better than none</i> where that "
+            "interval does not lie below 0. Costs and leakage are means over the defense's "
+            "cells. <i>apart</i>: listed apart (incomplete or over the cost budget), not "
+            "ranked. <i>defense counters</i>: the means of what the defense's own "
             "<code>report()</code> counted, over its cells. <i>min slack</i>: the smallest gap "
             "over real attacks between what the timing channel carried for the attack's own "
             "queries (capacity) and its exit estimation; above 0.05 the rank is provisional "

@@ -42,11 +42,13 @@ def td(content: str, sort: Any = _TEXT, cls: str | None = None, extra: str | Non
     return f"<td{attrs}>{escape(content)}{more}</td>"
 
 
-def table(table_id: str, head: list[str], body: list[str]) -> str:
-    """A sortable table (``id`` for tests and links); ``body`` rows are already escaped."""
+def table(table_id: str, head: list[str], body: list[str], cls: str = "") -> str:
+    """A sortable table (``id`` for tests and links); ``body`` rows are already escaped;
+    ``cls`` adds classes (``fit``: headers wrap, so the table fits the window)."""
     ths = "".join(f'<th scope="col" title="sort by {escape(h)}">{escape(h)}</th>' for h in head)
     rows = "\n".join(body) if body else f'<tr><td colspan="{len(head)}">none</td></tr>'
-    return (f'<div class="scroll"><table class="sortable" id="{escape(table_id)}">'
+    classes = " ".join(["sortable", *cls.split()])
+    return (f'<div class="scroll"><table class="{escape(classes)}" id="{escape(table_id)}">'
             f"<thead><tr>{ths}</tr></thead>\n<tbody>\n{rows}\n</tbody></table></div>")
 
 
@@ -64,6 +66,8 @@ table.sortable thead th:hover{background:#e2e6ec}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 td[data-sort]{font-variant-numeric:tabular-nums}tbody tr:nth-child(even){background:#fafafa}
 tr.apart{color:#777;font-style:italic}.sub{color:#666;font-size:11px}
+table.fit thead th{white-space:normal;min-width:3.5em}td.wrap{max-width:16em;overflow-wrap:anywhere}
+tr.no-better td:nth-child(5) .sub{color:#b00;font-weight:bold}
 td.prov pre{white-space:pre-wrap;word-break:break-all;max-width:60em;font-size:11px;margin:.3em 0}
 table.kv th{background:#f0f2f5;width:12em}
 table.confusion{display:inline-table;margin:.3em 1em .8em 0}table.confusion td{text-align:right}

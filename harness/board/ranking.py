@@ -27,6 +27,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from harness.board.tiers import assign_tiers, seed_worst_cases
 from harness.metrics.stats import mean_ci, paired_difference
 
 COST_METRICS = ("benign_accuracy_drop", "benign_refusal_rate", "latency_overhead_p50",
@@ -69,6 +70,12 @@ def by_scenario(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for row in rows:
         out[row["scenario_id"]].append(row)
     return dict(sorted(out.items(), key=lambda kv: (kv[1][0]["scenario"], kv[0])))
+
+
+def deployment_of(row: dict[str, Any]) -> str | None:
+    """The timing deployment a group ran under (None where its timing mode has none)."""
+    timing = row.get("key", {}).get("timing") or {}
+    return (timing.get("params") or {}).get("deployment")
 
 
 def _scenario_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +141,8 @@ def _defense_entry(mine: list[dict[str, Any]], real_attacks: dict[str, str],
     over = budget.problems(means)
     complete = not missing and not failed
     return {**_scenario_fields(worst), "defense": worst["defense"],
-            "defense_id": worst["defense_id"],
+            "defense_id": worst["defense_id"], "defense_name": worst["defense_name"],
+            "deployment": deployment_of(worst),
             "worst_attack": worst["attack"], "worst_exit_agreement": headline(worst),
             "worst_exit_agreement_ci95": worst["metrics"]["exit_agreement"]["ci95"],
             "worst_bootstrap_ci95": (worst.get("bootstrap_ci95") or {}).get("exit_agreement"),
@@ -182,9 +190,13 @@ def rank_defenses(rows: list[dict[str, Any]], budget: CostBudget,
         entries.sort(key=lambda e: (order[e["status"]], e["worst_exit_agreement"], e["defense"]))
         rank = 0
         for e in entries:
-            if e["status"] == "ranked":
-                rank += 1
-            ranked.append({"rank": rank if e["status"] == "ranked" else None, **e})
+            rank += e["status"] == "ranked"
+            e["rank"] = rank if e["status"] == "ranked" else None
+        assign_tiers(entries, {
+            d: seed_worst_cases([r for r in mine if not r["reference"]
+                                 and headline(r) is not None])
+            for d, mine in by_defense.items()})
+        ranked += [{"rank": e.pop("rank"), **e} for e in entries]
     return ranked
 
 

@@ -103,7 +103,12 @@ def format_defense_table(board: dict[str, Any]) -> str:
     budget = board.get("cost_budget") or {}
     out = []
     for scenario in _scenarios(ranking):
-        out.append(f"defenses on {scenario}: worst case over real attacks (lower is better); "
+        deployments = sorted({str(e["deployment"]) for e in ranking
+                              if _in(e, scenario) and e.get("deployment")})
+        out.append(f"defenses on {scenario}"
+                   + (f" (deployment {', '.join(deployments)})" if deployments else "")
+                   + ": worst case over real attacks (lower is better); tiers: the seeds "
+                   "cannot tell a tier's members apart at 95% (per-seed worst case, paired); "
                    "costs and leakage are means over the defense's cells; cost budget "
                    f"{', '.join(f'{k} {v:g}' for k, v in budget.items()) or 'n/a'}")
         rows = []
@@ -117,15 +122,20 @@ def format_defense_table(board: dict[str, Any]) -> str:
                 "over_budget": "over budget: " + "; ".join(e.get("over_budget", []))}[status]
             if e.get("provisional"):
                 why = "; ".join(filter(None, [why, PROVISIONAL_NOTE]))
-            rows.append([str(e["rank"]) if e.get("rank") else "-", e["defense"],
+            if e.get("no_better_than_none"):
+                why = "; ".join(filter(None, [why, "no better than none"]))
+            vs_none = e.get("vs_none") or {}
+            rows.append([str(e["rank"]) if e.get("rank") else "-",
+                         str(e["tier"]) if e.get("tier") else "-", e["defense"],
                          e["worst_attack"], num(e["worst_exit_agreement"]),
                          interval(e.get("worst_exit_agreement_ci95")),
+                         num(vs_none.get("mean")), interval(vs_none.get("ci95")),
                          *[num(e["costs"].get(m)) for _, m in DEFENSE_COLUMNS],
                          num(e.get("min_slack")), "yes" if e.get("pareto") else "", why])
-        out.append(render(["#", "defense", "worst attack", "worst EA", "95% CI (seeds)",
+        out.append(render(["#", "tier", "defense", "worst attack", "worst EA", "95% CI (seeds)",
+                           "worst - none", "95% CI (paired)",
                            *[c for c, _ in DEFENSE_COLUMNS], "min slack", "pareto", "note"],
-                          rows,
-                          numeric_from=3))
+                          rows, numeric_from=4))
         out.append("")
     return "\n".join(out).rstrip()
 

@@ -269,6 +269,10 @@ GROUP_ROW = {
                                                                   "minimum": 0}}}]},
     },
 }
+PAIRED = {"type": "object", "required": ["mean", "ci95", "n", "seeds"],
+          "properties": {"mean": NUM_OR_NULL, "ci95": INTERVAL, "n": {"type": "integer"},
+                         "seeds": {"type": "array", "items": {"type": "integer"}}}}
+"""A paired difference over shared seeds (mean, 95% t-interval, seeds)."""
 DEFENSE_ENTRY = {
     "type": "object",
     "required": ["rank", "victim", "scenario", "defense", "worst_attack",
@@ -283,7 +287,14 @@ DEFENSE_ENTRY = {
                    "worst_exit_agreement": bounded(UNIT),
                    "costs": {"type": "object", "additionalProperties": NUM_OR_NULL},
                    "defense_report": {"type": "object",
-                                      "additionalProperties": {"type": "number"}}},
+                                      "additionalProperties": {"type": "number"}},
+                   "deployment": {"type": ["string", "null"]},
+                   "seed_worst": STAT,
+                   "tier": {"type": ["integer", "null"], "minimum": 1},
+                   "tier_leader": {"type": ["string", "null"]},
+                   "vs_tier_leader": {"oneOf": [{"type": "null"}, PAIRED]},
+                   "vs_none": {"oneOf": [{"type": "null"}, PAIRED]},
+                   "no_better_than_none": {"type": ["boolean", "null"]}},
 }
 
 

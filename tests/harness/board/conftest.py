@@ -33,6 +33,28 @@ def _group(victim: str, defense: str, attack: str, ea: float | None, seeds: list
                         "efficiency_gap": _stat(0.1, None, n)}, **extra}
 
 
+FULL_ENTRY = {
+    "rank": None, "tier": None, "victim": "digits_cnn", "defense": "my_plugin_defense_with_a_long_name",
+    "deployment": "shared_cpu", "worst_attack": "exit_steal_profiled", "worst_exit_agreement": 0.612,
+    "worst_exit_agreement_ci95": [0.55, 0.67], "seed_worst": _stat(0.63, [0.58, 0.69], 3),
+    "vs_none": {"mean": -0.081, "ci95": [-0.2, 0.04], "n": 3, "seeds": [0, 1, 2]},
+    "no_better_than_none": True, "status": "incomplete", "complete": False,
+    "missing_attacks": ["activethief", "adaptive_exit_steal", "exit_distill", "exit_steal_kde",
+                        "exit_steal_ruptures", "function_only", "global_threshold", "jbda",
+                        "knockoff_bandit", "noisy_labels"],
+    "failed_attacks": [], "within_budget": True, "over_budget": [], "pareto": False,
+    "min_slack": 0.071, "min_slack_attack": "exit_steal", "provisional": True, "cells": 6,
+    "attacks": ["exit_steal", "exit_steal_profiled", "knockoff"],
+    "costs": {m: 0.123456 for m in (
+        "leakage_bits", "bayes_exit_accuracy", "chance_exit_accuracy", "benign_accuracy_drop",
+        "benign_refusal_rate", "latency_overhead_p50", "latency_overhead_p99", "compute_overhead",
+        "speedup_retained", "leakage_bits_intended", "bayes_exit_accuracy_intended",
+        "chance_exit_accuracy_intended")},
+    "defense_report": {"padded_queries": 1200.0, "mean_pad_seconds": 0.00031,
+                       "refused_queries": 0.0, "buckets_used": 4.0}}
+"""A defense entry with every field a full grid fills, at its widest (the 1400 px check)."""
+
+
 def make_board() -> dict[str, Any]:
     groups = [
         _group("digits_cnn", "none", "exit_steal", 0.71, [0, 1], group_id="g-es-none",
@@ -75,6 +97,7 @@ def make_board() -> dict[str, Any]:
              "within_budget": False, "over_budget": ["benign_refusal_rate 0.99 > 0.05"]},
             {"rank": 3, "victim": "digits_cnn", "defense": "none", "worst_attack": "exit_steal",
              "worst_exit_agreement": 0.71, "costs": costs},
+            FULL_ENTRY,
         ],
         "attack_ranking": [
             {"rank": 1, "victim": "digits_cnn", "attack": "exit_steal", "reference": False,

@@ -62,7 +62,8 @@ def test_render_writes_the_page_and_plots(board_dir: Path) -> None:
             assert (board_dir / link).is_file()
     assert sorted(link for link in page.links if link.startswith("plots/")) == sorted(
         f"plots/{p.name}" for p in report.plots)
-    assert "0.120 (provisional: attack below capacity: exit_steal)" in html
+    assert ('0.120<br><span class="sub">provisional: attack below capacity: exit_steal</span>'
+            in html)
     # the jitter cell predates the histogram: its panel is left out, and the page says so
     assert any("jitter" in n and "query_latency_histogram" in n for n in report.notes)
     assert "the group with the most seeds" in " ".join(report.notes)  # exit_steal x jitter
@@ -258,6 +259,10 @@ def test_page_in_headless_chromium(board_dir: Path, tmp_path: Path) -> None:
 
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1400, min(int(height) + 100, 12000))
+        overflow = driver.execute_script(  # costs readable at 1400 px: no sideways scrolling
+            "return Array.from(document.querySelectorAll('table[id^=\"defense-ranking\"]'))"
+            ".map(t => [t.parentNode.scrollWidth, t.parentNode.clientWidth]);")
+        assert overflow and all(full <= shown for full, shown in overflow), overflow
         shot = tmp_path / "leaderboard_page.png"
         assert driver.save_screenshot(str(shot)) and shot.read_bytes().startswith(PNG)
         if os.environ.get("HARNESS_SCREENSHOT_DIR"):
