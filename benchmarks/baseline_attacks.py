@@ -1,11 +1,11 @@
-"""The baseline stealing attacks beside exit_steal and the replica ceiling, and budget curves.
+"""The baseline stealing attacks beside exit_steal and the replica agreement, and budget curves.
 
 Part 1, one table per digits victim (undefended, ``realistic`` timing, one budget for
 all, seeds 0-2 by default): every real attack's accuracy, fidelity, exit agreement,
 Cohen's kappa of the exits, efficiency gap and queries used (mean and 95% t-interval
 over seeds), the final-exit-only fidelity and efficiency gap (the substitute with no
 early exit, scored on the test split: ``final_exit_fidelity``, ``final_exit_efficiency_gap``),
-and the victim's replica ceiling (retrained replicas, the victim's own calibration rule)
+and the victim's replica agreement (retrained replicas, the victim's own calibration rule)
 as the last row. ``knockoff`` runs with its default ``sampling=adaptive``; its
 ``sampling=random`` is ``function_only`` (a test asserts identical weights).
 The victims are ``digits_cnn`` (default), ``digits_cnn_random`` draw
@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table, repo_relative, write_json
 from harness.board.leaderboard import build_leaderboard
+from harness.board.replica_agreement import replica_section
 from harness.metrics.stats import mean_ci
 from harness.plugins.manager import make_plugin_manager
 from harness.run.config import parse_overrides
@@ -109,12 +110,12 @@ def attack_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def ceiling_row(board: dict[str, Any], victim: str) -> dict[str, Any] | None:
-    """The victim's replica ceiling from the leaderboard, as a table row (None if absent)."""
-    for entry in board.get("replica_ceiling") or []:
+def replica_row(board: dict[str, Any], victim: str) -> dict[str, Any] | None:
+    """The victim's replica agreement from the leaderboard, as a table row (None if absent)."""
+    for entry in replica_section(board):
         if entry["victim"] != victim or entry["status"] != "ok":
             continue
-        row: dict[str, Any] = {"attack": "replica ceiling", "n": entry["n"],
+        row: dict[str, Any] = {"attack": "replica agreement", "n": entry["n"],
                                "seeds": entry["seeds"]}
         for m, stat in entry["metrics"].items():
             row[m], row[f"{m}_ci95"] = stat.get("mean"), stat.get("ci95")
@@ -135,9 +136,9 @@ def tables(args: argparse.Namespace) -> list[dict[str, Any]]:
         rows = attack_rows(results)
         if results:
             board = build_leaderboard(out, {"exit_steal_reference"})
-            ceiling = ceiling_row(board, name)
-            if ceiling is not None:
-                rows.append(ceiling)
+            replica = replica_row(board, name)
+            if replica is not None:
+                rows.append(replica)
         print(f"\n{label} ({name}), budget {args.budget}, undefended")
         print_table(rows, COLUMNS)
         out_tables.append({"victim": label, "registered": name, "rows": rows,

@@ -6,7 +6,7 @@ the file and the field named. Runs of different schema or protocol versions are 
 before anything is written (their numbers are not comparable). Cells are identified by
 their config hash, so the same cell reached through two runs or copied under another
 name counts once. The output folder gets a copy of every member cell file (byte for byte,
-so its digest and signature still check), the replica-ceiling files, the runs' signed
+so its digest and signature still check), the replica-agreement files, the runs' signed
 manifests, their public keys (``signing-keys.json``; the private keys stay with the runs),
 ``leaderboard.json`` (with the command that built it, the source runs and the signing
 keys' fingerprints) and ``schema.json``; its old ``cells/``, ``replicas/`` and
@@ -27,7 +27,7 @@ from harness.board.leaderboard import aggregate, board_header, dedupe, write_boa
 from harness.board.ranking import CostBudget
 from harness.errors import OutputDirError, ResultFileError
 from harness.io.atomic import write_json_atomic
-from harness.io.results import check_result, load_ceilings, parse_result
+from harness.io.results import check_result, load_replica_files, parse_result
 from harness.io.schema import SCHEMA_VERSION, combined_schema
 from harness.io.signing import MANIFESTS, FolderTrust, write_public_keys
 from harness.stages import PROTOCOL_VERSION
@@ -113,7 +113,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
                              "choose a writable folder") from None
     results = dedupe([{**result, "_path": str(path.relative_to(run)), "_source": str(path)}
                       for run, path, result in entries])
-    ceilings = [c for trust in trusts.values() for c in load_ceilings(trust.folder, trust)]
+    replica_files = [c for trust in trusts.values() for c in load_replica_files(trust.folder, trust)]
 
     def copy_cells(tmp: Path) -> None:
         for r in results:
@@ -142,7 +142,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     board = {**board_header(command), "signing_keys": sorted({k.id for k in keys}),
              "sources": [{"run_dir": os.path.relpath(Path(run).resolve(), out.resolve()),
                           "cells": sum(1 for e in entries if e[0] == run)} for run in runs],
-             **aggregate(results, reference_attacks, ceilings, budget, real_attacks)}
+             **aggregate(results, reference_attacks, replica_files, budget, real_attacks)}
     write_board(board, out / "leaderboard.json")
     write_json_atomic(out / "schema.json", combined_schema())
     return board

@@ -29,9 +29,11 @@ from harness.board.board_view import (
     threat_text,
 )
 from harness.board.html_tables import SORTER_JS, STYLE, fmt_num, interval, table, td
+from harness.board.replica_agreement import replica_section
 from harness.board.tables import PROVISIONAL_NOTE
 
-KNOWN_TOP = {"groups", "defense_ranking", "attack_ranking", "replica_ceiling", "paired_differences",
+KNOWN_TOP = {"groups", "defense_ranking", "attack_ranking", "replica_agreement", "replica_ceiling",
+             "paired_differences",
              "schema_version", "harness_version", "protocol_version", "generated_at", "headline",
              "command", "cells", "cost_budget"}
 GROUP_METRICS = ("exit_agreement", "fidelity", "efficiency_gap")
@@ -42,7 +44,7 @@ COSTS = ("leakage_bits", "bayes_exit_accuracy", "chance_exit_accuracy", "benign_
 
 def build_page(board: dict[str, Any], images: list[tuple[str, str]], notes: list[str]) -> str:
     """The page: provenance, plots (``images``: relative src and caption), rankings, groups,
-    replica ceiling, paired differences, exit confusion, and the render ``notes``."""
+    replica agreement, paired differences, exit confusion, and the render ``notes``."""
     script_hash = base64.b64encode(hashlib.sha256(SORTER_JS.encode()).digest()).decode()
     csp = (f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
            f"script-src 'sha256-{script_hash}'")
@@ -52,7 +54,7 @@ def build_page(board: dict[str, Any], images: list[tuple[str, str]], notes: list
         ("defenses", "Defense ranking", _defense_rankings(board)),
         ("attacks", "Attack ranking (undefended victims)", _attack_rankings(board)),
         ("all-groups", "All groups", _groups(board)),
-        ("ceiling", "Replica ceiling", _ceiling(board)),
+        ("replicas", "Replica agreement", _replica_agreement(board)),
         ("paired", "Paired differences", _paired(board)),
         ("confusion", "Exit confusion of the stolen strategy", _confusion(board)),
         ("notes", "Render notes", _notes(notes)),
@@ -230,7 +232,7 @@ def _attack_rankings(board: dict[str, Any]) -> str:
     if not entries:
         return "<p>n/a (no attack ranking in this leaderboard)</p>"
     cols = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
-            "ceiling_exit_agreement", "ceiling_fidelity")
+            "replica_exit_agreement", "replica_fidelity")
     head = ["rank", "attack", "reference", *(c.replace("_", " ") for c in cols)]
     parts = []
     for n, ((victim, threat), rows) in enumerate(_by_scenario(entries)):
@@ -285,10 +287,10 @@ def _groups(board: dict[str, Any]) -> str:
             "test samples where recorded.</p>\n" + table("groups", head, body))
 
 
-def _ceiling(board: dict[str, Any]) -> str:
-    entries = [e for e in as_list(board.get("replica_ceiling")) if isinstance(e, dict)]
+def _replica_agreement(board: dict[str, Any]) -> str:
+    entries = [e for e in replica_section(board) if isinstance(e, dict)]
     if not entries:
-        return "<p>n/a (no replica ceiling in this leaderboard)</p>"
+        return "<p>n/a (no replica agreement in this leaderboard)</p>"
     metrics = ("exit_agreement", "fidelity", "exit_kappa", "efficiency_gap")
     head = ["victim", "status", "n", "seeds", "victim train seed"]
     for m in metrics:
@@ -304,7 +306,7 @@ def _ceiling(board: dict[str, Any]) -> str:
             cells += [td(fmt_num(mean), mean), td(interval(ci, n))]
         cells.append(td(text(e.get("reason"))))
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return table("replica-ceiling", head, body)
+    return table("replica-agreement", head, body)
 
 
 def _paired(board: dict[str, Any]) -> str:

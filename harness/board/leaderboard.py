@@ -7,8 +7,8 @@ distributions, versions and source digests, the package versions, the mean and 9
 Student-t interval over seeds of every metric (no interval for one seed), a bootstrap
 interval over test samples of exit agreement and fidelity, and the per-exit confusion
 matrix (victim exit x stolen exit, summed over seeds). Rankings, paired differences and
-the cost budget: :mod:`harness.board.ranking`; each victim's replica ceiling:
-:mod:`harness.board.ceiling`.
+the cost budget: :mod:`harness.board.ranking`; each victim's replica agreement:
+:mod:`harness.board.replica_agreement`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 import jsonschema
 import numpy as np
 
-from harness.board.ceiling import ceiling_entries
 from harness.board.groups import (
     KINDS,
     canonical,
@@ -41,10 +40,11 @@ from harness.board.ranking import (
     rank_attacks,
     rank_defenses,
 )
+from harness.board.replica_agreement import replica_entries
 from harness.errors import OutputDirError
 from harness.io.atomic import write_json_atomic
 from harness.io.integrity import SEAL
-from harness.io.results import load_ceilings, load_result
+from harness.io.results import load_replica_files, load_result
 from harness.io.schema import SCHEMA_VERSION, leaderboard_schema
 from harness.io.signing import FolderTrust
 from harness.metrics.stats import bootstrap_ci, mean_ci
@@ -148,11 +148,11 @@ def _row(key: dict[str, Any], rs: list[dict[str, Any]], reference_attacks: set[s
 
 
 def aggregate(results: list[dict[str, Any]], reference_attacks: set[str],
-              ceilings: list[dict[str, Any]] | None = None,
+              replica_files: list[dict[str, Any]] | None = None,
               budget: CostBudget | None = None,
               real_attacks: Collection[str] = ()) -> dict[str, Any]:
     """Exact groups, then the rankings, paired differences and each victim's replica
-    ceiling from ``ceilings`` (replica-ceiling files; none -> ``missing``); a defense is
+    agreement from ``replica_files`` (none -> ``missing``); a defense is
     complete only when run against every attack named in ``real_attacks`` (the registered
     real attacks) besides every real attack of its scenario."""
     budget = budget or CostBudget()
@@ -170,12 +170,12 @@ def aggregate(results: list[dict[str, Any]], reference_attacks: set[str],
         row["variant"] = variant
         row["scenario"] = row["victim"] + (f" [{scenario_variant}]" if scenario_variant else "")
     ranked = [r for r in rows if r["unranked"] is None]
-    ceiling = ceiling_entries(_victim_names(keys), ceilings or [])
+    replicas = replica_entries(_victim_names(keys), replica_files or [])
     board = {"groups": rows, "cost_budget": budget.to_json(),
              "defense_ranking": rank_defenses(ranked, budget, real_attacks),
-             "attack_ranking": rank_attacks(ranked, ceiling),
+             "attack_ranking": rank_attacks(ranked, replicas),
              "paired_differences": paired_differences(ranked),
-             "replica_ceiling": ceiling,
+             "replica_agreement": replicas,
              "cells": {"ok": sum(r["status"] == "ok" for r in results),
                        "failed": sum(r["status"] != "ok" for r in results),
                        "groups": len(rows)}}
@@ -220,7 +220,7 @@ def build_leaderboard(out: Path, reference_attacks: set[str], command: str | Non
     trust = FolderTrust.of(Path(out))
     results = load_results(out, trust)
     board = {**board_header(command),
-             **aggregate(results, reference_attacks, load_ceilings(out, trust), budget,
+             **aggregate(results, reference_attacks, load_replica_files(out, trust), budget,
                          real_attacks)}
     write_board(board, Path(out) / "leaderboard.json")
     return board

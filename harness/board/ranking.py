@@ -200,10 +200,10 @@ def rank_defenses(rows: list[dict[str, Any]], budget: CostBudget,
     return ranked
 
 
-def rank_attacks(rows: list[dict[str, Any]], ceiling: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rank_attacks(rows: list[dict[str, Any]], replicas: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per scenario, attacks by mean exit agreement on the undefended victim, each beside
-    the victim's replica ceiling (None where it is not available)."""
-    ceil = {e["victim"]: e["metrics"] for e in ceiling}
+    the victim's replica agreement (None where it is not available)."""
+    ceil = {e["victim"]: e["metrics"] for e in replicas}
     ranked = []
     for scenario in by_scenario(rows).values():
         entries = []
@@ -220,8 +220,8 @@ def rank_attacks(rows: list[dict[str, Any]], ceiling: list[dict[str, Any]]) -> l
                 **{m: r["metrics"].get(m, {}).get("mean")
                    for m in ("exit_kappa", "efficiency_gap", "fidelity", "accuracy",
                              "exit_estimation_accuracy", "final_exit_fidelity")},
-                "ceiling_exit_agreement": mine.get("exit_agreement", {}).get("mean"),
-                "ceiling_fidelity": mine.get("fidelity", {}).get("mean")})
+                "replica_exit_agreement": mine.get("exit_agreement", {}).get("mean"),
+                "replica_fidelity": mine.get("fidelity", {}).get("mean")})
         entries.sort(key=lambda e: (e["reference"], -e["exit_agreement"], e["attack"]))
         ranked += [{"rank": i + 1, **e} for i, e in enumerate(entries)]
     return ranked

@@ -110,7 +110,7 @@ def find_profile(profile_hash: str, places: Iterable[Path]) -> Path:
                 if LatencyProfile.load(path).hash == profile_hash:
                     return path
             except (HarnessError, KeyError, TypeError, ValueError):
-                continue  # not a profile (a leaderboard, a ceiling file, ...)
+                continue  # not a profile (a leaderboard, a replica file, ...)
     raise CannotRebuild(f"timing=replay needs the latency profile {profile_hash[:12]}, which is "
                         f"in none of {', '.join(looked) or 'no place'}; pass its file or folder "
                         "as a profile place")

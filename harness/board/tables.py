@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.board.ceiling import ceiling_row
 from harness.board.groups import GRANTED
+from harness.board.replica_agreement import replica_row, replica_section
 
 GROUP_METRICS = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
                  "exit_estimation_accuracy")
@@ -57,15 +57,15 @@ def group_name(row: dict[str, Any]) -> str:
 
 
 def format_table(board: dict[str, Any]) -> str:
-    """Every group's headline metrics (means over seeds), then each victim's ceiling."""
+    """Every group's headline metrics (means over seeds), then each victim's replica agreement."""
     rows = []
     for row in board["groups"]:
         means = [num(row["metrics"].get(c, {}).get("mean")) for c in GROUP_METRICS]
         fail = f"{row['failed']} failed" if row["failed"] else ""
         rows.append([row.get("scenario", row["victim"]), row["defense"], group_name(row),
                      str(len(row["seeds"])), *means, fail])
-    for entry in board.get("replica_ceiling") or []:
-        name, means = ceiling_row(entry)
+    for entry in replica_section(board):
+        name, means = replica_row(entry)
         rows.append([entry["victim"], "-", name, str(entry.get("n", 0)),
                      *[num(means.get(c)) for c in GROUP_METRICS], ""])
     return render(["victim", "defense", "attack", "n", *GROUP_METRICS, ""], rows,
@@ -141,7 +141,7 @@ def format_defense_table(board: dict[str, Any]) -> str:
 
 
 def format_attack_table(board: dict[str, Any]) -> str:
-    """Attacks per scenario on the undefended victim, beside the replica ceiling."""
+    """Attacks per scenario on the undefended victim, beside the replica agreement."""
     ranking = board.get("attack_ranking") or []
     if not ranking:
         return ""
@@ -152,10 +152,10 @@ def format_attack_table(board: dict[str, Any]) -> str:
                  str(len(e.get("seeds", []))), num(e["exit_agreement"]),
                  interval(e.get("exit_agreement_ci95")), interval(e.get("bootstrap_ci95")),
                  num(e.get("exit_kappa")), num(e.get("fidelity")), num(e.get("efficiency_gap")),
-                 num(e.get("ceiling_exit_agreement"))]
+                 num(e.get("replica_exit_agreement"))]
                 for e in ranking if _in(e, scenario)]
         out.append(render(["#", "attack", "n", "EA", "95% CI (seeds)", "95% CI (test samples)",
-                           "kappa", "fidelity", "eff. gap", "ceiling EA"], rows, numeric_from=2))
+                           "kappa", "fidelity", "eff. gap", "replica EA"], rows, numeric_from=2))
         out.append("")
     return "\n".join(out).rstrip()
 

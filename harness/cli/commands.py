@@ -7,8 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.board.build import check_run_dir
-from harness.board.ceiling import format_ceilings
 from harness.board.leaderboard import build_leaderboard
+from harness.board.replica_agreement import format_replica_agreement
 from harness.board.tables import format_defense_table, format_table
 from harness.components import parameter_lines
 from harness.isolation.plugin_host import evaluator_registry
@@ -32,7 +32,7 @@ def run(overrides: list[str], config: Path | None, progress: bool, strict: bool,
     board = build_leaderboard(summary.out, reference_attacks(registry), command,
                               real_attacks=real_attacks(registry))
     print(format_table(board))
-    _print_ceilings(board)
+    _print_replica_agreement(board)
     _print_defenses(board)
     print(f"\n{summary.total} cells ({summary.reused} reused, {summary.ran} run, "
           f"{summary.failed} failed)")
@@ -81,9 +81,9 @@ def plugins(as_json: bool, strict: bool) -> int:
     return 0
 
 
-def _print_ceilings(board: dict) -> None:
-    """Each victim's replica ceiling (mean and interval over its replicas, or n/a and why)."""
-    text = format_ceilings(board)
+def _print_replica_agreement(board: dict) -> None:
+    """Each victim's replica agreement (mean and interval over its replicas, or n/a and why)."""
+    text = format_replica_agreement(board)
     if text:
         print()
         print(text)
@@ -103,7 +103,7 @@ def update_leaderboard(out: Path, strict: bool, command: str | None = None) -> i
     board = build_leaderboard(out, reference_attacks(registry), command,
                               real_attacks=real_attacks(registry))
     print(format_table(board))
-    _print_ceilings(board)
+    _print_replica_agreement(board)
     _print_defenses(board)
     print(f"leaderboard: {Path(out) / 'leaderboard.json'}")
     return 0

@@ -17,7 +17,7 @@ import jsonschema
 
 from harness.errors import OutputDirError, ResultFileError
 from harness.io.integrity import seal_problems
-from harness.io.schema import cell_result_schema, replica_ceiling_schema
+from harness.io.schema import cell_result_schema, replica_agreement_schema
 from harness.io.signing import FolderTrust
 
 
@@ -122,21 +122,21 @@ def load_result(path: Path, trust: FolderTrust) -> dict[str, Any] | None:
     return result
 
 
-def load_ceiling(path: Path, trust: FolderTrust) -> dict[str, Any] | None:
-    """A valid, trusted replica-ceiling file, or None (with a warning when it is corrupt,
+def load_replica_file(path: Path, trust: FolderTrust) -> dict[str, Any] | None:
+    """A valid, trusted replica-agreement file, or None (with a warning when it is corrupt,
     invalid or not signed and listed by its folder)."""
 
     def validate(obj: Any) -> None:
-        jsonschema.validate(obj, replica_ceiling_schema())
+        jsonschema.validate(obj, replica_agreement_schema())
         problem = trust.problem(obj, path)
         if problem:
             raise jsonschema.ValidationError(f"not trusted: {problem}")
 
-    return load_valid_json(path, validate, "replica ceiling",
+    return load_valid_json(path, validate, "replica agreement",
                            "it is ignored (and computed again by the next harness run)")
 
 
-def load_ceilings(out: Path, trust: FolderTrust) -> list[dict[str, Any]]:
-    """Every valid, trusted ceiling file under ``out/replicas`` (none when absent)."""
+def load_replica_files(out: Path, trust: FolderTrust) -> list[dict[str, Any]]:
+    """Every valid, trusted replica file under ``out/replicas`` (none when absent)."""
     return [c for p in sorted((Path(out) / "replicas").glob("*.json"))
-            if (c := load_ceiling(p, trust)) is not None]
+            if (c := load_replica_file(p, trust)) is not None]

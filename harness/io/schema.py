@@ -7,7 +7,7 @@ from typing import Any
 MAX_SEED = 2**32 - 1
 """Largest cell seed (``seeds=``): the run keys and the result schema share these limits."""
 MAX_REPLICAS = 20
-"""Most replicas per victim (``replicas=0..20``; 0 turns the replica ceiling off)."""
+"""Most replicas per victim (``replicas=0..20``; 0 turns the replica agreement off)."""
 THREAT_CHOICES = {"num_exits": ("granted", "hidden"), "architecture": ("granted", "hidden"),
                   "defense": ("known", "hidden")}
 """What the threat model may grant an attack (``threat.KEY=``); the first choice is the
@@ -24,8 +24,8 @@ files written before them stay valid and read as granted/granted. So is a compon
 ``label`` (a stack's members, a sweep's values; absent -> its name) and a leaderboard
 row's ``label`` fields. So are ``pool`` in threat settings (absent -> ``same``), ``defense``
 in threat settings (absent -> ``known``), the
-replica-ceiling files (``OUT/replicas/*.json``) and the leaderboard's
-``replica_ceiling`` section (absent in leaderboards written before it)."""
+replica-agreement files (``OUT/replicas/*.json``) and the leaderboard's
+``replica_agreement`` section (absent in leaderboards written before it)."""
 
 NUM_OR_NULL = {"type": ["number", "null"]}
 
@@ -168,7 +168,7 @@ def cell_result_schema() -> dict[str, Any]:
 
 
 REPLICA_STATUS = ("ok", "not_available", "failed")
-"""Status of a replica-ceiling file; a leaderboard adds ``missing`` (no file for a victim)."""
+"""Status of a replica-agreement file; a leaderboard adds ``missing`` (no file for a victim)."""
 REPLICAS = {"type": "array", "maxItems": MAX_REPLICAS, "items": {
     "type": "object", "required": ["seed", "metrics"],
     "properties": {"seed": SEED, "weights_hash": HEX,
@@ -180,17 +180,17 @@ SEEDS = {"type": "array", "items": SEED, "maxItems": MAX_REPLICAS, "uniqueItems"
 REASON = {"type": ["string", "null"], "maxLength": 4000}
 
 
-def replica_ceiling_schema() -> dict[str, Any]:
+def replica_agreement_schema() -> dict[str, Any]:
     """``OUT/replicas/<victim>-<hash16>.json`` (:mod:`harness.run.replicas`)."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "replica ceiling",
+        "title": "replica agreement",
         "type": "object",
         "required": ["kind", "schema_version", "harness_version", "config_hash", "victim",
                      "replicas_requested", "seed_param", "secret_mode", "device", "status",
                      "reason", "seeds", "replicas", "metrics", "wall_time_s", "finished_at"],
         "properties": {
-            "kind": {"const": "replica_ceiling"},
+            "kind": {"enum": ["replica_agreement", "replica_ceiling"]},
             "schema_version": {"const": SCHEMA_VERSION},
             "harness_version": {"type": "string"},
             "config_hash": HEX,
@@ -218,7 +218,7 @@ def replica_ceiling_schema() -> dict[str, Any]:
     }
 
 
-CEILING_ENTRY = {
+REPLICA_ENTRY = {
     "type": "object", "required": ["victim", "status", "reason", "n", "seeds", "metrics"],
     "properties": {"victim": {"type": "string"},
                    "status": {"enum": [*REPLICA_STATUS, "missing"]},
@@ -232,7 +232,7 @@ CEILING_ENTRY = {
                    "config_hash": {"oneOf": [HEX, {"type": "null"}]},
                    "secret_mode": {"enum": ["public", "secret", "folder", None]}},
 }
-"""One victim's replica ceiling in a leaderboard (``missing``: no file in the run dir)."""
+"""One victim's replica agreement in a leaderboard (``missing``: no file in the run dir)."""
 
 
 INTERVAL = {"oneOf": [{"type": "null"},
@@ -324,14 +324,14 @@ def leaderboard_schema() -> dict[str, Any]:
             "attack_ranking": {"type": "array", "items": {
                 "type": "object", "required": ["rank", "victim", "scenario", "attack",
                                                "reference", "exit_agreement"],
-                "properties": {"threat": THREAT, "ceiling_exit_agreement": NUM_OR_NULL,
-                               "ceiling_fidelity": NUM_OR_NULL,
+                "properties": {"threat": THREAT, "replica_exit_agreement": NUM_OR_NULL,
+                               "replica_fidelity": NUM_OR_NULL,
                                "exit_agreement": bounded(UNIT)}}},
             "paired_differences": {"type": "array", "items": {
                 "type": "object", "required": ["kind", "a", "b", "metric", "mean", "ci95",
                                                "n", "seeds"],
                 "properties": {"kind": {"enum": ["attack", "defense"]}}}},
-            "replica_ceiling": {"type": "array", "items": CEILING_ENTRY},
+            "replica_agreement": {"type": "array", "items": REPLICA_ENTRY},
         },
     }
 
@@ -339,15 +339,15 @@ def leaderboard_schema() -> dict[str, Any]:
 def combined_schema() -> dict[str, Any]:
     """The file committed as ``leaderboard/schema.json``: the three schemas under ``$defs``."""
     defs = {"cell_result": cell_result_schema(), "leaderboard": leaderboard_schema(),
-            "replica_ceiling": replica_ceiling_schema()}
+            "replica_agreement": replica_agreement_schema()}
     for d in defs.values():
         d.pop("$schema")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "exitsteal-harness results (a cell result, a leaderboard or a replica "
-                     "ceiling)",
+                     "agreement file)",
             "$defs": defs,
             "oneOf": [{"$ref": "#/$defs/cell_result"}, {"$ref": "#/$defs/leaderboard"},
-                      {"$ref": "#/$defs/replica_ceiling"}]}
+                      {"$ref": "#/$defs/replica_agreement"}]}
 
 
 if __name__ == "__main__":  # python -m harness.io.schema > leaderboard/schema.json

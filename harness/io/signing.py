@@ -2,7 +2,7 @@
 
 Each results folder has one signing key, made on its first run: the private half in
 ``<out>/.harness-signing-key`` (mode 0600; no worker can read ``out=``), the public half
-in ``<out>/signing-keys.json``. Every cell and replica-ceiling file the runner writes
+in ``<out>/signing-keys.json``. Every cell and replica-agreement file the runner writes
 carries a ``signature`` over the canonical JSON of everything else in the file. Each run
 also keeps a manifest, ``<out>/manifests/<run id>.json``: the relative path and body
 digest of every file it wrote, signed, rewritten atomically after each file.
@@ -171,7 +171,7 @@ class RunManifest:
 
 
 def result_folder(path: Path) -> Path:
-    """The results folder holding a cell (``cells/<v>/<d>/<a>/<file>``) or replica-ceiling
+    """The results folder holding a cell (``cells/<v>/<d>/<a>/<file>``) or replica-agreement
     (``replicas/<file>``) file."""
     parents = Path(path).resolve().parents
     if len(parents) > 1 and parents[0].name == "replicas":

@@ -2,10 +2,10 @@
 
 Workers that keep the user's permissions (not started as root) could write any file
 the user can. The evaluator therefore fingerprints, before each isolated cell, every
-finished (``ok``) result under ``out=``, every finished replica ceiling
+finished (``ok``) result under ``out=``, every finished replica agreement
 (``out/replicas``, status ``ok`` or ``not_available``) and every file of the victim
 cache, and checks them after the cell. No cell legitimately rewrites any of them: a
-finished result or ceiling is reused, never rewritten (ceilings are written between
+finished result or replica file is reused, never rewritten (replica_files are written between
 cells), and cache entries are written whole under new names. The exception is a result
 the run itself writes again (``--force``, or a finished file that is no longer trusted):
 those are left out of the fingerprints. So a
@@ -36,7 +36,7 @@ def _fingerprint(path: Path) -> Fingerprint | None:
 
 
 FINISHED = ("ok", "not_available")
-"""Statuses of a finished result (``ok``) or replica ceiling (``ok``, ``not_available``)."""
+"""Statuses of a finished result (``ok``) or replica agreement (``ok``, ``not_available``)."""
 
 
 def _finished(blob: bytes) -> bool:
@@ -47,7 +47,7 @@ def _finished(blob: bytes) -> bool:
 
 
 def _result_files(out: Path) -> list[Path]:
-    """Cell results and replica ceilings under ``out``."""
+    """Cell results and replica agreement files under ``out``."""
     files = list((out / "cells").rglob("*.json")) if (out / "cells").is_dir() else []
     if (out / "replicas").is_dir():
         files += list((out / "replicas").glob("*.json"))
@@ -56,7 +56,7 @@ def _result_files(out: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Tripwire:
-    """Fingerprints of finished results and ceilings (with their bytes) and of the cache's
+    """Fingerprints of finished results and replica_files (with their bytes) and of the cache's
     files."""
 
     results: dict[Path, tuple[Fingerprint, bytes]]

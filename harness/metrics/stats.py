@@ -1,4 +1,4 @@
-"""Summary statistics shared by the leaderboard and the replica ceiling."""
+"""Summary statistics shared by the leaderboard and the replica agreement."""
 
 from __future__ import annotations
 

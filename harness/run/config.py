@@ -7,7 +7,7 @@ as ``timing.PARAM=VALUE``; the threat model as ``threat.num_exits=`` and
 ``threat.architecture=`` (``granted`` or ``hidden``), ``threat.defense=`` (``known`` or
 ``hidden``; a ``[threat]`` table in TOML) and
 ``pool=same|DATASET`` (the attacker's unlabeled pool, :mod:`harness.cell.pool`);
-``replicas=N`` (replicas of each victim for the replica ceiling, 0 = off;
+``replicas=N`` (replicas of each victim for the replica agreement, 0 = off;
 :mod:`harness.run.replicas`);
 ``ray.address=`` (a Ray cluster to join with ``executor=ray``; a ``[ray]`` table in TOML).
 A parameter sweep, ``sweep.defense.NAME.PARAM=v1,v2,v3`` (or ``[v1,v2]``; likewise

@@ -1,4 +1,7 @@
-"""The replica ceiling (docs/design.md section 6, "Context"): what retraining the victim outright reaches.
+"""The replica agreement (docs/design.md section 6, "Context"): what retraining the victim outright reaches.
+
+A reference, not an upper bound: an attack may match or beat it (files written before
+the rename have ``kind: replica_ceiling`` and are read alike).
 
 Per victim, ``replicas=N`` (default 3; ``replicas=0`` turns the step off) replicas are
 trained on the victim's own training data with the victim's own recipe and calibration
@@ -40,7 +43,7 @@ import numpy as np
 from harness.cell.server import prepare_registered_victim
 from harness.cell.spec import CellEnvironment, CellSpec, ComponentSpec
 from harness.io.provenance import package_versions
-from harness.io.results import load_ceiling
+from harness.io.results import load_replica_file
 from harness.io.schema import SCHEMA_VERSION
 from harness.io.secret import secret_mode
 from harness.io.signing import FolderTrust, RunManifest
@@ -54,11 +57,11 @@ from harness.strategy import answering_probs
 from harness.version import __version__
 
 SEED_PARAM = "train_seed"
-"""The victim parameter a replica changes; a victim without it has no ceiling."""
+"""The victim parameter a replica changes; a victim without it has no replica agreement."""
 SEED_OFFSET = 1000
 SEED_MODULUS = 2**32
 REPLICA_VERSION = 1
-"""Bump when the replica recipe or its scoring changes, to recompute cached ceilings."""
+"""Bump when the replica recipe or its scoring changes, to recompute cached replica_files."""
 
 
 def replica_seeds(train_seed: int, n: int) -> tuple[int, ...]:
@@ -66,8 +69,8 @@ def replica_seeds(train_seed: int, n: int) -> tuple[int, ...]:
     return tuple((int(train_seed) + SEED_OFFSET + k) % SEED_MODULUS for k in range(n))
 
 
-def ceiling_hash(registry: Registry, victim: ComponentSpec, n: int, device: str) -> str:
-    """sha256 of everything that determines a victim's replica ceiling."""
+def replica_hash(registry: Registry, victim: ComponentSpec, n: int, device: str) -> str:
+    """sha256 of everything that determines a victim's replica agreement."""
     blob = json.dumps({"victim": {"name": victim.name, "params": victim.params},
                        "plugin": registry.get("victim", victim.name).origin(),
                        "replicas": n, "device_type": device.split(":")[0],
@@ -77,7 +80,7 @@ def ceiling_hash(registry: Registry, victim: ComponentSpec, n: int, device: str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def ceiling_path(out: Path, victim: ComponentSpec, digest: str) -> Path:
+def replica_path(out: Path, victim: ComponentSpec, digest: str) -> Path:
     return Path(out) / "replicas" / f"{victim.name}-{digest[:16]}.json"
 
 
@@ -93,7 +96,7 @@ def _not_available(reason: str) -> dict[str, Any]:
             "metrics": {}}
 
 
-def compute_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: CellEnvironment,
+def compute_replica_agreement(registry: Registry, victim: ComponentSpec, n: int, env: CellEnvironment,
                     device: str, note: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Train (or load) ``n`` replicas of ``victim`` and score each against it."""
     entry = registry.get("victim", victim.name)
@@ -108,7 +111,7 @@ def compute_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: Cell
     seeds = replica_seeds(params[SEED_PARAM], n)
     replicas = []
     for k, seed in enumerate(seeds):
-        note(f"replica ceiling of {victim.display}: replica {k + 1}/{n} ({SEED_PARAM}={seed})")
+        note(f"replica agreement of {victim.display}: replica {k + 1}/{n} ({SEED_PARAM}={seed})")
         replica = prepare_registered_victim(registry, victim.name, {**params, SEED_PARAM: seed},
                                             env, device)
         if replica.weights_hash == original.weights_hash:
@@ -130,33 +133,33 @@ def compute_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: Cell
             "metrics": {m: mean_ci([r["metrics"][m] for r in replicas]) for m in names}}
 
 
-def ensure_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: CellEnvironment,
+def ensure_replica_agreement(registry: Registry, victim: ComponentSpec, n: int, env: CellEnvironment,
                    device: str, manifest: RunManifest, trust: FolderTrust,
                    note: Callable[[str], None] = lambda _: None,
                    is_interrupt: Callable[[BaseException], bool] = lambda e: False,
                    ) -> tuple[Path, dict[str, Any], bool]:
-    """The victim's ceiling file: reused when intact and current, else computed and written.
+    """The victim's replica file: reused when intact and current, else computed and written.
 
     Returns (path, record, reused). The file is signed and listed in the run's
     ``manifest``; an old one is reused only when ``trust`` vouches for it. Anything but
-    the user's interrupt fails only this ceiling (recorded as ``failed`` and computed
+    the user's interrupt fails only this replica agreement (recorded as ``failed`` and computed
     again next time).
     """
     device = resolve_device(device)
-    digest = ceiling_hash(registry, victim, n, device)
-    path = ceiling_path(env.out or Path("."), victim, digest)
-    old = load_ceiling(path, trust)
+    digest = replica_hash(registry, victim, n, device)
+    path = replica_path(env.out or Path("."), victim, digest)
+    old = load_replica_file(path, trust)
     if old is not None and old["config_hash"] == digest and old["status"] != "failed":
         return path, old, True
     start = time.perf_counter()
     try:
-        body = compute_ceiling(registry, victim, n, env, device, note)
+        body = compute_replica_agreement(registry, victim, n, env, device, note)
     except BaseException as exc:
         if is_interrupt(exc):  # the user's Ctrl-C; anything a plugin raised is recorded
             raise
         body = {**_not_available(f"{type(exc).__name__}: {exc}"[:2000]), "status": "failed"}
     entry = registry.get("victim", victim.name)
-    record = {"kind": "replica_ceiling", "schema_version": SCHEMA_VERSION,
+    record = {"kind": "replica_agreement", "schema_version": SCHEMA_VERSION,
               "harness_version": __version__, "config_hash": digest,
               "victim": {"name": victim.name, "label": victim.display, "params": victim.params,
                          **entry.origin()},
@@ -166,26 +169,26 @@ def ensure_ceiling(registry: Registry, victim: ComponentSpec, n: int, env: CellE
     return path, manifest.write_signed(path, record), False
 
 
-def grid_ceilings(cells: list[CellSpec], n: int, registry: Registry, env: CellEnvironment,
+def grid_replica_agreement(cells: list[CellSpec], n: int, registry: Registry, env: CellEnvironment,
                   device: str, manifest: RunManifest, trust: FolderTrust,
                   note: Callable[[str], None] = lambda _: None,
                   is_interrupt: Callable[[BaseException], bool] = lambda e: False,
                   ) -> list[Path]:
-    """One ceiling per distinct victim (name and parameters) of the grid; none when n == 0."""
+    """One replica file per distinct victim (name and parameters) of the grid; none when n == 0."""
     if n == 0:
         return []
     paths = []
     for victim in dict.fromkeys(c.victim for c in cells):
-        path, record, reused = ensure_ceiling(registry, victim, n, env, device, manifest,
+        path, record, reused = ensure_replica_agreement(registry, victim, n, env, device, manifest,
                                               trust, note, is_interrupt)
         status = record["status"]
         summary = ("reused" if reused else f"{record['wall_time_s']:.1f} s")
         if status == "ok":
             ea = record["metrics"]["exit_agreement"]["mean"]
-            note(f"replica ceiling of {victim.display}: exit agreement {ea:.3f} over "
+            note(f"replica agreement of {victim.display}: exit agreement {ea:.3f} over "
                  f"{len(record['replicas'])} replicas ({summary})")
         else:
-            note(f"replica ceiling of {victim.display}: {status.replace('_', ' ')} "
+            note(f"replica agreement of {victim.display}: {status.replace('_', ' ')} "
                  f"({record['reason']})")
         paths.append(path)
     return paths

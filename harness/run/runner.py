@@ -8,7 +8,7 @@ corrupt files and failed cells are run again. A cell whose plugin raises anythin
 as ``failed`` with its error (the console prints the one-line reason) and the grid goes
 on. Ctrl-C stops the grid cleanly: finished cells are kept and a re-run resumes.
 
-After the cells, each victim's replica ceiling (:mod:`harness.run.replicas`,
+After the cells, each victim's replica agreement (:mod:`harness.run.replicas`,
 ``replicas=N``) is computed once per run dir, here, and reused on resume.
 
 Where cells run is the executor's business (:mod:`harness.run.executors`: ``serial``,
@@ -51,7 +51,7 @@ from harness.run.executors.ray_executor import require_ray, run_ray
 from harness.run.grid import available_victims, config_hash, expand_grid
 from harness.run.interrupts import InterruptGuard
 from harness.run.progress import Progress
-from harness.run.replicas import grid_ceilings
+from harness.run.replicas import grid_replica_agreement
 from harness.serving.devices import resolve_device
 from harness.stages import PROTOCOL_VERSION
 from harness.timing.profiles import LatencyProfile
@@ -69,8 +69,8 @@ class GridSummary:
     failed: int
     result_paths: tuple[Path, ...]
     elsewhere: int = 0
-    ceilings: tuple[Path, ...] = ()
-    """The replica-ceiling files of the grid's victims (none with ``replicas=0``)."""
+    replica_files: tuple[Path, ...] = ()
+    """The replica-agreement files of the grid's victims (none with ``replicas=0``)."""
 
 
 def cell_path(out: Path, cell: CellSpec, digest: str) -> Path:
@@ -318,7 +318,7 @@ def _run_cells(spec: RunSpec, pm: HarnessPluginManager, registry: Registry,
                 run_processes(queue, ctx)
             else:
                 run_serial(queue, ctx)
-            ceilings = grid_ceilings(cells, spec.replicas, registry, env, spec.settings.device,
+            replica_files = grid_replica_agreement(cells, spec.replicas, registry, env, spec.settings.device,
                                      manifest, trust, note=progress.note,
                                      is_interrupt=guard.is_real)
         except KeyboardInterrupt:
@@ -332,4 +332,4 @@ def _run_cells(spec: RunSpec, pm: HarnessPluginManager, registry: Registry,
     failed = sum(r["status"] != "ok" for r in results)
     paths = tuple(cell_path(out, c, d) for c, d in planned)
     return GridSummary(out, len(planned), len(done) + queue.finished_elsewhere, len(results),
-                       failed, paths, elsewhere=queue.elsewhere, ceilings=tuple(ceilings))
+                       failed, paths, elsewhere=queue.elsewhere, replica_files=tuple(replica_files))

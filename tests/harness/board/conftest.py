@@ -101,9 +101,9 @@ def make_board() -> dict[str, Any]:
         ],
         "attack_ranking": [
             {"rank": 1, "victim": "digits_cnn", "attack": "exit_steal", "reference": False,
-             "exit_agreement": 0.71, "fidelity": 0.9, "ceiling_exit_agreement": 0.8},
+             "exit_agreement": 0.71, "fidelity": 0.9, "replica_exit_agreement": 0.8},
         ],
-        "replica_ceiling": [
+        "replica_agreement": [
             {"victim": "digits_cnn", "status": "ok", "reason": "", "n": 3, "seeds": [1, 2, 3],
              "victim_train_seed": 0,
              "metrics": {"exit_agreement": _stat(0.8, [0.75, 0.85], 3)}},

@@ -171,7 +171,7 @@ def test_wrong_types_everywhere_still_render(tmp_path: Path) -> None:
              "defense_ranking": [{"costs": [], "worst_exit_agreement": "high", "rank": "1"},
                                  {"costs": {"latency_overhead_p50": float("inf")},
                                   "worst_exit_agreement": 0.5, "victim": None}],
-             "attack_ranking": "none", "replica_ceiling": [{"metrics": None}],
+             "attack_ranking": "none", "replica_agreement": [{"metrics": None}],
              "paired_differences": [{"ci95": [1]}], "cells": [], "command": {"x": 1}}
     (tmp_path / "leaderboard.json").write_text(json.dumps(board).replace("Infinity", "1e999"))
     report = render_leaderboard(tmp_path)

@@ -112,8 +112,8 @@ def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(
     path = next((tmp_path / "out" / "cells").rglob("*knockoff*/*.json"), None) or next(
         p for p in (tmp_path / "out" / "cells").rglob("*.json") if "knockoff" in str(p))
     before = path.read_bytes()
-    (ceiling,) = (tmp_path / "out" / "replicas").glob("*.json")  # the replica ceiling too
-    ceiling_before = ceiling.read_bytes()
+    (replica_file,) = (tmp_path / "out" / "replicas").glob("*.json")  # the replica agreement too
+    replica_before = replica_file.read_bytes()
     _, second = _run(tmp_path, "out", "defenses=none", "attacks=vandal",
                      f"attack.vandal.out={tmp_path / 'out'}",
                      f"attack.vandal.cache={tmp_path / 'cache'}", "secret=public")
@@ -127,7 +127,7 @@ def test_rewriting_results_or_poisoning_the_cache_fails_that_cell_and_is_undone(
         assert "attack:vandal" in vandal["error"]["component"]
         assert "restored" in vandal["error"]["message"]
     assert path.read_bytes() == before
-    assert ceiling.read_bytes() == ceiling_before
+    assert replica_file.read_bytes() == replica_before
     _, fresh = _run(tmp_path, "fresh", "defenses=none", "attacks=knockoff", *KNOCKOFF,
                     "secret=public")
     assert fresh["knockoff"]["status"] == "ok"

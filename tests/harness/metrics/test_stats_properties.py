@@ -1,4 +1,4 @@
-"""Properties of the summary statistics the leaderboard and the replica ceiling share."""
+"""Properties of the summary statistics the leaderboard and the replica agreement share."""
 
 from __future__ import annotations
 
