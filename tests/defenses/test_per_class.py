@@ -29,9 +29,10 @@ from harness.errors import ConfigError
 from harness.model import exit_probabilities
 from harness.run.config import parse_overrides
 from harness.run.grid import expand_grid
+from harness.serving.own_server import forced_exit
 from harness.stages import declared_strategy
 from harness.strategy import MaxProbPolicy, OutputStrategy
-from harness.testing import check_defense, tiny_endpoint, tiny_victim
+from harness.testing import check_defense, tiny_endpoint, tiny_oracle, tiny_victim
 from harness.testing.fixtures import default_registry
 
 COST_TOLERANCE = 0.03
@@ -94,7 +95,10 @@ def test_pce_defense_serves_exactly_its_declared_strategy_and_reports_its_calibr
 
 def test_cgr_is_seeded_and_randomizes_at_the_rate_its_epsilon_sets(trained):
     x = np.concatenate([trained.data.test.x] * 6)
-    a, _, endpoint = served_exits(trained, ConfidenceGuidedRandomness(epsilon=1.0), x, seed=3)
+    a, charged, endpoint = served_exits(trained, ConfidenceGuidedRandomness(epsilon=1.0), x,
+                                        seed=3)
+    # a drawn exit is answered without computing PCE's decision: charged only that deep
+    np.testing.assert_allclose(charged, np.asarray(trained.model.cost_fraction)[a])
     b, _, _ = served_exits(trained, ConfidenceGuidedRandomness(epsilon=1.0), x, seed=3)
     c, _, _ = served_exits(trained, ConfidenceGuidedRandomness(epsilon=1.0), x, seed=4)
     np.testing.assert_array_equal(a, b)
@@ -225,3 +229,27 @@ def test_a_stack_deploys_one_strategy_at_most(trained):
     single = DefenseStack(members=["pce", "rounding"])
     single.bind(registry)
     assert isinstance(declared_strategy(single, endpoint.server), PerClassStrategy)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_pce_of_a_forced_exit_strategy_forces_it_too(trained, k):
+    """An attacker's own server profiles exit k with a forced-exit strategy; PCE fitted to
+    it (the own server refits whenever its strategy changes) sends every input there."""
+    forced = forced_exit(trained.strategy, k)
+    pce = calibrate_per_class(forced, probs_of(trained, "val")).strategy
+    assert np.all(pce.exits(probs_of(trained, "test")) == k)
+
+
+@pytest.mark.parametrize("defense", [PerClassExiting(), ConfidenceGuidedRandomness(epsilon=50)])
+def test_an_attackers_own_server_fits_the_defense_to_its_own_network(trained, defense):
+    """``ctx.local_server`` behind pce/cgr: the defense is fitted on the owner's outputs for
+    its inputs, and refitted to a forced-exit strategy, so profiling exit k reaches exit k."""
+    _, ctx = tiny_oracle(trained, 50, defense=defense)
+    pool = trained.data.attacker.x
+    own = ctx.local_server(trained.model, trained.strategy, pool[:200])
+    assert own.defended
+    for k in range(3):
+        response = own.query(pool[200:260], forced_exit(trained.strategy, k))
+        assert np.all(response.exits == k)
+    response = own.query(pool[200:260], trained.strategy)
+    assert response.admitted.all() and response.exits.max() <= 2
