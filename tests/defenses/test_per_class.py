@@ -253,3 +253,20 @@ def test_an_attackers_own_server_fits_the_defense_to_its_own_network(trained, de
         assert np.all(response.exits == k)
     response = own.query(pool[200:260], trained.strategy)
     assert response.admitted.all() and response.exits.max() <= 2
+
+
+def test_a_victim_or_attack_may_deploy_pce_or_cgr_and_it_survives_serialisation(trained):
+    """The record path a victim's strategy (server worker payload) and a stolen one take."""
+    from harness.cell.stolen import strategy_from_json as record_strategy
+
+    registry = default_registry()
+    pce = calibrate_per_class(trained.strategy, probs_of(trained, "val")).strategy
+    cgr = ConfidenceGuidedStrategy(pce.policy, pce.thresholds, pce.class_thresholds, mix=0.3,
+                                   base=(0.5, 0.25, 0.25))
+    test = probs_of(trained, "test")
+    for strategy in (trained.strategy, pce, cgr):
+        again = record_strategy(json.loads(json.dumps(strategy.to_json())), registry, 3, 10)
+        assert type(again) is type(strategy) and again.to_json() == strategy.to_json()
+        np.testing.assert_array_equal(again.exits(test), strategy.exits(test))
+        np.testing.assert_array_equal(again.draw_exits(test, np.random.default_rng(1)),
+                                      strategy.draw_exits(test, np.random.default_rng(1)))
