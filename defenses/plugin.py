@@ -13,11 +13,12 @@ def harness_register_defenses(register):
     from defenses.none import NoDefense
     from defenses.output import GaussianNoise, LabelOnly, ReverseSigmoid, Rounding
     from defenses.padding import PadBucket, PadConstant
+    from defenses.per_class import ConfidenceGuidedRandomness, PerClassExiting
     from defenses.prada import Prada
     from defenses.stack import DefenseStack
     from defenses.timeguard import TimeGuard
 
     for cls in (NoDefense, PadConstant, PadBucket, Jitter, TimeGuard, ExitNoise,
-                ConfidenceNoise, LabelOnly, Rounding, ReverseSigmoid, GaussianNoise, Prada,
-                DefenseStack):
+                ConfidenceNoise, PerClassExiting, ConfidenceGuidedRandomness, LabelOnly, Rounding,
+                ReverseSigmoid, GaussianNoise, Prada, DefenseStack):
         register(cls)

@@ -27,7 +27,16 @@ import numpy as np
 
 from harness.components import build_component, check_nested
 from harness.errors import ConfigError
-from harness.stages import Defense, StageBatch, bind_defense, defense_report, read_only
+from harness.stages import (
+    Defense,
+    ServerInfo,
+    StageBatch,
+    bind_defense,
+    declared_strategy,
+    defense_report,
+    read_only,
+)
+from harness.strategy import OutputStrategy
 
 if TYPE_CHECKING:
     from harness.plugins.registry import Registry
@@ -128,6 +137,16 @@ class DefenseStack(Defense):
             if "choose_exits" in member.stages():
                 return member.wants_policy_exits()
         return True
+
+    def deployed_strategy(self, server: ServerInfo) -> OutputStrategy | None:
+        """The one member's deployed strategy (two members that each deploy one are refused)."""
+        declared = [(m.name, s) for m in self._built()
+                    if (s := declared_strategy(m, server)) is not None]
+        if len(declared) > 1:
+            raise ConfigError("defense 'stack': members " + " and ".join(
+                repr(name) for name, _ in declared) + " each deploy an exit strategy of their "
+                "own; keep one of them")
+        return declared[0][1] if declared else None
 
     def perturb_outputs(self, batch: StageBatch) -> np.ndarray:
         return self._chain("perturb_outputs", "outputs", batch)

@@ -75,7 +75,8 @@ class ServerInfo:
     ``latency_quantiles[k][j]`` is the ``quantile_levels[j]`` quantile, in seconds, of
     the computation latency of exit ``k`` under the cell's timing mode (analytic: the
     model; replay: the profile; live: measured on this machine when the server starts).
-    ``strategy`` is the victim's output strategy (server-side knowledge). ``secret`` is a
+    ``strategy`` is the victim's output strategy (server-side knowledge); ``calibration``
+    the victim's outputs on its validation inputs (below). ``secret`` is a
     per-cell server-side key (derived from the cell seed and the salted server streams, see
     :mod:`harness.io.secret`) for defenses that need keyed hashes the client cannot
     compute; empty when the server was described without one.
@@ -90,6 +91,10 @@ class ServerInfo:
     output: str
     strategy: OutputStrategy
     secret: bytes = field(default=b"", repr=False)
+    calibration: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    """Every exit's probabilities (K x (n, classes), read-only) of the server's calibration
+    inputs: the victim's answers on its validation split, never a label; what a defense
+    that deploys a strategy of its own fits it on (:meth:`Defense.deployed_strategy`)."""
 
     def latency_quantile(self, exit_index: int, q: float) -> float:
         """Latency (seconds) of exit ``exit_index`` at quantile ``q`` (interpolated)."""
@@ -231,6 +236,20 @@ class Defense(Component):
         """Names of the stages this defense overrides."""
         return declared_stages(type(self))
 
+    def deployed_strategy(self, server: ServerInfo) -> OutputStrategy | None:
+        """The output strategy this defense deploys in place of ``server.strategy``, or None
+        (the default: the victim's own, perhaps perturbed per query, as ``exit_noise`` does).
+
+        A defense that swaps the exit policy (``pce``, ``cgr``) returns the strategy its
+        ``choose_exits`` serves, fitted on ``server.calibration``; it must be deterministic
+        given ``server``. The evaluator asks one fresh instance once per cell and scores the
+        attack's stolen strategy against it (exit agreement, fidelity: what the server
+        really deploys), while benign costs stay measured against the victim's original
+        strategy (docs/design.md section 6). Only strategies the harness can rebuild from
+        JSON (:mod:`harness.deployed`) can be declared.
+        """
+        return None
+
 
 def declared_stages(cls: type) -> tuple[str, ...]:
     """Names of the stages a defense class overrides (what it declares it may change);
@@ -246,6 +265,12 @@ def bind_defense(defense: Defense, registry: Lookup) -> None:
     method = getattr(type(defense), "bind", None)
     if callable(method):
         method(defense, registry)
+
+
+def declared_strategy(defense: Defense, server: ServerInfo) -> OutputStrategy | None:
+    """``deployed_strategy(server)`` as the class defines it (None for a class without one)."""
+    method = getattr(type(defense), "deployed_strategy", None)
+    return method(defense, server) if callable(method) else None
 
 
 def defense_report(defense: Defense) -> dict[str, float]:

@@ -63,6 +63,7 @@ class LocalServer:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.latency_quantiles = server.info.latency_quantiles
+        self.deployed_strategy = server.deployed
 
     def wait_ready(self) -> None:
         """Built already."""

@@ -62,6 +62,9 @@ class ServerHandle(Protocol):
     """The cell's server: endpoints per client and phase, the no-early-exit baseline."""
 
     latency_quantiles: Any
+    deployed_strategy: dict[str, Any] | None
+    """The defense's declared deployed strategy (:meth:`harness.cell.server.Server.declare`),
+    set once the server is ready."""
 
     def wait_ready(self) -> None:
         """Block until the server is built (it builds while the evaluator works)."""

@@ -22,12 +22,20 @@ import numpy as np
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.components import build_component
 from harness.errors import ConfigError, HarnessError
+from harness.io.jsonable import to_jsonable
 from harness.io.secret import stream_salt
 from harness.plugins.registry import Registry
 from harness.plugins.toolbox import Toolbox
 from harness.protocol import DatasetSplits, ServedModel, Split, TrainedVictim, VictimContext
 from harness.serving.endpoint import Endpoint
-from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, bind_defense
+from harness.stages import (
+    QUANTILE_LEVELS,
+    Defense,
+    ServerInfo,
+    bind_defense,
+    declared_strategy,
+    read_only,
+)
 from harness.timing.models import MODELLED, LiveTiming, ReplayTiming, TimingModel
 from harness.timing.profiles import LatencyProfile
 
@@ -49,6 +57,8 @@ class Stream(IntEnum):
     BENIGN_PLAN = 9
     CAPACITY_DEFENSE = 10
     CAPACITY_TIMING = 11
+    DEPLOYED_SCORING = 12
+    """The evaluator's draws of a randomized deployed strategy's exits on the test split."""
 
 
 def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> TimingModel:
@@ -120,12 +130,21 @@ def defense_secret(seed: int, salt: tuple[int, ...]) -> bytes:
 def describe_server(victim: TrainedVictim, served: ServedModel, timing: TimingModel,
                     output: str, rng: np.random.Generator, *, secret: bytes = b"") -> ServerInfo:
     """What defenses may read: exits, classes, costs, per-exit latency quantiles, modes,
-    and the server-side ``secret`` key."""
+    the server-side ``secret`` key and the victim's outputs on the validation inputs
+    (``calibration``; the inputs themselves are not kept)."""
     quantiles = timing.exit_quantiles(served, victim.data.val.x, QUANTILE_LEVELS, rng)
     return ServerInfo(num_exits=served.num_exits, num_classes=victim.model.num_classes,
                       cost_fraction=tuple(served.cost_fraction), latency_quantiles=quantiles,
                       quantile_levels=QUANTILE_LEVELS, timing=timing.mode, output=output,
-                      strategy=victim.strategy, secret=secret)
+                      strategy=victim.strategy, secret=secret,
+                      calibration=calibration_outputs(served, victim.data.val.x))
+
+
+def calibration_outputs(served: ServedModel, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every exit's probabilities of ``x`` (read-only): a server's calibration outputs."""
+    if not len(x):
+        return ()
+    return tuple(read_only(np.asarray(p, dtype=np.float64)) for p in served.exit_probs(x))
 
 
 def _no_defense() -> Defense:
@@ -145,6 +164,8 @@ class Server:
     defense_label: str
     defense_component: str
     salt: tuple[int, ...] = ()
+    deployed: dict[str, Any] | None = None
+    """The defense's declared deployed strategy (:meth:`declare`), once it has one."""
 
     def rng(self, stream: Stream) -> np.random.Generator:
         """The server's generator for ``stream``, salted (see :mod:`harness.io.secret`)."""
@@ -180,9 +201,26 @@ class Server:
             bind_defense(defense, registry)  # type: ignore[arg-type]
             return defense  # type: ignore[return-value]
 
-        return replace(self, new_defense=new_defense,
-                       defense_label=entry.label(cell.defense.display),
-                       defense_component=f"defense:{cell.defense.name}")
+        server = replace(self, new_defense=new_defense,
+                         defense_label=entry.label(cell.defense.display),
+                         defense_component=f"defense:{cell.defense.name}")
+        return replace(server, deployed=server.declare())
+
+    def declare(self) -> dict[str, Any] | None:
+        """The strategy the defense deploys instead of the victim's
+        (:meth:`~harness.stages.Defense.deployed_strategy` of a fresh instance), as
+        ``{"strategy": JSON}``; ``{"failure": message}`` when asking it failed; None when
+        it deploys the victim's own. The evaluator rebuilds and scores against it."""
+        try:
+            strategy = declared_strategy(self.new_defense(), self.info)
+            if strategy is None:
+                return None
+            strategy.validate(self.info.num_exits, self.info.num_classes,
+                              owner="its deployed strategy")
+            return {"strategy": to_jsonable(strategy.to_json())}
+        except Exception as exc:  # the defense's failure, recorded when the cell scores
+            return {"failure": f"{self.defense_label}: deployed_strategy raised "
+                               f"{type(exc).__name__}: {exc}"[:2000]}
 
     def endpoint(self, defense_stream: Stream, timing_stream: Stream, *, client_id: str,
                  defended: bool = True) -> Endpoint:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.deployed import strategy_from_json as any_strategy_from_json
 from harness.errors import HarnessError
 from harness.io.atomic import atomic_write_bytes, write_json_atomic
 from harness.io.jsonable import to_jsonable
@@ -158,11 +159,10 @@ def _checked_state(arrays: dict[str, np.ndarray],
 
 def strategy_from_json(raw: Any, registry: Registry, num_exits: int,
                        num_classes: int) -> OutputStrategy:
-    """An :class:`OutputStrategy` from its JSON, checked against the network."""
+    """An :class:`OutputStrategy` from its JSON, checked against the network: a plain one,
+    or one of :mod:`harness.deployed` (``kind``: per-class thresholds, CGR)."""
     try:
-        policy = registry.policy(str(raw["policy"]))
-        thresholds = tuple(float(t) for t in raw["thresholds"])
-        strategy = OutputStrategy(policy, thresholds)
+        strategy = any_strategy_from_json(raw, registry.policy)
         strategy.validate(num_exits, num_classes, owner="the stolen strategy")
     except HarnessError as exc:
         raise StolenModelError(str(exc)) from None

@@ -153,7 +153,9 @@ def server_main(conn: Any, request: ServerWorkerRequest, served: Server | BaseEx
         return
     gc.collect()
     quantiles = np.asarray(server.latency_quantiles, dtype=np.float64)
-    send(conn, Message("ready", {"sandbox": report.to_json()}, {"latency_quantiles": quantiles}))
+    send(conn, Message("ready", {"sandbox": report.to_json(),
+                                 "deployed": server.deployed_strategy},
+                       {"latency_quantiles": quantiles}))
     endpoints: dict[str, LocalEndpoint] = {}
     while True:
         try:
@@ -256,6 +258,7 @@ class RemoteServer:
         child.close()
         self.sandbox: dict[str, Any] = {}
         self.latency_quantiles: np.ndarray | None = None
+        self.deployed_strategy: dict[str, Any] | None = None
         self.compute_s = 0.0
         self._count = 0
 
@@ -267,6 +270,8 @@ class RemoteServer:
             raise HarnessError(f"the server worker could not start: {ready.meta.get('message')}")
         self.sandbox = dict(ready.meta.get("sandbox", {}))
         self.latency_quantiles = ready.arrays["latency_quantiles"]
+        deployed = ready.meta.get("deployed")  # untrusted data: the driver checks it
+        self.deployed_strategy = deployed if isinstance(deployed, dict) else None
 
     def died(self, what: str) -> ComponentFailure:
         """The failure of a server worker that ended: the defense's when its own code can

@@ -35,7 +35,7 @@ from harness.errors import HarnessError
 from harness.model import weights_digest
 from harness.protocol import DatasetSplits, PublicDeployment, Split, TrainedVictim
 from harness.serving.endpoint import Endpoint, random_client_id
-from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, bind_defense
+from harness.stages import QUANTILE_LEVELS, Defense, ServerInfo, bind_defense, read_only
 from harness.strategy import OutputStrategy
 from harness.timing.models import MODELLED, LiveTiming, TimingModel
 
@@ -129,7 +129,9 @@ def build_own_server(registry: Registry, deployment: PublicDeployment, network: 
 
     ``cost_fraction`` (the victim family's, when granted) replaces the network's in the
     timing model; ``inputs`` are the owner's, for live latency quantiles; ``rng`` draws the
-    fresh key and the server's streams.
+    fresh key and the server's streams; they are also the own server's calibration inputs
+    (a defense that deploys a strategy of its own fits it on its owner's outputs for them,
+    and again whenever :meth:`OwnServer.query` is given another strategy).
     """
     timing = deployment_timing(deployment)
     num_classes = int(network.num_classes)
@@ -150,7 +152,9 @@ def build_own_server(registry: Registry, deployment: PublicDeployment, network: 
     info = ServerInfo(num_exits=served.num_exits, num_classes=num_classes,
                       cost_fraction=tuple(served.cost_fraction), latency_quantiles=quantiles,
                       quantile_levels=QUANTILE_LEVELS, timing=timing.mode,
-                      output=deployment.output, strategy=strategy, secret=rng.bytes(32))
+                      output=deployment.output, strategy=strategy, secret=rng.bytes(32),
+                      calibration=tuple(read_only(np.asarray(p, dtype=np.float64))
+                                        for p in served.exit_probs(x)) if len(x) else ())
     if deployment.defense is None:
         defense, label, component = Defense(), "undefended", None
     else:
