@@ -243,10 +243,13 @@ class Defense(Component):
         A defense that swaps the exit policy (``pce``, ``cgr``) returns the strategy its
         ``choose_exits`` serves, fitted on ``server.calibration``; it must be deterministic
         given ``server``. The evaluator asks one fresh instance once per cell and scores the
-        attack's stolen strategy against it (exit agreement, fidelity: what the server
-        really deploys), while benign costs stay measured against the victim's original
-        strategy (docs/design.md section 6). Only strategies the harness can rebuild from
-        JSON (:mod:`harness.deployed`) can be declared.
+        attack's stolen strategy against its decisions (exit agreement, fidelity: what the
+        server really deploys; a randomized strategy's decision before its draw), while
+        benign costs stay measured against the victim's original strategy (docs/design.md
+        section 6). Only strategies the harness can rebuild from JSON
+        (:mod:`harness.deployed`) can be declared, and the declaration is checked against
+        the exits the benign clients were served: one that explains them clearly worse
+        than the victim's own strategy fails the cell (:mod:`harness.cell.scoring_target`).
         """
         return None
 

@@ -45,12 +45,12 @@ from harness.cell.roles import (
     ServerRequest,
     Session,
 )
+from harness.cell.scoring_target import VictimView, deployed_view, victim_view
 from harness.cell.server import Stream, prepare_registered_victim, serve_victim
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.cell.stolen import StolenModelError, checked_recipe, rebuild_stolen, untrusted_code
 from harness.cell.substitute import SandboxedStolen, SubstituteOutputs, model_outputs
-from harness.deployed import strategy_from_json as deployed_strategy_from_json
-from harness.errors import ComponentFailure, HarnessError
+from harness.errors import ComponentFailure
 from harness.io.jsonable import to_jsonable
 from harness.io.secret import secret_mode, stream_salt
 from harness.metrics.capacity import (
@@ -73,7 +73,7 @@ from harness.protocol import DatasetSplits, ServedModel, Split, StolenModel, Tra
 from harness.serving.devices import resolve_device
 from harness.serving.endpoint import EndpointResponse
 from harness.serving.oracle import Oracle
-from harness.strategy import OutputStrategy, answering_probs
+from harness.strategy import OutputStrategy
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,10 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         server.wait_ready()
         theft = steal(cell, registry, server, attacker, victim.data, salt)
         session.stop_attacker()
-        deployed = deployed_view(cell, registry, victim, served, server.deployed_strategy,
-                                 np.random.default_rng([cell.seed, Stream.DEPLOYED_SCORING,
-                                                        *salt]))
+        label = registry.get("defense", cell.defense.name).label(cell.defense.display)
+        deployed = deployed_view(cell.defense.name, label, registry, victim, served,
+                                 server.deployed_strategy, theft.benign.rows,
+                                 theft.benign.response.exits)
         reference = victim_view(victim, served) if deployed is None else deployed.view
         outputs = substitute_outputs(theft.stolen, victim.data.test.x, device, session)
         intended = victim.strategy if deployed is None else deployed.strategy
@@ -128,9 +129,10 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
         metrics, theft_diagnostics = score_theft(victim, served, theft, outputs, reference,
                                                  capacity)
         if deployed is not None:
-            theft_diagnostics["deployed_strategy"] = deployed.diagnostics(victim, served, theft)
+            theft_diagnostics["deployed_strategy"] = deployed.diagnostics(
+                served, theft.served_inputs, theft.served_exits)
         metrics.update(measure_defense(server, victim.data.test, cell.seed, theft,
-                                       intended=reference.intended))
+                                       intended=reference.exits))
         quantiles = server.latency_quantiles
     return metrics, diagnostics(victim, served, quantiles, theft, theft_diagnostics,
                                 session.describe())
@@ -185,78 +187,6 @@ def steal(cell: CellSpec, registry: Registry, server: ServerHandle, attacker: At
     return Theft(stolen, served, oracle.served_latencies(), oracle.served_inputs(),
                  oracle.queries_used, oracle.refused_count, benign, mixed.report(),
                  mixed.plan.attacker_id)
-
-
-@dataclass(frozen=True)
-class VictimView:
-    """What the attack is scored against on the test split: each input's exit and label
-    under the strategy the server deploys (the evaluator's undefended victim, or the
-    strategy a defense declared), and the exit that strategy intends (its decision before
-    any random draw; the exit leakage is measured against)."""
-
-    exits: np.ndarray
-    labels: np.ndarray
-    intended: np.ndarray
-
-
-def victim_view(victim: TrainedVictim, served: ServedModel) -> VictimView:
-    """What the victim's own strategy does on the test split (the evaluator's copy)."""
-    probs = served.exit_probs(victim.data.test.x)
-    exits = victim.strategy.exits(probs)
-    return VictimView(exits, answering_probs(probs, exits).argmax(1), exits)
-
-
-@dataclass(frozen=True)
-class DeployedView:
-    """A defense's declared deployed strategy, rebuilt by the evaluator, and its view."""
-
-    strategy: OutputStrategy
-    view: VictimView
-    original_exits: np.ndarray
-
-    def diagnostics(self, victim: TrainedVictim, served: ServedModel,
-                    theft: Theft) -> dict[str, Any]:
-        """The strategy, its test exits against the original's, and how often the exits the
-        server really served the attack's admitted queries were the strategy's decision
-        (below 1 for a randomized strategy, or where another stage moved them)."""
-        k = served.num_exits
-        answered = theft.served_exits >= 0
-        x = theft.served_inputs[answered]
-        agreement = (float(np.mean(self.strategy.exits(served.exit_probs(x))
-                                   == theft.served_exits[answered])) if len(x) else None)
-        return {
-            "strategy": self.strategy.to_json(),
-            "exit_histogram": np.bincount(self.view.exits, minlength=k).tolist(),
-            "original_exit_histogram": np.bincount(self.original_exits, minlength=k).tolist(),
-            "agreement_with_original": float(np.mean(self.view.exits == self.original_exits)),
-            "served_agreement": agreement,
-        }
-
-
-def deployed_view(cell: CellSpec, registry: Registry, victim: TrainedVictim,
-                  served: ServedModel, declared: dict[str, Any] | None,
-                  rng: np.random.Generator) -> DeployedView | None:
-    """The strategy the cell's defense declared it deploys (None: the victim's own), rebuilt
-    from JSON with harness code and the evaluator's registered policies; its exits on the
-    test split (a randomized strategy's drawn from ``rng``) and their labels. A declaration
-    that failed or cannot be rebuilt is the defense's failure."""
-    if declared is None:
-        return None
-    component = f"defense:{cell.defense.name}"
-    label = registry.get("defense", cell.defense.name).label(cell.defense.display)
-    if "failure" in declared:
-        raise ComponentFailure(str(declared["failure"])[:2000], component)
-    data = victim.data
-    try:
-        strategy = deployed_strategy_from_json(declared["strategy"], registry.policy)
-        strategy.validate(served.num_exits, data.num_classes, owner="deployed strategy")
-    except (HarnessError, KeyError, TypeError, ValueError) as exc:
-        raise ComponentFailure(f"{label}: its declared deployed strategy cannot be rebuilt "
-                               f"({type(exc).__name__}: {exc})", component) from None
-    probs = served.exit_probs(data.test.x)
-    exits = strategy.draw_exits(probs, rng)
-    view = VictimView(exits, answering_probs(probs, exits).argmax(1), strategy.exits(probs))
-    return DeployedView(strategy, view, victim.strategy.exits(probs))
 
 
 def substitute_outputs(stolen: StolenModel | SandboxedStolen, x: np.ndarray, device: str,

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 import harness
-from harness.deployed import calibrate_per_class
+from defenses.per_class import PerClassExiting
+from harness.cell.scoring_target import declaration_check
+from harness.deployed import PerClassStrategy, calibrate_per_class
 from harness.model import exit_probabilities
 from harness.params import Options
 from harness.plugins.manager import make_plugin_manager
@@ -85,3 +88,64 @@ def test_cells_score_the_attack_against_the_deployed_strategy(tiny_plugin, tmp_p
     assert abs(metrics["compute_overhead"]) < 0.1
     report = cells[("pce", "pce")]["diagnostics"]["defense_report"]
     assert report["mean_cost_deployed"] == pytest.approx(report["mean_cost_original"], abs=0.02)
+
+
+class LyingPCE(PerClassExiting):
+    """A hostile defense: serves the victim's own exits but declares PCE tilted to answer
+    every input from the last exit, so that any stolen strategy would "disagree" with it."""
+
+    name = "lying_pce"
+
+    def deployed_strategy(self, server):
+        honest = super().deployed_strategy(server)
+        table = [[None] * len(row) for row in honest.class_thresholds]
+        return PerClassStrategy(honest.policy, honest.thresholds, table)
+
+    def choose_exits(self, batch):
+        return batch.policy_exits_up_to()
+
+
+class LyingPlugin:
+    @harness.hookimpl
+    def harness_register_defenses(self, register):
+        register(LyingPCE)
+
+
+@pytest.mark.integration
+def test_a_declaration_the_served_exits_contradict_fails_the_cell(tiny_plugin, tmp_path):
+    spec = parse_overrides([
+        "victims=tiny_victim", "attacks=clone_attack", "defenses=lying_pce", "budget=40",
+        "isolation=none", "replicas=0", "secret=public", "timing=analytic",
+        f"out={tmp_path}", f"cache_dir={tmp_path / 'cache'}"])
+    summary = run_grid(spec, make_plugin_manager(extra_plugins=(ClonePlugin(), LyingPlugin())),
+                       show_progress=False)
+    assert summary.failed == 1
+    (path,) = summary.result_paths
+    result = json.loads(path.read_text())
+    assert result["status"] == "failed"
+    error = result["error"]
+    assert error["component"] == "defense:lying_pce"
+    assert "does not match the exits it served" in error["message"]
+
+
+@pytest.mark.parametrize(("lie", "rejected"), [(0.0, False), (0.03, False), (0.15, True)])
+def test_the_declaration_check_bounds_what_a_lie_can_hide(lie, rejected):
+    rng = np.random.default_rng(0)
+    n = 360
+    original = rng.integers(0, 4, n)
+    served = original.copy()  # the server serves the victim's own exits ...
+    declared = original.copy()  # ... and the declaration differs on a fraction of inputs
+    moved = rng.choice(n, int(lie * n), replace=False)
+    declared[moved] = (declared[moved] + 1) % 4
+    assert declaration_check(declared, original, served)["rejected"] is rejected
+
+
+def test_noise_on_top_of_an_honest_declaration_passes():
+    rng = np.random.default_rng(1)
+    n = 360
+    original = rng.integers(0, 4, n)
+    declared = np.where(rng.random(n) < 0.2, (original + 1) % 4, original)  # PCE moves 20%
+    served = np.where(rng.random(n) < 0.5, rng.integers(0, 4, n), declared)  # CGR-like draws
+    served[rng.random(n) < 0.05] = -1  # refused queries are left out
+    check = declaration_check(declared, original, served)
+    assert not check["rejected"] and check["mean"] > 0
