@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.board.leaderboard import aggregate, board_header, dedupe, write_board
 from harness.board.ranking import CostBudget
+from harness.board.remote import copy_scores, read_score
 from harness.errors import OutputDirError, ResultFileError
 from harness.io.atomic import write_json_atomic
 from harness.io.results import check_result, load_replica_files, parse_result
@@ -97,9 +98,13 @@ def _replace_tree(target: Path, fill: Any) -> None:
 
 def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
                 command: str | None = None, budget: CostBudget | None = None,
-                real_attacks: Collection[str] = ()) -> dict[str, Any]:
-    """Merge ``runs`` into ``out`` (see the module docstring); returns the board."""
+                real_attacks: Collection[str] = (),
+                remote: Collection[Path] = ()) -> dict[str, Any]:
+    """Merge ``runs`` into ``out`` (see the module docstring), with the remote-attack
+    scores of the ``remote`` folders (:mod:`harness.board.remote`); returns the board."""
     out = Path(out)
+    for folder in remote:  # every score is checked before anything is written
+        read_score(folder)
     trusts = {run: FolderTrust.of(run) for run in map(check_run_dir, runs)}
     entries = read_runs(runs, trusts)
     for run in runs:
@@ -135,6 +140,8 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     _replace_tree(out / "cells", copy_cells)
     _replace_tree(out / "replicas", copy_replicas)
     _replace_tree(out / MANIFESTS, copy_manifests)
+    remote_rows: list[dict[str, Any]] = []
+    _replace_tree(out / "remote", lambda tmp: remote_rows.extend(copy_scores(list(remote), tmp)))
     keys = [key for trust in trusts.values() for key in trust.keys.values()]
     write_public_keys(out, keys)
     for r in results:
@@ -142,7 +149,8 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     board = {**board_header(command), "signing_keys": sorted({k.id for k in keys}),
              "sources": [{"run_dir": os.path.relpath(Path(run).resolve(), out.resolve()),
                           "cells": sum(1 for e in entries if e[0] == run)} for run in runs],
-             **aggregate(results, reference_attacks, replica_files, budget, real_attacks)}
+             **aggregate(results, reference_attacks, replica_files, budget, real_attacks),
+             "remote_attacks": remote_rows}
     write_board(board, out / "leaderboard.json")
     write_json_atomic(out / "schema.json", combined_schema())
     return board

@@ -33,7 +33,7 @@ from harness.board.replica_agreement import replica_section
 from harness.board.tables import PROVISIONAL_NOTE
 
 KNOWN_TOP = {"groups", "defense_ranking", "attack_ranking", "replica_agreement", "replica_ceiling",
-             "paired_differences",
+             "paired_differences", "remote_attacks",
              "schema_version", "harness_version", "protocol_version", "generated_at", "headline",
              "command", "cells", "cost_budget"}
 GROUP_METRICS = ("exit_agreement", "fidelity", "efficiency_gap")
@@ -227,10 +227,26 @@ def _defense_rankings(board: dict[str, Any]) -> str:
             "(every attack read less than leaked).</p>\n" + "\n".join(parts))
 
 
+def _remote_attacks(board: dict[str, Any]) -> str:
+    """Remote-attack rows (``harness score``), apart from the ranking."""
+    entries = [e for e in as_list(board.get("remote_attacks")) if isinstance(e, dict)]
+    if not entries:
+        return ""
+    cols = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap", "queries_used")
+    head = ["victim", "attack", *(c.replace("_", " ") for c in cols), "server", "score file"]
+    body = [f"<tr>{td(text(e.get('victim')))}{td(text(e.get('attack')))}"
+            + "".join(td(fmt_num(num(v)), num(v))
+                      for v in (as_dict(e.get("metrics")).get(c) for c in cols))
+            + f"{td(text(e.get('server')))}{td(text(e.get('file')))}</tr>" for e in entries]
+    return ("<h3>Remote attacks <small>(harness attack --oracle, scored offline by "
+            "<code>harness score</code>; never ranked: no capacity or slack, the operator's "
+            "deployment)</small></h3>" + table("remote-attacks", head, body))
+
+
 def _attack_rankings(board: dict[str, Any]) -> str:
     entries = [e for e in as_list(board.get("attack_ranking")) if isinstance(e, dict)]
     if not entries:
-        return "<p>n/a (no attack ranking in this leaderboard)</p>"
+        return "<p>n/a (no attack ranking in this leaderboard)</p>" + _remote_attacks(board)
     cols = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
             "replica_exit_agreement", "replica_fidelity")
     head = ["rank", "attack", "reference", *(c.replace("_", " ") for c in cols)]
@@ -242,7 +258,7 @@ def _attack_rankings(board: dict[str, Any]) -> str:
                 for e in rows]
         parts.append(f"<h3>{escape(victim)} <small>({escape(threat)})</small></h3>"
                      + table(f"attack-ranking-{n}", head, body))
-    return "\n".join(parts)
+    return "\n".join(parts) + _remote_attacks(board)
 
 
 def _details(row: dict[str, Any]) -> str:

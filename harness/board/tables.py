@@ -175,9 +175,25 @@ def format_paired(board: dict[str, Any], kind: str) -> str:
                   "a - b", "95% CI"], rows, numeric_from=4)
 
 
+def format_remote(board: dict[str, Any]) -> str:
+    """Remote-attack rows (``harness score``): apart, never ranked."""
+    rows = [[e["victim"], e["attack"], *(num(e["metrics"].get(m)) for m in REMOTE_COLUMNS),
+             str(e.get("server") or "n/a"), e["file"]]
+            for e in board.get("remote_attacks") or []]
+    if not rows:
+        return ""
+    return ("remote attacks (harness attack --oracle, scored offline by harness score; not "
+            "ranked: no capacity, no slack, the operator's deployment)\n"
+            + render(["victim", "attack", *REMOTE_COLUMNS, "server", "score file"], rows,
+                     numeric_from=2))
+
+
+REMOTE_COLUMNS = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap")
+
+
 def format_board(board: dict[str, Any]) -> str:
     """Everything ``harness leaderboard show`` prints."""
-    parts = [format_defense_table(board), format_attack_table(board),
+    parts = [format_defense_table(board), format_attack_table(board), format_remote(board),
              format_paired(board, "attack"), format_paired(board, "defense"),
              "all groups (mean over seeds)\n" + format_table(board)]
     return "\n\n".join(p for p in parts if p)

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         registry = evaluator_registry(make_plugin_manager(strict=args.strict_plugins))
         board = build_board(args.runs, args.out, reference_attacks(registry),
                             args.made_by or getattr(args, "invocation", None), budget,
-                            real_attacks(registry))
+                            real_attacks(registry), args.remote)
         print(format_board(board))
         print(f"\nleaderboard: {args.out / 'leaderboard.json'} ({board['cells']['ok']} ok, "
               f"{board['cells']['failed']} failed cells in {board['cells']['groups']} groups)")

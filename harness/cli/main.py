@@ -62,6 +62,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from harness.cli.attack import attack_command  # per subcommand
 
         return attack_command(args.name, args.oracle, args.overrides, strict)
+    if args.command == "score":
+        from harness.cli.score import score_command  # per subcommand
+
+        return score_command(args.folder, args.overrides, strict)
     from harness.cli import commands  # run, list, plugins (per subcommand)
 
     if args.command == "run":

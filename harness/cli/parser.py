@@ -85,6 +85,11 @@ def _serve_parsers(sub: argparse._SubParsersAction) -> None:
     attack.add_argument("name", help="a registered attack (harness list attacks)")
     attack.add_argument("--oracle", required=True, metavar="URL", help="http://HOST:PORT")
     attack.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    score = sub.add_parser("score", help="score a stolen-model folder from `harness attack`",
+                           description="Example: harness score stolen/knockoff "
+                                       "victim=digits_cnn (writes stolen/knockoff/score.json)")
+    score.add_argument("folder", help="the folder harness attack wrote (stolen.json, model.pt)")
+    score.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
 
 ACTIONS = ("build", "show", "render", "verify", "update")
@@ -102,6 +107,9 @@ def _leaderboard_parsers(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--command", dest="made_by", default=None,
                        help="the command that produced the runs, recorded in the board "
                             "(default: this build's own command line)")
+    build.add_argument("--remote", action="append", type=Path, default=[], metavar="DIR",
+                       help="a folder `harness score` scored (score.json): listed as a "
+                            "remote-attack row, apart and never ranked (repeatable)")
     build.add_argument("--max-accuracy-drop", type=float, default=CostBudget.max_accuracy_drop,
                        help="cost budget: the largest benign accuracy drop of a ranked defense")
     build.add_argument("--max-refusal-rate", type=float, default=CostBudget.max_refusal_rate,

@@ -321,6 +321,12 @@ def leaderboard_schema() -> dict[str, Any]:
                       "properties": {"ok": {"type": "integer"}, "failed": {"type": "integer"}}},
             "groups": {"type": "array", "items": GROUP_ROW},
             "defense_ranking": {"type": "array", "items": DEFENSE_ENTRY},
+            "remote_attacks": {"type": "array", "items": {
+                "type": "object", "required": ["victim", "attack", "remote", "ranked", "file",
+                                               "metrics"],
+                "properties": {"remote": {"const": True}, "ranked": {"const": False},
+                               "metrics": {"type": "object",
+                                           "additionalProperties": NUM_OR_NULL}}}},
             "attack_ranking": {"type": "array", "items": {
                 "type": "object", "required": ["rank", "victim", "scenario", "attack",
                                                "reference", "exit_agreement"],

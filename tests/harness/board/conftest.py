@@ -108,6 +108,11 @@ def make_board() -> dict[str, Any]:
              "victim_train_seed": 0,
              "metrics": {"exit_agreement": _stat(0.8, [0.75, 0.85], 3)}},
         ],
+        "remote_attacks": [
+            {"victim": "digits_cnn", "attack": HOSTILE, "remote": True, "ranked": False,
+             "file": "remote/000-knockoff.json", "server": "http://10.0.0.2:8000",
+             "metrics": {"exit_agreement": 0.612, "fidelity": 0.9, "queries_used": 300.0}},
+        ],
         "paired_differences": [
             {"a": "exit_steal", "b": "knockoff", "metric": "exit_agreement", "mean": 0.2,
              "ci95": [0.1, 0.3], "n": 3},

@@ -64,6 +64,7 @@ def test_render_writes_the_page_and_plots(board_dir: Path) -> None:
         f"plots/{p.name}" for p in report.plots)
     assert ('0.120<br><span class="sub">provisional: attack below capacity: exit_steal</span>'
             in html)
+    assert 'id="remote-attacks"' in html and "0.612" in html  # apart from the ranking
     # the jitter cell predates the histogram: its panel is left out, and the page says so
     assert any("jitter" in n and "query_latency_histogram" in n for n in report.notes)
     assert "the group with the most seeds" in " ".join(report.notes)  # exit_steal x jitter
