@@ -106,7 +106,7 @@ def run_cell(cell: CellSpec, registry: Registry, env: CellEnvironment,
     device = resolve_device(cell.settings.device)
     with roles.session(cell, registry, env) as session:
         victim = prepare_victim(registry, cell, env, device)
-        salt = stream_salt(victim.weights_hash)
+        salt = stream_salt(cell.victim.identity)
         server = session.start_server(ServerRequest(replace(cell, attack=HIDDEN_ATTACK), env,
                                                     device, victim, salt))
         pool = attacker_pool(registry, cell.settings.threat.pool, victim.data, env.data_root,

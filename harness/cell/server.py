@@ -182,7 +182,7 @@ class Server:
         served = serve_victim(registry, cell.settings.backend, victim, device, env)
         timing = make_timing(cell, env, victim)
         if salt is None:
-            salt = stream_salt(victim.weights_hash)
+            salt = stream_salt(cell.victim.identity)
         info = describe_server(victim, served, timing, cell.settings.output,
                                np.random.default_rng([cell.seed, Stream.SERVER_INFO, *salt]),
                                secret=defense_secret(cell.seed, tuple(salt)))

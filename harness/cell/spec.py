@@ -156,6 +156,11 @@ class ComponentSpec:
     def display(self) -> str:
         return self.label or self.name
 
+    @property
+    def identity(self) -> str:
+        """Name and canonical parameters: what salts a victim's server streams."""
+        return f"{self.kind}:{self.name}|{self.params_json}"
+
 
 @dataclass(frozen=True)
 class CellSpec:

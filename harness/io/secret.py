@@ -105,9 +105,14 @@ def victim_salt() -> str:
     return hashlib.sha256(f"victims|{secret}".encode()).hexdigest() if secret else ""
 
 
-def stream_salt(weights_hash: str) -> tuple[int, ...]:
-    """Four 32-bit words salting every server stream of a cell."""
+def stream_salt(victim_identity: str) -> tuple[int, ...]:
+    """Four 32-bit words salting every server stream of a cell, from the secret and the
+    victim's identity (its registered name and canonical parameters).
+
+    Only what every machine computes identically goes in: never a float result such as
+    the trained weights' hash, whose last bits differ across processors and would change
+    every timing draw, and with them every metric, from one machine to the next."""
     secret = os.environ.get(ENV_VAR) or ""
-    digest = hashlib.sha256(f"{secret}|{weights_hash}".encode()).digest()
+    digest = hashlib.sha256(f"{secret}|{victim_identity}".encode()).digest()
     return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
 
