@@ -262,7 +262,8 @@ def _attack_rankings(board: dict[str, Any]) -> str:
 
 
 def _details(row: dict[str, Any]) -> str:
-    info = {k: row[k] for k in ("key", "config_hashes", "cells", "plugins") if k in row}
+    info = {k: row[k] for k in ("key", "config_hashes", "victim_weights", "cells", "plugins")
+            if k in row}
     if not info:
         return td("n/a")
     dump = json.dumps(info, indent=1, sort_keys=True, default=str)

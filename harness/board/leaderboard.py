@@ -138,6 +138,8 @@ def _row(key: dict[str, Any], rs: list[dict[str, Any]], reference_attacks: set[s
         "errors": sorted({(r.get("error") or {}).get("message", "")[:300]
                           for r in rs if r["status"] != "ok"}),
         "config_hashes": sorted(r["config_hash"] for r in rs),
+        "victim_weights": sorted({str(w) for r in ok if (w := (r.get("diagnostics") or {})
+                                                           .get("victim_weights_hash"))}),
         "cells": sorted(r["_path"] for r in rs if r.get("_path")),
         "plugins": _origins(rs), "packages": _distinct_packages(rs),
         "metrics": {m: mean_ci([r["metrics"].get(m) for r in ok]) for m in metric_names},

@@ -125,6 +125,12 @@ def compare_results(path: Path, expected: Mapping[str, Any], got: Mapping[str, A
         elif not tol.allows(want[name], have[name]):
             out.append(Mismatch(path, digest, f"metrics.{name}", want[name], have[name],
                                 str(tol)))
+    weights = [(r.get("diagnostics") or {}).get("victim_weights_hash") for r in (expected, got)]
+    if out and None not in weights and weights[0] != weights[1]:  # name the cause
+        out.append(Mismatch(path, digest, "diagnostics.victim_weights_hash", weights[0][:16],
+                            weights[1][:16], "the cause, not a tolerance: the victim trained "
+                            "to other weights here (its training is not bit-identical on this "
+                            "processor)"))
     return out
 
 

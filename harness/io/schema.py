@@ -258,6 +258,7 @@ GROUP_ROW = {
         "seeds": {"type": "array", "items": {"type": "integer"}},
         "failed": {"type": "integer", "minimum": 0},
         "config_hashes": {"type": "array", "items": HEX, "minItems": 1},
+        "victim_weights": {"type": "array", "items": {"type": "string"}},
         "cells": {"type": "array", "items": {"type": "string"}},
         "plugins": {"type": "object", "required": ["victim", "defense", "attack"],
                     "additionalProperties": {"type": "array", "items": ORIGIN}},

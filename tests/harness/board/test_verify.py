@@ -27,6 +27,7 @@ from harness.board.respec import CannotRebuild, rebuild_cell
 from harness.board.tolerance import EXACT, MachineClass, Tolerance, regime_of, tolerance_for
 from harness.board.verify import (
     SecretPlan,
+    compare_results,
     load_board,
     select_sample,
     verify_leaderboard,
@@ -343,3 +344,19 @@ def test_stated_tolerances_and_regimes():
     assert not tolerance_for("victim_accuracy", "live").allows(0.9, 0.8)
     with pytest.raises(ValueError, match="exact, cross_machine, live"):
         tolerance_for("fidelity", "roughly")
+
+
+def test_a_mismatch_names_other_victim_weights_as_its_cause():
+    def cell(ea: float, weights: str) -> dict:
+        return {"status": "ok", "config_hash": "ab" * 32, "metrics": {"exit_agreement": ea},
+                "diagnostics": {"victim_weights_hash": weights}}
+
+    same = compare_results(Path("c.json"), cell(0.5, "1" * 64), cell(0.6, "1" * 64), "exact")
+    assert [m.field for m in same] == ["metrics.exit_agreement"]
+    other = compare_results(Path("c.json"), cell(0.5, "1" * 64), cell(0.6, "2" * 64), "exact")
+    assert [m.field for m in other] == ["metrics.exit_agreement",
+                                        "diagnostics.victim_weights_hash"]
+    assert "other weights" in str(other[1])
+    # weights that differ while every metric reproduces are no mismatch at all
+    assert compare_results(Path("c.json"), cell(0.5, "1" * 64), cell(0.5, "2" * 64),
+                           "cross_machine") == []
