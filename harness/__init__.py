@@ -18,6 +18,7 @@ harness imports this facade.
 
 from __future__ import annotations
 
+import harness.kernels  # noqa: F401  (first: pins the CPU kernels before any tensor is computed)
 from harness.components import Component
 from harness.errors import (
     BudgetExhaustedError,

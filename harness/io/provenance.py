@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from harness.kernels import kernel_settings
 from harness.version import __version__
 
 HASHED_PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "ruptures", "scipy")
@@ -28,6 +29,8 @@ class MachineInfo:
     torch: str
     onnxruntime: str
     gpu: str | None
+    cpu_kernels: str = ""
+    """torch's kernel level and the pinned variables (:mod:`harness.kernels`)."""
 
 
 def _cpu_model() -> str:
@@ -46,7 +49,12 @@ def machine_info(device: str = "cpu") -> MachineInfo:
     return MachineInfo(platform=platform.platform(), processor=_cpu_model(),
                        cpu_count=int(os.cpu_count() or 0), python=platform.python_version(),
                        torch=str(torch.__version__), onnxruntime=_version("onnxruntime"),
-                       gpu=gpu_name(device))
+                       gpu=gpu_name(device), cpu_kernels=_kernels())
+
+
+def _kernels() -> str:
+    settings = ", ".join(f"{k}={v or 'unset'}" for k, v in kernel_settings().items())
+    return f"{torch.backends.cpu.get_cpu_capability()} ({settings})"
 
 
 def _version(package: str) -> str:

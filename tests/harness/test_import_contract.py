@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("harness.errors", "harness.version")),
+    ("base", ("harness.errors", "harness.version", "harness.kernels")),
     ("io", ("harness.io",)),
     ("contract", ("harness.lookup", "harness.params", "harness.components", "harness.computation",
                   "harness.strategy", "harness.deployed", "harness.model", "harness.protocol",
