@@ -1,10 +1,11 @@
-"""The README's copy-paste defense package is built, installed, checked and run.
+"""The plugin page's copy-paste defense package is built, installed, checked and run.
 
-The three fenced blocks whose first line is ``# my-padding/<file>`` are written out as a
-package, ``pip install``-ed (no dependencies, no network) into a temporary site directory,
-its own conformance and property tests are run with pytest, and ``harness run`` runs one
-cell with its defense, all in fresh interpreters that see only that site directory and
-this repository.
+The three fenced blocks of ``docs/plugins.md`` whose first line is ``# my-padding/<file>``
+are written out as a package, ``pip install``-ed (no dependencies, no network) into a
+temporary site directory, its own conformance and property tests are run with pytest, and
+``harness run`` runs one cell with its defense, all in fresh interpreters that see only
+that site directory and this repository. The README's short example shows two of those
+blocks, unchanged.
 """
 
 from __future__ import annotations
@@ -21,8 +22,18 @@ ROOT = Path(__file__).resolve().parents[3]
 BLOCK = re.compile(r"```(?:python|toml)\n# my-padding/(?P<file>[\w.]+)\n(?P<body>.*?)```", re.S)
 
 
+def package_blocks(page: str) -> dict[str, str]:
+    return {m["file"]: m["body"] for m in BLOCK.finditer((ROOT / page).read_text())}
+
+
+def test_readme_example_is_the_tested_package():
+    readme, plugins = package_blocks("README.md"), package_blocks("docs/plugins.md")
+    assert sorted(readme) == ["my_padding.py", "pyproject.toml"]
+    assert all(readme[name] == plugins[name] for name in readme)
+
+
 def readme_package(target: Path) -> list[str]:
-    files = {m["file"]: m["body"] for m in BLOCK.finditer((ROOT / "README.md").read_text())}
+    files = package_blocks("docs/plugins.md")
     target.mkdir(parents=True)
     for name, body in files.items():
         (target / name).write_text(body)
