@@ -140,14 +140,11 @@ class OutputStrategy:
             return np.ones(len(probs), dtype=bool)
         return self.policy.fires(self.policy.score(np.asarray(probs)), self.thresholds[k])
 
-    randomized: ClassVar[bool] = False
-    """Whether the exit is drawn at random (:meth:`draw_exits`); :meth:`exits` is then the
-    decision the draw is biased toward (``harness.deployed``: confidence-guided randomness)."""
-
     def draw_exits(self, per_exit_probs: Sequence[np.ndarray],
                    rng: np.random.Generator) -> np.ndarray:
-        """The exits the strategy serves, drawing from ``rng`` when it is randomized (a
-        deterministic strategy ignores ``rng``: its :meth:`exits`)."""
+        """The exits the strategy serves, drawing from ``rng`` when it is randomized
+        (``harness.deployed``: confidence-guided randomness, whose :meth:`exits` is the
+        decision its draws are biased toward; a deterministic strategy ignores ``rng``)."""
         return self.exits(per_exit_probs)
 
     def to_json(self) -> dict[str, Any]:

@@ -57,7 +57,6 @@ class Stream(IntEnum):
     BENIGN_PLAN = 9
     CAPACITY_DEFENSE = 10
     CAPACITY_TIMING = 11
-    """The evaluator's draws of a randomized deployed strategy's exits on the test split."""
 
 
 def make_timing(cell: CellSpec, env: CellEnvironment, victim: TrainedVictim) -> TimingModel:
