@@ -27,6 +27,7 @@ from harness.cell.spec import CellSpec, ComponentSpec, Settings, ThreatModel
 from harness.errors import ConfigError, HarnessError
 from harness.io.provenance import package_versions
 from harness.plugins.registry import Registry
+from harness.plugins.source import core_source_digest
 from harness.run.grid import component_spec
 from harness.stages import PROTOCOL_VERSION
 from harness.timing.profiles import LatencyProfile
@@ -153,6 +154,10 @@ def why_stale(result: Mapping[str, Any], cell: CellSpec, registry: Registry) -> 
             for p in packages))
     if result.get("protocol_version") != PROTOCOL_VERSION:
         causes.append(f"protocol {result.get('protocol_version')} -> {PROTOCOL_VERSION}")
+    core = core_source_digest()
+    if result.get("core_digest") != core:
+        causes.append(f"harness core source {str(result.get('core_digest') or 'unrecorded')[:12]}"
+                      f" -> {core[:12]}")
     return "; ".join(causes) or ("no recorded input differs: a hashed input the result does "
                                  "not record changed (a component's source code, the "
                                  "config-hash recipe), or the file was edited after it was "

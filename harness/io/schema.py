@@ -143,6 +143,7 @@ def cell_result_schema() -> dict[str, Any]:
             "machine": {"type": "object"},
             "packages": {"type": "object", "additionalProperties": {"type": "string"}},
             "git_commit": {"type": ["string", "null"]},
+            "core_digest": {"type": "string"},
             "status": {"enum": ["ok", "failed"]},
             "error": {"oneOf": [{"type": "null"}, {
                 "type": "object", "required": ["type", "message", "component"],

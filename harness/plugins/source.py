@@ -4,7 +4,8 @@ A component's digest is the sha256 over the source files of its package: the top
 package of the module that defines its class (every ``.py`` file under it, by relative
 path and content), or that module's file alone when it is not in a package, plus the
 module its plugin was registered from when that lies elsewhere. It enters every cell's
-config hash, so editing a plugin without bumping its version makes its cells stale.
+config hash, so editing a plugin without bumping its version makes its cells stale. The
+harness core has a digest of its own (:func:`core_source_digest`), hashed the same way.
 Digests are cached per process by file path and modification time.
 """
 
@@ -50,6 +51,13 @@ def _digest_of(root: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
         path = base / name
         sha.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()
+
+
+def core_source_digest() -> str:
+    """The digest of the harness core itself (every ``.py`` file of the ``harness``
+    package): it enters every cell's config hash, so a core change marks finished cells
+    stale instead of leaving them to disagree with a re-run (docs/design.md section 7)."""
+    return tree_digest(Path(__file__).resolve().parents[1])
 
 
 def tree_digest(root: Path) -> str:

@@ -23,6 +23,7 @@ from harness.errors import ConfigError, DatasetError
 from harness.io.provenance import package_versions
 from harness.io.secret import secret_mode
 from harness.plugins.registry import Registry
+from harness.plugins.source import core_source_digest
 from harness.run.config import RunSpec
 from harness.serving.devices import resolve_device
 from harness.stages import PROTOCOL_VERSION
@@ -34,12 +35,13 @@ STACK_SEPARATOR = "+"
 
 
 def config_hash(cell: CellSpec, registry: Registry) -> str:
-    """sha256 of the canonical JSON of the cell, plugin versions and package versions."""
+    """sha256 of the canonical JSON of the cell, plugin versions and source digests,
+    package versions, the protocol, the secret mode and the harness core's source digest."""
     plugins = {k: registry.get(k, getattr(cell, k).name).origin()
                for k in ("victim", "defense", "attack")}
     blob = json.dumps({"cell": cell.to_json(), "plugins": plugins,
                        "packages": package_versions(), "protocol": PROTOCOL_VERSION,
-                       "secret_mode": secret_mode()},
+                       "secret_mode": secret_mode(), "core": core_source_digest()},
                       sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

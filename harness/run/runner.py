@@ -45,6 +45,7 @@ from harness.isolation.roles import IsolatedRoles
 from harness.isolation.sandbox import check_apart
 from harness.plugins.manager import HarnessPluginManager, HarnessPluginWarning, make_plugin_manager
 from harness.plugins.registry import Registry
+from harness.plugins.source import core_source_digest
 from harness.run.config import RunSpec
 from harness.run.executors import CellOps, Job, JobQueue, RunContext, run_processes, run_serial
 from harness.run.executors.ray_executor import require_ray, run_ray
@@ -101,7 +102,8 @@ def build_result(cell: CellSpec, registry: Registry, digest: str, status: str,
         "config_hash": digest, "cell": cell.to_json(),
         "components": _component_info(registry, cell), "seed": cell.seed, "timing": timing,
         "device": device, "machine": asdict(machine_info(device)), "packages": package_versions(),
-        "git_commit": git_commit(), "status": status, "error": error,
+        "git_commit": git_commit(), "core_digest": core_source_digest(),
+        "status": status, "error": error,
         "metrics": metrics, "diagnostics": diagnostics, "wall_time_s": round(wall, 4),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

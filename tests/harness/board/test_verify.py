@@ -37,6 +37,7 @@ from harness.errors import ConfigError
 from harness.io.secret import secret_env, secret_mode
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import load_registry
+from harness.plugins.source import core_source_digest
 from harness.run.config import parse_overrides
 from harness.run.grid import config_hash
 from harness.run.runner import compute_result, run_grid
@@ -206,6 +207,23 @@ def test_stale_cell_rerun_on_request_after_a_package_upgrade(loaded, registry, b
     assert all(s.rerun and not s.mismatches for s in report.stale)
     assert all("numpy" in s.why and "99.0" in s.why for s in report.stale)
     assert "re-run: reproduces" in report.format_report()
+
+
+def test_a_core_change_marks_cells_stale_and_names_the_core(loaded, registry, board, memo,
+                                                            monkeypatch):
+    """The harness core's source enters the config hash and the result: a core change
+    makes every finished cell stale (never silently "wrong"), named as the cause."""
+    import harness.board.respec as respec
+    import harness.run.grid as grid
+
+    recorded = {result.get("core_digest") for _, result in loaded}
+    assert recorded == {core_source_digest()}  # each cell records the digest it ran under
+    for module in (grid, respec):
+        monkeypatch.setattr(module, "core_source_digest", lambda: "f" * 64)
+    report = verify(loaded, registry, board, memo, rerun_stale=True)
+    assert len(report.stale) == 3 and not report.verified
+    assert all("harness core source" in s.why and "ffffffffffff" in s.why for s in report.stale)
+    assert all(s.rerun and not s.mismatches for s in report.stale)  # it still reproduces
 
 
 def test_unknown_component_failed_cell_missing_profile_cannot_verify(loaded, registry, board,
