@@ -6,7 +6,7 @@ draws of ``digits_cnn_random`` (exit mixes from balanced to ~90% at one exit). P
 seeds 0-4 at the default budget and timing through the real grid runner (``undefended``).
 Reported per victim: each attack's mean exit agreement and, for ``exit_steal`` and
 ``exit_steal_profiled``, the mean paired gap to the reference, the mean paired gain over
-``knockoff`` with its 95% t-interval and its worst seed (targets, issue 23: never more than
+``knockoff`` with its 95% t-interval and its worst seed (the targets: never more than
 0.02 below knockoff, the gain's interval above 0, a mean gap to the reference of at most
 0.05; at ``--budget 100`` the mean at least knockoff's), and how often ``exit_steal``'s
 estimator found the number of exits the victim really used, and on how many seeds another

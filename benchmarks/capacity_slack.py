@@ -4,7 +4,7 @@
 seeds, with ``exit_steal``, ``exit_steal_profiled`` and ``exit_steal_reference``, at the
 default budget and timing (the ranked ``realistic``/``dedicated`` deployment), through the
 real grid runner (``isolation=none``: the figures are the same as isolated ones under a
-modelled timing; only ranking needs isolation). Reported per defense (issue 23 targets):
+modelled timing; only ranking needs isolation). Reported per defense, beside its targets:
 
 * the capacity figure (mean over seeds, with the widest 95% interval);
 * each real attack's intended-exit estimation accuracy and slack (worst seed);

@@ -4,7 +4,7 @@ For every trace of ``benchmarks/corpus`` (see ``latency_corpus.py``) and every r
 latency-only exit estimator:
 
 * ``K given``: accuracy of the estimated exits with the true number of exits, and its gap to
-  the trace's Bayes-optimal timing-only accuracy. The target (issue 9) is a gap of at most
+  the trace's Bayes-optimal timing-only accuracy. The target is a gap of at most
   ``max(1 point, 2 standard errors of the bound)`` on every trace with n >= 2,000;
 * ``K hidden``: whether the number of *occupied* exits (distinct estimated exits) equals the
   trace's, and the accuracy of the exits it then assigns; ``occupied_given_right`` is the
