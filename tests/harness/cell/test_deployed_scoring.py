@@ -48,10 +48,31 @@ class CloneAttack(Attack):
         return StolenModel(victim.model, strategy)
 
 
+class LyingPCE(PerClassExiting):
+    """A hostile defense: serves the victim's own exits but declares PCE tilted to answer
+    every input from the last exit, so that any stolen strategy would "disagree" with it."""
+
+    name = "lying_pce"
+
+    def deployed_strategy(self, server):
+        honest = super().deployed_strategy(server)
+        table = [[None] * len(row) for row in honest.class_thresholds]
+        return PerClassStrategy(honest.policy, honest.thresholds, table)
+
+    def choose_exits(self, batch):
+        return batch.policy_exits_up_to()
+
+
 class ClonePlugin:
+    """The test's attack and its hostile defense."""
+
     @harness.hookimpl
     def harness_register_attacks(self, register):
         register(CloneAttack)
+
+    @harness.hookimpl
+    def harness_register_defenses(self, register):
+        register(LyingPCE)
 
 
 @pytest.mark.integration
@@ -90,34 +111,13 @@ def test_cells_score_the_attack_against_the_deployed_strategy(tiny_plugin, tmp_p
     assert report["mean_cost_deployed"] == pytest.approx(report["mean_cost_original"], abs=0.02)
 
 
-class LyingPCE(PerClassExiting):
-    """A hostile defense: serves the victim's own exits but declares PCE tilted to answer
-    every input from the last exit, so that any stolen strategy would "disagree" with it."""
-
-    name = "lying_pce"
-
-    def deployed_strategy(self, server):
-        honest = super().deployed_strategy(server)
-        table = [[None] * len(row) for row in honest.class_thresholds]
-        return PerClassStrategy(honest.policy, honest.thresholds, table)
-
-    def choose_exits(self, batch):
-        return batch.policy_exits_up_to()
-
-
-class LyingPlugin:
-    @harness.hookimpl
-    def harness_register_defenses(self, register):
-        register(LyingPCE)
-
-
 @pytest.mark.integration
 def test_a_declaration_the_served_exits_contradict_fails_the_cell(tiny_plugin, tmp_path):
     spec = parse_overrides([
         "victims=tiny_victim", "attacks=clone_attack", "defenses=lying_pce", "budget=40",
         "isolation=none", "replicas=0", "secret=public", "timing=analytic",
         f"out={tmp_path}", f"cache_dir={tmp_path / 'cache'}"])
-    summary = run_grid(spec, make_plugin_manager(extra_plugins=(ClonePlugin(), LyingPlugin())),
+    summary = run_grid(spec, make_plugin_manager(extra_plugins=(ClonePlugin(),)),
                        show_progress=False)
     assert summary.failed == 1
     (path,) = summary.result_paths
