@@ -16,6 +16,8 @@ original decision]``. A declaration is rejected - the cell fails, naming the def
 the one-sided 99.9% upper bound of the mean of ``d`` lies below ``-DECLARATION_SLACK``: the
 declared strategy explains the served exits clearly worse than the original one does.
 A randomized strategy or a noise stage stacked on top lowers both terms alike and passes.
+A declared strategy must keep the victim's exit policy (by name, checked before anything
+is built): the evaluator never runs a policy's code that the victim itself does not run.
 What stays undetected is bounded: on the digits test split (360 inputs) a declaration
 that differs from the served exits on 5% of inputs passes, on 10% it fails.
 """
@@ -120,9 +122,17 @@ def deployed_view(defense: str, label: str, registry: Registry, victim: TrainedV
     component = f"defense:{defense}"
     if "failure" in declared:
         raise ComponentFailure(str(declared["failure"])[:2000], component)
+    raw = declared.get("strategy")
+    policy = raw.get("policy") if isinstance(raw, dict) else None
+    if policy != victim.strategy.policy.name:  # checked before any policy code is built
+        raise ComponentFailure(
+            f"{label}: its declared deployed strategy uses exit policy {str(policy)[:80]!r}, "
+            f"but the victim's is {victim.strategy.policy.name!r}; a deployed strategy keeps "
+            "the victim's policy (the evaluator runs no policy code the victim does not)",
+            component)
     data = victim.data
     try:
-        strategy = strategy_from_json(declared["strategy"], registry.policy)
+        strategy = strategy_from_json(raw, registry.policy)
         strategy.validate(served.num_exits, data.num_classes, owner="deployed strategy")
     except (HarnessError, KeyError, TypeError, ValueError) as exc:
         raise ComponentFailure(f"{label}: its declared deployed strategy cannot be rebuilt "

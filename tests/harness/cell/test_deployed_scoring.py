@@ -149,3 +149,26 @@ def test_noise_on_top_of_an_honest_declaration_passes():
     served[rng.random(n) < 0.05] = -1  # refused queries are left out
     check = declaration_check(declared, original, served)
     assert not check["rejected"] and check["mean"] > 0
+
+
+def test_a_declaration_with_another_policy_is_refused_before_it_is_built():
+    from types import SimpleNamespace
+
+    from harness.cell.scoring_target import deployed_view
+    from harness.errors import ComponentFailure
+    from harness.strategy import OutputStrategy
+
+    built = []
+
+    class Registry:
+        def policy(self, name):
+            built.append(name)
+            raise AssertionError("no policy may be built")
+
+    victim = SimpleNamespace(strategy=OutputStrategy(default_registry().policy("max_prob"),
+                                                     (0.9, 0.9, 0.9)))
+    declared = {"strategy": {"policy": "evil_policy", "thresholds": [0.5, 0.5, 0.5]}}
+    with pytest.raises(ComponentFailure, match="keeps the victim's policy"):
+        deployed_view("evil", "defense 'evil'", Registry(), victim, None, declared,
+                      np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    assert built == []
