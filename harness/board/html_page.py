@@ -29,7 +29,7 @@ from harness.board.board_view import (
     threat_text,
 )
 from harness.board.html_tables import SORTER_JS, STYLE, fmt_num, interval, table, td
-from harness.board.replica_agreement import replica_section
+from harness.board.replica_agreement import replica_section, with_replica_names
 from harness.board.tables import PROVISIONAL_NOTE
 
 KNOWN_TOP = {"groups", "defense_ranking", "attack_ranking", "replica_agreement", "replica_ceiling",
@@ -244,7 +244,8 @@ def _remote_attacks(board: dict[str, Any]) -> str:
 
 
 def _attack_rankings(board: dict[str, Any]) -> str:
-    entries = [e for e in as_list(board.get("attack_ranking")) if isinstance(e, dict)]
+    entries = [with_replica_names(e) for e in as_list(board.get("attack_ranking"))
+               if isinstance(e, dict)]
     if not entries:
         return "<p>n/a (no attack ranking in this leaderboard)</p>" + _remote_attacks(board)
     cols = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",

@@ -29,6 +29,15 @@ def replica_section(board: dict[str, Any]) -> list[Any]:
     return section if isinstance(section, list) else []
 
 
+def with_replica_names(entry: Any) -> Any:
+    """An attack-ranking entry with ``replica_*`` fields (older boards: ``ceiling_*``)."""
+    if not isinstance(entry, dict):
+        return entry
+    old = {f"replica_{k[len('ceiling_'):]}": v for k, v in entry.items()
+           if k.startswith("ceiling_")}
+    return {**old, **entry}
+
+
 def victim_key(record: dict[str, Any]) -> tuple[str, str]:
     """(label, canonical params) of a replica file's victim: the key leaderboard groups use."""
     victim = record["victim"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.board.groups import GRANTED
-from harness.board.replica_agreement import replica_row, replica_section
+from harness.board.replica_agreement import replica_row, replica_section, with_replica_names
 
 GROUP_METRICS = ("exit_agreement", "exit_kappa", "fidelity", "efficiency_gap",
                  "exit_estimation_accuracy")
@@ -146,6 +146,7 @@ def format_attack_table(board: dict[str, Any]) -> str:
     if not ranking:
         return ""
     out = []
+    ranking = [with_replica_names(e) for e in ranking]
     for scenario in _scenarios(ranking):
         out.append(f"attacks on {scenario}, undefended (mean over seeds)")
         rows = [[str(e["rank"]), e["attack"] + (" (ref)" if e["reference"] else ""),
