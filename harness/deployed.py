@@ -136,7 +136,6 @@ class ConfidenceGuidedStrategy(PerClassStrategy):
     mix: float = 1.0
     base: tuple[float, ...] = ()
     kind: ClassVar[str] = "cgr"
-    randomized: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.board.leaderboard import aggregate, board_header, dedupe, write_board
 from harness.board.ranking import CostBudget
-from harness.board.remote import copy_scores, read_score
+from harness.board.remote import read_score, write_scores
 from harness.errors import OutputDirError, ResultFileError
 from harness.io.atomic import write_json_atomic
 from harness.io.results import check_result, load_replica_files, parse_result
@@ -103,8 +103,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     """Merge ``runs`` into ``out`` (see the module docstring), with the remote-attack
     scores of the ``remote`` folders (:mod:`harness.board.remote`); returns the board."""
     out = Path(out)
-    for folder in remote:  # every score is checked before anything is written
-        read_score(folder)
+    scores = [(Path(f), read_score(f)) for f in remote]  # all checked before anything is written
     trusts = {run: FolderTrust.of(run) for run in map(check_run_dir, runs)}
     entries = read_runs(runs, trusts)
     for run in runs:
@@ -141,7 +140,7 @@ def build_board(runs: list[Path], out: Path, reference_attacks: set[str],
     _replace_tree(out / "replicas", copy_replicas)
     _replace_tree(out / MANIFESTS, copy_manifests)
     remote_rows: list[dict[str, Any]] = []
-    _replace_tree(out / "remote", lambda tmp: remote_rows.extend(copy_scores(list(remote), tmp)))
+    _replace_tree(out / "remote", lambda tmp: remote_rows.extend(write_scores(scores, tmp)))
     keys = [key for trust in trusts.values() for key in trust.keys.values()]
     write_public_keys(out, keys)
     for r in results:

@@ -68,12 +68,11 @@ def remote_entry(record: dict[str, Any], file: str) -> dict[str, Any]:
             "not_available": list(record.get("not_available") or [])}
 
 
-def copy_scores(folders: list[Path], target: Path) -> list[dict[str, Any]]:
-    """Read every ``--remote`` folder's score, copy it to ``target/<n>-<folder>.json``;
-    the board's rows. Every folder is read before anything is written."""
-    records = [read_score(folder) for folder in folders]
+def write_scores(scores: list[tuple[Path, dict[str, Any]]], target: Path) -> list[dict[str, Any]]:
+    """Write each ``(folder, record)`` read by :func:`read_score` to
+    ``target/<n>-<folder>.json``; the board's rows."""
     rows = []
-    for n, (folder, record) in enumerate(zip(folders, records, strict=True)):
+    for n, (folder, record) in enumerate(scores):
         name = f"{n:03d}-{Path(folder).resolve().name}.json"
         (target / name).write_text(json.dumps(record, indent=1, sort_keys=True))
         rows.append(remote_entry(record, f"remote/{name}"))

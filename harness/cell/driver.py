@@ -45,7 +45,12 @@ from harness.cell.roles import (
     ServerRequest,
     Session,
 )
-from harness.cell.scoring_target import VictimView, deployed_view, victim_view
+from harness.cell.scoring_target import (
+    VictimView,
+    deployed_view,
+    stolen_strategy_scores,
+    victim_view,
+)
 from harness.cell.server import Stream, prepare_registered_victim, serve_victim
 from harness.cell.spec import CellEnvironment, CellSpec
 from harness.cell.stolen import StolenModelError, checked_recipe, rebuild_stolen, untrusted_code
@@ -64,9 +69,7 @@ from harness.metrics.scoring import (
     defense_costs,
     exit_confusion,
     exit_estimation_accuracy,
-    final_exit_scores,
     latency_histogram,
-    strategy_scores,
 )
 from harness.plugins.registry import Registry
 from harness.protocol import DatasetSplits, ServedModel, Split, StolenModel, TrainedVictim
@@ -212,13 +215,7 @@ def score_theft(victim: TrainedVictim, served: ServedModel, theft: Theft,
     victim_exits, victim_labels = reference.exits, reference.labels
     stolen = theft.stolen
     sub_exits, sub_labels = sub.exits, sub.labels
-    metrics: dict[str, Any] = strategy_scores(
-        victim_exits=victim_exits, victim_labels=victim_labels,
-        victim_cost=served.cost_fraction, sub_exits=sub_exits, sub_labels=sub_labels,
-        sub_cost=sub.cost_fraction, y_true=test.y)
-    metrics.update(final_exit_scores(victim_exits=victim_exits, victim_labels=victim_labels,
-                                     victim_cost=served.cost_fraction,
-                                     final_labels=sub.final_labels))
+    metrics = stolen_strategy_scores(reference, served.cost_fraction, sub, test.y)
     metrics["exit_estimation_accuracy"] = exit_estimation_accuracy(stolen.estimated_exits,
                                                                    theft.served_exits)
     answered = theft.served_exits >= 0

@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.cell.substitute import SubstituteOutputs
 from harness.deployed import strategy_from_json
 from harness.errors import ComponentFailure, HarnessError
+from harness.metrics.scoring import final_exit_scores, strategy_scores
 from harness.plugins.registry import Registry
 from harness.protocol import ServedModel, TrainedVictim
 from harness.strategy import OutputStrategy, answering_probs
@@ -54,6 +56,20 @@ class VictimView:
 def strategy_view(strategy: OutputStrategy, per_exit_probs: list[np.ndarray]) -> VictimView:
     exits = strategy.exits(per_exit_probs)
     return VictimView(exits, answering_probs(per_exit_probs, exits).argmax(1))
+
+
+def stolen_strategy_scores(reference: VictimView, victim_cost: tuple[float, ...],
+                           sub: SubstituteOutputs, y_true: np.ndarray) -> dict[str, Any]:
+    """The stolen strategy's scores against ``reference`` on the test split (exit
+    agreement and kappa, fidelity, accuracy, cost ratio, efficiency gap, exit-distribution
+    TV) and the final-exit scores: what a cell and ``harness score`` both report."""
+    metrics: dict[str, Any] = strategy_scores(
+        victim_exits=reference.exits, victim_labels=reference.labels, victim_cost=victim_cost,
+        sub_exits=sub.exits, sub_labels=sub.labels, sub_cost=sub.cost_fraction, y_true=y_true)
+    metrics.update(final_exit_scores(victim_exits=reference.exits,
+                                     victim_labels=reference.labels, victim_cost=victim_cost,
+                                     final_labels=sub.final_labels))
+    return metrics
 
 
 def victim_view(victim: TrainedVictim, served: ServedModel) -> VictimView:

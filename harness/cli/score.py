@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cell.scoring_target import victim_view
+from harness.cell.scoring_target import stolen_strategy_scores, victim_view
 from harness.cell.server import prepare_registered_victim, serve_victim
 from harness.cell.spec import CellEnvironment
 from harness.cell.stolen import StolenModelError, load_stolen
@@ -33,7 +33,6 @@ from harness.cell.substitute import model_outputs
 from harness.cli.serve import run_overrides
 from harness.errors import ConfigError
 from harness.io.atomic import write_json_atomic
-from harness.metrics.scoring import final_exit_scores, strategy_scores
 from harness.plugins.registry import load_registry
 from harness.run.config import parse_overrides, split_override
 from harness.run.grid import expand_grid
@@ -86,11 +85,10 @@ def score_overrides(doc: dict[str, Any], overrides: list[str]) -> tuple[list[str
     return passed, out
 
 
-def score_folder(folder: Path, overrides: list[str], strict: bool = False) -> dict[str, Any]:
-    """Rebuild the victim and the stolen model, score, and return the score record."""
-    folder = Path(folder)
-    doc = read_stolen_doc(folder)
-    keys, _ = score_overrides(doc, overrides)
+def score_folder(folder: Path, doc: dict[str, Any], keys: list[str],
+                 strict: bool = False) -> dict[str, Any]:
+    """Rebuild the victim (``keys``: :func:`score_overrides`'s) and the stolen model of
+    ``folder`` (``doc``: its ``stolen.json``), score, and return the score record."""
     spec = parse_overrides(run_overrides(keys))
     registry = load_registry(strict=strict, untrusted="import")
     cell = expand_grid(spec, registry)[0]
@@ -114,16 +112,9 @@ def score_folder(folder: Path, overrides: list[str], strict: bool = False) -> di
         raise StolenModelError(f"score: cannot rebuild the stolen model in {folder} "
                                f"({type(exc).__name__}: {exc})") from None
     served = serve_victim(registry, cell.settings.backend, victim, device, env)
-    reference = victim_view(victim, served)
     sub = model_outputs(stolen, data.test.x, device)
-    metrics = strategy_scores(victim_exits=reference.exits, victim_labels=reference.labels,
-                              victim_cost=served.cost_fraction, sub_exits=sub.exits,
-                              sub_labels=sub.labels, sub_cost=sub.cost_fraction,
-                              y_true=data.test.y)
-    metrics.update(final_exit_scores(victim_exits=reference.exits,
-                                     victim_labels=reference.labels,
-                                     victim_cost=served.cost_fraction,
-                                     final_labels=sub.final_labels))
+    metrics = stolen_strategy_scores(victim_view(victim, served), served.cost_fraction, sub,
+                                     data.test.y)
     metrics["queries_used"] = float(doc.get("queries_used") or 0)
     attack = doc.get("attack") if isinstance(doc.get("attack"), dict) else {}
     return {"kind": SCORE_KIND, "remote": True, "harness_version": __version__,
@@ -142,8 +133,8 @@ def score_folder(folder: Path, overrides: list[str], strict: bool = False) -> di
 
 def score_command(folder: str, overrides: list[str], strict: bool) -> int:
     doc = read_stolen_doc(Path(folder))
-    _, out = score_overrides(doc, overrides)
-    record = score_folder(Path(folder), overrides, strict)
+    keys, out = score_overrides(doc, overrides)
+    record = score_folder(Path(folder), doc, keys, strict)
     target = write_json_atomic(out or Path(folder) / "score.json", record, indent=1)
     m = record["metrics"]
     print(f"{record['attack']['name']} (remote, {int(m['queries_used'])} queries) against "
