@@ -76,7 +76,7 @@ class ActiveThiefAttack(BaselineAttack):
     }
 
     def __init__(self, strategy: str = "kcenter", seed_size: int = 100, rounds: int = 4,
-                 round_epochs: int = 10, epochs: int = 30, lr: float = 3e-3,
+                 round_epochs: int = 5, epochs: int = 15, lr: float = 3e-3,
                  batch_size: int = 64, architecture: str | None = None,
                  architecture_params: dict | None = None, max_drop: float = 0.01,
                  threshold: float | None = None, holdout: float = 0.0,

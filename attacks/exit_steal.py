@@ -178,8 +178,8 @@ class ExitStealAttack(Attack):
     }
 
     def __init__(self, estimator: str | None = None, estimator_params: dict | None = None,
-                 repeats: int = 1, combine: str = "min", epochs: int = 60,
-                 finetune_epochs: int = 20, lr: float = 3e-3, finetune_lr: float = 1e-3,
+                 repeats: int = 1, combine: str = "min", epochs: int = 30,
+                 finetune_epochs: int = 10, lr: float = 3e-3, finetune_lr: float = 1e-3,
                  batch_size: int = 64, architecture: str | None = None,
                  architecture_params: dict | None = None,
                  strategy_weight: float = 3.0, temperature: float = 1.0,

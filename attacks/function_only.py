@@ -25,7 +25,7 @@ class FunctionOnlyAttack(BaselineAttack):
     name = "function_only"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = dict(COMMON_CONSTRAINTS)
 
-    def __init__(self, epochs: int = 30, lr: float = 3e-3, batch_size: int = 64,
+    def __init__(self, epochs: int = 15, lr: float = 3e-3, batch_size: int = 64,
                  architecture: str | None = None, architecture_params: dict | None = None,
                  max_drop: float = 0.01, threshold: float | None = None,
                  holdout: float = 0.0, patience: int = 0) -> None:

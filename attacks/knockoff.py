@@ -66,7 +66,7 @@ class KnockoffAttack(BaselineAttack):
     }
 
     def __init__(self, sampling: str = "adaptive", rewards: str = "all", num_clusters: int = 10,
-                 rounds: int = 5, alpha: float = 0.5, round_epochs: int = 3, epochs: int = 30,
+                 rounds: int = 5, alpha: float = 0.5, round_epochs: int = 3, epochs: int = 15,
                  lr: float = 3e-3, batch_size: int = 64, architecture: str | None = None,
                  architecture_params: dict | None = None, max_drop: float = 0.01,
                  threshold: float | None = None, holdout: float = 0.0,

@@ -155,7 +155,7 @@ def train_substitute(model: torch.nn.Module, tensors: Sequence[torch.Tensor], lo
 
     history = train_loop(model, fit, loss_fn, epochs=recipe.epochs, lr=recipe.lr,
                          batch_size=recipe.batch_size, seed=recipe.seed, device=recipe.device,
-                         num_threads=1 if recipe.device == "cpu" else None,
+                         num_threads=1 if recipe.device == "cpu" else None, channels_last=True,
                          on_epoch_end=on_epoch_end)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
