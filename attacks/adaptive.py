@@ -36,28 +36,9 @@ by adapting to the defense, not by a stronger attack.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from attacks.exit_steal import ExitStealAttack
-
-
-def _defaults(**defaults: Any) -> Callable[..., None]:
-    """``ExitStealAttack.__init__`` with other defaults, in its signature (``get_params``)."""
-    base = ExitStealAttack.__init__
-    sig = inspect.signature(base)
-    unknown = set(defaults) - set(sig.parameters)
-    if unknown:
-        raise TypeError(f"exit_steal has no parameter(s) {sorted(unknown)}")
-
-    def __init__(self, **params: Any) -> None:
-        base(self, **{**defaults, **params})
-
-    __init__.__signature__ = sig.replace(parameters=[  # type: ignore[attr-defined]
-        p.replace(default=defaults.get(p.name, p.default)) for p in sig.parameters.values()])
-    __init__.__doc__ = base.__doc__
-    return __init__
+from attacks.exit_steal import LONG_TRAINING, ExitStealAttack, with_defaults
 
 
 class AdaptiveExitSteal(ExitStealAttack):
@@ -79,7 +60,7 @@ class ExitStealRepeat(AdaptiveExitSteal):
 
     name = "exit_steal_repeat"
     targets = ("jitter",)
-    __init__ = _defaults(repeats=3, combine="min")
+    __init__ = with_defaults(repeats=3, combine="min", **LONG_TRAINING)
 
 
 class ExitStealPerturb(AdaptiveExitSteal):
@@ -96,7 +77,7 @@ class ExitStealPerturb(AdaptiveExitSteal):
 
     name = "exit_steal_perturb"
     targets = ("timeguard",)
-    __init__ = _defaults(repeats=5, combine="min", repeat_perturb=0.05)
+    __init__ = with_defaults(repeats=5, combine="min", repeat_perturb=0.05, **LONG_TRAINING)
 
 
 class ExitStealNoisy(AdaptiveExitSteal):
@@ -111,7 +92,7 @@ class ExitStealNoisy(AdaptiveExitSteal):
 
     name = "exit_steal_noisy"
     targets = ("exit_noise", "confidence_noise")
-    __init__ = _defaults(exit_label_noise=0.4)
+    __init__ = with_defaults(exit_label_noise=0.4)
 
 
 class ExitStealLabels(AdaptiveExitSteal):
@@ -123,7 +104,7 @@ class ExitStealLabels(AdaptiveExitSteal):
 
     name = "exit_steal_labels"
     targets = ("label_only", "rounding", "reverse_sigmoid", "gaussian_noise")
-    __init__ = _defaults(performance="labels")
+    __init__ = with_defaults(performance="labels")
 
 
 ADAPTIVE_ATTACKS: tuple[type[AdaptiveExitSteal], ...] = (

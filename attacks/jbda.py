@@ -77,7 +77,7 @@ class JbdaAttack(BaselineAttack):
     }
 
     def __init__(self, seed_size: int = 50, rounds: int = 4, step: float = 0.1,
-                 flip_every: int = 0, round_epochs: int = 5, epochs: int = 15,
+                 flip_every: int = 0, round_epochs: int = 10, epochs: int = 30,
                  lr: float = 3e-3, batch_size: int = 64, architecture: str | None = None,
                  architecture_params: dict | None = None, max_drop: float = 0.01,
                  threshold: float | None = None, holdout: float = 0.0,
