@@ -10,8 +10,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attacks.adaptive import ADAPTIVE_ATTACKS, ExitStealLabels, ExitStealNoisy, ExitStealPerturb
-from attacks.exit_steal import ExitStealAttack
+from attacks.adaptive import (
+    ADAPTIVE_ATTACKS,
+    ExitStealLabels,
+    ExitStealNoisy,
+    ExitStealPerturb,
+    ExitStealRepeat,
+)
+from attacks.exit_steal import LONG_TRAINING, ExitStealAttack, ExitStealRuptures
 from attacks.noisy_labels import clean_label_weights, provisional_accuracy
 from attacks.repeats import admitted_copies, combine_repeats, perturbed_repeats
 from attacks.strategy_loss import strategy_loss
@@ -77,6 +83,12 @@ def test_params_round_trip_validate_and_keep_plain_defaults(harness_registry):
         attack.validate(harness_registry)
         assert cls(repeats=5).repeats == 5  # every default stays overridable
     assert ExitStealPerturb().repeat_perturb > 0 and ExitStealPerturb().repeats > 1
+    # halving the epochs lost quality for these three (docs/design.md section 9)
+    for cls in (ExitStealRepeat, ExitStealPerturb, ExitStealRuptures):
+        params = cls().get_params()
+        assert {k: params[k] for k in LONG_TRAINING} == LONG_TRAINING
+        assert cls(**params).get_params() == params and cls(epochs=5).epochs == 5
+    assert ExitStealAttack().epochs < LONG_TRAINING["epochs"]
     assert ExitStealNoisy().exit_label_noise > 0
     assert ExitStealLabels().performance == "labels"
     for bad, message in [({"repeat_perturb": -0.1}, r"repeat_perturb=-0.1 is invalid"),

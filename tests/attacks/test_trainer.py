@@ -107,3 +107,41 @@ def test_bad_recipes_and_data_are_refused(data):
     with pytest.raises(ValueError, match="equal length"):
         train_substitute(TwoExits(0), [data[0], data[1][:5]], ce,
                          TrainRecipe(epochs=1, lr=0.1, batch_size=4, seed=0))
+
+
+class ConvExits(nn.Module):
+    """A tiny two-exit conv net on 1x6x6 images (the path ``channels_last`` speeds up).
+
+    No conv bias before BatchNorm (as in the real networks): its true gradient is 0, and
+    Adam turns the rounding noise there into full +-lr steps, whatever the memory order."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4),
+                                      nn.ReLU())
+            self.head_a = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+            self.head_b = nn.Sequential(nn.Flatten(), nn.Linear(4 * 36, 3))
+
+    def forward(self, x):
+        h = self.conv(x)
+        return [self.head_a(h), self.head_b(h)]
+
+
+def test_image_batches_train_in_channels_last_and_come_back_in_default_order(data):
+    x = data[0][:, :1, None, None].repeat(1, 1, 6, 6) * torch.linspace(0, 1, 36).view(1, 1, 6, 6)
+    tensors = [x.contiguous(), data[1]]
+    recipe = TrainRecipe(epochs=3, lr=0.01, batch_size=16, seed=2)
+    a, b, plain = ConvExits(0), ConvExits(0), ConvExits(0)
+    train_substitute(a, tensors, ce, recipe)
+    train_loop(b, tensors, ce, epochs=3, lr=0.01, batch_size=16, seed=2, num_threads=1,
+               channels_last=True)
+    train_loop(plain, tensors, ce, epochs=3, lr=0.01, batch_size=16, seed=2, num_threads=1)
+    assert torch.equal(weights(a), weights(b))  # the trainer is train_loop in channels_last
+    assert all(p.is_contiguous() for p in a.parameters())  # handed back in NCHW order
+    # the same mathematics in another memory order: other rounding, same training
+    assert torch.allclose(weights(a), weights(plain), atol=1e-5)
+    c = ConvExits(0)
+    train_substitute(c, tensors, ce, recipe)
+    assert torch.equal(weights(a), weights(c))  # and deterministic
