@@ -16,7 +16,7 @@ else ran beside the cells)::
     git worktree add /tmp/before BEFORE_COMMIT     # the old defaults
     (cd /tmp/before && make install && .venv/bin/python benchmarks/cell_cost.py run --out DIR)
     python benchmarks/cell_cost.py run --out DIR    # this checkout: the new defaults
-    python benchmarks/cell_cost.py compare DIR --before BEFORE_COMMIT
+    python benchmarks/cell_cost.py compare DIR --before BEFORE_COMMIT --after AFTER_COMMIT
 
 ``run`` is the grid runner (finished cells are reused; ``isolation=none``, so the times
 are the cells' own work, not the confinement's; two cells side by side).
@@ -83,47 +83,60 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def compare(out: Path, before: str, after: str | None, margin: float) -> dict[str, Any]:
-    """Pair the two versions' cells per (defense, attack) over shared seeds."""
+def compare(out: Path, before: str, after: list[str], margin: float) -> dict[str, Any]:
+    """Pair the before version's cells with an after version's per (defense, attack) over
+    shared seeds; with several ``after`` versions, the first listed that ran the attack
+    (a later commit that changed some attacks' defaults again comes first)."""
     cells = load_cells(out)
-    commits = {key[0] for key in cells}
-    before_commit = next((c for c in commits if c.startswith(before)), None)
-    if before_commit is None:
-        raise SystemExit(f"no cells of commit {before!r} in {out}; found {sorted(commits)}")
-    others = sorted(c for c in commits if c != before_commit and (after is None
-                                                                    or c.startswith(after)))
-    if len(others) != 1:
-        raise SystemExit(f"need exactly one other commit to compare with {before_commit[:10]}, "
-                         f"found {others}; pass --after COMMIT")
-    after_commit = others[0]
+    versions = {key[0] for key in cells}
+
+    def version(prefix: str) -> str:
+        found = [v for v in versions if v.startswith(prefix)]
+        if len(found) != 1:
+            raise SystemExit(f"{len(found)} versions of {prefix!r} in {out}; found "
+                             f"{sorted(versions)}")
+        return found[0]
+
+    before_version = version(before)
+    after_versions = [version(a) for a in after]
     rows = []
-    for (commit, defense, attack), old in sorted(cells.items()):
-        new = cells.get((after_commit, defense, attack), {})
-        seeds = sorted(set(old) & set(new))
-        if commit != before_commit or len(seeds) < 2:
+    for (ver, defense, attack), old in sorted(cells.items()):
+        if ver != before_version:
             continue
-        row: dict[str, Any] = {"attack": attack, "defense": defense, "n": len(seeds),
-                               "seeds": seeds}
-        for label, side in (("before", old), ("after", new)):
-            times = [float(side[s]["wall_time_s"]) for s in seeds]
-            row[f"p50_{label}_s"] = round(statistics.median(times), 1)
-            row[f"p90_{label}_s"] = round(quantile(times, 0.9), 1)
-        passes = True
-        for metric in METRICS:
-            diffs = [float(new[s]["metrics"][metric]) - float(old[s]["metrics"][metric])
-                     for s in seeds]
-            summary = mean_ci(diffs)
-            mean, (lo, hi) = summary["mean"], summary["ci95"]
-            row[f"{metric}_diff"] = round(mean, 4)
-            row[f"{metric}_ci95"] = f"[{lo:+.3f}, {hi:+.3f}]"
-            row[f"{metric}_ci95_low"] = lo
-            passes = passes and lo > margin
-            if metric == "exit_agreement":
-                row["worst_seed_ea"] = round(min(diffs), 3)
-        row["non_inferior"] = passes
-        rows.append(row)
-    return {"before_commit": before_commit, "after_commit": after_commit, "margin": margin,
+        for after_version in after_versions:
+            new = cells.get((after_version, defense, attack), {})
+            seeds = sorted(set(old) & set(new))
+            if len(seeds) >= 2:
+                rows.append(paired_row(attack, defense, after_version, old, new, seeds,
+                                       margin))
+                break
+    return {"before": before_version, "after": after_versions, "margin": margin,
             "rows": rows}
+
+
+def paired_row(attack: str, defense: str, after_version: str, old: dict[int, Any],
+               new: dict[int, Any], seeds: list[int], margin: float) -> dict[str, Any]:
+    """Times and paired quality differences of one attack under one defense."""
+    row: dict[str, Any] = {"attack": attack, "defense": defense, "n": len(seeds),
+                           "seeds": seeds, "after": after_version}
+    for label, side in (("before", old), ("after", new)):
+        times = [float(side[s]["wall_time_s"]) for s in seeds]
+        row[f"p50_{label}_s"] = round(statistics.median(times), 1)
+        row[f"p90_{label}_s"] = round(quantile(times, 0.9), 1)
+    passes = True
+    for metric in METRICS:
+        diffs = [float(new[s]["metrics"][metric]) - float(old[s]["metrics"][metric])
+                 for s in seeds]
+        summary = mean_ci(diffs)
+        mean, (lo, hi) = summary["mean"], summary["ci95"]
+        row[f"{metric}_diff"] = round(mean, 4)
+        row[f"{metric}_ci95"] = f"[{lo:+.3f}, {hi:+.3f}]"
+        row[f"{metric}_ci95_low"] = lo
+        passes = passes and lo > margin
+        if metric == "exit_agreement":
+            row["worst_seed_ea"] = round(min(diffs), 3)
+    row["non_inferior"] = passes
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     cmp_p = sub.add_parser("compare", help="pair two commits' cells in DIR")
     cmp_p.add_argument("out")
     cmp_p.add_argument("--before", required=True, help="commit (prefix) of the old defaults")
-    cmp_p.add_argument("--after", help="commit (prefix) of the new ones (default: the other)")
+    cmp_p.add_argument("--after", action="append", required=True,
+                       help="version (prefix) of the new defaults; repeat it, latest first, "
+                       "when a later commit changed some attacks' defaults again")
     cmp_p.add_argument("--margin", type=float, default=-0.02)
     cmp_p.add_argument("--json", default=str(RESULTS / "cell_cost.json"))
     args = parser.parse_args(argv)
