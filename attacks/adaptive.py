@@ -38,7 +38,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from attacks.exit_steal import LONG_TRAINING, ExitStealAttack, with_defaults
+from attacks.exit_steal import ExitStealAttack
+from attacks.exit_steal_variants import LONG_TRAINING, with_defaults
 
 
 class AdaptiveExitSteal(ExitStealAttack):

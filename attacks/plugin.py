@@ -9,8 +9,8 @@ import harness
 def harness_register_attacks(register):
     from attacks.activethief import ActiveThiefAttack
     from attacks.adaptive import ADAPTIVE_ATTACKS
-    from attacks.exit_steal import EXIT_STEAL_ATTACKS
     from attacks.exit_steal_profiled import ExitStealProfiled
+    from attacks.exit_steal_variants import EXIT_STEAL_ATTACKS
     from attacks.function_only import FunctionOnlyAttack
     from attacks.jbda import JbdaAttack
     from attacks.knockoff import KnockoffAttack

@@ -17,7 +17,8 @@ from attacks.adaptive import (
     ExitStealPerturb,
     ExitStealRepeat,
 )
-from attacks.exit_steal import LONG_TRAINING, ExitStealAttack, ExitStealRuptures
+from attacks.exit_steal import ExitStealAttack
+from attacks.exit_steal_variants import LONG_TRAINING, ExitStealRuptures
 from attacks.noisy_labels import clean_label_weights, provisional_accuracy
 from attacks.repeats import admitted_copies, combine_repeats, perturbed_repeats
 from attacks.strategy_loss import strategy_loss

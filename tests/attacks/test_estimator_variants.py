@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from attacks.estimator_variants import DISAGREEMENT, VARIANTS, compare_variants
-from attacks.exit_steal import ExitStealAttack, ExitStealReference
+from attacks.exit_steal import ExitStealAttack
+from attacks.exit_steal_variants import ExitStealReference
 from harness.errors import ConfigError
 from tests.attacks.conftest import FAST
 

@@ -7,13 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from attacks.exit_steal import (
-    EXIT_STEAL_ATTACKS,
-    ExitStealAttack,
-    ExitStealKde,
-    ExitStealReference,
-    combine_repeats,
-)
+from attacks.exit_steal import ExitStealAttack, combine_repeats
+from attacks.exit_steal_variants import EXIT_STEAL_ATTACKS, ExitStealKde, ExitStealReference
 from attacks.substitute import Transcript
 from harness.errors import ConfigError, QueryError
 from harness.stages import Defense
