@@ -130,8 +130,7 @@ def paired_row(attack: str, defense: str, after_version: str, old: dict[int, Any
         summary = mean_ci(diffs)
         mean, (lo, hi) = summary["mean"], summary["ci95"]
         row[f"{metric}_diff"] = round(mean, 4)
-        row[f"{metric}_ci95"] = f"[{lo:+.3f}, {hi:+.3f}]"
-        row[f"{metric}_ci95_low"] = lo
+        row[f"{metric}_ci95"] = [lo, hi]
         passes = passes and lo > margin
         if metric == "exit_agreement":
             row["worst_seed_ea"] = round(min(diffs), 3)
@@ -161,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         run(args.out, args.attacks.split(","), args.seeds, args.defenses, args.jobs)
         return
     report = compare(Path(args.out), args.before, args.after, args.margin)
-    print_table(report["rows"], COLUMNS)
+    print_table([{**row, **{f"{m}_ci95": "[{:+.3f}, {:+.3f}]".format(*row[f"{m}_ci95"])
+                            for m in METRICS}} for row in report["rows"]], COLUMNS)
     write_json(args.json, report)
     print(f"wrote {args.json}")
 
