@@ -21,7 +21,6 @@ import importlib
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import stat
 import sys
 import tempfile
@@ -37,7 +36,8 @@ from harness.isolation.wire import Message, send
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PRELOAD = ["numpy", "torch", "harness", "harness.isolation.client_worker",
-           "harness.isolation.server_worker", "harness.isolation.preload"]
+           "harness.isolation.server_worker", "harness.isolation.preload",
+           "harness.run.executors.worker"]
 _CONTEXT: mp.context.BaseContext | None = None
 
 
@@ -70,7 +70,8 @@ class PluginSetting:
 
 
 def worker_context() -> mp.context.BaseContext:
-    """The multiprocessing context workers start from (a forkserver preloading modules)."""
+    """The multiprocessing context workers start from (a forkserver preloading modules);
+    the process executor's cell workers start from it too."""
     global _CONTEXT  # one forkserver per evaluator process, started on first use
     if _CONTEXT is None:
         if "forkserver" in mp.get_all_start_methods():
@@ -109,11 +110,6 @@ def _prctl(option: int, value: int) -> bool:
         return libc.prctl(option, value, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
-
-
-def set_parent_death_signal() -> bool:
-    """Ask Linux to SIGKILL this process when its parent dies (False elsewhere)."""
-    return _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def protect_evaluator() -> bool:
