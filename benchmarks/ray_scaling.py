@@ -103,9 +103,10 @@ def scaling_note(rows: list[dict[str, Any]], driver: dict[str, float], cpus: int
             "with two at once") if two else ""
     return (
         f"On this {cpus}-CPU machine a cell already keeps every core busy (torch and numpy use "
-        f"all threads{grew}), so running two at once only splits the same CPUs: no executor can beat "
-        f"serial here, and the process executor also pays a fresh interpreter, torch and the "
-        f"plugins per cell, while Ray reuses its workers ({ray_overhead} per cell over compute "
+        f"all threads{grew}), so running two at once only splits the same CPUs: no executor gains "
+        f"much over serial here, and the process executor also pays each cell's start (its "
+        f"isolation fork server imports torch and the plugins), while Ray reuses its workers "
+        f"({ray_overhead} per cell over compute "
         f"at one worker, mostly the instance's start and the workers' first imports, paid once). "
         f"With N workers on separate cores or nodes, cells are independent, so the wall time "
         f"is about ceil(cells / N) x {cell:.1f} s plus a fixed start (a local instance ~5 s, "
