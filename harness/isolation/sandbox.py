@@ -4,8 +4,9 @@
   (torch, numpy, the harness), never a victim, a dataset, a result or a third-party
   plugin; so a worker's memory holds nothing but what it is sent, and starting one takes
   milliseconds.
-- **Tied**: on Linux a worker gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with
-  the process that started it.
+- **Tied**: a worker is in its evaluator's process group (one started by an inherited
+  fork server joins it first), so stopping a cell's group stops its workers; a worker's
+  namespace init gets ``PR_SET_PDEATHSIG`` = SIGKILL and dies with the worker.
 - **Confined** by the kernel before it imports a plugin (:mod:`harness.isolation.confine`):
   :func:`worker_confinement` says what it may reach, namely the Python installation
   (read-only), its own scratch folder, the system libraries, and never ``out=``, the victim
@@ -25,7 +26,8 @@ import stat
 import sys
 import tempfile
 from dataclasses import dataclass
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
+from multiprocessing.context import ForkServerContext, ForkServerProcess
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,6 @@ from harness.errors import ConfigError
 from harness.isolation.confine import NOBODY, Confinement
 from harness.isolation.wire import Message, send
 
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PRELOAD = ["numpy", "torch", "harness", "harness.isolation.client_worker",
            "harness.isolation.server_worker", "harness.isolation.preload",
@@ -69,10 +70,60 @@ class PluginSetting:
         importlib.invalidate_caches()
 
 
+class _GroupedProcess(ForkServerProcess):
+    """A worker started by an inherited fork server: it first joins the group of the process
+    that asked for it, so stopping that group (a cell's timeout, end or its runner's
+    death) stops the worker too, as if the requester had started it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._requester_group = os.getpgid(0)
+
+    def run(self) -> None:
+        os.setpgid(0, self._requester_group)
+        super().run()
+
+
+class _InheritedServerContext(ForkServerContext):
+    Process = _GroupedProcess  # type: ignore[assignment]
+
+
+def _adopt_inherited_server() -> mp.context.BaseContext | None:
+    """The context of the fork server that forked this process, if it still serves it.
+
+    A process executor's cell worker is forked from the runner's fork server, which holds
+    modules only, as this one would. Starting workers from it saves a fresh interpreter
+    and torch's import (about 3 s) per cell. Python has no public way to adopt a server:
+    a forked child knows its address and holds its alive pipe, but ``ensure_running``
+    would start another. A probe worker checks that it works; any failure (another
+    Python, another layout) returns None and a new server is started as before.
+    """
+    server = forkserver._forkserver
+    if (getattr(server, "_forkserver_pid", 0) is not None
+            or not getattr(server, "_forkserver_address", None)
+            or getattr(server, "_forkserver_alive_fd", None) is None):
+        return None
+    server.ensure_running = resource_tracker.ensure_running  # it runs: never start another
+    context = _InheritedServerContext()
+    try:
+        probe = context.Process(target=_noop)
+        probe.start()
+        probe.join()
+        if probe.exitcode == 0:
+            return context
+    except Exception:  # any failure: fall back to a server of our own
+        pass
+    del server.ensure_running
+    return None
+
+
 def worker_context() -> mp.context.BaseContext:
     """The multiprocessing context workers start from (a forkserver preloading modules);
-    the process executor's cell workers start from it too."""
+    the process executor's cell workers start from it too, and their own workers from
+    the same server (:func:`_adopt_inherited_server`)."""
     global _CONTEXT  # one forkserver per evaluator process, started on first use
+    if _CONTEXT is None and (inherited := _adopt_inherited_server()) is not None:
+        _CONTEXT = inherited
     if _CONTEXT is None:
         if "forkserver" in mp.get_all_start_methods():
             context = mp.get_context("forkserver")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
+from harness.isolation.sandbox import worker_context
 from harness.run.executors.worker import DriverState
 
 
@@ -64,3 +69,53 @@ def test_worker_group_dies_with_its_driver(dead_before_watch):
         driver.kill()
         driver.wait()
         worker.wait()
+
+
+def _isolation_worker(conn) -> None:
+    conn.send((os.getpgid(0), os.getppid(), os.getpid()))
+    conn.close()
+    time.sleep(120)
+
+
+def _cell_worker(conn) -> None:
+    """What a process executor's cell worker does: lead a group, start an isolation worker."""
+    os.setpgid(0, 0)
+    context = worker_context()
+    reader, writer = context.Pipe(duplex=False)
+    context.Process(target=_isolation_worker, args=(writer,), daemon=True).start()
+    writer.close()
+    group, parent, pid = reader.recv()
+    conn.send({"cell_group": os.getpgid(0), "cell_parent": os.getppid(), "worker_group": group,
+               "worker_parent": parent, "worker_pid": pid})
+    time.sleep(120)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif("forkserver" not in mp.get_all_start_methods(), reason="needs a fork server")
+def test_cell_worker_starts_its_isolation_workers_from_the_same_fork_server():
+    """No second fork server (an interpreter and torch's import per cell): the cell's
+    isolation worker is a sibling from the runner's server, in the cell's process group, so
+    stopping the cell's group stops it."""
+    reader, writer = mp.Pipe(duplex=False)
+    cell = worker_context().Process(target=_cell_worker, args=(writer,), daemon=False)
+    cell.start()
+    writer.close()
+    try:
+        assert reader.poll(60), "the cell worker did not report"
+        seen = reader.recv()
+        assert seen["worker_parent"] == seen["cell_parent"]  # the same server forked both
+        assert seen["worker_group"] == seen["cell_group"] == cell.pid
+        os.killpg(cell.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(seen["worker_pid"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(seen["worker_pid"])
+    finally:
+        cell.kill()
+        cell.join()
