@@ -44,6 +44,11 @@ def _state(pid: str) -> str | None:
     return fields[0] if fields else None
 
 
+def alive(pid: int | str) -> bool:
+    """Is process ``pid`` running (neither gone nor a zombie)?"""
+    return _state(str(pid)) not in (None, "Z")
+
+
 def orphans_of_other_runs(mark: str) -> list[int]:
     """:func:`marked_processes` less this process' own children (after a run in this process
     its fork server and resource tracker live on as long as it does: they are not orphans)."""
@@ -66,7 +71,7 @@ def marked_processes(mark: str) -> list[int]:
             env = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle in env.split(b"\0") and _state(entry.name) not in (None, "Z"):
+        if needle in env.split(b"\0") and alive(entry.name):
             found.append(int(entry.name))
     return found
 

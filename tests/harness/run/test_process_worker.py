@@ -9,12 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from harness.isolation.sandbox import worker_context
 from harness.run.executors.worker import DriverState
+from tests.harness.run.executor_helpers import alive, wait_until
 
 
 def test_driver_state_is_adopted_whole(tmp_path, monkeypatch):
@@ -90,13 +90,6 @@ def _cell_worker(conn) -> None:
     time.sleep(120)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 @pytest.mark.skipif("forkserver" not in mp.get_all_start_methods(), reason="needs a fork server")
 def test_cell_worker_starts_its_isolation_workers_from_the_same_fork_server():
     """No second fork server (an interpreter and torch's import per cell): the cell's
@@ -112,10 +105,7 @@ def test_cell_worker_starts_its_isolation_workers_from_the_same_fork_server():
         assert seen["worker_parent"] == seen["cell_parent"]  # the same server forked both
         assert seen["worker_group"] == seen["cell_group"] == cell.pid
         os.killpg(cell.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _alive(seen["worker_pid"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(seen["worker_pid"])
+        wait_until(lambda: not alive(seen["worker_pid"]), 10, "the isolation worker to die")
     finally:
         cell.kill()
         cell.join()
